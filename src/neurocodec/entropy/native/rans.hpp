@@ -309,8 +309,11 @@ inline std::vector<uint8_t> stream_header(const std::vector<EncodedChunk>& chunk
   return h;
 }
 
+// Bytes after the bypass values: a CRC-32 of them, only when there are any.
+inline size_t bypass_crc_size(size_t bypass_bytes) { return bypass_bytes ? 4 : 0; }
+
 inline size_t chunk_data_size(const EncodedChunk& c) {
-  return 4 * size_t(c.lanes) + 2 * c.words.size() + c.bypass.size();
+  return 4 * size_t(c.lanes) + 2 * c.words.size() + c.bypass.size() + bypass_crc_size(c.bypass.size());
 }
 
 inline size_t stream_size(const std::vector<uint8_t>& header, const std::vector<EncodedChunk>& chunks) {
@@ -328,8 +331,13 @@ inline void write_stream(const std::vector<uint8_t>& header, const std::vector<E
     dst += 4 * size_t(c.lanes);
     if (!c.words.empty()) std::memcpy(dst, c.words.data(), 2 * c.words.size());
     dst += 2 * c.words.size();
-    if (!c.bypass.empty()) std::memcpy(dst, c.bypass.data(), c.bypass.size());
-    dst += c.bypass.size();
+    if (!c.bypass.empty()) {
+      std::memcpy(dst, c.bypass.data(), c.bypass.size());
+      dst += c.bypass.size();
+      const uint32_t crc = crc32(c.bypass.data(), c.bypass.size());
+      std::memcpy(dst, &crc, 4);
+      dst += 4;
+    }
   }
 }
 
@@ -368,7 +376,8 @@ inline StreamLayout parse_stream(const uint8_t* data, size_t size, const TableSe
   uint64_t off = L.header_size;
   for (size_t q = 0; q < q_count; ++q) {
     L.chunk_offset[q] = size_t(off);
-    off += 4 * uint64_t(L.chunk_lanes(q)) + 2 * uint64_t(L.chunk_words[q]) + L.chunk_bypass[q];
+    off += 4 * uint64_t(L.chunk_lanes(q)) + 2 * uint64_t(L.chunk_words[q]) + L.chunk_bypass[q] +
+           bypass_crc_size(L.chunk_bypass[q]);
   }
   if (off != size) {
     if (off > size)
@@ -399,6 +408,8 @@ class ChunkDecoder {
     w_end_ = p + 2 * size_t(L.chunk_words[q]);
     b_ = w_end_;
     b_end_ = b_ + L.chunk_bypass[q];
+    if (b_end_ > b_ && crc32(b_, size_t(b_end_ - b_)) != load_u32(b_end_))
+      throw StreamError("corrupt stream (escape values fail their CRC)");
   }
 
   size_t remaining() const { return n_ - pos_; }
