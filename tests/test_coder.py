@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -31,7 +33,9 @@ def random_cdf(rng: np.random.Generator, n: int, *, spiky: bool = False) -> np.n
 
 
 def random_tables(rng: np.random.Generator, count: int, max_size: int = 300) -> TableSet:
-    cdfs = [random_cdf(rng, int(rng.integers(2, max_size + 1)), spiky=bool(rng.integers(2))) for _ in range(count)]
+    cdfs = [
+        random_cdf(rng, int(rng.integers(2, max_size + 1)), spiky=bool(rng.integers(2))) for _ in range(count)
+    ]
     offsets = rng.integers(-200, 200, size=count)
     return TableSet(cdfs, offsets)
 
@@ -97,7 +101,7 @@ def test_incremental_same_bytes_any_split(seed, n, data):
     cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=8)))
     bounds = [0, *cuts, n]
     enc = StreamEncoder(tables, chunk_bits=chunk_bits, lanes=lanes)
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         enc.push(values[a:b], indexes[a:b])
     assert enc.num_symbols == n
     assert enc.finish() == one_shot
@@ -105,7 +109,7 @@ def test_incremental_same_bytes_any_split(seed, n, data):
     cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=8)))
     bounds = [0, *cuts, n]
     dec = StreamDecoder(one_shot, tables)
-    parts = [dec.pull(indexes[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    parts = [dec.pull(indexes[a:b]) for a, b in itertools.pairwise(bounds)]
     dec.finish()
     np.testing.assert_array_equal(np.concatenate([np.zeros(0, np.int32), *parts]), values)
 
@@ -165,8 +169,12 @@ def test_full_width_table():
 
 
 def test_escapes_both_directions_and_int32_extremes():
-    tables = TableSet([np.array([0, 20000, 40000, 65000, 65536]), np.array([0, 65535, 65536])], [I32.max - 2, I32.min])
-    values = np.array([I32.max, I32.max - 1, I32.max - 2, I32.max - 3, I32.min, 0, I32.min, I32.min + 1, I32.max, 0])
+    tables = TableSet(
+        [np.array([0, 20000, 40000, 65000, 65536]), np.array([0, 65535, 65536])], [I32.max - 2, I32.min]
+    )
+    values = np.array(
+        [I32.max, I32.max - 1, I32.max - 2, I32.max - 3, I32.min, 0, I32.min, I32.min + 1, I32.max, 0]
+    )
     indexes = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
     for lanes in (1, 2, 32):
         roundtrip(values, indexes, tables, lanes=lanes, chunk_bits=5)

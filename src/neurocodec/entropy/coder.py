@@ -21,6 +21,7 @@ For autoregressive and multi-pass context models, :class:`StreamEncoder` and
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,7 +103,7 @@ class TableSet:
     def cdfs(self) -> list[np.ndarray]:
         """The tables' CDFs, as given."""
         bounds = np.concatenate([[0], np.cumsum(self.sizes + 1)])
-        return [self._cdf_flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [self._cdf_flat[a:b] for a, b in itertools.pairwise(bounds)]
 
     def __repr__(self) -> str:
         return f"TableSet({self.num_tables} tables, hash={self.hash:#010x})"
@@ -188,4 +189,3 @@ class StreamDecoder:
 
     def finish(self) -> None:
         self._native.finish()
-

@@ -88,7 +88,7 @@ NB_MODULE(_rans, m) {
           "cdf_flat"_a, "sizes"_a, "offsets"_a)
       .def_prop_ro("num_tables", &r::TableSet::num_tables)
       .def_prop_ro("hash", &r::TableSet::hash)
-      .def_prop_ro("lut_bits", &r::TableSet::lut_bits);
+      .def_prop_ro("lut_bytes", &r::TableSet::lut_bytes);
 
   m.def(
       "encode",

@@ -105,6 +105,7 @@ class TableSet {
     uint32_t n;         // entries, escape included (n - 1 is the escape)
     int32_t offset;     // value of entry 0
     uint32_t lut_base;  // first bucket in `lut_`
+    uint32_t lut_shift; // slot >> lut_shift is the bucket
   };
 
   // cdf_flat: the tables' CDFs concatenated (table t has sizes[t] + 1 values); sizes[t] = n_t.
@@ -126,10 +127,11 @@ class TableSet {
     if (total != cdf_len)
       throw ArgumentError("CDF array length " + std::to_string(cdf_len) +
                           " does not match the table sizes (expected " + std::to_string(total) + ")");
-    lut_bits_ = choose_lut_bits(num_tables);
-    const uint32_t buckets = 1u << lut_bits_;
+    const std::vector<int> lut_bits = choose_lut_bits(sizes, num_tables);
+    size_t lut_total = 0;
+    for (int b : lut_bits) lut_total += size_t(1) << b;
     entries_.resize(total - num_tables);
-    lut_.resize(size_t(buckets) * num_tables);
+    lut_.resize(lut_total);
 
     // Canonical serialization for the hash: u32 T, then per table u32 n, i32 offset, u16 cdf[1..n-1].
     std::vector<uint8_t> ser;
@@ -140,7 +142,7 @@ class TableSet {
     put32(uint32_t(num_tables));
 
     const int32_t* cdf = cdf_flat;
-    uint32_t base = 0;
+    uint32_t base = 0, lut_base = 0;
     for (size_t t = 0; t < num_tables; ++t) {
       const uint32_t n = uint32_t(sizes[t]);
       if (cdf[0] != 0 || cdf[n] != int32_t(kProbScale))
@@ -162,9 +164,11 @@ class TableSet {
       tb.base = base;
       tb.n = n;
       tb.offset = offsets[t];
-      tb.lut_base = uint32_t(t) * buckets;
+      tb.lut_base = lut_base;
+      tb.lut_shift = kProbBits - uint32_t(lut_bits[t]);
+      const uint32_t buckets = 1u << lut_bits[t], shift = tb.lut_shift;
+      lut_base += buckets;
       // lut[b] = the entry holding the first slot of bucket b.
-      const uint32_t shift = kProbBits - lut_bits_;
       uint32_t s = 0;
       for (uint32_t b = 0; b < buckets; ++b) {
         const uint32_t slot = b << shift;
@@ -179,13 +183,13 @@ class TableSet {
 
   size_t num_tables() const { return tables_.size(); }
   uint32_t hash() const { return hash_; }
-  int lut_bits() const { return lut_bits_; }
+  size_t lut_bytes() const { return lut_.size() * sizeof(uint16_t); }
   const Table& table(size_t t) const { return tables_[t]; }
   uint32_t entry(const Table& tb, uint32_t s) const { return entries_[tb.base + s]; }
 
   // The entry s of table tb with start(s) <= slot < start(s) + freq(s).
   uint32_t find(const Table& tb, uint32_t slot, uint32_t& packed) const {
-    uint32_t s = lut_[tb.lut_base + (slot >> (kProbBits - lut_bits_))];
+    uint32_t s = lut_[tb.lut_base + (slot >> tb.lut_shift)];
     const uint32_t* e = entries_.data() + tb.base;
     uint32_t p = e[s];
     while ((p & 0xFFFF) + (p >> 16) + 1 <= slot) p = e[++s];
@@ -194,18 +198,29 @@ class TableSet {
   }
 
  private:
-  // Bucket count per table: a full slot->entry map for one or two tables, coarser for many, so
-  // the whole lookup stays near 256 KiB. The bucket only bounds a short forward scan.
-  static int choose_lut_bits(size_t num_tables) {
-    int bits = 17;
-    while (bits > 6 && (size_t(1) << bits) * num_tables > (size_t(1) << 17)) --bits;
-    return std::min(bits, 16);
+  // Buckets per table: 2^(ceil(log2 n) + extra), at most 2^16 (a full slot->entry map), with the
+  // largest `extra` that keeps the whole lookup within 512 KiB. A bucket then rarely holds more
+  // than one entry boundary, so the forward scan after the bucket lookup almost never iterates
+  // (a mispredicted branch costs more than the rest of a decode step).
+  static std::vector<int> choose_lut_bits(const int32_t* sizes, size_t num_tables) {
+    constexpr size_t kBudget = size_t(1) << 18;  // entries of 2 bytes
+    std::vector<int> bits(num_tables);
+    for (int extra = 16; extra >= 0; --extra) {
+      size_t total = 0;
+      for (size_t t = 0; t < num_tables; ++t) {
+        int log2n = 0;
+        while ((1 << log2n) < sizes[t]) ++log2n;
+        bits[t] = std::min(16, log2n + extra);
+        total += size_t(1) << bits[t];
+      }
+      if (total <= kBudget) break;
+    }
+    return bits;
   }
 
   std::vector<Table> tables_;
   std::vector<uint32_t> entries_;  // start | (freq - 1) << 16
   std::vector<uint16_t> lut_;
-  int lut_bits_ = 16;
   uint32_t hash_ = 0;
 };
 
