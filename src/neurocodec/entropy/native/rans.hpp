@@ -230,7 +230,9 @@ class TableSet {
 struct EncodedChunk {
   uint32_t lanes = 0;               // m_q
   uint32_t states[kMaxLanes] = {};  // decoder's initial states
-  std::vector<uint16_t> words;      // in decoder order
+  std::unique_ptr<uint16_t[]> buffer;
+  const uint16_t* words = nullptr;  // the chunk's words, in decoder order, inside `buffer`
+  size_t num_words = 0;
   std::vector<uint8_t> bypass;      // escape values, LEB128, in symbol order
 };
 
@@ -239,8 +241,9 @@ inline uint64_t escape_distance(int64_t s, uint32_t escape) {
   return s < 0 ? uint64_t(-s) * 2 - 1 : uint64_t(s - escape) * 2;
 }
 
-// Encodes symbols [0, n) of one chunk; indexes must already be valid.
-inline void encode_chunk(const TableSet& ts, const int32_t* values, const int32_t* indexes, size_t n,
+// Encodes symbols [0, n) of one chunk. Returns false (and codes nothing useful) if a table
+// index is out of range; the caller reports it.
+inline bool encode_chunk(const TableSet& ts, const int32_t* values, const int32_t* indexes, size_t n,
                          int lanes, EncodedChunk& out) {
   uint32_t x[kMaxLanes];
   const uint32_t m = uint32_t(std::min<size_t>(n, size_t(lanes)));
@@ -248,15 +251,22 @@ inline void encode_chunk(const TableSet& ts, const int32_t* values, const int32_
   // At most one word per symbol, written backwards from the end. Slot 0 is a spare: the loop
   // stores every step's low word at p[-1] and moves p only when the word is really emitted,
   // which keeps the unpredictable renormalization branch-free.
-  std::unique_ptr<uint16_t[]> buf(new uint16_t[n + 1]);
-  uint16_t* const end = buf.get() + n + 1;
+  out.buffer.reset(new uint16_t[n + 1]);
+  uint16_t* const end = out.buffer.get() + n + 1;
   uint16_t* p = end;
   std::vector<std::pair<size_t, uint64_t>> escapes;  // collected backwards
 
   const TableSet::Table* tables = &ts.table(0);
+  const uint32_t T = uint32_t(ts.num_tables());
+  bool bad_index = false;
   uint32_t j = n ? uint32_t((n - 1) % size_t(lanes)) : 0;
   for (size_t i = n; i-- > 0;) {
-    const TableSet::Table& tb = tables[indexes[i]];
+    uint32_t k = uint32_t(indexes[i]);
+    if (k >= T) [[unlikely]] {
+      bad_index = true;
+      k = 0;
+    }
+    const TableSet::Table& tb = tables[k];
     const int64_t s = int64_t(values[i]) - tb.offset;
     const uint32_t esc = tb.n - 1;
     uint32_t packed;
@@ -277,9 +287,11 @@ inline void encode_chunk(const TableSet& ts, const int32_t* values, const int32_
   }
   out.lanes = m;
   std::copy(x, x + m, out.states);
-  out.words.assign(p, end);
+  out.words = p;
+  out.num_words = size_t(end - p);
   out.bypass.clear();
   for (auto it = escapes.rbegin(); it != escapes.rend(); ++it) put_leb128(out.bypass, it->second);
+  return !bad_index;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,7 +330,7 @@ inline std::vector<uint8_t> stream_header(const std::vector<EncodedChunk>& chunk
   for (int k = 0; k < 4; ++k) h.push_back(uint8_t(hash >> (8 * k)));
   put_leb128(h, n);
   for (const auto& c : chunks) {
-    put_leb128(h, c.words.size());
+    put_leb128(h, c.num_words);
     put_leb128(h, c.bypass.size());
   }
   return h;
@@ -328,7 +340,7 @@ inline std::vector<uint8_t> stream_header(const std::vector<EncodedChunk>& chunk
 inline size_t bypass_crc_size(size_t bypass_bytes) { return bypass_bytes ? 4 : 0; }
 
 inline size_t chunk_data_size(const EncodedChunk& c) {
-  return 4 * size_t(c.lanes) + 2 * c.words.size() + c.bypass.size() + bypass_crc_size(c.bypass.size());
+  return 4 * size_t(c.lanes) + 2 * c.num_words + c.bypass.size() + bypass_crc_size(c.bypass.size());
 }
 
 inline size_t stream_size(const std::vector<uint8_t>& header, const std::vector<EncodedChunk>& chunks) {
@@ -344,8 +356,8 @@ inline void write_stream(const std::vector<uint8_t>& header, const std::vector<E
   for (const auto& c : chunks) {
     std::memcpy(dst, c.states, 4 * size_t(c.lanes));
     dst += 4 * size_t(c.lanes);
-    if (!c.words.empty()) std::memcpy(dst, c.words.data(), 2 * c.words.size());
-    dst += 2 * c.words.size();
+    if (c.num_words) std::memcpy(dst, c.words, 2 * c.num_words);
+    dst += 2 * c.num_words;
     if (!c.bypass.empty()) {
       std::memcpy(dst, c.bypass.data(), c.bypass.size());
       dst += c.bypass.size();
@@ -535,13 +547,13 @@ void parallel_chunks(size_t num_chunks, int threads, F&& work) {
     if (e) std::rethrow_exception(e);
 }
 
-inline void check_indexes(const int32_t* indexes, size_t n, size_t num_tables) {
+inline void check_indexes(const int32_t* indexes, size_t n, size_t num_tables, size_t first = 0) {
   uint32_t worst = 0;
   for (size_t i = 0; i < n; ++i) worst = std::max(worst, uint32_t(indexes[i]));
   if (worst >= num_tables) {
     for (size_t i = 0; i < n; ++i)
       if (uint32_t(indexes[i]) >= num_tables)
-        throw ArgumentError("table index " + std::to_string(indexes[i]) + " at position " + std::to_string(i) +
+        throw ArgumentError("table index " + std::to_string(indexes[i]) + " at position " + std::to_string(first + i) +
                             " out of range [0, " + std::to_string(num_tables) + ")");
   }
 }
@@ -551,12 +563,12 @@ inline std::vector<EncodedChunk> encode_chunks(const TableSet& ts, const int32_t
                                                size_t n, int chunk_bits, int lanes, int threads) {
   check_stream_params(chunk_bits, lanes);
   if (uint64_t(n) > 0xFFFFFFFFull) throw ArgumentError("at most 2^32 - 1 symbols per stream");
-  check_indexes(indexes, n, ts.num_tables());
   const size_t c = size_t(1) << chunk_bits;
   std::vector<EncodedChunk> chunks((n + c - 1) / c);
   parallel_chunks(chunks.size(), threads, [&](size_t q) {
     const size_t begin = q * c, count = std::min(c, n - begin);
-    encode_chunk(ts, values + begin, indexes + begin, count, lanes, chunks[q]);
+    if (!encode_chunk(ts, values + begin, indexes + begin, count, lanes, chunks[q]))
+      check_indexes(indexes + begin, count, ts.num_tables(), begin);  // throws, naming the index
   });
   return chunks;
 }
@@ -584,6 +596,8 @@ class StreamEncoder {
       : ts_(std::move(ts)), chunk_bits_(chunk_bits), lanes_(lanes) {
     check_stream_params(chunk_bits, lanes);
   }
+  StreamEncoder(const StreamEncoder&) = delete;
+  StreamEncoder& operator=(const StreamEncoder&) = delete;
 
   void push(const int32_t* values, const int32_t* indexes, size_t n) {
     check_indexes(indexes, n, ts_->num_tables());
@@ -616,7 +630,7 @@ class StreamEncoder {
   void flush_chunk() {
     chunks_.emplace_back();
     encode_chunk(*ts_, pending_values_.data(), pending_indexes_.data(), pending_values_.size(), lanes_,
-                 chunks_.back());
+                 chunks_.back());  // indexes were checked by push()
     pending_values_.clear();
     pending_indexes_.clear();
   }
