@@ -295,6 +295,7 @@ def test_hostile_headers():
         "huge n": bytes([1, 5, 32]) + h + huge_n + b"\0" * 64,
         "long leb": bytes([1, 18, 32]) + h + b"\x80" * 6,
         "too many words": bytes([1, 18, 32]) + h + b"\x01\x05\x00" + b"\0" * 14,
+        "non-minimal n": bytes([1, 18, 32]) + h + b"\x81\x00" + b"\x00\x00" + b"\0\0\1\0",
     }
     for name, data in cases.items():
         with pytest.raises(BitstreamError):
@@ -361,3 +362,13 @@ def test_bad_arguments():
 def test_bad_tables(cdf, offset, match):
     with pytest.raises(ValueError, match=match):
         TableSet([np.array(cdf)], [offset])
+
+
+def test_header_leb128_must_be_minimal():
+    """Every stream has exactly one encoding: a padded LEB128 in the header is refused."""
+    tables = TableSet([np.array([0, 30000, 65536])], [0])
+    data = encode(np.zeros(3, np.int32), np.zeros(3, np.int32), tables)
+    assert data[7] == 3  # n as a single LEB128 byte
+    padded = data[:7] + b"\x83\x00" + data[8:]
+    with pytest.raises(BitstreamError, match="not minimal"):
+        decode(padded, np.zeros(3, np.int32), tables)

@@ -394,7 +394,7 @@ def _parse_bypass(raw: bytes, q: int) -> np.ndarray:
 
 
 def _read_header_leb128(data: bytes, pos: int, limit: int, what: str) -> tuple[int, int]:
-    """A header LEB128 of at most 5 bytes, at most ``limit`` (as the C++ core reads it)."""
+    """A minimal header LEB128 of at most 5 bytes, at most ``limit`` (as the C++ core reads it)."""
     value = 0
     for i in range(5):
         if pos >= len(data):
@@ -403,6 +403,8 @@ def _read_header_leb128(data: bytes, pos: int, limit: int, what: str) -> tuple[i
         pos += 1
         value |= (byte & 0x7F) << (7 * i)
         if not byte & 0x80:
+            if byte == 0 and i > 0:
+                raise BitstreamError(f"corrupt stream header ({what} is not minimal)")
             if value > limit:
                 raise BitstreamError(f"corrupt stream header ({what} too large)")
             return value, pos

@@ -79,7 +79,7 @@ inline uint32_t load_u32(const uint8_t* p) {
   return v;
 }
 
-// Reads a header LEB128 value of at most `max_bytes` bytes and below `limit`.
+// Reads a minimal header LEB128 value of at most 5 bytes and at most `limit`.
 inline uint64_t read_header_leb128(const uint8_t*& p, const uint8_t* end, uint64_t limit,
                                    const char* what) {
   uint64_t v = 0;
@@ -88,6 +88,7 @@ inline uint64_t read_header_leb128(const uint8_t*& p, const uint8_t* end, uint64
     uint8_t b = *p++;
     v |= uint64_t(b & 0x7F) << (7 * i);
     if (!(b & 0x80)) {
+      if (b == 0 && i > 0) throw StreamError(std::string("corrupt stream header (") + what + " is not minimal)");
       if (v > limit) throw StreamError(std::string("corrupt stream header (") + what + " too large)");
       return v;
     }
@@ -186,6 +187,7 @@ class TableSet {
   size_t lut_bytes() const { return lut_.size() * sizeof(uint16_t); }
   const Table& table(size_t t) const { return tables_[t]; }
   uint32_t entry(const Table& tb, uint32_t s) const { return entries_[tb.base + s]; }
+  const uint32_t* entries() const { return entries_.data(); }
 
   // The entry s of table tb with start(s) <= slot < start(s) + freq(s).
   uint32_t find(const Table& tb, uint32_t slot, uint32_t& packed) const {
@@ -257,6 +259,7 @@ inline bool encode_chunk(const TableSet& ts, const int32_t* values, const int32_
   std::vector<std::pair<size_t, uint64_t>> escapes;  // collected backwards
 
   const TableSet::Table* tables = &ts.table(0);
+  const uint32_t* entries = ts.entries();
   const uint32_t T = uint32_t(ts.num_tables());
   bool bad_index = false;
   uint32_t j = n ? uint32_t((n - 1) % size_t(lanes)) : 0;
@@ -269,13 +272,12 @@ inline bool encode_chunk(const TableSet& ts, const int32_t* values, const int32_
     const TableSet::Table& tb = tables[k];
     const int64_t s = int64_t(values[i]) - tb.offset;
     const uint32_t esc = tb.n - 1;
-    uint32_t packed;
-    if (uint64_t(s) < esc) [[likely]] {
-      packed = ts.entry(tb, uint32_t(s));
-    } else {
-      packed = ts.entry(tb, esc);
+    uint32_t e = uint32_t(s);
+    if (uint64_t(s) >= esc) [[unlikely]] {
+      e = esc;
       escapes.emplace_back(i, escape_distance(s, esc));
     }
+    const uint32_t packed = entries[tb.base + e];
     const uint32_t start = packed & 0xFFFF, freq = (packed >> 16) + 1;
     uint32_t xs = x[j];
     const bool flush = xs >= (freq << 16);
