@@ -42,7 +42,7 @@ import torch
 import triton
 import triton.language as tl
 
-from neurocodec.entropy.coder import TableSet
+from neurocodec.entropy.coder import DEFAULT_CHUNK_BITS, DEFAULT_LANES, FORMAT_VERSION, MAX_LANES, TableSet
 from neurocodec.errors import BitstreamError, TableMismatchError
 
 __all__ = [
@@ -53,10 +53,6 @@ __all__ = [
     "encode_batch",
 ]
 
-FORMAT_VERSION = 1
-DEFAULT_CHUNK_BITS = 18
-DEFAULT_LANES = 32
-MAX_LANES = 32
 MIN_CHUNK_BITS, MAX_CHUNK_BITS = 5, 30
 MAX_SYMBOLS = (1 << 32) - 1
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
