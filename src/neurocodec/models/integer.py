@@ -51,8 +51,9 @@ def floor_ste(x: torch.Tensor) -> torch.Tensor:
 class _IntegerConv(nn.Module):
     """Shared parameters and arithmetic of :class:`IntegerConv2d` / :class:`IntegerConvTranspose2d`.
 
-    ``weight_frac`` fixed-point bits scale the float weights to integers; ``shift`` is the
-    power-of-two rescaling of the accumulator; ``act_bits`` bounds hidden activations
+    ``weight_frac`` fixed-point bits scale the float weights to integers (``|W| <= 2^(weight_bits-1) - 1``);
+    ``shift`` is the power-of-two rescaling of the accumulator (with ``shift == weight_frac`` the
+    layer computes ``floor(conv(x, w) + bias)``); ``act_bits`` bounds hidden activations
     (None: an output layer, no clipping, no upper bound on the output).
     """
 
@@ -65,11 +66,12 @@ class _IntegerConv(nn.Module):
         kernel_size: int,
         stride: int = 1,
         *,
-        weight_bits: int = 8,
-        weight_frac: int = 6,
-        shift: int = 6,
+        weight_bits: int = 10,
+        weight_frac: int = 8,
+        shift: int = 8,
         act_bits: int | None = 8,
         input_bound: int = 255,
+        init_gain: float = 1.0,
     ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -78,8 +80,13 @@ class _IntegerConv(nn.Module):
         self.act_bits = act_bits
         self.input_bound = input_bound
         shape = (in_channels, out_channels) if self.transposed else (out_channels, in_channels)
-        fan_in = in_channels * kernel_size * kernel_size
-        self.weight = nn.Parameter(torch.randn(*shape, kernel_size, kernel_size) / math.sqrt(fan_in))
+        # inputs reaching one output: a transposed convolution spreads each input over stride^2 outputs
+        fan_in = in_channels * kernel_size * kernel_size / (stride * stride if self.transposed else 1)
+        # init_gain ~ the output's std per unit of input rms: integer activations need values of
+        # tens to resolve anything, so hidden layers are initialized to use the [0, 255] range
+        self.weight = nn.Parameter(
+            torch.randn(*shape, kernel_size, kernel_size) * init_gain / math.sqrt(fan_in)
+        )
         self.bias = nn.Parameter(torch.zeros(out_channels))
         bound = self.accumulator_bound()
         if bound >= EXACT_LIMIT:

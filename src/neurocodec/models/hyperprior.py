@@ -1,0 +1,122 @@
+"""Mean-scale hyperprior (Minnen, Ballé, Toderici 2018, without the autoregressive context).
+
+Float analysis/synthesis transforms (``g_a``, ``g_s``, ``h_a``) and an **integer**
+hyper-synthesis ``h_s`` (:mod:`neurocodec.models.integer`): ``h_s`` maps the decoded hyper-latent
+``z_hat`` (integers) to, per latent element, an integer **table index** (the Gaussian scale is
+``scale_table[index]``) and a **mean** on a fixed-point grid of ``2^-mean_bits``. At coding time
+``h_s`` runs in float64 on integers, which is exact on every device (see the exactness argument
+in :mod:`neurocodec.models.integer`), so the encoder and the decoder select identical CDFs and
+identical means wherever they run.
+
+Training uses the same arithmetic with straight-through rounding: ``h_s`` sees ``round(z)``,
+the scales are the table scales of the (integer) indexes and the means are on the same grid,
+so the trained model is the coded model. Rates: additive noise on ``y`` and ``z``;
+the synthesis sees ``round(y - means) + means`` (straight-through).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from neurocodec.entropy.models import FactorizedPrior, GaussianConditional
+from neurocodec.models.integer import IntegerConv2d, IntegerConvTranspose2d, round_ste
+from neurocodec.models.layers import GDN, conv, deconv
+
+__all__ = ["HyperSynthesis", "MeanScaleHyperprior"]
+
+Z_BOUND = 2**15  # hyper-latents are clamped to [-Z_BOUND, Z_BOUND] before h_s (bounds the accumulators)
+
+
+class HyperSynthesis(nn.Module):
+    """Integer ``h_s``: ``z_hat`` -> (table index per element, mean per element).
+
+    Two upsampling integer layers with QReLU activations in [0, 255], then a 3x3 integer layer
+    with ``2M`` outputs: the first ``M`` are table indexes (clamped to ``[0, num_scales - 1]``),
+    the last ``M`` are means in units of ``2^-mean_bits``.
+    """
+
+    def __init__(self, N: int, M: int, num_scales: int, mean_bits: int = 4):
+        super().__init__()
+        self.num_scales, self.mean_bits = num_scales, mean_bits
+        mid = M * 3 // 2
+        # gains: z has an rms of a few units; hidden activations should span tens in [0, 255]
+        self.up1 = IntegerConvTranspose2d(N, M, 5, 2, input_bound=Z_BOUND, init_gain=10.0)
+        self.up2 = IntegerConvTranspose2d(M, mid, 5, 2, init_gain=2.0)
+        self.out = IntegerConv2d(mid, 2 * M, 3, 1, act_bits=None, init_gain=0.5)
+        with torch.no_grad():
+            self.up1.bias.fill_(8.0)  # hidden QReLUs start inside [0, 255] even for z = 0
+            self.up2.bias.fill_(8.0)
+            self.out.bias[:M].fill_(num_scales / 2)  # start near the middle of the scale table
+
+    def forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """float32 (training, straight-through) or float64 (coding, exact) integer-valued ``z_hat``."""
+        x = torch.clamp(z_hat, -Z_BOUND, Z_BOUND)
+        raw = self.out(self.up2(self.up1(x)))
+        index_raw, mean_raw = raw.chunk(2, dim=1)
+        index = torch.clamp(index_raw, 0, self.num_scales - 1)
+        return index, mean_raw * 2.0**-self.mean_bits
+
+
+class MeanScaleHyperprior(nn.Module):
+    """The mean-scale hyperprior network, ``N`` hidden and ``M`` latent channels (CompressAI's
+    ``mbt2018-mean`` shape: N=128, M=192 for low rates; N=192, M=320 for high rates)."""
+
+    downsampling = 64  # inputs are padded to a multiple of this
+
+    def __init__(self, N: int = 128, M: int = 192, scale_table=None):
+        super().__init__()
+        self.N, self.M = N, M
+        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
+        self.g_s = nn.Sequential(
+            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
+        )  # fmt: skip
+        self.h_a = nn.Sequential(
+            conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)
+        )
+        self.entropy_bottleneck = FactorizedPrior(N)
+        self.gaussian = GaussianConditional(scale_table)
+        scales = torch.from_numpy(self.gaussian.scale_table)
+        self.h_s = HyperSynthesis(N, M, num_scales=len(scales))
+        # log-uniform scale table: scale(index) = exp(log_s0 + index * log_step), differentiable in index
+        self.register_buffer("log_scale0", torch.tensor(math.log(scales[0])), persistent=False)
+        self.register_buffer(
+            "log_scale_step",
+            torch.tensor(math.log(scales[-1] / scales[0]) / (len(scales) - 1)),
+            persistent=False,
+        )
+        if not torch.allclose(torch.exp(self.log_scale0 + torch.arange(len(scales)) * self.log_scale_step),
+                              scales.float(), rtol=1e-5):  # fmt: skip
+            raise ValueError("MeanScaleHyperprior needs a log-uniform scale table")
+
+    def scales_of(self, index: Tensor) -> Tensor:
+        return torch.exp(self.log_scale0 + index * self.log_scale_step)
+
+    def forward(self, x: Tensor) -> dict:
+        """Training pass: reconstruction and the likelihoods of ``y`` and ``z``."""
+        y = self.g_a(x)
+        z = self.h_a(y)
+        _, z_likelihoods = self.entropy_bottleneck(z)
+        index, means = self.h_s(round_ste(z))
+        scales = self.scales_of(index)
+        _, y_likelihoods = self.gaussian(y, scales, means, mode="noise" if self.training else "ste")
+        y_hat = self.gaussian.quantize(y, "ste", means)
+        x_hat = self.g_s(y_hat)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def aux_loss(self) -> Tensor:
+        return self.entropy_bottleneck.aux_loss()
+
+    def update_tables(self) -> None:
+        """Build the integer CDF tables once, after training (they travel with the state_dict)."""
+        self.entropy_bottleneck.update_tables()
+        self.gaussian.update_tables()
+
+    @torch.no_grad()
+    def prior(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """The exact coding-time prior: int32 table indexes and float64 means, from integer ``z_hat``."""
+        index, means = self.h_s(z_hat.to(torch.float64))
+        return index.to(torch.int32), means

@@ -1,0 +1,62 @@
+"""Checkpoints as safetensors shards (no pickle), each at most ``max_shard_bytes``.
+
+A checkpoint is a folder: ``state-00000.safetensors``, ``state-00001.safetensors``, ... holding
+every tensor of a flat ``{name: tensor}`` dict, and ``meta.json`` with the non-tensor state
+(step, RNG states as lists, the run config). Shards stay under 16 MiB so a GPU session can
+bring a resumable run back through its file limits; optimizer moments may be stored in bf16.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = ["load_checkpoint", "save_checkpoint"]
+
+MAX_SHARD_BYTES = 15 * 2**20
+
+
+def save_checkpoint(
+    folder: str | Path, tensors: dict[str, torch.Tensor], meta: dict, max_shard_bytes: int = MAX_SHARD_BYTES
+):
+    """Writes the shards and meta.json into ``folder`` (replacing a previous checkpoint there)."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for old in tmp.iterdir():
+        old.unlink()
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        nbytes = t.numel() * t.element_size()
+        if nbytes > max_shard_bytes:
+            raise ValueError(f"tensor {name} ({nbytes} bytes) exceeds the shard size")
+        if size + nbytes > max_shard_bytes and shards[-1]:
+            shards.append({})
+            size = 0
+        shards[-1][name] = t
+        size += nbytes
+    for i, shard in enumerate(shards):
+        save_file(shard, str(tmp / f"state-{i:05d}.safetensors"))
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    if folder.exists():
+        for old in folder.iterdir():
+            old.unlink()
+        folder.rmdir()
+    os.replace(tmp, folder)
+
+
+def load_checkpoint(
+    folder: str | Path, device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict]:
+    folder = Path(folder)
+    tensors: dict[str, torch.Tensor] = {}
+    for shard in sorted(folder.glob("state-*.safetensors")):
+        tensors.update(load_file(str(shard), device=str(device)))
+    meta = json.loads((folder / "meta.json").read_text())
+    return tensors, meta
