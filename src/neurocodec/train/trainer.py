@@ -149,7 +149,7 @@ class Trainer:
         self.aux_opt.zero_grad(set_to_none=True)
         aux.backward()
         self.aux_opt.step()
-        stats["aux"] = float(aux)
+        stats["aux"] = float(aux.detach())
         return stats
 
     def run(self, progress: bool = True, until: int | None = None) -> None:
