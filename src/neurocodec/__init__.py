@@ -1,11 +1,58 @@
 """neurocodec: learned neural codecs for images, audio and video.
 
-Real bitstreams (docs/bitstream.md), bit-exact across devices. The entropy coder lives in
-:mod:`neurocodec.entropy.coder`; codecs, the file container and the command line build on it.
+Real bitstreams (docs/bitstream.md), bit-exact across devices::
+
+    import neurocodec as nc
+    codec = nc.load("hyperprior", quality=3, device="cpu")   # shipped weights, offline
+    data = codec.encode(image)                               # bytes of a complete file
+    image_hat = nc.decode(data)                              # the file names its codec
+    nc.list_codecs()
+
+Importing neurocodec does not import torch; loading a codec does.
 """
 
-from neurocodec.errors import BitstreamError, NeurocodecError, TableMismatchError
+from neurocodec.errors import (
+    BitstreamError,
+    ChecksumError,
+    ContainerError,
+    DeviceError,
+    GeometryError,
+    MediaReadError,
+    NeurocodecError,
+    OutputError,
+    OutputExistsError,
+    TableMismatchError,
+    UnknownCodecError,
+    UnsupportedMediaError,
+    UnsupportedVersionError,
+    WeightsError,
+    WrongCodecError,
+)
+from neurocodec.registry import CodecInfo, WeightConfig, decode, encode, list_codecs, load
 
 __version__ = "0.1.0"
 
-__all__ = ["BitstreamError", "NeurocodecError", "TableMismatchError", "__version__"]
+__all__ = [
+    "BitstreamError",
+    "ChecksumError",
+    "CodecInfo",
+    "ContainerError",
+    "DeviceError",
+    "GeometryError",
+    "MediaReadError",
+    "NeurocodecError",
+    "OutputError",
+    "OutputExistsError",
+    "TableMismatchError",
+    "UnknownCodecError",
+    "UnsupportedMediaError",
+    "UnsupportedVersionError",
+    "WeightConfig",
+    "WeightsError",
+    "WrongCodecError",
+    "__version__",
+    "decode",
+    "encode",
+    "list_codecs",
+    "load",
+]

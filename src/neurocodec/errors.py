@@ -43,3 +43,19 @@ class OutputError(NeurocodecError):
 
 class OutputExistsError(OutputError):
     """An output file already exists and overwriting was not asked for."""
+
+
+class WrongCodecError(NeurocodecError, ValueError):
+    """A file was written by another codec, quality or weights than the codec asked to decode it."""
+
+
+class UnknownCodecError(NeurocodecError, LookupError):
+    """A codec or quality is not installed: no registered codec module, or no weights for it."""
+
+
+class WeightsError(NeurocodecError):
+    """A codec's weights file or model card is missing, altered or invalid."""
+
+
+class DeviceError(NeurocodecError):
+    """A device was asked for that this machine or this torch build does not have."""

@@ -1,0 +1,423 @@
+"""The ``neurocodec`` command line: encode, decode, info and list.
+
+Exit status: 0 success, 1 some input failed (the other inputs are still done), 2 usage
+error. A failure prints one line, ``neurocodec: error: ...``, on stderr (with the traceback
+only under --verbose). Outputs are written atomically (:func:`~neurocodec.io.atomic.write_atomic`)
+and never replace a file without -f. torch and the image I/O are imported only by the
+commands that code, so ``info`` and ``list`` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+from neurocodec import __version__
+from neurocodec.container import (
+    FORMAT_VERSION,
+    AudioGeometry,
+    Geometry,
+    ImageGeometry,
+    overhead,
+    peek_header,
+    unpack,
+)
+from neurocodec.errors import (
+    MediaReadError,
+    NeurocodecError,
+    OutputError,
+    OutputExistsError,
+    UnknownCodecError,
+    UnsupportedMediaError,
+)
+from neurocodec.io.atomic import write_atomic
+from neurocodec.registry import decode, default_codec, list_codecs, load
+
+if TYPE_CHECKING:
+    import torch
+
+    from neurocodec.codecs.base import Codec
+
+PROG = "neurocodec"
+SUFFIX = ".ncd"
+COMING = ("train", "eval", "bench")
+_GLOB = re.compile(r"[*?[]")
+
+EPILOG = f"""\
+examples:
+  {PROG} encode photo.png                    writes photo.ncd with the default codec
+  {PROG} encode 'shots/*.png' -o out/ -q 3   a glob, outputs into a directory
+  {PROG} decode photo.ncd -o photo.webp      the format follows the extension
+  {PROG} info photo.ncd                      what the file holds
+  {PROG} list                                installed codecs, qualities, R-D points
+
+{", ".join(COMING[:-1])} and {COMING[-1]} come in a later release.
+exit status: 0 success, 1 an input failed (the others are still done), 2 usage error.
+"""
+
+
+class UsageError(Exception):
+    """A command line that cannot be run as given (exit status 2)."""
+
+
+class _Console:
+    """Where results, errors and progress go; counts what succeeded and what failed."""
+
+    def __init__(self, quiet: bool, verbose: bool) -> None:
+        self.quiet, self.verbose = quiet, verbose
+        self.done = self.failed = 0
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            tqdm.write(line, file=sys.stdout)
+
+    def error(self, error: BaseException, path: Path | None = None) -> None:
+        """One line for ``error`` (about ``path``), after its traceback under --verbose."""
+        self.failed += 1
+        if self.verbose:
+            tqdm.write("".join(traceback.format_exception(error)).rstrip(), file=sys.stderr)
+        message = " ".join(str(error).split()) or type(error).__name__
+        if path is not None and str(path) not in message:
+            message = f"{path}: {message}"
+        tqdm.write(f"{PROG}: error: {message}", file=sys.stderr)
+
+    def progress(self, jobs: list[tuple[Path, Path]], verb: str) -> tqdm:
+        quiet = self.quiet or len(jobs) < 2
+        return tqdm(jobs, desc=verb, unit="file", file=sys.stderr, disable=quiet, leave=False)
+
+    def summary(self) -> None:
+        total = self.done + self.failed
+        if self.failed and total > 1:
+            tqdm.write(f"{PROG}: {self.failed} of {total} inputs failed", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs and outputs
+
+
+def _expand(patterns: Sequence[str], console: _Console) -> list[Path]:
+    """The input files: each argument as it is, or the files its glob matches (sorted), once each."""
+    paths: dict[Path, None] = {}
+    for pattern in patterns:
+        matches = [pattern]
+        if not os.path.lexists(pattern) and _GLOB.search(pattern):
+            matches = sorted(glob.glob(pattern, recursive=True))
+            if not matches:
+                console.error(MediaReadError(f"no file matches {pattern}"))
+        paths.update((Path(m), None) for m in matches)
+    return list(paths)
+
+
+def _jobs(
+    inputs: list[Path], output: str | None, suffix: str, force: bool, console: _Console
+) -> list[tuple[Path, Path]]:
+    """(input, output) pairs, less those whose output cannot be written (reported now, before any work)."""
+    if output is None:
+        outputs = [path.with_suffix(suffix) for path in inputs]
+    elif Path(output).is_dir():
+        outputs = [Path(output) / path.with_suffix(suffix).name for path in inputs]
+    elif len(inputs) > 1:
+        raise UsageError(f"-o {output}: with several inputs, -o must be an existing directory")
+    else:
+        outputs = [Path(output)]
+    if len(set(outputs)) < len(outputs):
+        raise UsageError("two inputs would be written to the same output; give them other names")
+    jobs = []
+    for src, dst in zip(inputs, outputs, strict=True):
+        try:
+            if dst.resolve() == src.resolve():
+                raise OutputError(f"cannot write {dst} over its input; choose another name with -o")
+            if os.path.lexists(dst) and not force:
+                raise OutputExistsError(f"{dst} already exists (use -f to replace it)")
+            if not dst.parent.is_dir():
+                raise OutputError(f"cannot write {dst}: no such directory {dst.parent}")
+            jobs.append((src, dst))
+        except OutputError as e:
+            console.error(e, src)
+    return jobs
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise MediaReadError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _run(
+    jobs: list[tuple[Path, Path]], verb: str, one: Callable[[Path, Path], str], console: _Console
+) -> None:
+    for src, dst in console.progress(jobs, verb):
+        try:
+            line = one(src, dst)
+        except (NeurocodecError, OSError) as e:
+            console.error(e, src)
+        else:
+            console.done += 1
+            console.say(line)
+
+
+# --------------------------------------------------------------------------------------------
+# Descriptions
+
+
+def _channels(count: int) -> str:
+    return f"{count} channel{'s' if count > 1 else ''}"
+
+
+def _media(geometry: Geometry) -> str:
+    return type(geometry).__name__.removesuffix("Geometry").lower()
+
+
+def _describe(g: Geometry) -> str:
+    if isinstance(g, AudioGeometry):
+        return f"{_channels(g.channels)}, {g.samples} samples at {g.sample_rate} Hz ({g.samples / g.sample_rate:.2f} s)"
+    picture = f"{g.width}x{g.height}, {_channels(g.channels)}, {g.bit_depth}-bit"
+    if isinstance(g, ImageGeometry):
+        return picture
+    return f"{picture}, {g.frames} frames at {g.rate_num / g.rate_den:.3f} fps"
+
+
+def _rate(g: Geometry, size: int) -> str:
+    bits = 8 * size
+    if isinstance(g, AudioGeometry):
+        return f"{bits * g.sample_rate / g.samples / 1000:.1f} kbit/s"
+    if isinstance(g, ImageGeometry):
+        return f"{bits / (g.height * g.width):.4f} bpp"
+    seconds = g.frames * g.rate_den / g.rate_num
+    return f"{bits / (g.height * g.width * g.frames):.4f} bpp, {bits / seconds / 1000:.1f} kbit/s"
+
+
+def _psnr(x: torch.Tensor, y: torch.Tensor, bit_depth: int) -> str:
+    """PSNR of ``x`` against ``y`` as written at ``bit_depth`` bits, both in [0, 1]."""
+    top = (1 << bit_depth) - 1
+    mse = float((x - y.mul(top).round().div(top)).square().mean())
+    return "PSNR inf dB (lossless)" if mse == 0 else f"PSNR {10 * math.log10(1 / mse):.2f} dB"
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def _encode_one(codec: Codec, src: Path, dst: Path, args: argparse.Namespace) -> str:
+    from neurocodec.io.image import read_image
+
+    x, _ = read_image(src)
+    if x.shape[0] == 1 and 1 not in codec.channels:
+        x = x.expand(3, -1, -1)  # grey into a colour codec
+    start = time.perf_counter()
+    data = codec.encode(x)
+    seconds = time.perf_counter() - start
+    write_atomic(dst, data, overwrite=args.force)
+    g = peek_header(data).geometry
+    line = f"{src} -> {dst}: {len(data)} B, {_rate(g, len(data))}, {seconds:.2f} s"
+    if args.metrics:
+        line += f", {_psnr(x, codec.decode(data).cpu(), g.bit_depth)}"
+    return line
+
+
+def _encode(args: argparse.Namespace, console: _Console) -> None:
+    jobs = _jobs(_expand(args.inputs, console), args.output, SUFFIX, args.force, console)
+    if jobs:
+        codec = load(args.codec or default_codec("image"), args.quality, args.device)
+        if console.verbose:
+            console.say(
+                f"{codec.name} quality {codec.quality} (weights {codec.weights_hash.hex()}) on {codec.device}"
+            )
+        _run(jobs, "encode", lambda src, dst: _encode_one(codec, src, dst, args), console)
+
+
+def _decode_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
+    data = _read_bytes(src)
+    g = peek_header(data).geometry
+    if not isinstance(g, ImageGeometry):
+        raise UnsupportedMediaError(f"{src} holds {_media(g)}; decoding {_media(g)} is not supported yet")
+    if g.channels not in (1, 3):
+        raise UnsupportedMediaError(
+            f"{src} holds a {g.channels}-channel image; only grey and RGB are written"
+        )
+    from neurocodec.io.image import write_image
+
+    start = time.perf_counter()
+    x = decode(data, args.device)
+    seconds = time.perf_counter() - start
+    write_image(dst, x.cpu(), bit_depth=16 if g.bit_depth > 8 else 8, overwrite=args.force)
+    return f"{src} -> {dst}: {_describe(g)}, {seconds:.2f} s"
+
+
+def _decode(args: argparse.Namespace, console: _Console) -> None:
+    jobs = _jobs(_expand(args.inputs, console), args.output, ".png", args.force, console)
+    _run(jobs, "decode", lambda src, dst: _decode_one(src, dst, args), console)
+
+
+def _info_one(path: Path) -> str:
+    data = _read_bytes(path)
+    header, sections = unpack(data)
+    g = header.geometry
+    streams = ", ".join(f"{name} {len(payload)} B" for name, payload in sections.items())
+    return "\n".join(
+        [
+            f"{path}: neurocodec file, format {FORMAT_VERSION}",
+            f"  codec     {header.codec}, quality {header.quality}, weights {header.weights_hash.hex()}",
+            f"  {_media(g):<9} {_describe(g)}",
+            f"  sections  {streams or 'none'}",
+            f"  size      {len(data)} B, of which {overhead(data)} B container",
+            f"  rate      {_rate(g, len(data))}",
+        ]
+    )
+
+
+def _info(args: argparse.Namespace, console: _Console) -> None:
+    for path in _expand(args.files, console):
+        try:
+            console.say(_info_one(path))
+        except NeurocodecError as e:
+            console.error(e, path)
+        else:
+            console.done += 1
+
+
+def _list(args: argparse.Namespace, console: _Console) -> None:
+    infos = list_codecs()
+    if not infos:
+        console.say("No codec is installed with weights yet: this release of neurocodec ships none.")
+        return
+    rows = [("codec", "media", "quality", "lambda", "R-D on Kodak")]
+    for info in infos:
+        for i, w in enumerate(info.weights):
+            lam = w.model_card.get("lambda")
+            rows.append(
+                (
+                    info.name if i == 0 else "",
+                    info.media if i == 0 else "",
+                    f"{w.quality}{'*' if w.quality == info.default_quality else ''}",
+                    "-" if lam is None else f"{lam:g}",
+                    "; ".join(f"{p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in w.rd_points) or "-",
+                )
+            )
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        console.say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    console.say("* default quality")
+    if console.verbose:
+        for info in infos:
+            for w in info.weights:
+                console.say(
+                    f"\n{info.name} quality {w.quality} ({w.path}):\n{json.dumps(w.model_card, indent=2)}"
+                )
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Learned neural codecs for images, audio and video.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", help="more detail; tracebacks on errors")
+    coding = argparse.ArgumentParser(add_help=False, parents=[verbose])
+    coding.add_argument("-o", "--output", metavar="OUT", help="output file, or directory for several inputs")
+    coding.add_argument(
+        "--device", default="cpu", help="cpu (default) or cuda; files are bit-exact across devices"
+    )
+    coding.add_argument("-f", "--force", action="store_true", help="replace existing output files")
+    coding.add_argument("--quiet", action="store_true", help="print errors only")
+    commands = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
+
+    encode = commands.add_parser(
+        "encode",
+        parents=[coding],
+        help="compress images into .ncd files",
+        description="Compress images (PNG, JPEG, WebP, TIFF, PPM) into .ncd files, beside each input "
+        "unless -o says otherwise. Prints size, bpp and time per file.",
+    )
+    encode.add_argument("inputs", nargs="+", metavar="IN", help="image files or globs")
+    encode.add_argument(
+        "-c", "--codec", help="codec name (see `neurocodec list`; default: the preferred installed one)"
+    )
+    encode.add_argument("-q", "--quality", type=int, help="codec quality (default: the codec's default)")
+    encode.add_argument("--metrics", action="store_true", help="also decode and print the PSNR")
+    encode.set_defaults(run=_encode)
+
+    decode_ = commands.add_parser(
+        "decode",
+        parents=[coding],
+        help="decompress .ncd files into images",
+        description="Decompress .ncd files; the file names its codec, so no flags are needed. "
+        "The image format follows the extension of -o (default: PNG beside each input).",
+    )
+    decode_.add_argument("inputs", nargs="+", metavar="IN", help=".ncd files or globs")
+    decode_.set_defaults(run=_decode)
+
+    info = commands.add_parser(
+        "info",
+        parents=[verbose],
+        help="show what a .ncd file holds",
+        description="Print a file's header (codec, quality, weights, geometry), its sections and their "
+        "sizes, the container overhead and the rate. Needs no codec.",
+    )
+    info.add_argument("files", nargs="+", metavar="FILE", help=".ncd files or globs")
+    info.set_defaults(run=_info, quiet=False)
+
+    list_ = commands.add_parser(
+        "list",
+        parents=[verbose],
+        help="show the installed codecs, qualities and R-D points",
+        description="List the installed codecs: media, qualities, and their model cards' lambda and "
+        "R-D points on Kodak (--verbose: the whole model cards).",
+    )
+    list_.set_defaults(run=_list, quiet=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in COMING:
+        print(
+            f"{PROG}: error: '{argv[0]}' is not available yet; it comes in a later release", file=sys.stderr
+        )
+        return 2
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors
+        return int(e.code or 0)
+    console = _Console(args.quiet, args.verbose)
+    try:
+        args.run(args, console)
+    except (UsageError, UnknownCodecError) as e:
+        console.error(e)
+        return 2
+    except NeurocodecError as e:
+        console.error(e)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `neurocodec list | head`: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    console.summary()
+    return 1 if console.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

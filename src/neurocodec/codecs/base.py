@@ -1,0 +1,178 @@
+"""The codec API every codec family implements: a tensor in, a complete neurocodec file out.
+
+A codec is a :class:`torch.nn.Module` with a registry ``name``, a ``media`` type, a ``quality``
+and the hash of the weights it was loaded with. :meth:`Codec.encode` and :meth:`Codec.decode`
+are written once, here: they check the input tensor, write and read the container
+(:mod:`neurocodec.container`) and refuse a file made by another codec, quality or weights.
+A codec family implements three hooks:
+
+- ``_encode(x) -> (geometry, sections)``: ``x`` is float32 with a batch dimension of one, on
+  the codec's device, already checked; pad it as the networks need (the geometry records
+  the true size);
+- ``_decode(header, sections) -> tensor``: the reconstruction, padded or not (it is cropped
+  to the header's geometry here) and with or without the batch dimension of one;
+- ``from_weights(config, state, device)``: the codec built from a weight config and its
+  tensors (:func:`neurocodec.registry.load` calls it and stamps ``quality`` and
+  ``weights_hash``).
+"""
+
+from __future__ import annotations
+
+import abc
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from tqdm import tqdm
+
+from neurocodec import container
+from neurocodec.container import AudioGeometry, Geometry, Header, ImageGeometry
+from neurocodec.errors import UnsupportedMediaError, WrongCodecError
+
+if TYPE_CHECKING:
+    from neurocodec.registry import WeightConfig
+
+# Dimensions of one input without the batch dimension, and the range of its samples.
+_LAYOUTS = {"image": "(C, H, W)", "audio": "(C, T)", "video": "(C, T, H, W)"}
+_RANGES = {"image": (0.0, 1.0), "audio": (-1.0, 1.0), "video": (0.0, 1.0)}
+
+
+def _shape_of(geometry: Geometry) -> tuple[int, ...]:
+    """The shape of the decoded tensor a file's geometry describes (no batch dimension)."""
+    if isinstance(geometry, ImageGeometry):
+        return geometry.channels, geometry.height, geometry.width
+    if isinstance(geometry, AudioGeometry):
+        return geometry.channels, geometry.samples
+    return geometry.channels, geometry.frames, geometry.height, geometry.width
+
+
+class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
+    """A learned codec: ``encode(tensor) -> bytes`` of a complete file, ``decode(bytes) -> tensor``.
+
+    Class attributes: ``name`` (the registry name, written into every file), ``media``
+    ("image", "audio" or "video"), ``channels`` (the channel counts it codes) and
+    ``default_quality`` (the quality :func:`neurocodec.load` picks when none is given; None:
+    the middle of the shipped ones).
+    """
+
+    name: ClassVar[str]
+    media: ClassVar[str]
+    channels: ClassVar[tuple[int, ...]] = (3,)
+    default_quality: ClassVar[int | None] = None
+
+    def __init__(self, quality: int = 0, weights_hash: bytes = bytes(container.WEIGHTS_HASH_BYTES)) -> None:
+        super().__init__()
+        self.quality = quality
+        self.weights_hash = weights_hash
+        # Moves with .to(), so ``device`` is right for codecs with and without parameters.
+        self.register_buffer("_device_anchor", torch.empty(0), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device_anchor.device
+
+    # ----------------------------------------------------------------------------------------
+    # Hooks of a codec family
+
+    @classmethod
+    @abc.abstractmethod
+    def from_weights(
+        cls, config: WeightConfig, state: dict[str, torch.Tensor], device: torch.device
+    ) -> Codec:
+        """The codec of ``config`` (its ``arch`` holds the constructor arguments) with ``state`` loaded."""
+
+    @abc.abstractmethod
+    def _encode(self, x: torch.Tensor) -> tuple[Geometry, dict[str, bytes]]:
+        """The geometry of ``x`` (batch of one, checked, on the device) and the sections coding it."""
+
+    @abc.abstractmethod
+    def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
+        """The reconstruction of a file of this codec, quality and weights (padding allowed)."""
+
+    # ----------------------------------------------------------------------------------------
+    # The API
+
+    def encode(self, x: torch.Tensor) -> bytes:
+        """The bytes of a complete neurocodec file coding ``x``.
+
+        ``x`` is one input without a batch dimension or with one of size 1: an image
+        ``(C, H, W)`` and a video ``(C, T, H, W)`` with samples in ``[0, 1]``, audio ``(C, T)``
+        in ``[-1, 1]``, of a floating dtype, on any device. Any size within the container's
+        limits: the codec pads internally and the decoder crops.
+        """
+        x = self._checked(x)
+        with torch.inference_mode():
+            geometry, sections = self._encode(x.to(self.device, torch.float32).unsqueeze(0))
+        header = Header(self.name, self.quality, self.weights_hash, geometry)
+        return container.pack(header, sections)
+
+    def decode(self, data: bytes | bytearray | memoryview) -> torch.Tensor:
+        """The reconstruction coded in a file of this codec, without a batch dimension, on its device.
+
+        Raises :class:`~neurocodec.errors.ContainerError` for a damaged file,
+        :class:`~neurocodec.errors.WrongCodecError` for a file of another codec, quality or
+        weights, and :class:`~neurocodec.errors.BitstreamError` for corrupt streams.
+        """
+        header, sections = container.unpack(data)
+        self._check_header(header)
+        with torch.inference_mode():
+            y = self._decode(header, sections)
+        shape = _shape_of(header.geometry)
+        if y.ndim == len(shape) + 1:
+            y = y[0]
+        y = y[tuple(slice(0, n) for n in shape)]
+        if y.shape != shape:
+            raise RuntimeError(
+                f"{self.name} decoded a tensor of shape {tuple(y.shape)}, the file says {shape}"
+            )
+        return y.clamp(*_RANGES[self.media])
+
+    def encode_batch(self, xs: Iterable[torch.Tensor], progress: bool = False) -> list[bytes]:
+        """:meth:`encode` of each input (a sequence of tensors, or one tensor with a batch dimension).
+
+        The inputs may differ in size. ``progress`` shows a tqdm bar on stderr.
+        """
+        total = len(xs) if hasattr(xs, "__len__") else None
+        bar = tqdm(xs, total=total, disable=not progress, file=sys.stderr, unit=self.media, desc=self.name)
+        return [self.encode(x) for x in bar]
+
+    # ----------------------------------------------------------------------------------------
+
+    def _checked(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` without its batch dimension, once it is an input this codec can code."""
+        layout = _LAYOUTS[self.media]
+        ndim = layout.count(",") + 1
+        if not isinstance(x, torch.Tensor):
+            raise UnsupportedMediaError(f"{self.name} encodes a torch.Tensor, not {type(x).__name__}")
+        if x.ndim == ndim + 1 and x.shape[0] == 1:
+            x = x[0]
+        if x.ndim != ndim:
+            raise UnsupportedMediaError(
+                f"{self.name} encodes one {self.media} of shape {layout} (or a batch of one), "
+                f"not a tensor of shape {tuple(x.shape)}; use encode_batch for several"
+            )
+        if not x.is_floating_point():
+            raise UnsupportedMediaError(f"{self.name} encodes floating-point samples, not {x.dtype}")
+        if x.shape[0] not in self.channels:
+            raise UnsupportedMediaError(
+                f"{self.name} codes {' or '.join(map(str, self.channels))} channels, not {x.shape[0]}"
+            )
+        if self.media != "audio":  # refuse a picture beyond the container's limits before coding it
+            ImageGeometry(height=x.shape[-2], width=x.shape[-1], channels=x.shape[0], bit_depth=8)
+        low, high = _RANGES[self.media]
+        if x.numel() == 0 or not bool(torch.isfinite(x).all()) or x.min() < low or x.max() > high:
+            raise UnsupportedMediaError(f"{self.name} encodes finite samples in [{low:g}, {high:g}]")
+        return x
+
+    def _check_header(self, header: Header) -> None:
+        needs = f"codec {header.codec!r} quality {header.quality} (weights {header.weights_hash.hex()})"
+        has = f"{self.name!r} quality {self.quality} (weights {self.weights_hash.hex()})"
+        if (header.codec, header.quality, header.weights_hash) != (
+            self.name,
+            self.quality,
+            self.weights_hash,
+        ):
+            raise WrongCodecError(
+                f"this file needs {needs}, not {has}; neurocodec.decode(data) loads the right codec"
+            )

@@ -1,0 +1,68 @@
+"""``hyperprior``: the mean-scale hyperprior image codec, the baseline every image codec is compared to.
+
+File sections: ``z`` (the hyper-latent, factorized prior, one table per channel) and ``y``
+(the latent, Gaussian conditional, table index and mean per element from the integer ``h_s``).
+The decoder derives the ``y`` tables and means from ``z`` alone, with integer arithmetic
+(:mod:`neurocodec.models.integer`), so a file decodes bit-exactly on any device; only the
+float synthesis of the pixels may differ in its last bits between devices.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from neurocodec.codecs.base import Codec
+from neurocodec.container import Header, ImageGeometry
+from neurocodec.errors import BitstreamError
+from neurocodec.models.hyperprior import MeanScaleHyperprior
+from neurocodec.registry import WeightConfig, register_codec
+
+__all__ = ["HyperpriorCodec"]
+
+
+@register_codec
+class HyperpriorCodec(Codec):
+    name = "hyperprior"
+    media = "image"
+    channels = (3,)
+
+    def __init__(self, N: int = 128, M: int = 192, **base):
+        super().__init__(**base)
+        self.model = MeanScaleHyperprior(N=N, M=M)
+
+    @classmethod
+    def from_weights(cls, config: WeightConfig, state: dict[str, torch.Tensor], device: torch.device) -> Codec:
+        codec = cls(**config.arch)
+        codec.model.load_state_dict(state)
+        return codec.to(device).eval()
+
+    def _z_size(self, height: int, width: int) -> tuple[int, int]:
+        """The hyper-latent's size: 1/64 of the image padded to a multiple of 64 (y is 1/16)."""
+        step = self.model.downsampling
+        return -(-height // step), -(-width // step)
+
+    def _encode(self, x: torch.Tensor) -> tuple[ImageGeometry, dict[str, bytes]]:
+        _, c, h, w = x.shape
+        zh, zw = self._z_size(h, w)
+        step = self.model.downsampling
+        padded = F.pad(x, (0, zw * step - w, 0, zh * step - h), mode="replicate")
+        m = self.model
+        y = m.g_a(padded)
+        z = m.h_a(y)
+        z_stream = m.entropy_bottleneck.compress(z)
+        index, means = m.prior(torch.round(z))
+        y_stream = m.gaussian.compress(y, index.cpu(), means)
+        return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {"z": z_stream, "y": y_stream}
+
+    def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
+        missing = {"z", "y"} - sections.keys()
+        if missing:
+            raise BitstreamError(f"this hyperprior file lacks its {' and '.join(sorted(missing))} section")
+        g = header.geometry
+        zh, zw = self._z_size(g.height, g.width)
+        m = self.model
+        z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw)).to(self.device)
+        index, means = m.prior(z_hat)
+        y_hat = m.gaussian.decompress(sections["y"], index.cpu(), means)
+        return m.g_s(y_hat.to(self.device, torch.float32))
