@@ -56,3 +56,23 @@ def test_learns_a_tiny_image_set(tmp_path):
     logs = [json.loads(x) for x in lines]
     start, end = np.mean([r["loss"] for r in logs[:10]]), np.mean([r["loss"] for r in logs[-10:]])
     assert end < 0.5 * start
+
+
+def test_export_then_load_through_the_registry(tmp_path, monkeypatch):
+    """train -> export (tables built once, hashed safetensors, model card) -> nc.load -> a real file."""
+    import neurocodec as nc
+    from neurocodec.train.export import export_weights
+
+    data = make_images(tmp_path / "data", count=2)
+    trainer = Trainer(config(tmp_path, data, "run", 2))
+    trainer.run(progress=False)
+    card = export_weights(tmp_path / "run" / "checkpoint", 4, out_dir=tmp_path / "weights", kodak=data)
+    entry = json.loads(card.read_text())
+    assert entry["model_card"]["steps"] == 2 and len(entry["model_card"]["rd_kodak"]) == 1
+
+    monkeypatch.setenv("NEUROCODEC_WEIGHTS_PATH", str(tmp_path / "weights"))
+    codec = nc.load("hyperprior", quality=4)
+    x = torch.rand(3, 40, 70)
+    file = codec.encode(x)
+    assert nc.decode(file).shape == (3, 40, 70)
+    assert [c.name for c in nc.list_codecs()] == ["hyperprior"]

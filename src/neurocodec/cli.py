@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import math
 import os
 import re
 import sys
@@ -201,10 +200,10 @@ def _rate(g: Geometry, size: int) -> str:
 
 
 def _psnr(x: torch.Tensor, y: torch.Tensor, bit_depth: int) -> str:
-    """PSNR of ``x`` against ``y`` as written at ``bit_depth`` bits, both in [0, 1]."""
-    top = (1 << bit_depth) - 1
-    mse = float((x - y.mul(top).round().div(top)).square().mean())
-    return "PSNR inf dB (lossless)" if mse == 0 else f"PSNR {10 * math.log10(1 / mse):.2f} dB"
+    from neurocodec.metrics import psnr
+
+    value = psnr(x, y, bit_depth)
+    return "PSNR inf dB (lossless)" if value == float("inf") else f"PSNR {value:.2f} dB"
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,92 @@
+"""Export a training checkpoint as shipped weights: safetensors + a JSON model card.
+
+The CDF tables are built here, once (``update_tables``), and stored in the safetensors file
+with the weights; the card records how the weights were made and their R-D on Kodak,
+measured with the real codec (bytes of complete files, 8-bit decoded output).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from neurocodec.codecs.hyperprior import HyperpriorCodec
+from neurocodec.rd import evaluate_images, mean_point
+from neurocodec.registry import WEIGHTS_DIR, WeightConfig
+from neurocodec.train.checkpoint import load_checkpoint
+from neurocodec.train.data import image_files
+
+__all__ = ["export_weights"]
+
+CODECS = {"hyperprior": HyperpriorCodec}
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def export_weights(
+    checkpoint: str | Path,
+    quality: int,
+    *,
+    out_dir: str | Path = WEIGHTS_DIR,
+    kodak: str | Path | None = None,
+    training_data: str = "",
+    notes: str = "",
+) -> Path:
+    """Writes ``<codec>-q<quality>.safetensors`` and ``.json`` into ``out_dir``; returns the card's path."""
+    tensors, meta = load_checkpoint(checkpoint)
+    config = meta["config"]
+    name = "hyperprior" if config["model"] == "hyperprior" else config["model"]
+    codec = CODECS[name](**config["arch"])
+    codec.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    codec.model.update_tables()
+    codec.eval()
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / f"{name}-q{quality}.safetensors"
+    save_file({k: v.contiguous() for k, v in codec.model.state_dict().items()}, str(weights))
+    sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+    codec.quality, codec.weights_hash = quality, bytes.fromhex(sha256)[:4]
+
+    card = {
+        "training_data": training_data or config["data"],
+        "steps": meta["step"],
+        "lambda": config["lmbda"],
+        "distortion": "MSE (lambda * 255^2 * MSE + bpp)",
+        "batch_size": config["batch_size"],
+        "crop": config["crop"],
+        "lr": config["lr"],
+        "device": config["device"],
+        "commit": _commit(),
+        "rd_kodak": [],
+    }
+    if notes:
+        card["notes"] = notes
+    if kodak is not None:
+        rows = evaluate_images(codec, image_files(kodak))
+        point = mean_point(rows)
+        card["rd_kodak"] = [{"bpp": round(point["bpp"], 4), "psnr": round(point["psnr"], 3)}]
+        card["rd_kodak_files"] = len(rows)
+    entry = {
+        "codec": name,
+        "quality": quality,
+        "media": codec.media,
+        "filename": weights.name,
+        "sha256": sha256,
+        "arch": config["arch"],
+        "model_card": card,
+    }
+    path = weights.with_suffix(".json")
+    path.write_text(json.dumps(entry, indent=1) + "\n")
+    WeightConfig.from_json(path)  # validates what was written
+    return path
