@@ -233,3 +233,25 @@ def test_help_and_entry_points(tmp_path: Path) -> None:
     assert "train, eval and bench come in a later release" in result.stdout
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"neurocodec": "neurocodec.cli:main"}
+
+
+def test_train_then_export_then_encode(tmp_path: Path, env: dict[str, str]) -> None:
+    """`neurocodec train` and `export` produce weights that `encode`/`decode` then use."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        write_png(data / f"im{i}.png", 72, 80, seed=i)
+    trained = run(
+        "train", "hyperprior", "--data", data, "--out", "run", "--lmbda", "0.01", "--steps", "2",
+        "--arch", "N=8,M=12", "--crop", "64", "--batch-size", "2", "--quiet", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    exported = run("export", "run", "-q", "2", "--out-dir", "w", "--kodak", data, env=env, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    env = {**env, "NEUROCODEC_WEIGHTS_PATH": str(tmp_path / "w")}
+    write_png(tmp_path / "photo.png", 40, 50)
+    assert run("encode", "photo.png", "--codec", "hyperprior", env=env, cwd=tmp_path).returncode == 0
+    assert run("decode", "photo.ncd", "-o", "back.png", env=env, cwd=tmp_path).returncode == 0
+    assert Image.open(tmp_path / "back.png").size == (50, 40)
+    missing = run("export", "nowhere", "-q", "2", env=env, cwd=tmp_path)
+    assert missing.returncode == 2 and "no checkpoint" in missing.stderr and "Traceback" not in missing.stderr

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 PROG = "neurocodec"
 SUFFIX = ".ncd"
-COMING = ("train", "eval", "bench")
+COMING = ("eval", "bench")
 _GLOB = re.compile(r"[*?[]")
 
 EPILOG = f"""\
@@ -62,7 +62,10 @@ examples:
   {PROG} info photo.ncd                      what the file holds
   {PROG} list                                installed codecs, qualities, R-D points
 
-{", ".join(COMING[:-1])} and {COMING[-1]} come in a later release.
+  {PROG} train hyperprior --data train/ --lmbda 0.0067 --steps 200000 --out runs/q3
+  {PROG} export runs/q3 -q 3 --kodak kodak/         shipped-weight files + model card
+
+{" and ".join(COMING)} come in a later release.
 exit status: 0 success, 1 an input failed (the others are still done), 2 usage error.
 """
 
@@ -384,7 +387,71 @@ def _parser() -> argparse.ArgumentParser:
         "R-D points on Kodak (--verbose: the whole model cards).",
     )
     list_.set_defaults(run=_list, quiet=False)
+
+    train = commands.add_parser(
+        "train",
+        parents=[verbose],
+        help="train a codec with the rate-distortion harness",
+        description="Train a codec (loss = lambda * 255^2 * MSE + bpp) on an image folder, on the CPU "
+        "or a GPU with the same code. Resumes from OUT/checkpoint when it exists; logs to OUT/log.jsonl.",
+    )
+    train.add_argument("model", choices=["hyperprior"], help="what to train")
+    train.add_argument("--data", required=True, help="folder of training images (searched recursively)")
+    train.add_argument("--out", required=True, help="run folder: checkpoint, log")
+    train.add_argument("--lmbda", type=float, required=True, help="rate-distortion trade-off")
+    train.add_argument("--steps", type=int, required=True)
+    train.add_argument("--arch", default="N=128,M=192", help="architecture, e.g. N=128,M=192")
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--crop", type=int, default=256)
+    train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
+
+    export = commands.add_parser(
+        "export",
+        parents=[verbose],
+        help="turn a training run into shipped weights and a model card",
+        description="Build the CDF tables once, write <codec>-q<Q>.safetensors and its JSON model card "
+        "(training data, steps, lambda, commit, R-D on Kodak measured from real files).",
+    )
+    export.add_argument("run_dir", metavar="RUN", help="a run folder of `neurocodec train`")
+    export.add_argument("-q", "--quality", type=int, required=True)
+    export.add_argument("--kodak", help="folder of Kodak images to measure the R-D point on")
+    export.add_argument("--out-dir", help="where to write (default: the package's weights/ folder)")
+    export.add_argument("--notes", default="", help="free text for the model card")
+    export.set_defaults(run=_export, quiet=False)
     return parser
+
+
+def _train(args: argparse.Namespace, console: _Console) -> None:
+    from neurocodec.train.trainer import TrainConfig, Trainer
+
+    try:
+        arch = {k: int(v) for k, v in (pair.split("=") for pair in args.arch.split(","))}
+    except ValueError:
+        raise UsageError(f"--arch must look like N=128,M=192, not {args.arch!r}") from None
+    config = TrainConfig(
+        model=args.model, arch=arch, data=args.data, out=args.out, lmbda=args.lmbda, steps=args.steps,
+        batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed, device=args.device,
+    )  # fmt: skip
+    try:
+        trainer = Trainer(config)
+        trainer.run(progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:  # no images, images too small, bad arguments
+        raise UsageError(str(e)) from None
+
+
+def _export(args: argparse.Namespace, console: _Console) -> None:
+    from neurocodec.train.export import export_weights
+
+    checkpoint = Path(args.run_dir) / "checkpoint"
+    if not (checkpoint / "meta.json").is_file():
+        raise UsageError(f"{args.run_dir} holds no checkpoint of `neurocodec train`")
+    kw = {"out_dir": args.out_dir} if args.out_dir else {}
+    card = export_weights(checkpoint, args.quality, kodak=args.kodak, notes=args.notes, **kw)
+    console.say(f"wrote {card} and {card.with_suffix('.safetensors').name}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
