@@ -205,7 +205,7 @@ def test_list(tmp_path: Path, env: dict[str, str]) -> None:
     ("args", "message"),
     [
         ((), "the following arguments are required: COMMAND"),
-        (("train",), "'train' is not available yet"),
+        (("eval",), "'eval' is not available yet"),
         (
             ("encode", "a.png", "b.png", "-o", "x.ncd"),
             "with several inputs, -o must be an existing directory",
@@ -230,7 +230,7 @@ def test_help_and_entry_points(tmp_path: Path) -> None:
     assert result.returncode == 0
     for command in ("encode", "decode", "info", "list"):
         assert f"    {command} " in result.stdout
-    assert "train, eval and bench come in a later release" in result.stdout
+    assert "eval and bench come in a later release" in result.stdout
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"neurocodec": "neurocodec.cli:main"}
 
