@@ -76,3 +76,13 @@ def test_export_then_load_through_the_registry(tmp_path, monkeypatch):
     file = codec.encode(x)
     assert nc.decode(file).shape == (3, 40, 70)
     assert [c.name for c in nc.list_codecs()] == ["hyperprior"]
+
+
+def test_time_limit_stops_with_a_checkpoint(tmp_path):
+    data = make_images(tmp_path / "data", count=1)
+    trainer = Trainer(config(tmp_path, data, "timed", 50))
+    trainer.run(progress=False, time_limit=0.0)
+    assert trainer.step < 50
+    assert (tmp_path / "timed" / "checkpoint" / "meta.json").exists()
+    again = Trainer(config(tmp_path, data, "timed", 50))
+    assert again.try_resume() and again.step == trainer.step

@@ -406,6 +406,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=1e-4)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")
+    train.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="stop (with a checkpoint) after this long; rerun to resume",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 
@@ -438,7 +444,7 @@ def _train(args: argparse.Namespace, console: _Console) -> None:
     )  # fmt: skip
     try:
         trainer = Trainer(config)
-        trainer.run(progress=not args.quiet)
+        trainer.run(progress=not args.quiet, time_limit=args.time_limit)
     except (FileNotFoundError, ValueError) as e:  # no images, images too small, bad arguments
         raise UsageError(str(e)) from None
 

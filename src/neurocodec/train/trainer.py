@@ -152,8 +152,9 @@ class Trainer:
         stats["aux"] = float(aux.detach())
         return stats
 
-    def run(self, progress: bool = True, until: int | None = None) -> None:
-        """Trains to ``config.steps`` (or stops after step ``until``, checkpointing, to resume later)."""
+    def run(self, progress: bool = True, until: int | None = None, time_limit: float | None = None) -> None:
+        """Trains to ``config.steps``; stops early after step ``until`` or once ``time_limit``
+        seconds have passed, with a checkpoint, so that the same command resumes later."""
         c = self.config
         stop = c.steps if until is None else min(until, c.steps)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -166,6 +167,9 @@ class Trainer:
             bar.write(f"resumed at step {self.step}")
         t0 = time.perf_counter()
         while self.step < stop:
+            if time_limit is not None and time.perf_counter() - t0 > time_limit:
+                self.save()
+                break
             if self.step == int(c.lr_drop_at * c.steps):
                 for g in self.opt.param_groups:
                     g["lr"] = c.lr / 10
