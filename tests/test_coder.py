@@ -405,3 +405,9 @@ def test_golden_vectors():
     bypass = bytes.fromhex("09c401")
     expected = bytes.fromhex("010502ef3a7eb2050003e0404300d08a1a00") + bypass
     assert data == expected + zlib.crc32(bypass).to_bytes(4, "little")
+
+
+def test_lanes_for_short_and_long_streams():
+    from neurocodec.entropy.coder import lanes_for
+
+    assert [lanes_for(n) for n in (0, 1, 16384, 16385, 300_000, 10**7)] == [1, 1, 1, 2, 19, 32]

@@ -43,8 +43,22 @@ __all__ = [
     "TableSet",
     "decode",
     "encode",
+    "lanes_for",
     "stream_info",
 ]
+
+
+SYMBOLS_PER_LANE = 16384
+
+
+def lanes_for(num_symbols: int) -> int:
+    """The lane count codecs use for a stream of ``num_symbols``: one lane per 16 Ki symbols,
+    1 to 32. Every lane costs a 4-byte state (about 2.5 bytes net), which is noticeable in the
+    short streams of small or low-rate files; a stream of 512 Ki symbols or more gets all 32
+    lanes (what a GPU warp decodes). Decoders read K from the header, so this is a policy of
+    the encoder, never a format parameter to agree on.
+    """
+    return max(1, min(MAX_LANES, -(-num_symbols // SYMBOLS_PER_LANE)))
 
 
 def _int32_array(x: Any, name: str) -> np.ndarray:

@@ -188,7 +188,8 @@ class TableEntropyModel(EntropyModel):
         return {**state, "_tableset": None}
 
     def _encode(self, values: Tensor, indexes: Tensor | np.ndarray) -> bytes:
-        return coder.encode(values.detach().cpu().contiguous(), _cpu(indexes), self.tables)
+        values = values.detach().cpu().contiguous()
+        return coder.encode(values, _cpu(indexes), self.tables, lanes=coder.lanes_for(values.numel()))
 
     def _decode(self, data: bytes, indexes: Tensor | np.ndarray) -> Tensor:
         return torch.from_numpy(coder.decode(data, _cpu(indexes), self.tables))
