@@ -1,4 +1,4 @@
-"""The ``neurocodec`` command line: encode, decode, info and list.
+"""The ``neurocodec`` command line: encode, decode, info, list, train, export and eval.
 
 Exit status: 0 success, 1 some input failed (the other inputs are still done), 2 usage
 error. A failure prints one line, ``neurocodec: error: ...``, on stderr (with the traceback
@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
 import re
+import shlex
 import sys
 import time
 import traceback
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
 
 PROG = "neurocodec"
 SUFFIX = ".ncd"
-COMING = ("eval", "bench")
+COMING = ("bench",)
 _GLOB = re.compile(r"[*?[]")
 
 EPILOG = f"""\
@@ -64,8 +66,9 @@ examples:
 
   {PROG} train hyperprior --data train/ --lmbda 0.0067 --steps 200000 --out runs/q3
   {PROG} export runs/q3 -q 3 --kodak kodak/         shipped-weight files + model card
+  {PROG} eval hyperprior --data kodak/              R-D vs JPEG, WebP, AVIF, JPEG 2000; BD-rates
 
-{" and ".join(COMING)} come in a later release.
+{" and ".join(COMING)} {"comes" if len(COMING) == 1 else "come"} in a later release.
 exit status: 0 success, 1 an input failed (the others are still done), 2 usage error.
 """
 
@@ -322,6 +325,280 @@ def _list(args: argparse.Namespace, console: _Console) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Evaluation
+
+DEFAULT_BASELINES = "jpeg,webp,avif,jpeg2000"
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _eval_plan(args: argparse.Namespace) -> tuple[list[tuple[str, object]], list[str], list[str], list[str]]:
+    """What to run, as ``(name, CodecInfo or Baseline)`` pairs; the codecs named (the rows of the
+    BD-rate table); the baselines they are compared with (its columns); notes for the user."""
+    from neurocodec.baselines import BASELINES
+    from neurocodec.registry import _codec_modules
+
+    anchors = list(
+        dict.fromkeys(n.strip() for n in args.baselines.split(",") if n.strip() not in ("", "none"))
+    )
+    for name in anchors:
+        if name not in BASELINES:
+            raise UsageError(f"--baselines: unknown baseline {name!r} (known: {', '.join(BASELINES)})")
+    installed = {info.name: info for info in list_codecs()}
+    plan: list[tuple[str, object]] = []
+    notes: list[str] = []
+    for name in dict.fromkeys(args.codecs):
+        if name in BASELINES:
+            plan.append((name, BASELINES[name]))
+        elif name in installed:
+            plan.append((name, installed[name]))
+        elif name in _codec_modules():
+            notes.append(f"{name} has no weights installed, so it is not evaluated")
+        else:
+            known = ", ".join([*installed, *BASELINES])
+            raise UnknownCodecError(f"unknown codec {name!r} (installed codecs and baselines: {known})")
+    tests = [name for name, _ in plan]
+    if notes and not any(name in installed for name in tests):
+        notes.append("no learned codec has weights installed: evaluating the baselines only")
+    plan += [(name, BASELINES[name]) for name in anchors if name not in tests]
+    for name, what in plan:
+        if name in BASELINES and not what.available:
+            raise UsageError(f"this Pillow was built without {name} (AVIF needs Pillow >= 11.3)")
+    return plan, tests or anchors, anchors, notes
+
+
+def _machine(device: str) -> dict[str, object]:
+    import platform
+
+    import torch
+
+    from neurocodec.baselines import versions
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    machine: dict[str, object] = {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+        **versions(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        machine["gpu"] = torch.cuda.get_device_name()
+    return machine
+
+
+def _clean(value: object) -> object:
+    """``value`` for strict, compact JSON: floats rounded to 6 decimals, and each non-finite one
+    (the PSNR of a lossless file) as None."""
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _json(value: object, indent: str = "") -> str:
+    """Indented JSON, with each object or list of plain values on one line (a row per file)."""
+    flat = not isinstance(value, dict | list) or all(not isinstance(v, dict | list) for v in (
+        value.values() if isinstance(value, dict) else value
+    ))  # fmt: skip
+    if flat:
+        return json.dumps(value, ensure_ascii=False)
+    inner = indent + " "
+    if isinstance(value, dict):
+        items = [f"{inner}{json.dumps(k)}: {_json(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    return "[\n" + ",\n".join(f"{inner}{_json(v, inner)}" for v in value) + f"\n{indent}]"
+
+
+def _bd_table(
+    curves: dict[str, list[tuple[float, float]]], tests: list[str], anchors: list[str]
+) -> list[dict]:
+    """BD-rate and BD-PSNR (pchip) of each codec named against each baseline."""
+    from neurocodec.rd import bd_psnr, bd_rate, overlap
+
+    table = []
+    for test in tests:
+        for anchor in anchors:
+            if test == anchor:
+                continue
+            entry: dict[str, object] = {"test": test, "anchor": anchor}
+            try:
+                entry["bd_rate_percent"] = bd_rate(curves[anchor], curves[test])
+                entry["bd_psnr_db"] = bd_psnr(curves[anchor], curves[test])
+                entry["psnr_interval_db"] = overlap(curves[anchor], curves[test])
+            except ValueError as e:
+                entry["bd_rate_percent"] = None
+                entry["error"] = str(e)
+            table.append(entry)
+    return table
+
+
+def _table_lines(table: list[dict], tests: list[str], anchors: list[str]) -> list[str]:
+    cells = {(e["test"], e["anchor"]): e["bd_rate_percent"] for e in table}
+    rows = [["test \\ anchor", *anchors]]
+    for test in tests:
+        row = [test]
+        for anchor in anchors:
+            value = cells.get((test, anchor))
+            row.append("-" if test == anchor else "n/a" if value is None else f"{value:+.1f} %")
+        rows.append(row)
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.rjust(w) if c else cell.ljust(w) for c, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+
+
+def _eval(args: argparse.Namespace, console: _Console) -> None:
+    from neurocodec.baselines import BASELINES, evaluate_baseline
+    from neurocodec.rd import evaluate_images, mean_curve, plot_rd
+    from neurocodec.train.data import image_files
+
+    plan, tests, anchors, notes = _eval_plan(args)
+    sweeps: dict[str, tuple[int | float, ...]] = {}
+    for item in args.sweep:
+        name, _, values = item.partition("=")
+        if name not in BASELINES:
+            raise UsageError(f"--sweep {item}: unknown baseline {name!r} (known: {', '.join(BASELINES)})")
+        try:
+            sweeps[name] = tuple(_number(v) for v in values.split(","))
+        except ValueError:
+            raise UsageError(f"--sweep must look like avif=30,50,70, not {item!r}") from None
+    try:
+        wanted = None if args.qualities is None else [int(q) for q in args.qualities.split(",")]
+    except ValueError:
+        raise UsageError(f"--qualities must look like 1,2,3, not {args.qualities!r}") from None
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    try:
+        paths = image_files(args.data)[: args.limit]
+    except FileNotFoundError as e:
+        raise UsageError(f"--data: {e}") from None
+    data_name = Path(args.data).resolve().name
+    out = Path(args.out or Path("eval", "results", "-".join([data_name, *(name for name, _ in plan)])))
+    for path in (out / "results.json", out / "rd.png"):
+        if os.path.lexists(path) and not args.force:
+            raise OutputExistsError(f"{path} already exists (use -f to replace it)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the output directory {out}: {e.strerror or e}") from None
+
+    # The settings of each codec: a baseline's sweep, a learned codec's shipped qualities.
+    settings: dict[str, tuple] = {}
+    for name, what in plan:
+        if name in BASELINES:
+            settings[name] = sweeps.get(name, BASELINES[name].sweep)
+            continue
+        shipped = what.qualities
+        chosen = shipped if wanted is None else tuple(q for q in wanted if q in shipped)
+        missing = [q for q in wanted or () if q not in shipped]
+        if missing:
+            notes.append(
+                f"{name} has no quality {', '.join(map(str, missing))} (shipped: {', '.join(map(str, shipped))})"
+            )
+        if chosen:
+            settings[name] = chosen
+    for note in notes:
+        console.say(f"note: {note}")
+
+    codecs: dict[str, dict] = {}
+    total = sum(len(s) for s in settings.values()) * len(paths)
+    bar = tqdm(total=total, unit="image", file=sys.stderr, disable=console.quiet, leave=False)
+    with bar:
+        for name, what in plan:
+            if name not in settings:
+                continue
+            rows: list[dict] = []
+            weights = {}
+            bar.set_description(name)
+            if name in BASELINES:
+                for path in paths:
+                    rows += evaluate_baseline(name, [path], settings[name])
+                    bar.update(len(settings[name]))
+                entry = {"kind": "baseline", "description": what.description, "setting": what.setting}
+            else:
+                for quality in settings[name]:
+                    codec = load(name, quality, args.device)
+                    weights[quality] = codec.weights_hash.hex()
+                    for path in paths:
+                        rows += [{"setting": quality, **row} for row in evaluate_images(codec, [path])]
+                        bar.update(1)
+                entry = {
+                    "kind": "learned",
+                    "description": f"{name}, neurocodec {__version__}",
+                    "setting": "quality",
+                    "weights": weights,
+                }
+            curve = mean_curve(rows)
+            entry["mean"] = curve
+            entry["results"] = {  # CompressAI's layout: one entry per setting
+                "bpp": [p["bpp"] for p in curve],
+                "psnr-rgb": [p["psnr"] for p in curve],
+                "encoding_time": [p["encode_s"] for p in curve],
+                "decoding_time": [p["decode_s"] for p in curve],
+            }
+            entry["per_file"] = rows
+            codecs[name] = entry
+
+    curves = {name: [(p["bpp"], p["psnr"]) for p in entry["mean"]] for name, entry in codecs.items()}
+    tests = [name for name in tests if name in codecs]
+    anchors = [name for name in anchors if name in codecs]
+    table = _bd_table(curves, tests, anchors)
+    report = {
+        "command": shlex.join([PROG, *args.argv]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "neurocodec": __version__,
+        "machine": _machine(args.device),
+        "data": {"dir": str(args.data), "count": len(paths), "files": [p.name for p in paths]},
+        "metrics": "bpp = 8 * file bytes / pixels; PSNR of the 8-bit decoded RGB, averaged in dB over files; "
+        "encode/decode seconds per file",
+        "bd": "Bjøntegaard delta rate (%) and PSNR (dB) of test vs anchor, pchip, over the PSNR interval both cover",
+        "notes": notes,
+        "bd_rate": table,
+        "codecs": codecs,
+    }
+    write_atomic(out / "results.json", (_json(_clean(report)) + "\n").encode(), overwrite=True)
+    top = max((p[0] for points in curves.values() for p in points), default=1.0)
+    plot_rd(curves, out / "rd.png", f"{data_name}, {len(paths)} images", xlim=(0, min(top * 1.03, 2.5)))
+
+    for name, entry in codecs.items():
+        curve = entry["mean"]
+        console.say(
+            f"{name}: {len(curve)} points, {min(p['bpp'] for p in curve):.3f}-{max(p['bpp'] for p in curve):.3f} bpp, "
+            f"{min(p['psnr'] for p in curve):.2f}-{max(p['psnr'] for p in curve):.2f} dB"
+        )
+    if table:
+        console.say(
+            f"BD-rate, PSNR RGB on {len(paths)} images (negative: fewer bits than the anchor at equal PSNR):"
+        )
+        for line in _table_lines(table, tests, anchors):
+            console.say(line)
+    elif codecs:
+        console.say("no BD-rate: name a codec and at least one baseline to compare it with")
+    console.say(f"wrote {out / 'results.json'} and {out / 'rd.png'}")
+    console.done += 1
+
+
+# --------------------------------------------------------------------------------------------
 # Parsing
 
 
@@ -387,6 +664,41 @@ def _parser() -> argparse.ArgumentParser:
         "R-D points on Kodak (--verbose: the whole model cards).",
     )
     list_.set_defaults(run=_list, quiet=False)
+
+    eval_ = commands.add_parser(
+        "eval",
+        parents=[verbose],
+        help="rate-distortion evaluation against JPEG, WebP, AVIF and JPEG 2000",
+        description="Code the images of --data with each CODEC at each of its settings (a learned codec's "
+        "shipped qualities, a baseline's sweep) and with the baselines; write OUT/results.json (per-file "
+        "and mean bpp from real file sizes, PSNR of the 8-bit output, times, the command, the machine) "
+        "and OUT/rd.png, and print the BD-rate of each codec against each baseline. A CODEC may be a "
+        "baseline: jpeg (4:2:0), jpeg-444, webp (method 6), avif (speed 4, 4:4:4), jpeg2000.",
+    )
+    eval_.add_argument("codecs", nargs="+", metavar="CODEC", help="installed codecs and/or baselines")
+    eval_.add_argument("--data", required=True, help="folder of images (searched recursively), or one image")
+    eval_.add_argument(
+        "--qualities", metavar="Q,Q,...", help="qualities of the learned codecs (default: all shipped)"
+    )
+    eval_.add_argument(
+        "--baselines",
+        default=DEFAULT_BASELINES,
+        metavar="NAME,...",
+        help=f"conventional codecs to compare with (default: {DEFAULT_BASELINES}; 'none' for none)",
+    )
+    eval_.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=S,S,...",
+        help="settings of a baseline instead of its default sweep, e.g. avif=30,50,70 (repeatable)",
+    )
+    eval_.add_argument("--limit", type=int, metavar="N", help="only the first N images")
+    eval_.add_argument("--out", metavar="DIR", help="output folder (default: eval/results/<data>-<codecs>)")
+    eval_.add_argument("--device", default="cpu", help="device of the learned codecs: cpu (default) or cuda")
+    eval_.add_argument("-f", "--force", action="store_true", help="replace results.json and rd.png")
+    eval_.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+    eval_.set_defaults(run=_eval)
 
     train = commands.add_parser(
         "train",
@@ -472,6 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # --help, --version and usage errors
         return int(e.code or 0)
+    args.argv = argv
     console = _Console(args.quiet, args.verbose)
     try:
         args.run(args, console)

@@ -1,16 +1,56 @@
-"""Rate-distortion evaluation of a codec on image files: bpp from the real file size."""
+"""Rate-distortion evaluation: measure codecs on image files, average, compare (BD-rate), plot.
+
+- :func:`evaluate_images`: per file, bpp from the real file size and PSNR of the 8-bit output;
+- :func:`mean_point`, :func:`mean_curve`: the averaged (bpp, PSNR) point of each setting;
+- :func:`bd_rate`, :func:`bd_psnr`: Bjøntegaard deltas between two R-D curves;
+- :func:`plot_rd`: the curves as a PNG (matplotlib's Agg renderer).
+
+Bjøntegaard deltas
+------------------
+A curve is a list of ``(bpp, psnr)`` points, in any order. :func:`bd_rate` is the average
+difference of log-rate over the PSNR interval where both curves have points, as a percentage
+(negative: ``test`` needs fewer bits than ``anchor`` for the same PSNR); :func:`bd_psnr` is
+the average PSNR difference over the common log-rate interval (positive: ``test`` is better).
+
+``method="pchip"`` (the default) interpolates each curve with piecewise cubic Hermite
+polynomials whose slopes are chosen as in PCHIP (Fritsch-Carlson, monotone where the data is;
+end slopes as MATLAB's and SciPy's ``pchip``) and integrates them exactly. This is the
+interpolation of the JCT-VC/JVET BD-rate spreadsheets and of the ``bjontegaard`` package's
+``method="pchip"`` (the one our published-curve comparisons use; tests/test_rd.py checks it
+against SciPy and against BD-rates computed with that package); it needs two or more points
+per curve and copes with any number of them. ``method="cubic"`` is Bjøntegaard's original
+VCEG-M33 form: one least-squares cubic polynomial per curve (four or more points), which can
+oscillate on long curves such as a 13-point JPEG sweep. The integration interval is always
+the overlap only, as those tools do; :func:`overlap` gives it, and a report should print it.
+"""
 
 from __future__ import annotations
 
+import io
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from neurocodec.codecs.base import Codec
+from neurocodec.io.atomic import write_atomic
 from neurocodec.io.image import read_image
 from neurocodec.metrics import psnr
 
-__all__ = ["evaluate_images", "mean_point"]
+__all__ = [
+    "bd_psnr",
+    "bd_rate",
+    "evaluate_images",
+    "mean_curve",
+    "mean_point",
+    "overlap",
+    "plot_rd",
+]
+
+Point = tuple[float, float]  # (bpp, PSNR in dB)
+METHODS = ("pchip", "cubic")
 
 
 def evaluate_images(codec: Codec, paths: Sequence[str | Path]) -> list[dict]:
@@ -40,3 +80,195 @@ def evaluate_images(codec: Codec, paths: Sequence[str | Path]) -> list[dict]:
 def mean_point(rows: Sequence[dict]) -> dict:
     """The mean bpp and PSNR of per-file rows (PSNR averaged in dB, as CompressAI reports it)."""
     return {key: sum(r[key] for r in rows) / len(rows) for key in ("bpp", "psnr")}
+
+
+_MEANS = ("bytes", "bpp", "psnr", "encode_s", "decode_s")
+
+
+def mean_curve(rows_by_setting: Mapping[object, Sequence[dict]] | Iterable[dict]) -> list[dict]:
+    """One averaged point per setting: ``{"setting", "files", "bytes", "bpp", "psnr", "encode_s",
+    "decode_s"}`` (means over the files; PSNR averaged in dB), in the order the settings come.
+
+    ``rows_by_setting`` maps each setting to its per-file rows, or is a flat list of rows that
+    carry a ``"setting"`` key (as :func:`neurocodec.baselines.evaluate_baseline` gives).
+    """
+    if not isinstance(rows_by_setting, Mapping):
+        grouped: dict[object, list[dict]] = {}
+        for row in rows_by_setting:
+            grouped.setdefault(row["setting"], []).append(row)
+        rows_by_setting = grouped
+    curve = []
+    for setting, rows in rows_by_setting.items():
+        if not rows:
+            continue
+        point: dict[str, object] = {"setting": setting, "files": len(rows)}
+        for key in _MEANS:
+            if all(key in r for r in rows):
+                point[key] = sum(r[key] for r in rows) / len(rows)
+        curve.append(point)
+    return curve
+
+
+# --------------------------------------------------------------------------------------------
+# Bjøntegaard deltas
+
+
+def _pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The derivatives at the knots of the PCHIP interpolant of ``y(x)`` (``x`` strictly increasing)."""
+    h = np.diff(x)
+    m = np.diff(y) / h
+    if len(x) == 2:
+        return np.array([m[0], m[0]])
+    d = np.zeros_like(x)
+    # Interior: a weighted harmonic mean of the neighbouring secants, 0 at a local extremum.
+    w1, w2 = 2 * h[1:] + h[:-1], h[1:] + 2 * h[:-1]
+    same_sign = m[:-1] * m[1:] > 0
+    safe_lo, safe_hi = np.where(same_sign, m[:-1], 1.0), np.where(same_sign, m[1:], 1.0)
+    d[1:-1] = np.where(same_sign, (w1 + w2) / (w1 / safe_lo + w2 / safe_hi), 0.0)
+    # Ends: a one-sided three-point estimate, kept shape-preserving.
+    for end, (h0, h1, m0, m1) in ((0, (h[0], h[1], m[0], m[1])), (-1, (h[-1], h[-2], m[-1], m[-2]))):
+        slope = ((2 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
+        if np.sign(slope) != np.sign(m0):
+            slope = 0.0
+        elif np.sign(m0) != np.sign(m1) and abs(slope) > 3 * abs(m0):
+            slope = 3 * m0
+        d[end] = slope
+    return d
+
+
+def _hermite(x: np.ndarray, y: np.ndarray, d: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The cubic Hermite interpolant with knots ``x``, values ``y`` and slopes ``d`` at ``t``."""
+    k = np.clip(np.searchsorted(x, t, side="right") - 1, 0, len(x) - 2)
+    h = x[k + 1] - x[k]
+    s = (t - x[k]) / h
+    return (
+        (2 * s**3 - 3 * s**2 + 1) * y[k]
+        + (s**3 - 2 * s**2 + s) * h * d[k]
+        + (-2 * s**3 + 3 * s**2) * y[k + 1]
+        + (s**3 - s**2) * h * d[k + 1]
+    )
+
+
+def _pchip_integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
+    """The exact integral from ``lo`` to ``hi`` (inside ``[x[0], x[-1]]``) of the PCHIP interpolant:
+    two-point Gauss-Legendre on each piece between knots, exact for cubics."""
+    d = _pchip_slopes(x, y)
+    edges = np.unique(np.concatenate([[lo, hi], x[(x > lo) & (x < hi)]]))
+    a, b = edges[:-1], edges[1:]
+    mid, half = (a + b) / 2, (b - a) / 2
+    offset = half / math.sqrt(3)
+    return float(np.sum(half * (_hermite(x, y, d, mid - offset) + _hermite(x, y, d, mid + offset))))
+
+
+def _cubic_integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
+    """The integral from ``lo`` to ``hi`` of the least-squares cubic through the points (VCEG-M33)."""
+    antiderivative = np.polyint(np.polyfit(x, y, 3))
+    return float(np.polyval(antiderivative, hi) - np.polyval(antiderivative, lo))
+
+
+def _curve(points: Iterable[Point], name: str, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """(log10 bpp, PSNR) of a curve's points as arrays, checked."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    array = np.asarray([(float(r), float(q)) for r, q in points], dtype=np.float64).reshape(-1, 2)
+    need = 4 if method == "cubic" else 2
+    if len(array) < need:
+        raise ValueError(f"the {name} curve has {len(array)} points; {method} BD needs at least {need}")
+    if not np.all(np.isfinite(array)) or np.any(array[:, 0] <= 0):
+        raise ValueError(f"the {name} curve needs finite points with a positive rate")
+    return np.log10(array[:, 0]), array[:, 1]
+
+
+def _delta(anchor: Iterable[Point], test: Iterable[Point], method: str, over_psnr: bool) -> float:
+    """The mean of (test - anchor) over the common interval of the free variable: log-rate as a
+    function of PSNR (``over_psnr``), or PSNR as a function of log-rate."""
+    curves = []
+    for name, points in (("anchor", anchor), ("test", test)):
+        log_rate, quality = _curve(points, name, method)
+        x, y = (quality, log_rate) if over_psnr else (log_rate, quality)
+        order = np.argsort(x, kind="stable")
+        x, y = x[order], y[order]
+        if np.any(np.diff(x) <= 0):
+            axis = "PSNR" if over_psnr else "rate"
+            raise ValueError(f"two points of the {name} curve have the same {axis}; drop one")
+        curves.append((x, y))
+    (xa, ya), (xt, yt) = curves
+    lo, hi = max(xa[0], xt[0]), min(xa[-1], xt[-1])
+    if not lo < hi:
+        axis = "PSNR" if over_psnr else "rate"
+        raise ValueError(f"the curves do not overlap in {axis}: no Bjøntegaard delta")
+    integral = _pchip_integral if method == "pchip" else _cubic_integral
+    return (integral(xt, yt, lo, hi) - integral(xa, ya, lo, hi)) / (hi - lo)
+
+
+def bd_rate(anchor: Iterable[Point], test: Iterable[Point], method: str = "pchip") -> float:
+    """The Bjøntegaard delta rate of ``test`` against ``anchor``, in percent: the average rate
+    change at equal PSNR over the PSNR interval both curves cover (negative: ``test`` is better).
+
+    Curves are ``(bpp, psnr)`` points in any order; ``method`` is "pchip" (default) or "cubic"
+    (see the module's docstring). Raises ValueError for curves that are too short, do not
+    overlap, or have two points at the same PSNR.
+    """
+    return float(10 ** _delta(anchor, test, method, over_psnr=True) - 1) * 100
+
+
+def bd_psnr(anchor: Iterable[Point], test: Iterable[Point], method: str = "pchip") -> float:
+    """The Bjøntegaard delta PSNR of ``test`` against ``anchor``, in dB: the average PSNR gain at
+    equal rate over the log-rate interval both curves cover (positive: ``test`` is better)."""
+    return float(_delta(anchor, test, method, over_psnr=False))
+
+
+def overlap(anchor: Iterable[Point], test: Iterable[Point]) -> tuple[float, float] | None:
+    """The PSNR interval (dB) :func:`bd_rate` integrates over, or None when the curves do not overlap."""
+    a, t = np.asarray(list(anchor), float)[:, 1], np.asarray(list(test), float)[:, 1]
+    lo, hi = max(a.min(), t.min()), min(a.max(), t.max())
+    return (float(lo), float(hi)) if lo < hi else None
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+
+
+def plot_rd(
+    curves: Mapping[str, Sequence[Point]],
+    path: str | Path,
+    title: str = "",
+    *,
+    xlim: tuple[float, float] | None = None,
+) -> Path:
+    """Write a PNG of R-D curves (``name -> [(bpp, psnr), ...]``, each drawn in bpp order) to
+    ``path`` atomically, replacing it; returns the path. Points of infinite PSNR (lossless) are
+    left out; with ``xlim`` the PSNR axis fits the points in that rate range.
+
+    Needs matplotlib. The figure is drawn without pyplot (Agg renders the PNG), so it changes
+    no global matplotlib state and needs no display.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 5), dpi=120, layout="constrained")
+    axes = figure.add_subplot()
+    shown = []
+    for name, points in curves.items():
+        points = sorted((float(r), float(q)) for r, q in points if math.isfinite(q))
+        if not points:
+            continue
+        bpp, quality = zip(*points, strict=True)
+        axes.plot(bpp, quality, marker="o", markersize=3.5, linewidth=1.4, label=name)
+        shown += [q for r, q in points if xlim is None or xlim[0] <= r <= xlim[1]]
+    axes.set_xlabel("rate (bpp, from file sizes)")
+    axes.set_ylabel("PSNR RGB (dB)")
+    if xlim is not None:
+        axes.set_xlim(*xlim)
+        if shown:  # fit the PSNR axis to the points in view
+            margin = 0.04 * (max(shown) - min(shown)) + 0.1
+            axes.set_ylim(min(shown) - margin, max(shown) + margin)
+    axes.grid(True, alpha=0.35)
+    if axes.lines:
+        axes.legend(loc="lower right")
+    if title:
+        axes.set_title(title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    path = Path(path)
+    write_atomic(path, buffer.getvalue(), overwrite=True)
+    return path
