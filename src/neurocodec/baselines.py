@@ -41,7 +41,8 @@ import torch
 from PIL import Image, features
 
 from neurocodec.io.image import read_image
-from neurocodec.metrics import psnr, quantized
+from neurocodec.metrics import quantized
+from neurocodec.rd import rd_row
 
 __all__ = [
     "BASELINES",
@@ -234,22 +235,11 @@ def evaluate_baseline(
         x, _ = read_image(path)
         x = x.expand(3, -1, -1)
         image = to_pil(x)
-        h, w = x.shape[-2:]
         for setting in settings:
             t0 = time.perf_counter()
             data = baseline.encoder(image, setting)
             t1 = time.perf_counter()
             x_hat = decode_image(data)
             t2 = time.perf_counter()
-            rows.append(
-                {
-                    "file": Path(path).name,
-                    "setting": setting,
-                    "bytes": len(data),
-                    "bpp": 8 * len(data) / (h * w),
-                    "psnr": psnr(x, x_hat),
-                    "encode_s": t1 - t0,
-                    "decode_s": t2 - t1,
-                }
-            )
+            rows.append({**rd_row(path, x, data, x_hat, t1 - t0, t2 - t1), "setting": setting})
     return rows

@@ -47,6 +47,7 @@ __all__ = [
     "mean_point",
     "overlap",
     "plot_rd",
+    "rd_row",
 ]
 
 Point = tuple[float, float]  # (bpp, PSNR in dB)
@@ -63,18 +64,21 @@ def evaluate_images(codec: Codec, paths: Sequence[str | Path]) -> list[dict]:
         t1 = time.perf_counter()
         x_hat = codec.decode(data)
         t2 = time.perf_counter()
-        h, w = x.shape[-2:]
-        rows.append(
-            {
-                "file": Path(path).name,
-                "bytes": len(data),
-                "bpp": 8 * len(data) / (h * w),
-                "psnr": psnr(x, x_hat),
-                "encode_s": t1 - t0,
-                "decode_s": t2 - t1,
-            }
-        )
+        rows.append(rd_row(path, x, data, x_hat, t1 - t0, t2 - t1))
     return rows
+
+
+def rd_row(path: str | Path, x, data: bytes, x_hat, encode_s: float, decode_s: float) -> dict:
+    """One file's row: bytes and bpp of the coded file, PSNR of the 8-bit output, timings."""
+    h, w = x.shape[-2:]
+    return {
+        "file": Path(path).name,
+        "bytes": len(data),
+        "bpp": 8 * len(data) / (h * w),
+        "psnr": psnr(x, x_hat),
+        "encode_s": encode_s,
+        "decode_s": decode_s,
+    }
 
 
 def mean_point(rows: Sequence[dict]) -> dict:
