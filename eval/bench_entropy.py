@@ -497,14 +497,9 @@ def load_average() -> list[float] | None:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from neurocodec.rd import cpu_model
+
+    cpu = cpu_model()
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
     for dist in ("compressai", "constriction", "neurocodec"):
         try:

@@ -376,15 +376,9 @@ def _machine(device: str) -> dict[str, object]:
     import torch
 
     from neurocodec.baselines import versions
+    from neurocodec.rd import cpu_model
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     machine: dict[str, object] = {
         "platform": platform.platform(),
         "cpu": cpu,

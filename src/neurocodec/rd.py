@@ -42,6 +42,7 @@ from neurocodec.metrics import psnr
 __all__ = [
     "bd_psnr",
     "bd_rate",
+    "cpu_model",
     "evaluate_images",
     "mean_curve",
     "mean_point",
@@ -66,6 +67,19 @@ def evaluate_images(codec: Codec, paths: Sequence[str | Path]) -> list[dict]:
         t2 = time.perf_counter()
         rows.append(rd_row(path, x, data, x_hat, t1 - t0, t2 - t1))
     return rows
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one), for benchmark records."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
 
 
 def rd_row(path: str | Path, x, data: bytes, x_hat, encode_s: float, decode_s: float) -> dict:
