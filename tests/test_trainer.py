@@ -86,3 +86,14 @@ def test_time_limit_stops_with_a_checkpoint(tmp_path):
     assert (tmp_path / "timed" / "checkpoint" / "meta.json").exists()
     again = Trainer(config(tmp_path, data, "timed", 50))
     assert again.try_resume() and again.step == trainer.step
+
+
+def test_interrupted_checkpoint_swap_still_resumes(tmp_path):
+    """A crash between the two renames of a save leaves checkpoint.old, which resume reads."""
+    data = make_images(tmp_path / "data", count=1)
+    trainer = Trainer(config(tmp_path, data, "swap", 4))
+    trainer.run(progress=False, until=2)
+    folder = tmp_path / "swap" / "checkpoint"
+    folder.rename(folder.with_name("checkpoint.old"))
+    again = Trainer(config(tmp_path, data, "swap", 4))
+    assert again.try_resume() and again.step == 2

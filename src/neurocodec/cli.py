@@ -759,7 +759,9 @@ def _export(args: argparse.Namespace, console: _Console) -> None:
     from neurocodec.train.export import export_weights
 
     checkpoint = Path(args.run_dir) / "checkpoint"
-    if not (checkpoint / "meta.json").is_file():
+    from neurocodec.train.checkpoint import has_checkpoint
+
+    if not has_checkpoint(checkpoint):
         raise UsageError(f"{args.run_dir} holds no checkpoint of `neurocodec train`")
     kw = {"out_dir": args.out_dir} if args.out_dir else {}
     card = export_weights(checkpoint, args.quality, kodak=args.kodak, notes=args.notes, **kw)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_SCALE_MAX",
     "DEFAULT_SCALE_MIN",
     "DEFAULT_TAIL_MASS",
+    "ESCAPE_FLOOR",
     "PRECISION",
     "gaussian_pmf",
     "gaussian_scale_table",
@@ -40,6 +41,7 @@ __all__ = [
     "quantize_pmf",
     "scale_boundaries",
     "scale_index",
+    "symmetric_tables",
 ]
 
 #: CDF precision of the coder: frequencies sum to ``2**PRECISION``.
@@ -348,19 +350,22 @@ def gaussian_pmf(scale: float, support: int) -> tuple[float, np.ndarray, float]:
     return center, side, escape
 
 
-def gaussian_tables(
+ESCAPE_FLOOR = 1e-300  # keeps an escape a positive probability (quantize_pmf gives it frequency >= 1 anyway)
+
+
+def symmetric_tables(
     scales,
-    tail_mass: float = DEFAULT_TAIL_MASS,
+    pmf: Callable[[float, int], tuple[float, np.ndarray, float]],
+    tail_multiplier: float,
     precision: int = PRECISION,
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """One 16-bit table per scale for ``round(y)``, ``y ~ N(0, scale)`` (zero mean).
+    """One exactly symmetric 16-bit table per scale of a zero-mean distribution.
 
-    For scale ``s``: support ``K = ceil(s * z)`` with ``z`` the upper ``tail_mass / 2``
-    quantile of N(0, 1) (at least ``K = 1``); entries ``-K … K`` then the escape, whose mass is
-    everything outside ``[-K - 0.5, K + 0.5]`` (floored at ``1e-300`` so it stays a positive
-    probability; :func:`quantize_pmf` gives it frequency >= 1 in any case); ``offset = -K``.
-    The integer frequencies minimize the cross-entropy like :func:`quantize_pmf`, under the
-    extra constraint that the table is exactly symmetric (``f(-k) == f(k)``).
+    For scale ``s``: support ``K = ceil(s * tail_multiplier)`` (at least 1); entries ``-K … K``
+    then the escape; ``pmf(s, K)`` gives ``(center, side, escape)`` masses (as
+    :func:`gaussian_pmf`), the escape floored at :data:`ESCAPE_FLOOR`; ``offset = -K``. The
+    integer frequencies minimize the cross-entropy like :func:`quantize_pmf`, under the extra
+    constraint that the table is exactly symmetric (``f(-k) == f(k)``).
 
     Returns:
         ``(cdfs, offsets)``: a list of int32 CDFs (table ``t`` has ``2 K_t + 3`` values) and
@@ -372,16 +377,25 @@ def gaussian_tables(
         raise ValueError("need at least one scale")
     if not np.all(np.isfinite(sc)) or np.any(sc <= 0):
         raise ValueError("scales must be positive and finite")
-    z = _tail_multiplier(tail_mass)
     cdfs, offsets = [], []
     for s in sc.tolist():
-        k = max(1, math.ceil(s * z))
+        k = max(1, math.ceil(s * tail_multiplier))
         if 2 * k + 2 > (1 << precision):
             raise ValueError(f"scale {s} needs {2 * k + 2} entries, more than 2**precision")
-        center, side, escape = gaussian_pmf(s, k)
-        cdfs.append(_quantize_symmetric(center, side, max(escape, 1e-300), precision))
+        center, side, escape = pmf(s, k)
+        cdfs.append(_quantize_symmetric(center, side, max(escape, ESCAPE_FLOOR), precision))
         offsets.append(-k)
     return cdfs, np.array(offsets, dtype=np.int32)
+
+
+def gaussian_tables(
+    scales,
+    tail_mass: float = DEFAULT_TAIL_MASS,
+    precision: int = PRECISION,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """One table per scale for ``round(y)``, ``y ~ N(0, scale)`` (:func:`symmetric_tables`):
+    the support ``K = ceil(s * z)`` has ``z`` the upper ``tail_mass / 2`` quantile of N(0, 1)."""
+    return symmetric_tables(scales, gaussian_pmf, _tail_multiplier(tail_mass), precision)
 
 
 def scale_boundaries(table_scales) -> np.ndarray:

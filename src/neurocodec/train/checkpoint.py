@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["has_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 MAX_SHARD_BYTES = 15 * 2**20
 
@@ -27,8 +28,8 @@ def save_checkpoint(
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    for old in tmp.iterdir():
-        old.unlink()
+    for stale in tmp.iterdir():
+        stale.unlink()
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for name in sorted(tensors):
@@ -44,17 +45,31 @@ def save_checkpoint(
     for i, shard in enumerate(shards):
         save_file(shard, str(tmp / f"state-{i:05d}.safetensors"))
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    # swap the new checkpoint in; a crash at any point leaves a complete one under `folder`
+    # or `folder.old`, and load_checkpoint reads the latter when the former is missing
+    previous = folder.with_name(folder.name + ".old")
     if folder.exists():
-        for old in folder.iterdir():
-            old.unlink()
-        folder.rmdir()
+        if previous.exists():
+            shutil.rmtree(previous)
+        os.replace(folder, previous)
     os.replace(tmp, folder)
+    if previous.exists():
+        shutil.rmtree(previous)
+
+
+def has_checkpoint(folder: str | Path) -> bool:
+    """Whether ``folder`` (or the ``.old`` copy an interrupted save leaves) holds a checkpoint."""
+    folder = Path(folder)
+    return any((f / "meta.json").exists() for f in (folder, folder.with_name(folder.name + ".old")))
 
 
 def load_checkpoint(
     folder: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[dict[str, torch.Tensor], dict]:
     folder = Path(folder)
+    previous = folder.with_name(folder.name + ".old")
+    if not (folder / "meta.json").exists() and (previous / "meta.json").exists():
+        folder = previous  # a save was interrupted between its two renames
     tensors: dict[str, torch.Tensor] = {}
     for shard in sorted(folder.glob("state-*.safetensors")):
         tensors.update(load_file(str(shard), device=str(device)))

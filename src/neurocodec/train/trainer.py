@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from neurocodec.train.checkpoint import load_checkpoint, save_checkpoint
+from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from neurocodec.train.data import ImageCrops
 
 __all__ = ["TrainConfig", "Trainer", "rd_loss"]
@@ -109,7 +109,7 @@ class Trainer:
 
     def try_resume(self) -> bool:
         folder = self.out / "checkpoint"
-        if not (folder / "meta.json").exists():
+        if not has_checkpoint(folder):
             return False
         tensors, meta = load_checkpoint(folder, self.device)
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})

@@ -19,8 +19,6 @@ from neurocodec.entropy.models.base import TableEntropyModel
 
 __all__ = ["AdaptiveCategorical", "Categorical"]
 
-_ESCAPE_FLOOR = 1e-300
-
 
 class _CategoricalModel(TableEntropyModel):
     """Coding of symbols in ``[0, num_symbols)`` with a single table built from :meth:`probabilities`."""
@@ -54,7 +52,7 @@ class _CategoricalModel(TableEntropyModel):
     def update_tables(self) -> None:
         """Build the table from the current probabilities (float64, on the CPU), once."""
         pmf = self.probabilities(torch.float64).detach().cpu().numpy()
-        cdf = tables.quantize_pmf(np.append(pmf, _ESCAPE_FLOOR))
+        cdf = tables.quantize_pmf(np.append(pmf, tables.ESCAPE_FLOOR))
         self._store_tables([cdf], np.zeros(1, dtype=np.int32))
 
     def compress(self, symbols: Tensor) -> bytes:

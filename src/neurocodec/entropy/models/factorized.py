@@ -26,8 +26,6 @@ from neurocodec.entropy.models.base import TableEntropyModel
 
 __all__ = ["FactorizedPrior"]
 
-_ESCAPE_FLOOR = 1e-300  # keeps the escape a positive probability (it gets frequency >= 1 anyway)
-
 
 def _interval_mass(lower: Tensor, upper: Tensor) -> Tensor:
     """``sigmoid(upper) - sigmoid(lower)``, evaluated on the side where both sigmoids are small."""
@@ -152,7 +150,9 @@ class FactorizedPrior(TableEntropyModel):
         above = torch.sigmoid(-self._logits_cumulative(top, stop_gradient=True))
         escape = (below + above).reshape(-1).numpy()
         cdfs = [
-            tables.quantize_pmf(np.append(pmf[c, : int(widths[c])], max(float(escape[c]), _ESCAPE_FLOOR)))
+            tables.quantize_pmf(
+                np.append(pmf[c, : int(widths[c])], max(float(escape[c]), tables.ESCAPE_FLOOR))
+            )
             for c in range(self.channels)
         ]
         self._store_tables(cdfs, lo.numpy().astype(np.int32))

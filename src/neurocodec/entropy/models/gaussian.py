@@ -44,8 +44,6 @@ __all__ = [
     "laplace_tables",
 ]
 
-_ESCAPE_FLOOR = 1e-300
-
 
 def laplace_pmf(scale: float, support: int) -> tuple[float, np.ndarray, float]:
     """Exact float64 masses of ``round(y)``, ``y ~ Laplace(0, scale)``, on ``[-support, support]``.
@@ -74,19 +72,7 @@ def laplace_tables(
     """
     if not 0 < tail_mass < 1:
         raise ValueError(f"tail_mass must be in (0, 1), got {tail_mass}")
-    sc = np.asarray(scales, dtype=np.float64).reshape(-1)
-    if sc.size == 0 or not np.all(np.isfinite(sc)) or np.any(sc <= 0):
-        raise ValueError("need at least one scale, all positive and finite")
-    z = -math.log(tail_mass)
-    cdfs, offsets = [], []
-    for b in sc.tolist():
-        k = max(1, math.ceil(b * z))
-        if 2 * k + 2 > (1 << precision):
-            raise ValueError(f"scale {b} needs {2 * k + 2} entries, more than 2**precision")
-        center, side, escape = laplace_pmf(b, k)
-        cdfs.append(tables._quantize_symmetric(center, side, max(escape, _ESCAPE_FLOOR), precision))
-        offsets.append(-k)
-    return cdfs, np.array(offsets, dtype=np.int32)
+    return tables.symmetric_tables(scales, laplace_pmf, -math.log(tail_mass), precision)
 
 
 def gaussian_interval_mass(values: Tensor, scales: Tensor) -> Tensor:
