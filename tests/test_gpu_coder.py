@@ -345,3 +345,30 @@ def test_bad_arguments():
         gpu.encode(torch.tensor([2**40], device=DEVICE), tensor([0]), gtables)
     with pytest.raises(ValueError, match="integers"):
         gpu.encode(zeros.float(), zeros, gtables)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: entropy models code on the device of their tensors")
+def test_entropy_models_code_on_the_gpu_with_the_cpu_bytes():
+    """A model on a GPU writes the C++ core's bytes and decodes to tensors that stay on the GPU."""
+    from neurocodec.entropy.models import FactorizedPrior, GaussianConditional
+
+    g = torch.Generator().manual_seed(0)
+    prior = FactorizedPrior(4)
+    prior.update_tables()
+    z = torch.randn(2, 4, 5, 7, generator=g) * 3
+    data = prior.compress(z)
+    prior.cuda()
+    assert prior.compress(z.cuda()) == data
+    z_hat = prior.decompress(data, z.shape)
+    assert z_hat.is_cuda and torch.equal(z_hat.cpu(), torch.round(z))
+
+    conditional = GaussianConditional()
+    conditional.update_tables()
+    y = torch.randn(2, 3, 6, 5, generator=g) * 8
+    indexes = torch.randint(0, conditional.scale_table.size, y.shape, generator=g, dtype=torch.int32)
+    means = torch.round(torch.randn(y.shape, generator=g) * 16) / 16
+    data = conditional.compress(y, indexes, means)
+    conditional.cuda()
+    assert conditional.compress(y.cuda(), indexes.cuda(), means.cuda()) == data
+    y_hat = conditional.decompress(data, indexes.cuda(), means.cuda())
+    assert y_hat.is_cuda and torch.equal(y_hat.cpu(), conditional.decompress(data, indexes, means))

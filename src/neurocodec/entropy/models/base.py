@@ -154,6 +154,7 @@ class TableEntropyModel(EntropyModel):
     def __init__(self, likelihood_bound: float = 1e-9):
         super().__init__(likelihood_bound)
         self._tableset: coder.TableSet | None = None
+        self._gpu_tableset = None  # gpu.GpuTableSet, built on the first GPU coding call
 
     def _store_tables(self, cdfs: Sequence[np.ndarray], offsets: np.ndarray) -> None:
         """Store integer tables in the buffers (validated by building the coder's TableSet)."""
@@ -167,6 +168,7 @@ class TableEntropyModel(EntropyModel):
 
     def _tables_changed(self) -> None:
         self._tableset = None
+        self._gpu_tableset = None
 
     @property
     def has_tables(self) -> bool:
@@ -185,13 +187,34 @@ class TableEntropyModel(EntropyModel):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        return {**state, "_tableset": None}
+        return {**state, "_tableset": None, "_gpu_tableset": None}
+
+    def gpu_tables(self, device: torch.device):
+        """The tables for the GPU coder (:mod:`neurocodec.entropy.gpu`) on ``device``, uploaded once."""
+        from neurocodec.entropy import gpu  # imports Triton: only when a GPU codes
+
+        cached = self._gpu_tableset
+        if cached is None or cached.device != device:
+            cached = self._gpu_tableset = gpu.GpuTableSet(self.tables, device)
+        return cached
 
     def _encode(self, values: Tensor, indexes: Tensor | np.ndarray) -> bytes:
+        """The stream of ``values``: on the GPU when they are CUDA tensors, else the C++ core (same bytes)."""
+        lanes = coder.lanes_for(values.numel())
+        if values.is_cuda:
+            from neurocodec.entropy import gpu
+
+            indexes = torch.as_tensor(indexes, device=values.device)
+            return gpu.encode(values.detach(), indexes, self.gpu_tables(values.device), lanes=lanes)
         values = values.detach().cpu().contiguous()
-        return coder.encode(values, _cpu(indexes), self.tables, lanes=coder.lanes_for(values.numel()))
+        return coder.encode(values, _cpu(indexes), self.tables, lanes=lanes)
 
     def _decode(self, data: bytes, indexes: Tensor | np.ndarray) -> Tensor:
+        """int32 values on the device of ``indexes``: decoded there when it is a GPU."""
+        if isinstance(indexes, Tensor) and indexes.is_cuda:
+            from neurocodec.entropy import gpu
+
+            return gpu.decode(data, indexes.detach(), self.gpu_tables(indexes.device))
         return torch.from_numpy(coder.decode(data, _cpu(indexes), self.tables))
 
 

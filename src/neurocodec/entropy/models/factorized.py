@@ -158,17 +158,19 @@ class FactorizedPrior(TableEntropyModel):
         self._store_tables(cdfs, lo.numpy().astype(np.int32))
 
     def indexes(self, shape: Sequence[int]) -> Tensor:
-        """Table indexes for latents of ``shape`` ``(N, C, ...)``: the channel index, int32."""
+        """Table indexes for latents of ``shape`` ``(N, C, ...)``: the channel index, int32, on the
+        model's device (so a model on a GPU codes on the GPU)."""
         shape = tuple(shape)
         if len(shape) < 2 or shape[1] != self.channels:
             raise ValueError(f"expected a shape (N, {self.channels}, ...), got {shape}")
         view = (1, self.channels) + (1,) * (len(shape) - 2)
-        return torch.arange(self.channels, dtype=torch.int32).reshape(view).expand(shape)
+        device = self.table_sizes.device
+        return torch.arange(self.channels, dtype=torch.int32, device=device).reshape(view).expand(shape)
 
     def compress(self, y: Tensor) -> bytes:
         """The rANS stream of ``round(y)`` (``y`` shaped ``(N, C, ...)``, row-major order)."""
         return self._encode(self.quantize(y, "symbols"), self.indexes(y.shape))
 
     def decompress(self, data: bytes, shape: Sequence[int]) -> Tensor:
-        """The integers ``round(y)`` as float32, shaped ``shape``, on the CPU."""
+        """The integers ``round(y)`` as float32, shaped ``shape``, on the model's device."""
         return self._decode(data, self.indexes(shape)).reshape(tuple(shape)).to(torch.float32)
