@@ -347,7 +347,9 @@ def test_bad_arguments():
         gpu.encode(zeros.float(), zeros, gtables)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: entropy models code on the device of their tensors")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a GPU: entropy models code on the device of their tensors"
+)
 def test_entropy_models_code_on_the_gpu_with_the_cpu_bytes():
     """A model on a GPU writes the C++ core's bytes and decodes to tensors that stay on the GPU."""
     from neurocodec.entropy.models import FactorizedPrior, GaussianConditional
