@@ -24,6 +24,7 @@ component tables with integer arithmetic only.
 
 Models: :class:`FactorizedPrior`, :class:`GaussianConditional`, :class:`LaplaceConditional`,
 :class:`GaussianMixtureConditional`, :class:`Categorical`, :class:`AdaptiveCategorical`.
+Context schedules (hyperprior, channel slices, checkerboard, both): :class:`ContextSchedule`.
 """
 
 from neurocodec.entropy.models.base import EntropyModel, TableEntropyModel, lower_bound
@@ -36,16 +37,21 @@ from neurocodec.entropy.models.gaussian import (
     laplace_tables,
 )
 from neurocodec.entropy.models.mixture import GaussianMixtureConditional
+from neurocodec.entropy.models.schedules import ANCHOR_PARITY, ContextSchedule, ScheduleOutput, Step
 
 __all__ = [
+    "ANCHOR_PARITY",
     "AdaptiveCategorical",
     "Categorical",
+    "ContextSchedule",
     "EntropyModel",
     "FactorizedPrior",
     "GaussianConditional",
     "GaussianMixtureConditional",
     "LaplaceConditional",
     "ScaleConditional",
+    "ScheduleOutput",
+    "Step",
     "TableEntropyModel",
     "laplace_tables",
     "lower_bound",

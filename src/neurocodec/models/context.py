@@ -1,0 +1,179 @@
+"""Integer context networks: the parameter functions of the context schedules.
+
+A context schedule (:mod:`neurocodec.entropy.models.schedules`) codes a latent in steps and
+asks a parameter function, at every step, for each element's table index and mean from the
+hyper-prior output and the part of the latent decoded so far. The decoder must compute exactly
+what the encoder did, on any device, so these networks are integer networks
+(:mod:`neurocodec.models.integer`): exact float64 integer arithmetic at coding time,
+float32 straight-through rounding in training. Their inputs are integers too:
+
+- decoded latents ``y_hat = symbol + mean`` lie on the means' grid of ``2^-mean_bits``, so the
+  networks see ``y_hat * 2^mean_bits`` (:func:`latent_integers`), clamped to
+  ``±LATENT_BOUND * 2^mean_bits`` — the bound every accumulator check assumes;
+- the hyper-prior output of :class:`~neurocodec.models.hyperprior.HyperSynthesis` (a table
+  index and a mean per element) enters as :func:`hyper_features`: the indexes and the means
+  in grid units, under the same bound.
+
+Pieces (after He et al. 2021 and ELIC, He et al. 2022):
+
+- :class:`CheckerboardConv2d`: a 5x5 integer convolution whose kernel keeps only the taps of
+  the other parity, so a non-anchor's context is its decoded anchor neighbours;
+- a channel context: an integer 3x3 convolution over the slices already decoded;
+- :class:`EntropyParameters`: a 1x1 integer head from the concatenated features to the
+  step's (table index, mean), the same output stage as ``HyperSynthesis``;
+- :class:`ContextPrior`: all of them for one schedule, callable as the schedule's
+  ``params(step, y_hat, hyper)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from neurocodec.entropy.models.schedules import ANCHOR, ContextSchedule, Step
+from neurocodec.models.integer import IntegerConv2d
+
+__all__ = [
+    "LATENT_BOUND",
+    "CheckerboardConv2d",
+    "ContextPrior",
+    "EntropyParameters",
+    "hyper_features",
+    "latent_integers",
+]
+
+LATENT_BOUND = 2**15  # |y_hat| and |mean| are clamped to this before a context network (as Z_BOUND for z)
+MEAN_BITS = 4  # the means' fixed-point grid, as HyperSynthesis's default
+
+
+def latent_integers(values: Tensor, mean_bits: int = MEAN_BITS) -> Tensor:
+    """``values`` on the ``2^-mean_bits`` grid as integers ``values * 2^mean_bits``, clamped to
+    ``±LATENT_BOUND * 2^mean_bits`` (exact: a power-of-two scaling of grid values)."""
+    bound = LATENT_BOUND * 2**mean_bits
+    return torch.clamp(values * 2.0**mean_bits, -bound, bound)
+
+
+def hyper_features(index: Tensor, means: Tensor, mean_bits: int = MEAN_BITS) -> Tensor:
+    """The hyper-prior output as integer features for :class:`ContextPrior`: ``2M`` channels,
+    the table indexes then the means in grid units (:func:`latent_integers`)."""
+    return torch.cat([index.to(means.dtype), latent_integers(means, mean_bits)], dim=1)
+
+
+def _input_bound(mean_bits: int) -> int:
+    return LATENT_BOUND * 2**mean_bits
+
+
+class CheckerboardConv2d(IntegerConv2d):
+    """An integer convolution that sees only the other checkerboard parity.
+
+    The kernel keeps the taps at offsets ``(dy, dx)`` with ``dy + dx`` odd: at a position of one
+    parity they all fall on the other parity. Applied to a latent whose anchors are decoded
+    (and whose non-anchors are still 0), its output at each non-anchor depends on decoded
+    anchors only, whichever parity the anchors have. The accumulator check of
+    :class:`IntegerConv2d` counts every tap of the kernel, an upper bound for the masked one.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5, **kwargs):
+        if kernel_size % 2 != 1:
+            raise ValueError(f"a checkerboard kernel must have an odd size, got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, 1, **kwargs)
+        offsets = torch.arange(kernel_size)
+        taps = (offsets.view(-1, 1) + offsets.view(1, -1)) % 2 == 1
+        self.register_buffer("taps", taps.to(torch.float32), persistent=False)
+
+    def integer_weight(self) -> Tensor:
+        return super().integer_weight() * self.taps.to(self.weight.dtype)
+
+
+class EntropyParameters(nn.Module):
+    """Integer head: features -> (table index, mean) for ``out_channels`` latent channels.
+
+    A 1x1 integer layer with QReLU activations in [0, 255], then a 1x1 integer layer with
+    ``2 * out_channels`` outputs: table indexes (clamped to ``[0, num_scales - 1]``) and means in
+    units of ``2^-mean_bits`` (the output stage of ``HyperSynthesis``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_scales: int,
+        hidden_channels: int,
+        mean_bits: int = MEAN_BITS,
+    ):
+        super().__init__()
+        self.num_scales, self.mean_bits = num_scales, mean_bits
+        self.hidden = IntegerConv2d(in_channels, hidden_channels, 1, input_bound=_input_bound(mean_bits))
+        self.out = IntegerConv2d(hidden_channels, 2 * out_channels, 1, act_bits=None, init_gain=0.5)
+        with torch.no_grad():
+            self.hidden.bias.fill_(8.0)  # QReLUs start inside [0, 255]
+            self.out.bias[:out_channels].fill_(num_scales / 2)  # start near the middle of the scale table
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        index_raw, mean_raw = self.out(self.hidden(features)).chunk(2, dim=1)
+        return torch.clamp(index_raw, 0, self.num_scales - 1), mean_raw * 2.0**-self.mean_bits
+
+
+class ContextPrior(nn.Module):
+    """The integer parameter function of a schedule: ``prior(step, y_hat, hyper) -> (index, mean)``.
+
+    Per slice ``k`` of the schedule: a channel context (integer 3x3 over the decoded slices
+    ``< k``, absent for the first slice), a spatial context (:class:`CheckerboardConv2d` over the
+    slice itself, for checkerboard schedules; at an anchor step it sees zeros, so anchors depend
+    on the hyper-prior and earlier slices only, whatever ``y_hat`` holds) and an :class:`EntropyParameters`
+    head over ``[hyper, channel context, spatial context]``.
+
+    ``hyper`` is the integer feature tensor of :func:`hyper_features` (``hyper_channels``
+    channels at the latent's resolution). Coding: float64 ``y_hat`` and ``hyper``, exact integer
+    arithmetic. Training: float32, straight-through.
+    """
+
+    def __init__(
+        self,
+        schedule: ContextSchedule,
+        hyper_channels: int,
+        num_scales: int,
+        *,
+        context_channels: int = 32,
+        hidden_channels: int = 64,
+        channel_kernel: int = 3,
+        mean_bits: int = MEAN_BITS,
+    ):
+        super().__init__()
+        self.slices = schedule.slices
+        self.mean_bits = mean_bits
+        bound = _input_bound(mean_bits)
+        self.channel_context = nn.ModuleDict()
+        self.spatial_context = nn.ModuleDict()
+        self.heads = nn.ModuleList()
+        for k, (start, stop) in enumerate(self.slices):
+            features = hyper_channels
+            if start > 0:
+                self.channel_context[str(k)] = IntegerConv2d(
+                    start, context_channels, channel_kernel, input_bound=bound
+                )
+                features += context_channels
+            if schedule.checkerboard:
+                self.spatial_context[str(k)] = CheckerboardConv2d(
+                    stop - start, context_channels, input_bound=bound
+                )
+                features += context_channels
+            self.heads.append(
+                EntropyParameters(features, stop - start, num_scales, hidden_channels, mean_bits)
+            )
+
+    def forward(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
+        if not 0 <= step.slice < len(self.slices) or (step.start, step.stop) != self.slices[step.slice]:
+            raise ValueError(f"step {step} does not match this prior's slices {list(self.slices)}")
+        key = str(step.slice)
+        features = [hyper.to(y_hat.dtype)]
+        if key in self.channel_context:
+            features.append(
+                self.channel_context[key](latent_integers(y_hat[:, : step.start], self.mean_bits))
+            )
+        if key in self.spatial_context:
+            own = y_hat[:, step.start : step.stop]
+            if step.part == ANCHOR:  # anchors have no spatial context (He et al. 2021)
+                own = torch.zeros_like(own)
+            features.append(self.spatial_context[key](latent_integers(own, self.mean_bits)))
+        return self.heads[step.slice](torch.cat(features, dim=1))
