@@ -694,22 +694,43 @@ def _parser() -> argparse.ArgumentParser:
     eval_.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     eval_.set_defaults(run=_eval)
 
+    from neurocodec.train.models import trainable_names
+
     train = commands.add_parser(
         "train",
         parents=[verbose],
         help="train a codec with the rate-distortion harness",
-        description="Train a codec (loss = lambda * 255^2 * MSE + bpp) on an image folder, on the CPU "
+        description="Train a model (loss = lambda * 255^2 * MSE + bpp, or lambda * (1 - MS-SSIM) + bpp, plus "
+        "the model's own terms) on a folder of images, audio or video (what the model needs), on the CPU "
         "or a GPU with the same code. Resumes from OUT/checkpoint when it exists; logs to OUT/log.jsonl.",
     )
-    train.add_argument("model", choices=["hyperprior"], help="what to train")
-    train.add_argument("--data", required=True, help="folder of training images (searched recursively)")
+    train.add_argument("model", choices=trainable_names(), help="what to train")
+    train.add_argument("--data", required=True, help="folder of training files (searched recursively)")
     train.add_argument("--out", required=True, help="run folder: checkpoint, log")
     train.add_argument("--lmbda", type=float, required=True, help="rate-distortion trade-off")
     train.add_argument("--steps", type=int, required=True)
     train.add_argument("--arch", default="N=128,M=192", help="architecture, e.g. N=128,M=192")
     train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--crop", type=int, default=256)
+    train.add_argument("--crop", type=int, default=256, help="side of the image and video crops")
+    train.add_argument("--samples", type=int, default=16384, help="length of the audio clips")
+    train.add_argument("--frames", type=int, default=4, help="length of the video clips")
+    train.add_argument("--distortion", choices=["mse", "ms-ssim"], default="mse")
     train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument(
+        "--lr-schedule",
+        choices=["step", "cosine"],
+        default="step",
+        help="10x drop at 90%% (default) or cosine",
+    )
+    train.add_argument("--warmup", type=int, default=0, metavar="STEPS", help="linear warmup of the rate")
+    train.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping (0: none)")
+    train.add_argument("--ema", type=float, default=0.0, metavar="DECAY", help="keep an EMA of the weights")
+    train.add_argument("--val", metavar="DIR", default="", help="held-out folder to validate on")
+    train.add_argument(
+        "--val-split", type=int, default=0, metavar="N", help="hold the last N files of --data out"
+    )
+    train.add_argument("--val-every", type=int, default=1000, metavar="K", help="validate every K steps")
+    train.add_argument("--channels-last", action="store_true", help="channels-last memory format (images)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")
     train.add_argument(
@@ -744,9 +765,14 @@ def _train(args: argparse.Namespace, console: _Console) -> None:
         arch = {k: int(v) for k, v in (pair.split("=") for pair in args.arch.split(","))}
     except ValueError:
         raise UsageError(f"--arch must look like N=128,M=192, not {args.arch!r}") from None
+    if args.val and args.val_split:
+        raise UsageError("give --val or --val-split, not both")
     config = TrainConfig(
         model=args.model, arch=arch, data=args.data, out=args.out, lmbda=args.lmbda, steps=args.steps,
-        batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed, device=args.device,
+        batch_size=args.batch_size, crop=args.crop, samples=args.samples, frames=args.frames,
+        distortion=args.distortion, lr=args.lr, lr_schedule=args.lr_schedule, warmup=args.warmup,
+        clip=args.clip, ema=args.ema, val=args.val, val_split=args.val_split, val_every=args.val_every,
+        channels_last=args.channels_last, seed=args.seed, device=args.device,
     )  # fmt: skip
     try:
         trainer = Trainer(config)

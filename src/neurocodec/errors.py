@@ -59,3 +59,7 @@ class WeightsError(NeurocodecError):
 
 class DeviceError(NeurocodecError):
     """A device was asked for that this machine or this torch build does not have."""
+
+
+class ConfigError(NeurocodecError, ValueError):
+    """A training or evaluation setting that cannot work (unknown model, crop too small, ...)."""

@@ -1,4 +1,5 @@
-"""Quality metrics on tensors in [0, 1]."""
+"""Quality metrics on tensors in [0, 1]: PSNR and MS-SSIM (pytorch-msssim), of the output as a
+decoder writes it (quantized to the file's bit depth)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import math
 
 import torch
 
-__all__ = ["psnr", "quantized"]
+__all__ = ["MS_SSIM_MIN_SIZE", "ms_ssim", "ms_ssim_db", "psnr", "quantized"]
+
+# MS-SSIM's five scales with an 11-tap window need the smaller side above (11 - 1) * 2^4 pixels
+MS_SSIM_MIN_SIZE = 161
 
 
 def quantized(x: torch.Tensor, bit_depth: int = 8) -> torch.Tensor:
@@ -20,3 +24,21 @@ def psnr(reference: torch.Tensor, test: torch.Tensor, bit_depth: int = 8) -> flo
     ``reference``; ``inf`` when they are equal."""
     mse = float((reference.float().cpu() - quantized(test.float().cpu(), bit_depth)).square().mean())
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def ms_ssim(reference: torch.Tensor, test: torch.Tensor, bit_depth: int = 8) -> float:
+    """MS-SSIM (pytorch-msssim, data range 1, the 5 standard scales, averaged over channels) of
+    ``test`` quantized to ``bit_depth`` bits against ``reference``, images ``([N,] C, H, W)``;
+    NaN when the smaller side is under :data:`MS_SSIM_MIN_SIZE` pixels (no 5-scale value exists)."""
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    if min(reference.shape[-2:]) < MS_SSIM_MIN_SIZE:
+        return math.nan
+    x = reference.float().cpu().reshape(-1, *reference.shape[-3:])
+    y = quantized(test.float().cpu(), bit_depth).reshape(x.shape)
+    return float(_ms_ssim(x, y, data_range=1.0))
+
+
+def ms_ssim_db(value: float) -> float:
+    """MS-SSIM in dB, ``-10 log10(1 - MS-SSIM)`` (as CompressAI plots it); ``inf`` at 1."""
+    return math.inf if value >= 1 else -10 * math.log10(1 - value)

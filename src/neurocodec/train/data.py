@@ -1,31 +1,72 @@
-"""Training images: decoded once, kept in memory (or on the GPU), cropped on the device.
+"""Training data: decoded once, kept in memory (or on the GPU), cropped on the device.
 
-No input pipeline to stall: every image of the folder is decoded once into a uint8 tensor on
-the training device, and each batch is a set of random crops and flips taken there, driven by
+No input pipeline to stall: every file of the folder is decoded once into a tensor on the
+training device, and each batch is a set of random crops taken there, driven by the trainer's
 one seeded generator (so a resumed run continues the same sequence).
+
+- :class:`ImageCrops`: ``crop`` x ``crop`` RGB crops with horizontal flips;
+- :class:`AudioClips`: ``samples``-long clips with a random gain and, for stereo, a random
+  channel swap;
+- :class:`VideoClips`: ``frames`` consecutive frames, ``crop`` x ``crop``, with horizontal flips.
+
+Each also gives a fixed :meth:`validation_batch` (the centre crop of every item), which the
+trainer uses when the set is a held-out validation set. A folder argument may also be a list
+of files (a held-out split).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-__all__ = ["ImageCrops", "image_files"]
+__all__ = ["AudioClips", "ImageCrops", "VideoClips", "audio_files", "image_files", "video_files"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".ppm"}
+AUDIO_SUFFIXES = {".wav", ".flac"}
+VIDEO_SUFFIXES = {".y4m", ".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v"}
+
+Files = str | Path | Sequence[str | Path]
+
+
+def _files(root: str | Path, suffixes: set[str], kind: str) -> list[Path]:
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
+    if not files:
+        raise FileNotFoundError(f"no {kind} under {root}")
+    return files
 
 
 def image_files(root: str | Path) -> list[Path]:
     """Every image below ``root`` (recursively), sorted, so the order is the same everywhere."""
-    root = Path(root)
-    if root.is_file():
-        return [root]
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"no images under {root}")
-    return files
+    return _files(root, IMAGE_SUFFIXES, "images")
+
+
+def audio_files(root: str | Path) -> list[Path]:
+    """Every WAV and FLAC file below ``root`` (recursively), sorted."""
+    return _files(root, AUDIO_SUFFIXES, "audio files (.wav, .flac)")
+
+
+def video_files(root: str | Path) -> list[Path]:
+    """Every Y4M and container video below ``root`` (recursively), sorted (raw .yuv has no header)."""
+    return _files(root, VIDEO_SUFFIXES, f"videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
+
+
+def _paths(files: Files, lister) -> list[Path]:
+    return lister(files) if isinstance(files, str | Path) else [Path(f) for f in files]
+
+
+def _flip(generator: torch.Generator) -> bool:
+    return bool(torch.randint(2, (1,), generator=generator))
+
+
+def _offset(room: int, generator: torch.Generator) -> int:
+    """A random start in ``[0, room]``."""
+    return int(torch.randint(room + 1, (1,), generator=generator))
 
 
 class ImageCrops:
@@ -34,12 +75,12 @@ class ImageCrops:
     Images smaller than the crop on either side are skipped (and counted in ``skipped``).
     """
 
-    def __init__(self, root: str | Path, crop: int = 256, device: str | torch.device = "cpu"):
+    def __init__(self, root: Files, crop: int = 256, device: str | torch.device = "cpu"):
         self.crop = crop
         self.device = torch.device(device)
         self.images: list[torch.Tensor] = []
         self.skipped = 0
-        for path in image_files(root):
+        for path in _paths(root, image_files):
             with Image.open(path) as im:
                 rgb = im.convert("RGB")
             if min(rgb.size) < crop:
@@ -60,10 +101,145 @@ class ImageCrops:
         for k, i in enumerate(picks):
             img = self.images[i]
             h, w = img.shape[1:]
-            top = int(torch.randint(h - self.crop + 1, (1,), generator=generator))
-            left = int(torch.randint(w - self.crop + 1, (1,), generator=generator))
+            top = _offset(h - self.crop, generator)
+            left = _offset(w - self.crop, generator)
             crop = img[:, top : top + self.crop, left : left + self.crop]
-            if bool(torch.randint(2, (1,), generator=generator)):
+            if _flip(generator):
                 crop = crop.flip(-1)
             out[k] = crop
         return out.float().div_(255.0)
+
+    def validation_batch(self) -> torch.Tensor:
+        """The centre crop of every image, ``(len, 3, crop, crop)`` in [0, 1]."""
+        crops = []
+        for img in self.images:
+            top, left = (img.shape[1] - self.crop) // 2, (img.shape[2] - self.crop) // 2
+            crops.append(img[:, top : top + self.crop, left : left + self.crop])
+        return torch.stack(crops).float().div_(255.0)
+
+
+class AudioClips:
+    """Random clips of ``samples`` samples, ``(C, samples)`` in [-1, 1], of audio held in memory.
+
+    Files are read with :func:`neurocodec.io.audio.read_audio`. All clips have the sample rate
+    and channel count of the first file unless ``sample_rate`` / ``channels`` say otherwise:
+    files at another rate, and files shorter than a clip, are skipped (counted in ``skipped``);
+    mono files are repeated into every channel, and files with more channels are averaged down.
+    Augmentation: a gain drawn uniformly in ``[-gain_db, 0]`` dB (an attenuation, so nothing
+    clips) and, for stereo, a swap of the two channels half of the time.
+    """
+
+    def __init__(
+        self,
+        root: Files,
+        samples: int = 16384,
+        device: str | torch.device = "cpu",
+        *,
+        sample_rate: int | None = None,
+        channels: int | None = None,
+        gain_db: float = 6.0,
+    ):
+        from neurocodec.io.audio import read_audio
+
+        self.samples, self.gain_db = samples, gain_db
+        self.device = torch.device(device)
+        self.clips: list[torch.Tensor] = []
+        self.skipped = 0
+        for path in _paths(root, audio_files):
+            audio, info = read_audio(path)
+            if sample_rate is None:
+                sample_rate = info.sample_rate
+            if channels is None:
+                channels = info.channels
+            if info.sample_rate != sample_rate or audio.shape[1] < samples:
+                self.skipped += 1
+                continue
+            if audio.shape[0] != channels:
+                audio = audio.mean(0, keepdim=True).expand(channels, -1)
+            self.clips.append(audio.contiguous().to(self.device))
+        if not self.clips:
+            raise ValueError(f"no audio file under {root} at {sample_rate} Hz holds {samples} samples")
+        self.sample_rate, self.channels = sample_rate, channels
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def batch(self, size: int, generator: torch.Generator) -> torch.Tensor:
+        """``size`` random clips, float32 ``(size, channels, samples)``, on the device."""
+        picks = torch.randint(len(self.clips), (size,), generator=generator).tolist()
+        out = torch.empty(size, self.channels, self.samples, device=self.device)
+        for k, i in enumerate(picks):
+            audio = self.clips[i]
+            start = _offset(audio.shape[1] - self.samples, generator)
+            gain = 10 ** (-self.gain_db * float(torch.rand(1, generator=generator)) / 20)
+            clip = audio[:, start : start + self.samples]
+            if _flip(generator) and self.channels == 2:
+                clip = clip.flip(0)
+            out[k] = clip * gain
+        return out
+
+    def validation_batch(self) -> torch.Tensor:
+        """The middle ``samples`` of every file at unit gain, ``(len, channels, samples)``."""
+        starts = [(a.shape[1] - self.samples) // 2 for a in self.clips]
+        return torch.stack([a[:, s : s + self.samples] for a, s in zip(self.clips, starts, strict=True)])
+
+
+class VideoClips:
+    """Random ``frames``-frame, ``crop`` x ``crop`` RGB clips ``(3, frames, crop, crop)`` in
+    [0, 1] (with horizontal flips) of videos held in memory as 8-bit RGB.
+
+    Files are read with :func:`neurocodec.io.video.read_video` (Y4M natively, MP4/MKV/... through
+    PyAV), at most ``max_frames`` frames of each (all by default). Videos shorter than a clip or
+    smaller than the crop are skipped (counted in ``skipped``).
+    """
+
+    def __init__(
+        self,
+        root: Files,
+        frames: int = 4,
+        crop: int = 256,
+        device: str | torch.device = "cpu",
+        *,
+        max_frames: int | None = None,
+    ):
+        from neurocodec.io.video import read_video
+
+        self.frames, self.crop = frames, crop
+        self.device = torch.device(device)
+        self.videos: list[torch.Tensor] = []
+        self.skipped = 0
+        for path in _paths(root, video_files):
+            video, _ = read_video(path, max_frames=max_frames)
+            if video.shape[1] < frames or min(video.shape[2:]) < crop:
+                self.skipped += 1
+                continue
+            self.videos.append(video.mul_(255).round_().to(torch.uint8).to(self.device))
+        if not self.videos:
+            raise ValueError(f"no video under {root} has {frames} frames of at least {crop} px on both sides")
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def batch(self, size: int, generator: torch.Generator) -> torch.Tensor:
+        """``size`` random clips, float32 ``(size, 3, frames, crop, crop)`` in [0, 1], on the device."""
+        picks = torch.randint(len(self.videos), (size,), generator=generator).tolist()
+        out = torch.empty(size, 3, self.frames, self.crop, self.crop, dtype=torch.uint8, device=self.device)
+        for k, i in enumerate(picks):
+            video = self.videos[i]
+            t, h, w = video.shape[1:]
+            first = _offset(t - self.frames, generator)
+            top = _offset(h - self.crop, generator)
+            left = _offset(w - self.crop, generator)
+            clip = video[:, first : first + self.frames, top : top + self.crop, left : left + self.crop]
+            if _flip(generator):
+                clip = clip.flip(-1)
+            out[k] = clip
+        return out.float().div_(255.0)
+
+    def validation_batch(self) -> torch.Tensor:
+        """The first ``frames`` frames of every video, centre crop, ``(len, 3, frames, crop, crop)``."""
+        clips = []
+        for v in self.videos:
+            top, left = (v.shape[2] - self.crop) // 2, (v.shape[3] - self.crop) // 2
+            clips.append(v[:, : self.frames, top : top + self.crop, left : left + self.crop])
+        return torch.stack(clips).float().div_(255.0)

@@ -1,8 +1,10 @@
 """Export a training checkpoint as shipped weights: safetensors + a JSON model card.
 
-The CDF tables are built here, once (``update_tables``), and stored in the safetensors file
-with the weights; the card records how the weights were made and their R-D on Kodak,
-measured with the real codec (bytes of complete files, 8-bit decoded output).
+The weights are the run's EMA when it kept one (``--ema``), its live weights otherwise; the
+codec is the one registered under the trained model's name. The CDF tables are built here,
+once (``update_tables``), and stored in the safetensors file with the weights; the card
+records how the weights were made and their R-D on Kodak, measured with the real codec (bytes
+of complete files, 8-bit decoded output).
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from neurocodec.codecs.hyperprior import HyperpriorCodec
+from neurocodec.errors import ConfigError
 from neurocodec.rd import evaluate_images, mean_point
-from neurocodec.registry import WEIGHTS_DIR, WeightConfig
+from neurocodec.registry import WEIGHTS_DIR, WeightConfig, _codec_class
 from neurocodec.train.checkpoint import load_checkpoint
 from neurocodec.train.data import image_files
+from neurocodec.train.models import trainable
 
 __all__ = ["export_weights"]
 
-CODECS = {"hyperprior": HyperpriorCodec}
+DISTORTIONS = {"mse": "MSE (lambda * 255^2 * MSE + bpp)", "ms-ssim": "MS-SSIM (lambda * (1 - MS-SSIM) + bpp)"}
 
 
 def _commit() -> str:
@@ -45,9 +48,13 @@ def export_weights(
     """Writes ``<codec>-q<quality>.safetensors`` and ``.json`` into ``out_dir``; returns the card's path."""
     tensors, meta = load_checkpoint(checkpoint)
     config = meta["config"]
-    name = "hyperprior" if config["model"] == "hyperprior" else config["model"]
-    codec = CODECS[name](**config["arch"])
-    codec.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    name = trainable(config["model"]).codec
+    codec_class = _codec_class(name)
+    if codec_class is None:
+        raise ConfigError(f"no codec is registered under the name {name!r}: nothing to export to")
+    codec = codec_class(**config["arch"])
+    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
+    codec.model.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
     codec.model.update_tables()
     codec.eval()
 
@@ -62,7 +69,7 @@ def export_weights(
         "training_data": training_data or config["data"],
         "steps": meta["step"],
         "lambda": config["lmbda"],
-        "distortion": "MSE (lambda * 255^2 * MSE + bpp)",
+        "distortion": DISTORTIONS[config.get("distortion", "mse")],
         "batch_size": config["batch_size"],
         "crop": config["crop"],
         "lr": config["lr"],
@@ -70,9 +77,11 @@ def export_weights(
         "commit": _commit(),
         "rd_kodak": [],
     }
+    if prefix == "ema.":
+        card["ema_decay"] = config["ema"]  # the shipped weights are the run's moving average
     if notes:
         card["notes"] = notes
-    if kodak is not None:
+    if kodak is not None and codec.media == "image":
         rows = evaluate_images(codec, image_files(kodak))
         point = mean_point(rows)
         card["rd_kodak"] = [{"bpp": round(point["bpp"], 4), "psnr": round(point["psnr"], 3)}]

@@ -1,28 +1,36 @@
-"""The rate-distortion training loop shared by the image codecs.
+"""The rate-distortion training loop shared by every codec family.
 
-loss = lambda * 255^2 * MSE + bpp (CompressAI's convention, so lambdas carry over), plus the
-entropy bottleneck's auxiliary loss on its own optimizer. Adam, gradient clipping, a learning
-rate drop by 10x at ``lr_drop_at`` of the run, bf16 autocast on CUDA, seeds, JSON-lines logs,
-checkpoints (sharded safetensors, see :mod:`neurocodec.train.checkpoint`) and exact resume:
-the model, both optimizers, the step and the data generator's state are restored.
+loss = distortion + lambda * rate (:func:`~neurocodec.train.losses.rd_loss`: MSE with
+CompressAI's ``lambda * 255^2`` scale, or MS-SSIM) plus the terms the model adds itself
+(``loss_terms``, see :mod:`neurocodec.train.models`), and the entropy bottleneck's auxiliary
+loss on its own optimizer. Adam, gradient clipping, a learning-rate schedule (a 10x drop at
+``lr_drop_at`` of the run by default, or cosine with warmup), bf16 autocast on CUDA, optional
+channels-last and EMA of the weights, periodic validation on held-out data, seeds, JSON-lines
+logs, checkpoints (sharded safetensors, see :mod:`neurocodec.train.checkpoint`) and exact
+resume: the model, the optimizers, the EMA, the step and the RNG states are restored.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from neurocodec.train.data import ImageCrops
+from neurocodec.train.data import AudioClips, ImageCrops, VideoClips, audio_files, image_files, video_files
+from neurocodec.train.ema import WeightAverage
+from neurocodec.train.losses import check_distortion, rd_loss
+from neurocodec.train.models import build_model, trainable
+from neurocodec.train.schedule import check_schedule, cosine_lr
 
-__all__ = ["TrainConfig", "Trainer", "rd_loss"]
+__all__ = ["TrainConfig", "Trainer", "build_model", "rd_loss"]
+
+_LISTERS = {"image": image_files, "audio": audio_files, "video": video_files}
+_PEAK = {"image": 1.0, "audio": 2.0, "video": 1.0}  # peak-to-peak range, for the PSNR
 
 
 @dataclass
@@ -34,11 +42,21 @@ class TrainConfig:
     lmbda: float = 0.0130
     steps: int = 100_000
     batch_size: int = 8
-    crop: int = 256
+    crop: int = 256  # images and video: the side of the square crops
+    samples: int = 16384  # audio: the length of the clips
+    frames: int = 4  # video: the length of the clips
     lr: float = 1e-4
     aux_lr: float = 1e-3
+    lr_schedule: str = "step"  # "step" (10x drop at lr_drop_at) or "cosine"
     lr_drop_at: float = 0.9
+    warmup: int = 0  # steps of linear warmup
     clip: float = 1.0
+    distortion: str = "mse"  # or "ms-ssim"
+    ema: float = 0.0  # the decay of an EMA of the weights; 0: none
+    val: str = ""  # a held-out folder to validate on ...
+    val_split: int = 0  # ... or this many files held out of `data` (the last ones, in sorted order)
+    val_every: int = 1000
+    channels_last: bool = False
     seed: int = 0
     device: str = "cpu"
     bf16: bool = True
@@ -46,50 +64,63 @@ class TrainConfig:
     checkpoint_every: int = 1000
 
 
-def build_model(name: str, arch: dict) -> nn.Module:
-    if name == "hyperprior":
-        from neurocodec.models.hyperprior import MeanScaleHyperprior
-
-        return MeanScaleHyperprior(**arch)
-    raise ValueError(f"no trainable model named {name!r}")
-
-
-def rd_loss(out: dict, x: torch.Tensor, lmbda: float) -> tuple[torch.Tensor, dict]:
-    """``lambda * 255^2 * MSE + bpp`` and its parts (bpp from the likelihoods, PSNR from the MSE)."""
-    pixels = x.shape[0] * x.shape[2] * x.shape[3]
-    bpp = sum(-torch.log2(lik.float()).sum() for lik in out["likelihoods"].values()) / pixels
-    mse = torch.mean((out["x_hat"].float() - x) ** 2)
-    loss = lmbda * 255**2 * mse + bpp
-    psnr = -10 * math.log10(max(float(mse.detach()), 1e-10))
-    return loss, {
-        "loss": float(loss.detach()),
-        "bpp": float(bpp.detach()),
-        "mse": float(mse.detach()),
-        "psnr": psnr,
-    }
-
-
 class Trainer:
     def __init__(self, config: TrainConfig):
         self.config = c = config
+        self.spec = trainable(c.model)
+        check_distortion(c.distortion, self.spec.data, c.crop)
+        check_schedule(c.lr_schedule, c.warmup, c.steps)
         self.device = torch.device(c.device)
         torch.manual_seed(c.seed)
         self.model = build_model(c.model, c.arch).to(self.device)
+        if c.channels_last and self.spec.data == "image":
+            self.model = self.model.to(memory_format=torch.channels_last)
         aux = {n for n, _ in self.model.named_parameters() if n.endswith("quantiles")}
         self.aux_params = [p for n, p in self.model.named_parameters() if n in aux]
         self.main_params = [p for n, p in self.model.named_parameters() if n not in aux]
         self.opt = torch.optim.Adam(self.main_params, lr=c.lr)
-        self.aux_opt = torch.optim.Adam(self.aux_params, lr=c.aux_lr)
+        self.aux_opt = torch.optim.Adam(self.aux_params, lr=c.aux_lr) if self.aux_params else None
+        self.ema = WeightAverage(self.model, c.ema) if c.ema else None
         self.gen = torch.Generator(device="cpu").manual_seed(c.seed)
         self.step = 0
         self.out = Path(c.out)
-        self.data: ImageCrops | None = None
+        self.data: ImageCrops | AudioClips | VideoClips | None = None
+        self.val_data: ImageCrops | AudioClips | VideoClips | None = None
+
+    def _optimizers(self) -> list[tuple[str, torch.optim.Optimizer]]:
+        return [("opt", self.opt)] + ([("aux_opt", self.aux_opt)] if self.aux_opt is not None else [])
+
+    # -- data -------------------------------------------------------------------------------
+
+    def _dataset(self, files) -> ImageCrops | AudioClips | VideoClips:
+        c, kind = self.config, self.spec.data
+        if kind == "image":
+            return ImageCrops(files, c.crop, self.device)
+        if kind == "audio":
+            return AudioClips(files, c.samples, self.device)
+        return VideoClips(files, c.frames, c.crop, self.device)
+
+    def load_data(self) -> None:
+        """The training set and, when asked for, the validation set (a folder or a held-out split)."""
+        c = self.config
+        train = c.data
+        if c.val_split:
+            files = _LISTERS[self.spec.data](c.data)
+            if c.val_split >= len(files):
+                raise ValueError(f"cannot hold {c.val_split} of the {len(files)} files of {c.data} out")
+            train, held_out = files[: -c.val_split], files[-c.val_split :]
+            self.val_data = self._dataset(held_out)
+        elif c.val:
+            self.val_data = self._dataset(c.val)
+        self.data = self._dataset(train)
 
     # -- checkpoints ------------------------------------------------------------------------
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        for tag, opt in (("opt", self.opt), ("aux_opt", self.aux_opt)):
+        if self.ema is not None:
+            tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
+        for tag, opt in self._optimizers():
             for i, st in opt.state_dict()["state"].items():
                 for k, v in st.items():
                     tensors[f"{tag}.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
@@ -113,7 +144,10 @@ class Trainer:
             return False
         tensors, meta = load_checkpoint(folder, self.device)
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        for tag, opt in (("opt", self.opt), ("aux_opt", self.aux_opt)):
+        if self.ema is not None:
+            average = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+            self.ema.load_state_dict(average or self.model.state_dict())  # EMA switched on mid-run
+        for tag, opt in self._optimizers():
             sd = opt.state_dict()
             state: dict[int, dict] = {}
             for k, v in tensors.items():
@@ -133,24 +167,78 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
 
+    def _autocast(self):
+        return torch.autocast(
+            "cuda", dtype=torch.bfloat16, enabled=self.config.bf16 and self.device.type == "cuda"
+        )
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.channels_last and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _set_lr(self) -> None:
+        """The rate of the coming step. The step schedule only changes the rate at its events
+        (end of warmup, the drop), so a resumed run keeps the rate its checkpoint holds."""
+        c = self.config
+        if c.lr_schedule == "cosine":
+            lr = cosine_lr(self.step, c.lr, c.steps, c.warmup)
+        elif self.step < c.warmup:
+            lr = c.lr * (self.step + 1) / c.warmup
+        elif c.warmup and self.step == c.warmup:
+            lr = c.lr
+        else:
+            lr = None
+        if c.lr_schedule == "step" and self.step == int(c.lr_drop_at * c.steps):
+            lr = c.lr / 10
+        if lr is not None:
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+
     def train_step(self, x: torch.Tensor) -> dict:
         c = self.config
         self.model.train()
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=c.bf16 and self.device.type == "cuda")
-        with autocast:
-            out = self.model(x)
-        loss, stats = rd_loss(out, x, c.lmbda)
+        with self._autocast():
+            out = self.model(self._input(x))
+        loss, stats = rd_loss(out, x, c.lmbda, c.distortion, _PEAK[self.spec.data])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if c.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.main_params, c.clip)
         self.opt.step()
-        aux = self.model.aux_loss()
-        self.aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        self.aux_opt.step()
-        stats["aux"] = float(aux.detach())
+        if self.aux_opt is not None and hasattr(self.model, "aux_loss"):
+            aux = self.model.aux_loss()
+            self.aux_opt.zero_grad(set_to_none=True)
+            aux.backward()
+            self.aux_opt.step()
+            stats["aux"] = float(aux.detach())
+        if self.ema is not None:
+            self.ema.update(self.model)
         return stats
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Loss, bpp, MSE and PSNR of the model in eval mode (the EMA when there is one) on the
+        validation set's fixed items, averaged over them. RNG states are left as they were,
+        so validating does not change the training run."""
+        if self.val_data is None:
+            raise ValueError("no validation set: set val or val_split")
+        c = self.config
+        model = self.ema.model if self.ema is not None else self.model
+        was_training = model.training
+        model.eval()
+        totals: dict[str, float] = {}
+        batch = self.val_data.validation_batch()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            for chunk in batch.split(c.batch_size):
+                with self._autocast():
+                    out = model(self._input(chunk))
+                _, stats = rd_loss(out, chunk, c.lmbda, c.distortion, _PEAK[self.spec.data])
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0.0) + v * len(chunk)
+        model.train(was_training)
+        return {k: v / len(batch) for k, v in totals.items()}
 
     def run(self, progress: bool = True, until: int | None = None, time_limit: float | None = None) -> None:
         """Trains to ``config.steps``; stops early after step ``until`` or once ``time_limit``
@@ -160,7 +248,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         resumed = self.try_resume()
         if self.data is None:
-            self.data = ImageCrops(c.data, c.crop, self.device)
+            self.load_data()
         log = (self.out / "log.jsonl").open("a")
         bar = tqdm(total=c.steps, initial=self.step, disable=not progress, desc="train", dynamic_ncols=True)
         if resumed:
@@ -170,9 +258,7 @@ class Trainer:
             if time_limit is not None and time.perf_counter() - t0 > time_limit:
                 self.save()
                 break
-            if self.step == int(c.lr_drop_at * c.steps):
-                for g in self.opt.param_groups:
-                    g["lr"] = c.lr / 10
+            self._set_lr()
             stats = self.train_step(self.data.batch(c.batch_size, self.gen))
             self.step += 1
             bar.update(1)
@@ -181,6 +267,13 @@ class Trainer:
                 log.write(json.dumps(stats) + "\n")
                 log.flush()
                 bar.set_postfix(bpp=f"{stats['bpp']:.3f}", psnr=f"{stats['psnr']:.2f}")
+            if self.val_data is not None and (self.step % c.val_every == 0 or self.step == c.steps):
+                record = {"split": "val", **self.validate(), "step": self.step}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                bar.write(
+                    f"step {self.step}: validation bpp {record['bpp']:.4f}, PSNR {record['psnr']:.2f} dB"
+                )
             if self.step % c.checkpoint_every == 0 or self.step == stop:
                 self.save()
         bar.close()
