@@ -166,14 +166,20 @@ class ContextPrior(nn.Module):
         if not 0 <= step.slice < len(self.slices) or (step.start, step.stop) != self.slices[step.slice]:
             raise ValueError(f"step {step} does not match this prior's slices {list(self.slices)}")
         key = str(step.slice)
-        features = [hyper.to(y_hat.dtype)]
+        bound = _input_bound(self.mean_bits)  # what the head's accumulator check assumes
+        features = [torch.clamp(hyper.to(y_hat.dtype), -bound, bound)]
         if key in self.channel_context:
             features.append(
                 self.channel_context[key](latent_integers(y_hat[:, : step.start], self.mean_bits))
             )
         if key in self.spatial_context:
-            own = y_hat[:, step.start : step.stop]
-            if step.part == ANCHOR:  # anchors have no spatial context (He et al. 2021)
-                own = torch.zeros_like(own)
-            features.append(self.spatial_context[key](latent_integers(own, self.mean_bits)))
+            layer = self.spatial_context[key]
+            if step.part == ANCHOR:
+                # anchors have no spatial context (He et al. 2021): the layer's output for an
+                # all-zero input, which is the same at every position (computed on one pixel)
+                b, _, h, w = y_hat.shape
+                zeros = y_hat.new_zeros(b, step.channels, 1, 1)
+                features.append(layer(zeros).expand(-1, -1, h, w))
+            else:
+                features.append(layer(latent_integers(y_hat[:, step.start : step.stop], self.mean_bits)))
         return self.heads[step.slice](torch.cat(features, dim=1))
