@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -87,3 +89,32 @@ def test_file_checks(codec):
     other = container.Header("hyperprior", 3, header.weights_hash, header.geometry)
     with pytest.raises(WrongCodecError):
         codec.decode(container.pack(other, sections))
+
+
+def _with_trained_looking_h_s(codec):
+    """A copy of ``codec`` whose integer h_s has a trained model's weight statistics: the first
+    layer's integer weights span the full +-511 range (two int8 digits), the others +-127."""
+    other = copy.deepcopy(codec)
+    torch.manual_seed(5)
+    h_s = other.model.h_s
+    with torch.no_grad():
+        h_s.up1.weight.normal_(0, 150 / 256)
+        h_s.up2.weight.normal_(0, 20 / 256)
+        h_s.out.weight.normal_(0, 8 / 256)
+    return other
+
+
+@pytest.mark.parametrize("weights", ["initial", "trained-looking"])
+def test_int8_prior_path_codes_the_reference_files(codec, weights, monkeypatch):
+    """Files coded with the fast int8 h_s and with the float64 reference h_s are byte-identical,
+    and decode to identical tensors either way."""
+    if weights == "trained-looking":
+        codec = _with_trained_looking_h_s(codec)
+    x = image(130, 97, seed=3)
+    fast = codec.encode(x)
+    fast_decoded = codec.decode(fast)
+    m = codec.model
+    monkeypatch.setattr(m, "prior", lambda z_hat: type(m).prior(m, z_hat, reference=True))
+    reference = codec.encode(x)
+    assert fast == reference
+    assert torch.equal(codec.decode(fast), fast_decoded)

@@ -4,9 +4,10 @@ Float analysis/synthesis transforms (``g_a``, ``g_s``, ``h_a``) and an **integer
 hyper-synthesis ``h_s`` (:mod:`neurocodec.models.integer`): ``h_s`` maps the decoded hyper-latent
 ``z_hat`` (integers) to, per latent element, an integer **table index** (the Gaussian scale is
 ``scale_table[index]``) and a **mean** on a fixed-point grid of ``2^-mean_bits``. At coding time
-``h_s`` runs in float64 on integers, which is exact on every device (see the exactness argument
-in :mod:`neurocodec.models.integer`), so the encoder and the decoder select identical CDFs and
-identical means wherever they run.
+``h_s`` runs with int8 matrix products and int64 recombination (or, as the reference, in
+float64 on integers); both are exact on every device (see the exactness argument in
+:mod:`neurocodec.models.integer`) and give the same integers, so the encoder and the decoder
+select identical CDFs and identical means wherever they run.
 
 Training uses the same arithmetic with straight-through rounding: ``h_s`` sees ``round(z)``,
 the scales are the table scales of the (integer) indexes and the means are on the same grid,
@@ -58,6 +59,16 @@ class HyperSynthesis(nn.Module):
         index_raw, mean_raw = raw.chunk(2, dim=1)
         index = torch.clamp(index_raw, 0, self.num_scales - 1)
         return index, mean_raw * 2.0**-self.mean_bits
+
+    def forward_integer(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """The coding-time ``(int32 table indexes, float64 means)`` of integer-valued ``z_hat`` (any
+        dtype) with the int8 path of the integer layers: the same numbers as :meth:`forward` on
+        ``z_hat`` in float64, bit for bit."""
+        x = torch.clamp(z_hat, -Z_BOUND, Z_BOUND).to(torch.int64)  # exact for integer-valued floats
+        raw = self.out.forward_integer(self.up2.forward_integer(self.up1.forward_integer(x)))
+        index_raw, mean_raw = raw.chunk(2, dim=1)
+        index = torch.clamp(index_raw, 0, self.num_scales - 1).to(torch.int32).contiguous()
+        return index, (mean_raw.to(torch.float64) * 2.0**-self.mean_bits).contiguous()
 
 
 class MeanScaleHyperprior(nn.Module):
@@ -116,7 +127,13 @@ class MeanScaleHyperprior(nn.Module):
         self.gaussian.update_tables()
 
     @torch.no_grad()
-    def prior(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """The exact coding-time prior: int32 table indexes and float64 means, from integer ``z_hat``."""
+    def prior(self, z_hat: Tensor, reference: bool = False) -> tuple[Tensor, Tensor]:
+        """The exact coding-time prior: int32 table indexes and float64 means, from integer ``z_hat``.
+
+        ``reference=True`` computes them with the float64 reference path instead of int8
+        products: the same numbers, bit for bit, several times slower.
+        """
+        if not reference:
+            return self.h_s.forward_integer(z_hat)
         index, means = self.h_s(z_hat.to(torch.float64))
         return index.to(torch.int32), means

@@ -11,13 +11,49 @@ context networks) is built from layers whose coding-time arithmetic is integer:
 - the output is ``floor(A / 2^shift)``, clipped to ``[0, 2^act_bits - 1]`` for hidden layers
   (QReLU) or left unclipped for an output layer.
 
-**Exactness argument.** At coding time every tensor of the path holds integers stored in
-float64, and every partial sum of every convolution is an integer of magnitude below 2^53
-(:meth:`IntegerConv2d.accumulator_bound` checks this when the network is built). Every float64
-addition and multiplication of such integers is exact — no rounding can occur, whatever the
-summation order, blocking, FMA use or device — and ``floor(A * 2^-shift)`` is exact too. So
-CPU and GPU, 1 or 64 threads, any batch composition give bit-identical integers. (float32
-would not do: accumulators exceed 2^24. TF32 does not apply to float64.)
+Two coding-time implementations compute the same integers:
+
+**The reference path** (``forward`` on a float64 tensor). Every tensor of the path holds
+integers stored in float64, and every partial sum of every convolution is an integer of
+magnitude below 2^53 (:meth:`_IntegerConv.accumulator_bound` checks this when the network is
+built). Every float64 addition and multiplication of such integers is exact — no rounding can
+occur, whatever the summation order, blocking, FMA use or convolution algorithm — and
+``floor(A * 2^-shift)`` is exact too. (float32 would not do: accumulators exceed 2^24, and
+cuDNN may pick Winograd or FFT algorithms for float32, which do not multiply the exact values.
+TF32 does not apply to float64.)
+
+**The int8 path** (:meth:`_IntegerConv.forward_integer`, what the codecs use; 5-10x faster).
+The convolution becomes matrix products of int8 matrices with int32 results
+(``torch._int_mm``: oneDNN's VNNI kernels on CPUs, cuBLAS int8 GEMM on CUDA):
+
+1. *Inputs as int8 digits.* An input ``x`` in ``[0, 255]`` (a QReLU activation) is shifted to
+   ``x - 128`` in ``[-128, 127]``; any other integer input is split into balanced base-256
+   digits ``x = sum_j 256^j d_j``, ``d_j`` in ``[-128, 127]`` (as many digits as its largest
+   magnitude needs; ``|x| <= 2^15`` needs at most three). The input is zero-padded *before*
+   shifting, so a padded tap holds ``-128`` after the shift, like every real tap, and the
+   correction ``128 * sum_k W_k`` is the same for every output.
+2. *Weights as int8 digits*, the same balanced base-256 split: ``|W| <= 127`` is one digit,
+   ``|W| <= 511`` two (the high digit in ``[-2, 2]``). They are split once and cached.
+3. *im2col and GEMM.* The taps are gathered channels-last into rows of ``K = taps * C_in``
+   int8 values and multiplied by each weight digit matrix. Every product of two int8 values
+   and every partial sum of a product of depth ``K`` is an integer of magnitude at most
+   ``K * 255 * 128`` (this also covers the ``+128`` compensation that u8 x s8 kernels such as
+   oneDNN's apply internally), and ``K <= MAX_GEMM_DEPTH`` keeps that below 2^31: the int32
+   accumulators of every GEMM, in any order, blocking or thread split, are exact. Longer
+   products are split along ``K`` and summed in int64. (Integer GEMMs have no Winograd/FFT
+   shortcut and no TF32; the CPU kernel that could saturate, AVX2's ``vpmaddubsw`` with 16-bit
+   pairs, is not used: torch dispatches ``_int_mm`` to oneDNN only on CPUs with AVX-512 VNNI,
+   whose ``vpdpbusd`` accumulates in 32 bits, and otherwise to a plain int32 loop.)
+4. *Recombination in int64*: ``A = sum_{i,j} 256^(i+j) G_ij + 128 * sum_k W_k + B`` with
+   ``|A| <= accumulator_bound() < 2^53``, exact in int64; ``floor(A / 2^shift)`` is the
+   arithmetic shift ``A >> shift``.
+
+A transposed convolution (stride ``s``, odd kernel, ``padding = k // 2``, ``output_padding =
+s - 1``) is computed as ``s^2`` ordinary convolutions, one per output phase, each with only
+the taps that reach that phase (for 5x5, stride 2: 3x3, 3x2, 2x3 and 2x2 taps), so the GEMMs
+do no multiplications by zero. Both paths compute the exact integers of the same formula, so
+they agree bit for bit (``tests/test_integer_networks.py`` checks them against each other and
+against an int64 oracle at the extremes of the bounds).
 
 **Training** uses the same layers in float32 with straight-through rounding: weights are
 ``round(w * 2^weight_frac)`` and activations ``floor(A / 2^shift)`` in the forward pass with
@@ -28,14 +64,18 @@ function (up to float32 rounding of the accumulator during training).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["IntegerConv2d", "IntegerConvTranspose2d", "floor_ste", "round_ste"]
+__all__ = ["IntegerConv2d", "IntegerConvTranspose2d", "floor_ste", "int8_digits", "int8_matmul", "round_ste"]
 
 EXACT_LIMIT = 2**53  # float64 represents every integer of smaller magnitude exactly
+# The deepest int8 product whose int32 partial sums stay exact, K * 255 * 128 < 2^31, rounded
+# down to a multiple of 8 (the granularity of cuBLAS int8 GEMMs).
+MAX_GEMM_DEPTH = (2**31 - 1) // (255 * 128) // 8 * 8
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -46,6 +86,69 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
 def floor_ste(x: torch.Tensor) -> torch.Tensor:
     """floor(x) in the forward pass, identity gradient."""
     return x + (torch.floor(x) - x).detach()
+
+
+def int8_digits(x: torch.Tensor) -> list[torch.Tensor]:
+    """Balanced base-256 digits of an integer tensor: ``x = sum_j 256^j d_j``, ``d_j`` int8.
+
+    Each ``d_j`` is in ``[-128, 127]``; there is at least one digit and as many as the largest
+    ``|x|`` needs.
+    """
+    digits = []
+    rest = x.to(torch.int64)
+    while True:
+        digit = torch.remainder(rest + 128, 256) - 128
+        digits.append(digit.to(torch.int8))
+        rest = torch.div(rest - digit, 256, rounding_mode="floor")  # exact: a multiple of 256
+        if not bool(rest.any()):
+            return digits
+
+
+def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for int8 matrices ``(m, k)`` and ``(k, n)``, ``k <= MAX_GEMM_DEPTH``, exact, int32.
+
+    On CUDA the operands are zero-padded to the shapes cuBLAS int8 GEMMs accept (``m > 16``,
+    ``k`` and ``n`` multiples of 8), which changes no sum.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    if k > MAX_GEMM_DEPTH:
+        raise ValueError(f"an int8 product of depth {k} > {MAX_GEMM_DEPTH} may overflow its int32 sums")
+    if a.device.type == "cuda":
+        pad_m, pad_k, pad_n = max(17 - m, 0), -k % 8, -n % 8
+        if pad_m or pad_k or pad_n:
+            a = F.pad(a, (0, pad_k, 0, pad_m))
+            b = F.pad(b, (0, pad_n, 0, pad_k))
+    return torch._int_mm(a, b)[:m, :n]
+
+
+@dataclass
+class _Phase:
+    """One output phase of the int8 path: the taps that reach it and their weight digits.
+
+    ``offsets`` are the ``(dy, dx)`` of each tap in the padded input (rows ``in_stride * m + dy``);
+    ``weights`` the weight digit matrices side by side, ``(taps * C_in, digits * C_out)`` int8;
+    ``tap_sums`` the exact sum of the integer weights over the taps, per output (int64).
+    """
+
+    offsets: list[tuple[int, int]]
+    out_y: int
+    out_x: int
+    weights: torch.Tensor
+    tap_sums: torch.Tensor
+
+
+@dataclass
+class _Plan:
+    """The cached int8 form of a layer (see :meth:`_IntegerConv._plan`)."""
+
+    key: tuple | None
+    pad: tuple[int, int]  # zero padding before / after, both spatial dims
+    in_stride: int
+    out_stride: int
+    digits: int
+    bias: torch.Tensor  # int64
+    phases: list[_Phase]
 
 
 class _IntegerConv(nn.Module):
@@ -93,6 +196,7 @@ class _IntegerConv(nn.Module):
             raise ValueError(
                 f"integer layer accumulators may reach {bound:.3g} >= 2^53: not exact in float64"
             )
+        self._plan_cache: _Plan | None = None  # the int8 path's weight digits (not in the state_dict)
 
     @property
     def weight_max(self) -> int:
@@ -119,7 +223,8 @@ class _IntegerConv(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Training and coding alike: float32 input -> STE integers; float64 input -> exact integers."""
+        """Training and coding alike: float32 input -> STE integers; float64 input -> exact integers
+        (the reference path; :meth:`forward_integer` computes the same integers faster)."""
         if x.dtype == torch.float64:
             with torch.no_grad():
                 w = self.integer_weight().detach().to(torch.float64)
@@ -131,6 +236,120 @@ class _IntegerConv(nn.Module):
         if self.act_bits is not None:
             out = torch.clamp(out, 0, 2**self.act_bits - 1)
         return out
+
+    # -- the int8 coding path -------------------------------------------------------------------
+
+    def _tap_layout(self) -> tuple[tuple[int, int], int, int, list[tuple[int, list[tuple[int, int]]]]]:
+        """``(pad, in_stride, out_stride, phases)``, each phase ``(r, [(k, offset), ...])`` in 1-D."""
+        k, s, p = self.kernel_size, self.stride, self.kernel_size // 2
+        if not self.transposed:  # out[m] = sum_k x_padded[s * m + k] W[k]
+            return (p, p), s, 1, [(0, [(t, t) for t in range(k)])]
+        # out[s * m + r] = sum over taps t = r + p (mod s) of x[m + (r + p - t) / s] W[t]
+        phases = [(r, [(t, (r + p - t) // s) for t in range(k) if (t - r - p) % s == 0]) for r in range(s)]
+        shifts = [d for _, taps in phases for _, d in taps] or [0]
+        before, after = max(0, -min(shifts)), max(0, max(shifts))
+        return (before, after), 1, s, [(r, [(t, d + before) for t, d in taps]) for r, taps in phases]
+
+    def _plan_key(self) -> tuple | None:
+        try:  # in-place updates (optimizer steps, load_state_dict) bump the version counters
+            versions = (self.weight._version, self.bias._version)
+        except RuntimeError:  # inference tensors have no version counter: rebuild every time
+            return None
+        w, b = self.weight, self.bias
+        return (*versions, w.data_ptr(), b.data_ptr(), w.device, w.dtype)
+
+    @torch.no_grad()
+    def _plan(self) -> _Plan:
+        """The layer's weights as int8 digit matrices per output phase, built once per weights."""
+        key = self._plan_key()
+        if key is not None and self._plan_cache is not None and self._plan_cache.key == key:
+            return self._plan_cache
+        w = self.integer_weight().detach().to(torch.int64)
+        if not self.transposed:
+            w = w.transpose(0, 1)  # (C_in, C_out, k, k) like a transposed layer's
+        pad, in_stride, out_stride, phases_1d = self._tap_layout()
+        digit_planes = int8_digits(w)
+        phases = []
+        for ry, taps_y in phases_1d:
+            for rx, taps_x in phases_1d:
+                taps = [(ty, tx, dy, dx) for ty, dy in taps_y for tx, dx in taps_x]
+                # rows ordered tap-major, channel-minor: the channels-last im2col layout
+                mats = [torch.stack([d[:, :, ty, tx] for ty, tx, _, _ in taps]) for d in digit_planes]
+                exact = torch.stack([w[:, :, ty, tx] for ty, tx, _, _ in taps])
+                phases.append(
+                    _Phase(
+                        offsets=[(dy, dx) for _, _, dy, dx in taps],
+                        out_y=ry,
+                        out_x=rx,
+                        weights=torch.cat([m.reshape(-1, self.out_channels) for m in mats], dim=1),
+                        tap_sums=exact.sum(dim=(0, 1)),
+                    )
+                )
+        bias = self.integer_bias().detach().to(torch.int64)
+        plan = _Plan(key, pad, in_stride, out_stride, len(digit_planes), bias, phases)
+        self._plan_cache = plan if key is not None else None
+        return plan
+
+    def int8_supported(self, device: torch.device) -> bool:
+        """Whether :meth:`forward_integer` runs int8 GEMMs on ``device`` (else the reference path)."""
+        odd_upsampling = self.kernel_size % 2 == 1 and self.kernel_size >= self.stride
+        shallow = self.in_channels * self.kernel_size**2 <= MAX_GEMM_DEPTH
+        return device.type in ("cpu", "cuda") and shallow and (odd_upsampling or not self.transposed)
+
+    def forward_integer(self, x: torch.Tensor) -> torch.Tensor:
+        """The coding-time output for integer ``x`` (an integer dtype, ``|x| <= input_bound``), int64.
+
+        Computes exactly the integers of the float64 reference path (see the module docstring)
+        with int8 matrix products, or with the reference path itself where
+        :meth:`int8_supported` says no. The result is channels-last in memory, which is what the
+        next layer reads, so chaining layers copies nothing.
+        """
+        if not self.int8_supported(x.device):
+            return self.forward(x.to(torch.float64)).to(torch.int64)
+        plan = self._plan()
+        n, _, h, w = x.shape
+        nhwc = x.permute(0, 2, 3, 1)
+        before, after = plan.pad
+        planes, offset = _input_digits(nhwc, (0, 0, before, after, before, after))
+        s_in, s_out, cout = plan.in_stride, plan.out_stride, self.out_channels
+        if self.transposed:
+            oh, ow = h, w
+        else:
+            oh = (h + before + after - self.kernel_size) // s_in + 1
+            ow = (w + before + after - self.kernel_size) // s_in + 1
+        out = torch.empty(n, oh, s_out, ow, s_out, cout, dtype=torch.int64, device=x.device)
+        for phase in plan.phases:
+            acc = offset * phase.tap_sums + plan.bias
+            for i, plane in enumerate(planes):
+                cols = torch.cat(
+                    [
+                        plane[:, dy : dy + s_in * (oh - 1) + 1 : s_in, dx : dx + s_in * (ow - 1) + 1 : s_in]
+                        for dy, dx in phase.offsets
+                    ],
+                    dim=3,
+                ).reshape(n * oh * ow, -1)
+                prod = int8_matmul(cols, phase.weights)
+                for j in range(plan.digits):
+                    part = prod[:, j * cout : (j + 1) * cout]  # int32: scale it in int64
+                    acc = acc + (part if i + j == 0 else part.to(torch.int64) * 256 ** (i + j))
+            acc = torch.bitwise_right_shift(acc, self.shift)  # arithmetic shift: floor(A / 2^shift)
+            if self.act_bits is not None:
+                acc = acc.clamp_(0, 2**self.act_bits - 1)
+            out[:, :, phase.out_y, :, phase.out_x] = acc.view(n, oh, ow, cout)
+        return out.view(n, oh * s_out, ow * s_out, cout).permute(0, 3, 1, 2)
+
+
+def _input_digits(x: torch.Tensor, pad: tuple[int, ...]) -> tuple[list[torch.Tensor], int]:
+    """``(int8 digit planes, offset)`` of the zero-padded integer tensor ``x``: ``x_padded - offset
+    = sum_j 256^j planes[j]``. Values in ``[-128, 127]`` are one plane as they are; values in
+    ``[0, 255]`` (QReLU activations) one plane shifted by ``offset = 128``; others balanced digits.
+    """
+    lo, hi = (int(v) for v in torch.aminmax(x))
+    if -128 <= lo and hi <= 127:
+        return [F.pad(x.to(torch.int8), pad)], 0
+    if 0 <= lo and hi <= 255:
+        return [F.pad((x - 128).to(torch.int8), pad, value=-128)], 128
+    return int8_digits(F.pad(x.to(torch.int64), pad)), 0
 
 
 class IntegerConv2d(_IntegerConv):
