@@ -97,6 +97,10 @@ class Step:
     part: str
     anchor_parity: int = ANCHOR_PARITY
 
+    def __post_init__(self) -> None:
+        if self.part not in PARTS or not 0 <= self.start < self.stop or self.anchor_parity not in (0, 1):
+            raise ValueError(f"invalid step {self}")
+
     @property
     def channels(self) -> int:
         return self.stop - self.start
@@ -114,10 +118,7 @@ class Step:
 
     def gather(self, t: Tensor) -> Tensor:
         """(B, n): this step's elements of ``t`` (B, M, H, W), row-major over (channel, row, column)."""
-        part = t[:, self.start : self.stop]
-        if self.part == ALL:
-            return part.reshape(t.shape[0], -1)
-        return part[:, :, self.positions(t.shape[2], t.shape[3], t.device)].reshape(t.shape[0], -1)
+        return self.select(t[:, self.start : self.stop])
 
     def select(self, t: Tensor) -> Tensor:
         """(B, n): this step's elements of a step-shaped tensor (B, stop - start, H, W)."""
