@@ -424,3 +424,14 @@ def test_context_prior_step_parameters_ignore_elements_not_yet_decoded(hyper):
             for a, b in zip(prior(step, known, hyper), prior(step, scrambled, hyper), strict=True):
                 assert torch.equal(step.select(a), step.select(b)), step
             earlier |= step.mask(M, H, W)
+
+
+def test_table_scales_are_exact_at_integers_and_differentiable_between(conditional):
+    table = torch.from_numpy(conditional.scale_table)
+    index = torch.arange(len(table), dtype=torch.float64)
+    assert torch.equal(schedules.table_scales(index, table), table)
+    x = torch.tensor([10.0, 10.5, 63.0], dtype=torch.float64, requires_grad=True)
+    s = schedules.table_scales(x, table)
+    assert table[10] < s[1] < table[11]
+    s.sum().backward()
+    assert bool((x.grad > 0).all())
