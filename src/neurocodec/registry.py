@@ -45,7 +45,11 @@ if TYPE_CHECKING:
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # Where each codec family lives; a new family adds one line.
-CODEC_MODULES = {"hyperprior": "neurocodec.codecs.hyperprior"}
+CODEC_MODULES = {
+    "hyperprior": "neurocodec.codecs.hyperprior",
+    "walloc-image": "neurocodec.codecs.walloc",
+    "walloc-audio": "neurocodec.codecs.walloc",
+}
 # Default codec per media type: the first of these with weights, else the first by name.
 PREFERRED_CODECS = {"image": ("mlic", "hyperprior", "walloc-image")}
 MEDIA_TYPES = ("image", "audio", "video")

@@ -19,6 +19,7 @@ A codec family implements three hooks:
 from __future__ import annotations
 
 import abc
+import dataclasses
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
@@ -51,15 +52,17 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
     """A learned codec: ``encode(tensor) -> bytes`` of a complete file, ``decode(bytes) -> tensor``.
 
     Class attributes: ``name`` (the registry name, written into every file), ``media``
-    ("image", "audio" or "video"), ``channels`` (the channel counts it codes) and
+    ("image", "audio" or "video"), ``channels`` (the channel counts it codes),
     ``default_quality`` (the quality :func:`neurocodec.load` picks when none is given; None:
-    the middle of the shipped ones).
+    the middle of the shipped ones) and, for audio, ``sample_rate`` (the rate in Hz a file
+    records when :meth:`encode` is not told one: the rate the codec was trained at).
     """
 
     name: ClassVar[str]
     media: ClassVar[str]
     channels: ClassVar[tuple[int, ...]] = (3,)
     default_quality: ClassVar[int | None] = None
+    sample_rate: ClassVar[int | None] = None
 
     def __init__(self, quality: int = 0, weights_hash: bytes = bytes(container.WEIGHTS_HASH_BYTES)) -> None:
         super().__init__()
@@ -93,17 +96,20 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
     # ----------------------------------------------------------------------------------------
     # The API
 
-    def encode(self, x: torch.Tensor) -> bytes:
+    def encode(self, x: torch.Tensor, sample_rate: int | None = None) -> bytes:
         """The bytes of a complete neurocodec file coding ``x``.
 
         ``x`` is one input without a batch dimension or with one of size 1: an image
         ``(C, H, W)`` and a video ``(C, T, H, W)`` with samples in ``[0, 1]``, audio ``(C, T)``
         in ``[-1, 1]``, of a floating dtype, on any device. Any size within the container's
-        limits: the codec pads internally and the decoder crops.
+        limits: the codec pads internally and the decoder crops. ``sample_rate`` (audio only)
+        is the rate in Hz the file records; by default the codec's ``sample_rate``.
         """
-        x = self._checked(x)
+        x = self._checked(x, sample_rate)
         with torch.inference_mode():
             geometry, sections = self._encode(x.to(self.device, torch.float32).unsqueeze(0))
+        if sample_rate is not None:
+            geometry = dataclasses.replace(geometry, sample_rate=sample_rate)
         header = Header(self.name, self.quality, self.weights_hash, geometry)
         return container.pack(header, sections)
 
@@ -139,7 +145,7 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
 
     # ----------------------------------------------------------------------------------------
 
-    def _checked(self, x: torch.Tensor) -> torch.Tensor:
+    def _checked(self, x: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
         """``x`` without its batch dimension, once it is an input this codec can code."""
         layout = _LAYOUTS[self.media]
         ndim = layout.count(",") + 1
@@ -158,7 +164,13 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
             raise UnsupportedMediaError(
                 f"{self.name} codes {' or '.join(map(str, self.channels))} channels, not {x.shape[0]}"
             )
-        if self.media != "audio":  # refuse a picture beyond the container's limits before coding it
+        if sample_rate is not None and self.media != "audio":
+            raise UnsupportedMediaError(f"{self.name} codes {self.media}: it takes no sample_rate")
+        # refuse an input beyond the container's limits before coding it
+        if self.media == "audio":
+            rate = sample_rate if sample_rate is not None else self.sample_rate
+            AudioGeometry(sample_rate=rate or 1, channels=x.shape[0], samples=x.shape[-1])
+        else:
             ImageGeometry(height=x.shape[-2], width=x.shape[-1], channels=x.shape[0], bit_depth=8)
         low, high = _RANGES[self.media]
         if x.numel() == 0 or not bool(torch.isfinite(x).all()) or x.min() < low or x.max() > high:

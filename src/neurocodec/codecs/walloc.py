@@ -1,0 +1,110 @@
+"""``walloc-image`` and ``walloc-audio``: WaLLoC (:mod:`neurocodec.models.walloc`) as codecs.
+
+File section: ``y``, the latent, rounded and coded with the factorized prior (one CDF table per
+latent channel, so every table index is the channel number: the decoder needs nothing but the
+integer tables shipped with the weights, and entropy decoding is bit-exact on any device).
+The input is padded to a multiple of ``2**levels`` on each side (images: edge replication;
+audio: zeros after the end) and the decoder crops to the geometry in the header.
+
+Encoding costs the wavelet packet transform, one 1x1 projection, a rounding and the rANS
+coder: no deep network runs on the encoder side. Qualities are operating points (latent
+channels x lambda, and optionally the compander's bits), each its own weights.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from neurocodec import container
+from neurocodec.codecs.base import Codec
+from neurocodec.container import AudioGeometry, Geometry, Header, ImageGeometry
+from neurocodec.errors import BitstreamError
+from neurocodec.models.walloc import WaLLoC, WaLLoCAudio, WaLLoCImage
+from neurocodec.registry import WeightConfig, register_codec
+
+__all__ = ["WaLLoCAudioCodec", "WaLLoCImageCodec"]
+
+
+class _WaLLoCCodec(Codec):
+    """What both WaLLoC codecs share: one latent section, padding to the packet grid."""
+
+    model_class: ClassVar[type[WaLLoC]]
+
+    def __init__(self, quality: int = 0, weights_hash: bytes = bytes(container.WEIGHTS_HASH_BYTES), **arch):
+        super().__init__(quality, weights_hash)
+        self.model = self.model_class(**arch)
+
+    @classmethod
+    def from_weights(
+        cls, config: WeightConfig, state: dict[str, torch.Tensor], device: torch.device
+    ) -> Codec:
+        codec = cls(**config.arch)
+        codec.model.load_state_dict(state)
+        return codec.to(device).eval()
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` padded after its end to a multiple of ``2**levels`` along each side."""
+        step = self.model.step
+        sizes = x.shape[2:]
+        pads = [p for size in reversed(sizes) for p in (0, -size % step)]
+        return F.pad(x, pads, mode="replicate" if self.media == "image" else "constant")
+
+    def _latent_shape(self, sizes: tuple[int, ...]) -> tuple[int, ...]:
+        step = self.model.step
+        return (1, self.model.latent_dim, *(-(-s // step) for s in sizes))
+
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        """The integer latent of a batch ``x`` (sides any size): what the file codes, as float32.
+
+        For compressed learning: downstream models can train on these directly.
+        """
+        m = self.model
+        return torch.round(m.encode_latent(m.analysis(self._padded(x))))
+
+    def _encode_latent(self, x: torch.Tensor) -> bytes:
+        m = self.model
+        return m.entropy_bottleneck.compress(m.encode_latent(m.analysis(self._padded(x))))
+
+    def _decode_latent(self, sections: dict[str, bytes], sizes: tuple[int, ...]) -> torch.Tensor:
+        if "y" not in sections:
+            raise BitstreamError(f"this {self.name} file lacks its y section")
+        m = self.model
+        y_hat = m.entropy_bottleneck.decompress(sections["y"], self._latent_shape(sizes))
+        return m.synthesis(m.decode_latent(y_hat.to(self.device)))
+
+
+@register_codec
+class WaLLoCImageCodec(_WaLLoCCodec):
+    name = "walloc-image"
+    media = "image"
+    channels = (3,)
+    model_class = WaLLoCImage
+
+    def _encode(self, x: torch.Tensor) -> tuple[Geometry, dict[str, bytes]]:
+        _, c, h, w = x.shape
+        return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {"y": self._encode_latent(x)}
+
+    def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
+        g = header.geometry
+        return self._decode_latent(sections, (g.height, g.width))
+
+
+@register_codec
+class WaLLoCAudioCodec(_WaLLoCCodec):
+    name = "walloc-audio"
+    media = "audio"
+    channels = (2,)
+    sample_rate = 44100
+    model_class = WaLLoCAudio
+
+    def _encode(self, x: torch.Tensor) -> tuple[Geometry, dict[str, bytes]]:
+        _, c, t = x.shape
+        return AudioGeometry(sample_rate=self.sample_rate, channels=c, samples=t), {
+            "y": self._encode_latent(x)
+        }
+
+    def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
+        return self._decode_latent(sections, (header.geometry.samples,))

@@ -1,0 +1,266 @@
+"""WaLLoC: wavelet learned lossy compression (Jacobellis & Yadwadkar, "Learned Compression for
+Compressed Learning", DCC 2025), for RGB images and for stereo audio.
+
+A shallow, asymmetric autoencoder sandwiched in a fixed, invertible wavelet packet transform
+(:mod:`neurocodec.transforms.wavelets`)::
+
+    x -> WPT (J levels) -> X: C * 4**J (images) or C * 2**J (audio) sub-band channels
+      -> encoder: one 1x1 projection to ``latent_dim`` channels (linear, a few thousand
+         multiply-adds per output position: cheap enough for a phone or a sensor), optionally
+         after a small conv stack; times ``latent_scale``; optionally the Gaussian-CDF
+         compander that bounds the latent to ``bits`` bits
+      -> y: quantized (uniform noise in training, rounding when coding), entropy coded with a
+         learned factorized prior per latent channel (:class:`FactorizedPrior`)
+      -> decoder, the heavy side: a 1x1 linear synthesis plus a residual network (GroupNorm +
+         SiLU residual blocks around one self-attention block at the bottleneck, width
+         ``decoder_width``) -> X_hat -> inverse WPT -> clamp to the sample range.
+
+The latent ``y`` is a small, dimension-reduced tensor at ``1 / 2**J`` of the resolution, which
+downstream models can learn from directly ("compressed learning").
+
+Differences from the paper's code, and why:
+
+- the latent is entropy coded with a learned factorized prior through our rANS coder (real
+  bits), where the paper stores the 8-bit latent as a lossless PNG/WebP; so the training
+  loss has a rate term, and ``bits`` (the paper's compander) is optional;
+- ``latent_scale`` is a fixed gain in front of the quantizer (the decoder divides it out): it
+  sets the initial quantization step, so Adam trains the projection at unit scale rather than
+  having to grow its weights to tens before the rounding resolves anything;
+- the decoder adds a 1x1 linear synthesis to its residual network (the paper's decoder is the
+  diffusers ``Decoder`` alone): the linear path learns in a few hundred steps what a linear
+  codec can do, and the network learns the rest.
+
+Training contract (:mod:`neurocodec.train.models`): ``forward(x)`` returns ``x_hat``, the
+likelihoods of ``y`` and ``loss_terms["wavelet_mse"] = wavelet_weight * MSE(X, X_hat)``, the
+paper's phi-weighted MSE in the packet domain (in loss units; it also trains the decoder where
+the clamped output has no gradient); ``aux_loss()`` fits the prior's quantiles.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from neurocodec.entropy.models import FactorizedPrior
+from neurocodec.transforms.wavelets import iwpt1d, iwpt2d, wpt1d, wpt2d
+
+__all__ = ["Compander", "WaLLoC", "WaLLoCAudio", "WaLLoCImage"]
+
+
+def _conv(dims: int, cin: int, cout: int, kernel: int = 3) -> nn.Module:
+    return (nn.Conv1d if dims == 1 else nn.Conv2d)(cin, cout, kernel, padding=kernel // 2)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with up to 32 groups of at least 4 channels (so a 1x1 map still normalizes)."""
+    return nn.GroupNorm(math.gcd(32, max(channels // 4, 1)), channels)
+
+
+class ResidualBlock(nn.Module):
+    """``x + conv(SiLU(GN(conv(SiLU(GN(x))))))``; the last conv starts at zero (the block starts as the identity)."""
+
+    def __init__(self, dims: int, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            _norm(channels), nn.SiLU(), _conv(dims, channels, channels),
+            _norm(channels), nn.SiLU(), _conv(dims, channels, channels),
+        )  # fmt: skip
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class AttentionBlock(nn.Module):
+    """One-head self-attention over all positions (pixels or frames), residual, GroupNorm first."""
+
+    def __init__(self, dims: int, channels: int):
+        super().__init__()
+        self.norm = _norm(channels)
+        self.qkv = _conv(dims, channels, 3 * channels, 1)
+        self.out = _conv(dims, channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c = x.shape[:2]
+        q, k, v = self.qkv(self.norm(x)).reshape(n, 3, c, -1).transpose(-1, -2).unbind(1)
+        attended = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        return x + self.out(attended.transpose(-1, -2).reshape(x.shape))
+
+
+class Decoder(nn.Module):
+    """``y -> X_hat``: a 1x1 linear synthesis plus a residual network with attention at its middle."""
+
+    def __init__(self, dims: int, latent_dim: int, packets: int, width: int, blocks: int):
+        super().__init__()
+        self.linear = _conv(dims, latent_dim, packets, 1)
+        self.net = nn.Sequential(
+            _conv(dims, latent_dim, width),
+            ResidualBlock(dims, width),
+            AttentionBlock(dims, width),
+            ResidualBlock(dims, width),
+            *(ResidualBlock(dims, width) for _ in range(blocks)),
+            _norm(width),
+            nn.SiLU(),
+            _conv(dims, width, packets),
+        )
+
+    def forward(self, y: Tensor) -> Tensor:
+        return self.linear(y) + self.net(y)
+
+
+class Compander(nn.Module):
+    """The paper's Gaussian-CDF compander: ``y -> 2 L (Phi(y / s) - 1/2)``, into ``(-L, L)``.
+
+    ``L = 2**(bits-1) - 1/2 - 1e-3`` and ``s = (2**(bits-1) - 1) / 1.85`` (the paper's ``ToUniform``
+    and ``ToNormal``): rounding then leaves at most ``2**bits - 1`` integer values. Near zero
+    it is linear with slope ``2 L phi(0) / s`` (about 1.5 for 8 bits), so it bounds the latent
+    rather than reshaping it.
+    """
+
+    def __init__(self, bits: int):
+        super().__init__()
+        if not 2 <= bits <= 16:
+            raise ValueError(f"the compander takes 2..16 bits, not {bits}")
+        self.bits = bits
+        self.limit = 2 ** (bits - 1) - 0.5 - 1e-3
+        self.scale = (2 ** (bits - 1) - 1) / 1.85
+
+    def forward(self, y: Tensor) -> Tensor:
+        return self.limit * torch.erf(y / (self.scale * math.sqrt(2)))
+
+    def inverse(self, u: Tensor) -> Tensor:
+        ratio = (u / self.limit).clamp(-1 + 1e-6, 1 - 1e-6)
+        return self.scale * math.sqrt(2) * torch.erfinv(ratio)
+
+
+class WaLLoC(nn.Module):
+    """The WaLLoC network for ``dims``-D signals (2: images ``(N, C, H, W)``, 1: audio ``(N, C, T)``).
+
+    Args:
+        dims: 2 for images, 1 for audio.
+        channels: signal channels ``C`` (3 for RGB, 2 for stereo).
+        levels: wavelet packet levels ``J``; the latent is at ``1 / 2**J`` of the resolution.
+        latent_dim: latent channels (the paper's RGB_16x: J=3, 12 channels, 16x fewer values).
+        decoder_width: channels of the decoder's residual network (the paper: 768 or 1024).
+        decoder_blocks: residual blocks after the attention block's pair.
+        encoder_width: 0 for the linear encoder (the 1x1 projection alone); else the width of
+            a small conv stack (3x3 conv, one residual block) before the projection.
+        latent_scale: the fixed gain in front of the quantizer (one step = ``1 / latent_scale``
+            in the projection's units).
+        bits: the compander's bits, or None for none (the entropy model alone bounds the rate).
+        wavelet: the packet transform's wavelet ("bior4.4" is the paper's CDF 9/7).
+        wavelet_weight: phi, the weight of the packet-domain MSE term in the training loss.
+        offset: subtracted from the input before the transform (0.5 centres images in [0, 1]).
+        sample_range: the valid range of output samples (the reconstruction is clamped to it).
+    """
+
+    def __init__(
+        self,
+        dims: int,
+        channels: int,
+        levels: int,
+        latent_dim: int,
+        decoder_width: int = 128,
+        decoder_blocks: int = 1,
+        encoder_width: int = 0,
+        latent_scale: float = 32.0,
+        bits: int | None = None,
+        wavelet: str = "bior4.4",
+        wavelet_weight: float = 0.0,
+        offset: float = 0.0,
+        sample_range: tuple[float, float] = (-1.0, 1.0),
+    ):
+        super().__init__()
+        if dims not in (1, 2):
+            raise ValueError(f"dims must be 1 or 2, not {dims}")
+        self.dims, self.levels, self.wavelet = dims, levels, wavelet
+        self.channels, self.latent_dim = channels, latent_dim
+        self.packets = channels * 2 ** (dims * levels)
+        self.latent_scale = float(latent_scale)
+        self.wavelet_weight = float(wavelet_weight)
+        self.offset = float(offset)
+        self.sample_range = (float(sample_range[0]), float(sample_range[1]))
+
+        projection = _conv(dims, encoder_width or self.packets, latent_dim, 1)
+        nn.init.orthogonal_(projection.weight)  # unit-norm rows: the latent starts with the packets' scale
+        nn.init.zeros_(projection.bias)
+        if encoder_width:
+            self.encoder = nn.Sequential(
+                _conv(dims, self.packets, encoder_width), ResidualBlock(dims, encoder_width), projection
+            )
+        else:
+            self.encoder = projection
+        self.compander = Compander(bits) if bits is not None else None
+        self.entropy_bottleneck = FactorizedPrior(latent_dim)
+        self.decoder = Decoder(dims, latent_dim, self.packets, decoder_width, decoder_blocks)
+
+    @property
+    def step(self) -> int:
+        """Inputs are padded to a multiple of this (``2**levels``) along each side."""
+        return 2**self.levels
+
+    # -- the transforms ------------------------------------------------------------------------
+
+    def analysis(self, x: Tensor) -> Tensor:
+        """Samples -> wavelet packets ``X`` (sides must be multiples of :attr:`step`)."""
+        wpt = wpt2d if self.dims == 2 else wpt1d
+        return wpt(x - self.offset, self.levels, self.wavelet)
+
+    def synthesis(self, X: Tensor) -> Tensor:
+        """Wavelet packets -> samples, clamped to ``sample_range``."""
+        iwpt = iwpt2d if self.dims == 2 else iwpt1d
+        return torch.clamp(iwpt(X, self.levels, self.wavelet) + self.offset, *self.sample_range)
+
+    def encode_latent(self, X: Tensor) -> Tensor:
+        """Packets -> the continuous latent ``y`` (what is rounded and coded)."""
+        y = self.encoder(X) * self.latent_scale
+        return self.compander(y) if self.compander is not None else y
+
+    def decode_latent(self, y_hat: Tensor) -> Tensor:
+        """The (quantized) latent -> packets ``X_hat``."""
+        if self.compander is not None:
+            y_hat = self.compander.inverse(y_hat)
+        return self.decoder(y_hat / self.latent_scale)
+
+    # -- training ------------------------------------------------------------------------------
+
+    def forward(self, x: Tensor) -> dict:
+        """Training pass: reconstruction, likelihoods of ``y``, the packet-domain MSE term."""
+        X = self.analysis(x)
+        y = self.encode_latent(X)
+        _, likelihoods = self.entropy_bottleneck(y, mode="noise" if self.training else "ste")
+        y_hat = self.entropy_bottleneck.quantize(y, "ste")
+        X_hat = self.decode_latent(y_hat)
+        wavelet_mse = torch.mean((X_hat.float() - X.float()) ** 2)
+        return {
+            "x_hat": self.synthesis(X_hat),
+            "likelihoods": {"y": likelihoods},
+            "loss_terms": {"wavelet_mse": self.wavelet_weight * wavelet_mse},
+        }
+
+    def aux_loss(self) -> Tensor:
+        return self.entropy_bottleneck.aux_loss()
+
+    def update_tables(self) -> None:
+        """Build the prior's integer CDF tables once, after training (they travel with the state_dict)."""
+        self.entropy_bottleneck.update_tables()
+
+
+class WaLLoCImage(WaLLoC):
+    """WaLLoC for RGB images in ``[0, 1]``: 2-D packets, default J=3 (192 channels at 1/8 resolution)."""
+
+    def __init__(self, levels: int = 3, latent_dim: int = 12, channels: int = 3, **kwargs):
+        super().__init__(2, channels, levels, latent_dim, offset=0.5, sample_range=(0.0, 1.0), **kwargs)
+
+
+class WaLLoCAudio(WaLLoC):
+    """WaLLoC for stereo audio in ``[-1, 1]``: 1-D packets, default J=8 (512 channels at 1/256 of the rate)."""
+
+    def __init__(self, levels: int = 8, latent_dim: int = 64, channels: int = 2, **kwargs):
+        super().__init__(1, channels, levels, latent_dim, offset=0.0, sample_range=(-1.0, 1.0), **kwargs)
