@@ -23,7 +23,8 @@ from PIL import Image
 import toy_codec
 from neurocodec import baselines, cli, rd
 from neurocodec.baselines import BASELINES, evaluate_baseline
-from neurocodec.rd import bd_psnr, bd_rate, mean_curve, overlap, plot_rd
+from neurocodec.metrics import ms_ssim, ms_ssim_db
+from neurocodec.rd import bd_psnr, bd_rate, curve_points, mean_curve, overlap, plot_rd, rd_row
 
 TESTS = Path(__file__).resolve().parent
 KODAK = TESTS.parents[1] / "shared" / "data" / "kodak"
@@ -176,6 +177,48 @@ def test_mean_curve() -> None:
     assert mean_curve({10: rows[:2], 20: rows[2:]}) == expected
 
 
+def test_bd_rate_over_ms_ssim() -> None:
+    """A test codec that needs 0.9x the anchor's bytes for the same MS-SSIM, file by file, is
+    -10 % over MS-SSIM; its PSNR, better at every point, does not enter that number."""
+    anchor_rows, test_rows = [], []
+    for setting, (bytes_, similarity) in enumerate([(1000, 0.90), (2000, 0.95), (4000, 0.98), (8000, 0.99)]):
+        for file, shift in (("a", 0.0), ("b", 0.004)):
+            row = {"file": file, "setting": setting, "bpp": bytes_ / 100, "psnr": 30.0 + setting}
+            anchor_rows.append({**row, "ms_ssim": similarity + shift})
+            test_rows.append(
+                {**row, "bpp": 0.9 * bytes_ / 100, "psnr": 40.0 + setting, "ms_ssim": similarity + shift}
+            )
+    anchor, test = mean_curve(anchor_rows), mean_curve(test_rows)
+    assert anchor[0]["ms_ssim_db"] == pytest.approx(-10 * math.log10(1 - 0.902))
+    for method in ("pchip", "cubic"):
+        assert bd_rate(
+            curve_points(anchor, "ms-ssim"), curve_points(test, "ms-ssim"), method
+        ) == pytest.approx(-10)
+    assert curve_points(anchor, "psnr") == [(10.0, 30.0), (20.0, 31.0), (40.0, 32.0), (80.0, 33.0)]
+    with pytest.raises(ValueError, match="metric must be one of"):
+        curve_points(anchor, "ssim")
+
+
+def test_ms_ssim_metric() -> None:
+    """pytorch-msssim's MS-SSIM of the 8-bit output; NaN under 161 px; its dB form."""
+    from pytorch_msssim import ms_ssim as reference
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 170, 180, generator=g)
+    x_hat = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    value = ms_ssim(x, x_hat)
+    expected = float(reference(x[None], x_hat.mul(255).round().div(255)[None], data_range=1.0))
+    assert value == pytest.approx(expected, abs=1e-7) and 0.5 < value < 1
+    on_grid = x.mul(255).round().div(255)
+    assert ms_ssim(on_grid, on_grid) == pytest.approx(1.0, abs=1e-6)
+    assert math.isnan(ms_ssim(x[:, :160], x_hat[:, :160]))
+    assert ms_ssim_db(0.99) == pytest.approx(20.0) and ms_ssim_db(1.0) == math.inf
+    row = rd_row("a.png", x, b"1234", x_hat, 0.1, 0.2)
+    assert (
+        row["ms_ssim"] == value and row["ms_ssim_db"] == ms_ssim_db(value) and row["bpp"] == 32 / (170 * 180)
+    )
+
+
 def test_plot_rd_writes_a_png(tmp_path: Path) -> None:
     path = plot_rd({"jpeg": JPEG, "webp": WEBP, "lossless": [(4.0, math.inf)]}, tmp_path / "rd.png", "Kodak")
     assert path.read_bytes().startswith(PNG_MAGIC)
@@ -207,7 +250,7 @@ def test_baseline_curves_are_monotone(name: str, crops: list[Path]) -> None:
     """Over the default sweep (low to high rate) both bpp and PSNR rise, image by image."""
     rows = evaluate_baseline(name, crops)
     assert {tuple(sorted(row)) for row in rows} == {
-        ("bpp", "bytes", "decode_s", "encode_s", "file", "psnr", "setting")
+        ("bpp", "bytes", "decode_s", "encode_s", "file", "ms_ssim", "ms_ssim_db", "psnr", "setting")
     }
     assert len(rows) == 2 * len(BASELINES[name].sweep)
     for path in crops:
@@ -273,7 +316,7 @@ def test_eval_baselines_only(tmp_path: Path, crops: list[Path]) -> None:
     assert result.returncode == 0, result.stderr
     assert "note: hyperprior has no weights installed, so it is not evaluated" in result.stdout
     assert "evaluating the baselines only" in result.stdout
-    assert result.stdout.splitlines()[-1] == "wrote out/results.json and out/rd.png"
+    assert result.stdout.splitlines()[-1] == "wrote out/results.json, out/rd.png and out/rd-ms-ssim.png"
 
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     assert report["command"].startswith("neurocodec eval hyperprior jpeg --data ")
@@ -282,8 +325,10 @@ def test_eval_baselines_only(tmp_path: Path, crops: list[Path]) -> None:
     jpeg = report["codecs"]["jpeg"]
     assert [p["setting"] for p in jpeg["mean"]] == [10, 30, 60, 90]
     assert len(jpeg["per_file"]) == 8 and jpeg["results"]["bpp"] == [p["bpp"] for p in jpeg["mean"]]
-    assert report["bd_rate"] == []  # one baseline, nothing to compare it with
+    assert jpeg["results"]["ms-ssim-rgb"] == [None] * 4  # the crops are under 161 px
+    assert report["bd_rate"] == report["bd_rate_ms_ssim"] == []  # one baseline, nothing to compare it with
     assert (tmp_path / "out" / "rd.png").read_bytes().startswith(PNG_MAGIC)
+    assert (tmp_path / "out" / "rd-ms-ssim.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_eval_learned_codec_against_a_baseline(

@@ -423,7 +423,8 @@ def _json(value: object, indent: str = "") -> str:
 def _bd_table(
     curves: dict[str, list[tuple[float, float]]], tests: list[str], anchors: list[str]
 ) -> list[dict]:
-    """BD-rate and BD-PSNR (pchip) of each codec named against each baseline."""
+    """BD-rate and BD-quality (pchip) of each codec named against each baseline; the quality is
+    PSNR or MS-SSIM in dB, whichever ``curves`` hold (the keys keep PSNR's names)."""
     from neurocodec.rd import bd_psnr, bd_rate, overlap
 
     table = []
@@ -463,7 +464,7 @@ def _table_lines(table: list[dict], tests: list[str], anchors: list[str]) -> lis
 
 def _eval(args: argparse.Namespace, console: _Console) -> None:
     from neurocodec.baselines import BASELINES, evaluate_baseline
-    from neurocodec.rd import evaluate_images, mean_curve, plot_rd
+    from neurocodec.rd import curve_points, evaluate_images, mean_curve, plot_rd
     from neurocodec.train.data import image_files
 
     plan, tests, anchors, notes = _eval_plan(args)
@@ -488,7 +489,7 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
         raise UsageError(f"--data: {e}") from None
     data_name = Path(args.data).resolve().name
     out = Path(args.out or Path("eval", "results", "-".join([data_name, *(name for name, _ in plan)])))
-    for path in (out / "results.json", out / "rd.png"):
+    for path in (out / "results.json", out / "rd.png", out / "rd-ms-ssim.png"):
         if os.path.lexists(path) and not args.force:
             raise OutputExistsError(f"{path} already exists (use -f to replace it)")
     try:
@@ -547,16 +548,19 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
             entry["results"] = {  # CompressAI's layout: one entry per setting
                 "bpp": [p["bpp"] for p in curve],
                 "psnr-rgb": [p["psnr"] for p in curve],
+                "ms-ssim-rgb": [p["ms_ssim"] for p in curve],
                 "encoding_time": [p["encode_s"] for p in curve],
                 "decoding_time": [p["decode_s"] for p in curve],
             }
             entry["per_file"] = rows
             codecs[name] = entry
 
-    curves = {name: [(p["bpp"], p["psnr"]) for p in entry["mean"]] for name, entry in codecs.items()}
+    curves = {name: curve_points(entry["mean"], "psnr") for name, entry in codecs.items()}
+    ssim_curves = {name: curve_points(entry["mean"], "ms-ssim") for name, entry in codecs.items()}
     tests = [name for name in tests if name in codecs]
     anchors = [name for name in anchors if name in codecs]
     table = _bd_table(curves, tests, anchors)
+    ssim_table = _bd_table(ssim_curves, tests, anchors)
     report = {
         "command": shlex.join([PROG, *args.argv]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -564,15 +568,20 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
         "machine": _machine(args.device),
         "data": {"dir": str(args.data), "count": len(paths), "files": [p.name for p in paths]},
         "metrics": "bpp = 8 * file bytes / pixels; PSNR of the 8-bit decoded RGB, averaged in dB over files; "
-        "encode/decode seconds per file",
-        "bd": "Bjøntegaard delta rate (%) and PSNR (dB) of test vs anchor, pchip, over the PSNR interval both cover",
+        "MS-SSIM (pytorch-msssim, RGB, 5 scales) of the 8-bit decoded image averaged over files, and in dB "
+        "-10 log10(1 - mean MS-SSIM); encode/decode seconds per file",
+        "bd": "Bjøntegaard delta rate (%) and PSNR (dB) of test vs anchor, pchip, over the PSNR interval both "
+        "cover; bd_rate_ms_ssim: the same over MS-SSIM in dB (its bd_psnr_db and psnr_interval_db are in MS-SSIM dB)",
         "notes": notes,
         "bd_rate": table,
+        "bd_rate_ms_ssim": ssim_table,
         "codecs": codecs,
     }
     write_atomic(out / "results.json", (_json(_clean(report)) + "\n").encode(), overwrite=True)
     top = max((p[0] for points in curves.values() for p in points), default=1.0)
-    plot_rd(curves, out / "rd.png", f"{data_name}, {len(paths)} images", xlim=(0, min(top * 1.03, 2.5)))
+    title, xlim = f"{data_name}, {len(paths)} images", (0, min(top * 1.03, 2.5))
+    plot_rd(curves, out / "rd.png", title, xlim=xlim)
+    plot_rd(ssim_curves, out / "rd-ms-ssim.png", title, xlim=xlim, ylabel="MS-SSIM RGB (dB)")
 
     for name, entry in codecs.items():
         curve = entry["mean"]
@@ -586,9 +595,12 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
         )
         for line in _table_lines(table, tests, anchors):
             console.say(line)
+        console.say(f"BD-rate, MS-SSIM RGB (dB) on {len(paths)} images:")
+        for line in _table_lines(ssim_table, tests, anchors):
+            console.say(line)
     elif codecs:
         console.say("no BD-rate: name a codec and at least one baseline to compare it with")
-    console.say(f"wrote {out / 'results.json'} and {out / 'rd.png'}")
+    console.say(f"wrote {out / 'results.json'}, {out / 'rd.png'} and {out / 'rd-ms-ssim.png'}")
     console.done += 1
 
 
@@ -665,8 +677,9 @@ def _parser() -> argparse.ArgumentParser:
         help="rate-distortion evaluation against JPEG, WebP, AVIF and JPEG 2000",
         description="Code the images of --data with each CODEC at each of its settings (a learned codec's "
         "shipped qualities, a baseline's sweep) and with the baselines; write OUT/results.json (per-file "
-        "and mean bpp from real file sizes, PSNR of the 8-bit output, times, the command, the machine) "
-        "and OUT/rd.png, and print the BD-rate of each codec against each baseline. A CODEC may be a "
+        "and mean bpp from real file sizes, PSNR and MS-SSIM of the 8-bit output, times, the command, the "
+        "machine), OUT/rd.png and OUT/rd-ms-ssim.png, and print the BD-rates (over PSNR and over MS-SSIM) of "
+        "each codec against each baseline. A CODEC may be a "
         "baseline: jpeg (4:2:0), jpeg-444, webp (method 6), avif (speed 4, 4:4:4), jpeg2000.",
     )
     eval_.add_argument("codecs", nargs="+", metavar="CODEC", help="installed codecs and/or baselines")
@@ -690,7 +703,7 @@ def _parser() -> argparse.ArgumentParser:
     eval_.add_argument("--limit", type=int, metavar="N", help="only the first N images")
     eval_.add_argument("--out", metavar="DIR", help="output folder (default: eval/results/<data>-<codecs>)")
     eval_.add_argument("--device", default="cpu", help="device of the learned codecs: cpu (default) or cuda")
-    eval_.add_argument("-f", "--force", action="store_true", help="replace results.json and rd.png")
+    eval_.add_argument("-f", "--force", action="store_true", help="replace results.json and the plots")
     eval_.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     eval_.set_defaults(run=_eval)
 

@@ -1,13 +1,17 @@
 """Rate-distortion evaluation: measure codecs on image files, average, compare (BD-rate), plot.
 
-- :func:`evaluate_images`: per file, bpp from the real file size and PSNR of the 8-bit output;
-- :func:`mean_point`, :func:`mean_curve`: the averaged (bpp, PSNR) point of each setting;
+- :func:`evaluate_images`: per file, bpp from the real file size, PSNR and MS-SSIM of the
+  8-bit output;
+- :func:`mean_point`, :func:`mean_curve`: the averaged point of each setting;
+- :func:`curve_points`: a mean curve as ``(bpp, quality)`` points, quality = PSNR or MS-SSIM dB;
 - :func:`bd_rate`, :func:`bd_psnr`: Bjøntegaard deltas between two R-D curves;
 - :func:`plot_rd`: the curves as a PNG (matplotlib's Agg renderer).
 
 Bjøntegaard deltas
 ------------------
-A curve is a list of ``(bpp, psnr)`` points, in any order. :func:`bd_rate` is the average
+A curve is a list of ``(bpp, psnr)`` points, in any order. The quality axis may as well be
+MS-SSIM in dB, ``-10 log10(1 - MS-SSIM)`` (:func:`curve_points` with ``metric="ms-ssim"``):
+a BD-rate over MS-SSIM is :func:`bd_rate` of such curves, as CompressAI and the papers report it. :func:`bd_rate` is the average
 difference of log-rate over the PSNR interval where both curves have points, as a percentage
 (negative: ``test`` needs fewer bits than ``anchor`` for the same PSNR); :func:`bd_psnr` is
 the average PSNR difference over the common log-rate interval (positive: ``test`` is better).
@@ -37,12 +41,13 @@ import numpy as np
 from neurocodec.codecs.base import Codec
 from neurocodec.io.atomic import write_atomic
 from neurocodec.io.image import read_image
-from neurocodec.metrics import psnr
+from neurocodec.metrics import ms_ssim, ms_ssim_db, psnr
 
 __all__ = [
     "bd_psnr",
     "bd_rate",
     "cpu_model",
+    "curve_points",
     "evaluate_images",
     "mean_curve",
     "mean_point",
@@ -56,7 +61,8 @@ METHODS = ("pchip", "cubic")
 
 
 def evaluate_images(codec: Codec, paths: Sequence[str | Path]) -> list[dict]:
-    """Per file: bytes and bpp of the complete file, PSNR (RGB, 8-bit output), encode/decode seconds."""
+    """Per file: bytes and bpp of the complete file, PSNR and MS-SSIM (RGB, 8-bit output),
+    encode/decode seconds (see :func:`rd_row`)."""
     rows = []
     for path in paths:
         x, _ = read_image(path)
@@ -83,29 +89,40 @@ def cpu_model() -> str:
 
 
 def rd_row(path: str | Path, x, data: bytes, x_hat, encode_s: float, decode_s: float) -> dict:
-    """One file's row: bytes and bpp of the coded file, PSNR of the 8-bit output, timings."""
+    """One file's row: bytes and bpp of the coded file, PSNR and MS-SSIM (also in dB) of the
+    8-bit output, timings. MS-SSIM is NaN for images under 161 pixels on a side."""
     h, w = x.shape[-2:]
+    similarity = ms_ssim(x, x_hat)
     return {
         "file": Path(path).name,
         "bytes": len(data),
         "bpp": 8 * len(data) / (h * w),
         "psnr": psnr(x, x_hat),
+        "ms_ssim": similarity,
+        "ms_ssim_db": ms_ssim_db(similarity),
         "encode_s": encode_s,
         "decode_s": decode_s,
     }
 
 
 def mean_point(rows: Sequence[dict]) -> dict:
-    """The mean bpp and PSNR of per-file rows (PSNR averaged in dB, as CompressAI reports it)."""
-    return {key: sum(r[key] for r in rows) / len(rows) for key in ("bpp", "psnr")}
+    """The mean bpp and PSNR (averaged in dB, as CompressAI reports it) of per-file rows, and
+    their mean MS-SSIM and its dB form when the rows have it."""
+    point = {key: sum(r[key] for r in rows) / len(rows) for key in ("bpp", "psnr")}
+    if all("ms_ssim" in r for r in rows):
+        point["ms_ssim"] = sum(r["ms_ssim"] for r in rows) / len(rows)
+        point["ms_ssim_db"] = ms_ssim_db(point["ms_ssim"])
+    return point
 
 
-_MEANS = ("bytes", "bpp", "psnr", "encode_s", "decode_s")
+_MEANS = ("bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
 
 
 def mean_curve(rows_by_setting: Mapping[object, Sequence[dict]] | Iterable[dict]) -> list[dict]:
-    """One averaged point per setting: ``{"setting", "files", "bytes", "bpp", "psnr", "encode_s",
-    "decode_s"}`` (means over the files; PSNR averaged in dB), in the order the settings come.
+    """One averaged point per setting: ``{"setting", "files", "bytes", "bpp", "psnr", "ms_ssim",
+    "ms_ssim_db", "encode_s", "decode_s"}`` (means over the files; PSNR averaged in dB, MS-SSIM
+    averaged and then put in dB as CompressAI does), in the order the settings come; keys the
+    rows lack are left out.
 
     ``rows_by_setting`` maps each setting to its per-file rows, or is a flat list of rows that
     carry a ``"setting"`` key (as :func:`neurocodec.baselines.evaluate_baseline` gives).
@@ -123,8 +140,24 @@ def mean_curve(rows_by_setting: Mapping[object, Sequence[dict]] | Iterable[dict]
         for key in _MEANS:
             if all(key in r for r in rows):
                 point[key] = sum(r[key] for r in rows) / len(rows)
+        if "ms_ssim" in point:
+            point["ms_ssim_db"] = ms_ssim_db(point["ms_ssim"])
         curve.append(point)
     return curve
+
+
+METRICS = {"psnr": "psnr", "ms-ssim": "ms_ssim_db"}  # the quality axis of each metric's curves
+
+
+def curve_points(curve: Sequence[Mapping], metric: str = "psnr") -> list[Point]:
+    """``(bpp, quality)`` points of a :func:`mean_curve`, quality = PSNR (``metric="psnr"``) or
+    MS-SSIM in dB (``metric="ms-ssim"``), for :func:`bd_rate` and :func:`plot_rd`. Points whose
+    quality is missing or not finite (a lossless file, an image too small for MS-SSIM) are
+    left out."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
+    key = METRICS[metric]
+    return [(p["bpp"], p[key]) for p in curve if p.get(key) is not None and math.isfinite(p[key])]
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,8 +286,9 @@ def plot_rd(
     title: str = "",
     *,
     xlim: tuple[float, float] | None = None,
+    ylabel: str = "PSNR RGB (dB)",
 ) -> Path:
-    """Write a PNG of R-D curves (``name -> [(bpp, psnr), ...]``, each drawn in bpp order) to
+    """Write a PNG of R-D curves (``name -> [(bpp, quality), ...]``, each drawn in bpp order) to
     ``path`` atomically, replacing it; returns the path. Points of infinite PSNR (lossless) are
     left out; with ``xlim`` the PSNR axis fits the points in that rate range.
 
@@ -274,7 +308,7 @@ def plot_rd(
         axes.plot(bpp, quality, marker="o", markersize=3.5, linewidth=1.4, label=name)
         shown += [q for r, q in points if xlim is None or xlim[0] <= r <= xlim[1]]
     axes.set_xlabel("rate (bpp, from file sizes)")
-    axes.set_ylabel("PSNR RGB (dB)")
+    axes.set_ylabel(ylabel)
     if xlim is not None:
         axes.set_xlim(*xlim)
         if shown:  # fit the PSNR axis to the points in view
