@@ -13,9 +13,9 @@ linear map and every size is exactly halved; sizes must be multiples of ``2**J``
 to that). Filters are PyWavelets' (``pywt.Wavelet(name)``): analysis with ``dec_lo``/``dec_hi``,
 synthesis with ``rec_lo``/``rec_hi``. Each level is a stride-2 convolution, written in polyphase
 form: the signal's 2 (1-D) or 4 (2-D) phases (``pixel_unshuffle``) go through one stride-1
-convolution that outputs the bands; the inverse is one stride-1 convolution of the bands that
-outputs the phases (``pixel_shuffle``). Both directions are then the same fast dense conv (a
-transposed stride-2 conv is ~3x slower on CPUs), on any device and in any floating dtype.
+grouped convolution that outputs the bands; the inverse is one stride-1 grouped convolution of
+the bands that outputs the phases (``pixel_shuffle``). Both directions are the same fast conv
+(a transposed stride-2 conv is ~3x slower on CPUs), on any device and in any floating dtype.
 
 **Channel order** (identical to PyWavelets' ``WaveletPacket``/``WaveletPacket2D`` nodes of
 level ``J`` in ``order="natural"``): input channel ``c`` owns the ``4**J`` (2-D) or ``2**J``
@@ -116,9 +116,28 @@ def _periodic(x: Tensor, pad: int, dims: int) -> Tensor:
 
 
 def _correlate(x: Tensor, kernel: Tensor, pad: int, dims: int) -> Tensor:
-    """The periodic correlation of ``x`` ``(M, 2**dims, ...)`` with ``kernel``, in ``x``'s dtype."""
+    """The periodic correlation of every group of ``2**dims`` channels of ``x`` with ``kernel``.
+
+    ``x`` is ``(N, G * 2**dims, ...)``; group ``g`` (its phases, or its bands) maps to output
+    channels ``g * 2**dims ...``: one grouped convolution for the whole batch and all channels
+    (2x faster on CPUs than folding the channels into the batch).
+    """
+    groups = x.shape[1] // kernel.shape[1]
+    weight = kernel.to(device=x.device, dtype=x.dtype).repeat(groups, *(1,) * (kernel.ndim - 1))
     conv = F.conv1d if dims == 1 else F.conv2d
-    return conv(_periodic(x, pad, dims), kernel.to(device=x.device, dtype=x.dtype))
+    return conv(_periodic(x, pad, dims), weight, groups=groups)
+
+
+def _to_phases_1d(x: Tensor) -> Tensor:
+    """``(N, C, T) -> (N, 2C, T/2)``, channel ``2c + r`` holding ``x[c, 2p + r]`` (1-D pixel_unshuffle)."""
+    n, c, t = x.shape
+    return x.reshape(n, c, t // 2, 2).transpose(-1, -2).reshape(n, 2 * c, t // 2)
+
+
+def _from_phases_1d(x: Tensor) -> Tensor:
+    """The inverse of :func:`_to_phases_1d` (1-D pixel_shuffle)."""
+    n, c2, t = x.shape
+    return x.reshape(n, c2 // 2, 2, t).transpose(-1, -2).reshape(n, c2 // 2, 2 * t)
 
 
 def _check(x: Tensor, dims: int, levels: int, wavelet: str, what: str) -> None:
@@ -147,11 +166,8 @@ def wpt1d(x: Tensor, levels: int, wavelet: str = "bior4.4") -> Tensor:
     _check(x, 1, levels, wavelet, "wpt1d")
     _check_sizes(x, 1, levels)
     analysis, _, pad = _kernels(wavelet, 1)
-    n = x.shape[0]
     for _ in range(levels):
-        t = x.shape[-1]
-        phases = x.reshape(-1, t // 2, 2).transpose(1, 2)
-        x = _correlate(phases, analysis, pad, 1).reshape(n, -1, t // 2)
+        x = _correlate(_to_phases_1d(x), analysis, pad, 1)
     return x
 
 
@@ -163,11 +179,8 @@ def iwpt1d(y: Tensor, levels: int, wavelet: str = "bior4.4") -> Tensor:
             f"iwpt1d of {levels} levels needs a multiple of {2**levels} channels, not {y.shape[1]}"
         )
     _, synthesis, pad = _kernels(wavelet, 1)
-    n = y.shape[0]
     for _ in range(levels):
-        t = y.shape[-1]
-        phases = _correlate(y.reshape(-1, 2, t), synthesis, pad, 1)
-        y = phases.transpose(1, 2).reshape(n, -1, 2 * t)
+        y = _from_phases_1d(_correlate(y, synthesis, pad, 1))
     return y
 
 
@@ -176,11 +189,8 @@ def wpt2d(x: Tensor, levels: int, wavelet: str = "bior4.4") -> Tensor:
     _check(x, 2, levels, wavelet, "wpt2d")
     _check_sizes(x, 2, levels)
     analysis, _, pad = _kernels(wavelet, 2)
-    n = x.shape[0]
     for _ in range(levels):
-        h, w = x.shape[-2:]
-        phases = F.pixel_unshuffle(x.reshape(-1, 1, h, w), 2)
-        x = _correlate(phases, analysis, pad, 2).reshape(n, -1, h // 2, w // 2)
+        x = _correlate(F.pixel_unshuffle(x, 2), analysis, pad, 2)
     return x
 
 
@@ -192,9 +202,6 @@ def iwpt2d(y: Tensor, levels: int, wavelet: str = "bior4.4") -> Tensor:
             f"iwpt2d of {levels} levels needs a multiple of {4**levels} channels, not {y.shape[1]}"
         )
     _, synthesis, pad = _kernels(wavelet, 2)
-    n = y.shape[0]
     for _ in range(levels):
-        h, w = y.shape[-2:]
-        phases = _correlate(y.reshape(-1, 4, h, w), synthesis, pad, 2)
-        y = F.pixel_shuffle(phases, 2).reshape(n, -1, 2 * h, 2 * w)
+        y = F.pixel_shuffle(_correlate(y, synthesis, pad, 2), 2)
     return y
