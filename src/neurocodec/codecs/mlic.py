@@ -1,0 +1,87 @@
+"""``mlic``: the MLICv2 image codec (:mod:`neurocodec.models.mlic`), multi-reference entropy model.
+
+File sections: ``z`` (the hyper-latent, factorized prior, one table per channel) and ``y`` (the
+latent, coded by the sliced checkerboard schedule: per slice its anchors then its non-anchors,
+one ``push`` per step into one rANS stream; element order in docs/bitstream.md §7). The decoder
+needs only the file: it decodes ``z``, runs the integer hyper-synthesis, then pulls the
+schedule's steps one by one, each step's table indexes and means computed by the integer
+:class:`~neurocodec.models.mlic.MultiReferencePrior` from the steps decoded so far. The whole
+prior path is exact integer arithmetic (float64 holding integers), so a file decodes bit-exactly
+on any device; only the float LRP and synthesis of the pixels may differ in their last bits.
+
+Inputs are padded (replicate) to a multiple of 64; the header records the true size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from neurocodec import container
+from neurocodec.codecs.base import Codec
+from neurocodec.container import Header, ImageGeometry
+from neurocodec.errors import BitstreamError
+from neurocodec.models.mlic import MLICv2
+from neurocodec.registry import WeightConfig, register_codec
+
+__all__ = ["MLICCodec"]
+
+
+@register_codec
+class MLICCodec(Codec):
+    """MLICv2 as a codec: ``MLICCodec(preset="small")`` or ``MLICCodec(N=..., M=..., num_slices=...)``."""
+
+    name = "mlic"
+    media = "image"
+    channels = (3,)
+
+    def __init__(
+        self,
+        preset: str | None = "small",
+        *,
+        quality: int = 0,
+        weights_hash: bytes = bytes(container.WEIGHTS_HASH_BYTES),
+        **arch,
+    ):
+        super().__init__(quality=quality, weights_hash=weights_hash)
+        self.model = MLICv2(preset, **arch)
+
+    @classmethod
+    def from_weights(
+        cls, config: WeightConfig, state: dict[str, torch.Tensor], device: torch.device
+    ) -> Codec:
+        codec = cls(**config.arch)
+        codec.model.load_state_dict(state)
+        return codec.to(device).eval()
+
+    def _z_size(self, height: int, width: int) -> tuple[int, int]:
+        """The hyper-latent's size: 1/64 of the image padded to a multiple of 64 (y is 1/16)."""
+        step = self.model.downsampling
+        return -(-height // step), -(-width // step)
+
+    def _encode(self, x: torch.Tensor) -> tuple[ImageGeometry, dict[str, bytes]]:
+        _, c, h, w = x.shape
+        zh, zw = self._z_size(h, w)
+        step = self.model.downsampling
+        padded = F.pad(x, (0, zw * step - w, 0, zh * step - h), mode="replicate")
+        m = self.model
+        y = m.g_a(padded)
+        z = m.h_a(y)
+        z_stream = m.entropy_bottleneck.compress(z)
+        hyper, _ = m.hyper(torch.round(z).to(torch.float64))
+        (y_stream,) = m.schedule.compress(y, m.prior, hyper, m.gaussian)
+        return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {"z": z_stream, "y": y_stream}
+
+    def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
+        missing = {"z", "y"} - sections.keys()
+        if missing:
+            raise BitstreamError(f"this mlic file lacks its {' and '.join(sorted(missing))} section")
+        g = header.geometry
+        zh, zw = self._z_size(g.height, g.width)
+        m = self.model
+        z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw)).to(self.device)
+        hyper, means = m.hyper(z_hat.to(torch.float64))
+        y_hat = m.schedule.decompress(
+            [sections["y"]], m.prior, hyper, m.gaussian, (4 * zh, 4 * zw), self.device
+        )
+        return m.synthesize(y_hat, means)
