@@ -47,6 +47,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # Where each codec family lives; a new family adds one line.
 CODEC_MODULES = {
     "hyperprior": "neurocodec.codecs.hyperprior",
+    "mlic": "neurocodec.codecs.mlic",
     "walloc-image": "neurocodec.codecs.walloc",
     "walloc-audio": "neurocodec.codecs.walloc",
 }
