@@ -8,6 +8,7 @@ a GPU the same tests run the compiled kernels on it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -176,7 +177,7 @@ from neurocodec.entropy import gpu
 target = GPUTarget("cuda", 90, 32)
 kernels = [
     (gpu._encode_kernel, "*i32 *i32 *i64 *i32 *i32 *i16 *i8 *i32 *i32", {"LANES": 32}),
-    *((gpu._decode_kernel, "*u8 *i64 *i32 *i32 *i32 *i32 *i32 *i8 *i32", {"LANES": 32, "LUT_BITS": b})
+    *((gpu._decode_kernel, "*u8 *i64 *i32 *i32 *i32 *i32 *i32 *i8 *i32 *i32 *i32", {"LANES": 32, "LUT_BITS": b})
       for b in (16, 9, 0)),
 ]
 for kernel, types, constexprs in kernels:
@@ -374,3 +375,71 @@ def test_entropy_models_code_on_the_gpu_with_the_cpu_bytes():
     assert conditional.compress(y.cuda(), indexes.cuda(), means.cuda()) == data
     y_hat = conditional.decompress(data, indexes.cuda(), means.cuda())
     assert y_hat.is_cuda and torch.equal(y_hat.cpu(), conditional.decompress(data, indexes, means))
+
+
+# ------------------------------------------------------------------------------------------------
+# Incremental coding on the device (what a multi-step context schedule uses)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_stream_decoder_any_split_matches_one_shot(seed):
+    """Pulls of any sizes (inside rounds, across chunks, empty) give the stream's values, and
+    the step-by-step encoder writes the one-shot bytes."""
+    rng = np.random.default_rng(100 + seed)
+    tables = random_tables(rng, 4, max_size=60)
+    gtables = gpu.GpuTableSet(tables, DEVICE)
+    n = int(rng.integers(1, 400))
+    values, indexes = random_symbols(rng, tables, n, escape_rate=0.05)
+    lanes = int(rng.integers(1, 33))
+    data = coder.encode(values, indexes, tables, chunk_bits=6, lanes=lanes)
+    bounds = [0, *sorted(rng.integers(0, n + 1, size=6).tolist()), n]
+
+    enc = gpu.StreamEncoder(gtables, chunk_bits=6, lanes=lanes)
+    for a, b in itertools.pairwise(bounds):
+        enc.push(tensor(values[a:b]), tensor(indexes[a:b]))
+    assert enc.num_symbols == n
+    assert enc.finish() == data
+
+    dec = gpu.StreamDecoder(data, gtables)
+    parts = [dec.pull(tensor(indexes[a:b])) for a, b in itertools.pairwise(bounds)]
+    assert all(p.device.type == DEVICE for p in parts)
+    dec.finish()
+    np.testing.assert_array_equal(torch.cat(parts).cpu().numpy(), values)
+
+
+def test_stream_decoder_misuse_and_deferred_errors(small_stream):
+    data, values, indexes, tables, gtables = small_stream
+    dec = gpu.StreamDecoder(data, gtables)
+    np.testing.assert_array_equal(dec.pull(tensor(indexes[:10])).cpu().numpy(), values[:10])
+    assert dec.position == 10 and dec.num_symbols == len(values)
+    with pytest.raises(BitstreamError, match="finished after 10"):
+        dec.finish()
+    with pytest.raises(BitstreamError, match="left"):
+        dec.pull(tensor(np.zeros(len(values), np.int32)))
+
+    # A corrupt word is only caught when the chunk's checks run: by finish(), never silently.
+    words_at = len(data) - 40  # inside the last chunk's words or bypass bytes
+    caught = 0
+    for flip in range(words_at, len(data)):
+        bad = bytearray(data)
+        bad[flip] ^= 0x10
+        try:
+            dec = gpu.StreamDecoder(bytes(bad), gtables)
+            out = dec.pull(tensor(indexes))
+            dec.finish()
+        except BitstreamError:
+            caught += 1
+            continue
+        np.testing.assert_array_equal(out.cpu().numpy(), values)  # no error: then the values are right
+    assert caught > 0
+
+    dec = gpu.StreamDecoder(data, gtables)
+    dec.pull(tensor(np.full(len(values), tables.num_tables, np.int32)))
+    with pytest.raises(ValueError, match="out of range"):
+        dec.finish()
+
+    enc = gpu.StreamEncoder(gtables)
+    enc.push(tensor(values), tensor(indexes))
+    enc.finish()
+    with pytest.raises(ValueError, match="finished"):
+        enc.push(tensor(values), tensor(indexes))

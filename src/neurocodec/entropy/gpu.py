@@ -28,6 +28,11 @@ it, the tables and symbols must be on a CUDA device.
     gtables = GpuTableSet(tables, device="cuda")   # tables: coder.TableSet, uploaded once
     data = encode(values, indexes, gtables)        # int32 tensors on the device -> bytes
     values = decode(data, indexes, gtables)        # -> int32 tensor on the device
+
+Multi-step decoding (context schedules) uses :class:`StreamDecoder`: the decode kernel takes a
+range ``[begin, end)`` of each chunk and carries the lane states and word positions in device
+memory from one ``pull`` to the next, so each step is one kernel launch with no host round
+trip; the checks that need the host are deferred to ``finish()``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from neurocodec.errors import BitstreamError, TableMismatchError
 
 __all__ = [
     "GpuTableSet",
+    "StreamDecoder",
+    "StreamEncoder",
     "decode",
     "decode_batch",
     "encode",
@@ -165,10 +172,11 @@ def _wrap_int32(a: np.ndarray) -> torch.Tensor:
 
 
 @triton.jit
-def _round(n, k, r, lane):
-    """Positions in the chunk of round ``r``'s symbols, and which lanes have one (any ``r``)."""
+def _round(begin, end, k, r, lane):
+    """Positions in the chunk of round ``r``'s symbols, and which lanes have one in
+    ``[begin, end)`` (any ``r``)."""
     p = r * k + lane
-    return p, (lane < k) & (p >= 0) & (p < n)
+    return p, (lane < k) & (p >= begin) & (p < end)
 
 
 @triton.jit
@@ -211,16 +219,16 @@ def _encode_kernel(
     front = n  # words are pushed to the front of [first, first + n)
     escapes = tl.zeros([LANES], tl.int32)
     r = (n + k - 1) // k - 1  # rounds backwards
-    p, active = _round(n, k, r, lane)
+    p, active = _round(0, n, k, r, lane)
     v = tl.load(values_ptr + first + p, mask=active, other=0)
     t = tl.load(indexes_ptr + first + p, mask=active, other=0)
     is_escape, start, freq = _encode_entry(info_ptr, entries_ptr, v, t)
-    p_1, active_1 = _round(n, k, r - 1, lane)
+    p_1, active_1 = _round(0, n, k, r - 1, lane)
     v_1 = tl.load(values_ptr + first + p_1, mask=active_1, other=0)
     t_1 = tl.load(indexes_ptr + first + p_1, mask=active_1, other=0)
     while r >= 0:
         # In flight: round r - 2's symbols, round r - 1's entries.
-        p_2, active_2 = _round(n, k, r - 2, lane)
+        p_2, active_2 = _round(0, n, k, r - 2, lane)
         v_2 = tl.load(values_ptr + first + p_2, mask=active_2, other=0)
         t_2 = tl.load(indexes_ptr + first + p_2, mask=active_2, other=0)
         is_escape_1, start_1, freq_1 = _encode_entry(info_ptr, entries_ptr, v_1, t_1)
@@ -256,48 +264,52 @@ def _load_words(data_ptr, words_at, read, num_words, lane):
 @triton.jit
 def _decode_kernel(
     data_ptr,  # uint8: the streams, back to back
-    chunks_ptr,  # int64 [Q, 5]: first symbol, n_q, K, byte offset of the chunk data, W_q
-    indexes_ptr,  # int32 [N]
+    chunks_ptr,  # int64 [Q, 8]: symbol 0's position in out, n_q, K, byte offset of the words, W_q,
+    #              begin, end (positions of the chunk to decode now), row of the chunk's carried state
+    indexes_ptr,  # int32: the table indexes of the symbols being decoded (same positions as out)
     info_ptr,  # int32 [T, 3]: base, n, offset
     entries_ptr,  # int32: start | (freq - 1) << 16
     lut_ptr,  # int32 [T << LUT_BITS]: lo | hi << 16
-    out_ptr,  # int32 [N] out: the values (escapes: filled in afterwards)
-    escapes_ptr,  # int8 [N] out: 1 where the symbol is an escape
-    status_ptr,  # int32 [Q, 2] out: error bits, number of escapes
+    out_ptr,  # int32 out: the values (escapes: filled in afterwards)
+    escapes_ptr,  # int8 out: 1 where the symbol is an escape
+    states_ptr,  # int32 [rows, LANES] in/out: lane states (u32 bit patterns; unused lanes 2^16)
+    reads_ptr,  # int32 [rows] in/out: words consumed
+    status_ptr,  # int32 [rows, 2] in/out: error bits (or-ed), number of escapes (added)
     LANES: tl.constexpr,
     LUT_BITS: tl.constexpr,
 ):
+    """Decodes positions ``[begin, end)`` of each listed chunk, from and back to its carried
+    state: the whole chunk in one call (``decode_batch``) or step by step (``StreamDecoder``).
+    A range may start and end inside a round: a round's refilling lanes read their words in
+    ascending lane order, so splitting it between calls reads the same words."""
     q = tl.program_id(0)
-    first = tl.load(chunks_ptr + q * 5)
-    n = tl.load(chunks_ptr + q * 5 + 1).to(tl.int32)
-    k = tl.load(chunks_ptr + q * 5 + 2).to(tl.int32)
-    at = tl.load(chunks_ptr + q * 5 + 3)
-    num_words = tl.load(chunks_ptr + q * 5 + 4).to(tl.int32)
+    first = tl.load(chunks_ptr + q * 8)
+    n = tl.load(chunks_ptr + q * 8 + 1).to(tl.int32)
+    k = tl.load(chunks_ptr + q * 8 + 2).to(tl.int32)
+    words_at = tl.load(chunks_ptr + q * 8 + 3)
+    num_words = tl.load(chunks_ptr + q * 8 + 4).to(tl.int32)
+    begin = tl.load(chunks_ptr + q * 8 + 5).to(tl.int32)
+    end = tl.load(chunks_ptr + q * 8 + 6).to(tl.int32)
+    row = tl.load(chunks_ptr + q * 8 + 7)
     lane = tl.arange(0, LANES)
 
-    # Lane states: m_q = min(K, n_q) little-endian u32s.
-    has_state = (lane < k) & (lane < n)
-    x = tl.zeros([LANES], tl.uint32)
-    for byte in tl.static_range(4):
-        b = tl.load(data_ptr + at + lane * 4 + byte, mask=has_state, other=0)
-        x |= b.to(tl.uint32) << (8 * byte)
-    x = tl.where(has_state, x, 1 << 16)
-    errors = tl.max((x < (1 << 16)).to(tl.int32), axis=0) * 1  # _ERR_STATE
-    words_at = at + 4 * tl.minimum(k, n).to(tl.int64)
+    x = tl.load(states_ptr + row * LANES + lane).to(tl.uint32, bitcast=True)
+    # A stream's initial states must be >= 2^16 (unused lanes are set to 2^16 by the host).
+    errors = tl.max((x < (1 << 16)).to(tl.int32), axis=0) * (begin == 0).to(tl.int32) * 1  # _ERR_STATE
 
-    read = 0  # words consumed
+    read = tl.load(reads_ptr + row)  # words consumed
     window = _load_words(data_ptr, words_at, read, num_words, lane)
     escapes = tl.zeros([LANES], tl.int32)
-    rounds = (n + k - 1) // k
-    r = 0
-    p, active = _round(n, k, r, lane)
+    r = begin // k
+    rounds = (end + k - 1) // k
+    p, active = _round(begin, end, k, r, lane)
     t = tl.load(indexes_ptr + first + p, mask=active, other=0)
     base, escape, offset = _table_row(info_ptr, t)
-    p_1, active_1 = _round(n, k, r + 1, lane)
+    p_1, active_1 = _round(begin, end, k, r + 1, lane)
     t_1 = tl.load(indexes_ptr + first + p_1, mask=active_1, other=0)
     while r < rounds:
         # In flight: round r + 2's table indexes, round r + 1's table row, the next words.
-        p_2, active_2 = _round(n, k, r + 2, lane)
+        p_2, active_2 = _round(begin, end, k, r + 2, lane)
         t_2 = tl.load(indexes_ptr + first + p_2, mask=active_2, other=0)
         base_1, escape_1, offset_1 = _table_row(info_ptr, t_1)
         slot = (x & 0xFFFF).to(tl.int32)
@@ -332,10 +344,13 @@ def _decode_kernel(
 
     # A refill past the chunk's words read zeros; `read` then ends above num_words.
     errors |= (read > num_words).to(tl.int32) * 2  # _ERR_OUT_OF_WORDS
-    errors |= (read < num_words).to(tl.int32) * 4  # _ERR_UNREAD_WORDS
-    errors |= tl.max((x != (1 << 16)).to(tl.int32), axis=0) * 8  # _ERR_FINAL_STATE
-    tl.store(status_ptr + q * 2, errors)
-    tl.store(status_ptr + q * 2 + 1, tl.sum(escapes, axis=0))
+    done = (end == n).to(tl.int32)  # the chunk's last symbol was decoded: its end checks apply
+    errors |= (read < num_words).to(tl.int32) * done * 4  # _ERR_UNREAD_WORDS
+    errors |= tl.max((x != (1 << 16)).to(tl.int32), axis=0) * done * 8  # _ERR_FINAL_STATE
+    tl.store(states_ptr + row * LANES + lane, x.to(tl.int32, bitcast=True))
+    tl.store(reads_ptr + row, read)
+    tl.store(status_ptr + row * 2, tl.load(status_ptr + row * 2) | errors)
+    tl.store(status_ptr + row * 2 + 1, tl.load(status_ptr + row * 2 + 1) + tl.sum(escapes, axis=0))
 
 
 def _interpreted() -> bool:
@@ -633,7 +648,7 @@ def decode_batch(streams: Sequence[bytes], indexes: Sequence, tables: GpuTableSe
     if not streams:
         return []
     device = tables.device
-    blobs, layouts, index_list, chunk_rows, escape_values = [], [], [], [], []
+    blobs, layouts, index_list, chunk_rows, initial_states, escape_values = [], [], [], [], [], []
     chunk_base = np.zeros(len(streams), dtype=np.int64)  # global number of each stream's chunk 0
     at = first = num_chunks = 0
     for i, (data, k) in enumerate(zip(streams, indexes, strict=True)):
@@ -652,11 +667,8 @@ def decode_batch(streams: Sequence[bytes], indexes: Sequence, tables: GpuTableSe
             if len(streams) == 1:
                 raise
             raise type(err)(f"stream {i}: {err}") from None
-        chunk_first = first + np.cumsum(layout.symbols) - layout.symbols
-        lanes = np.full(len(layout.symbols), layout.lanes)
-        chunk_rows.append(
-            np.stack([chunk_first, layout.symbols, lanes, at + layout.offsets, layout.words], axis=1)
-        )
+        chunk_rows.append(_chunk_rows(layout, at, first, num_chunks))
+        initial_states.append(_initial_states(data, layout))
         blobs.append(data)
         layouts.append(layout)
         index_list.append(k)
@@ -679,11 +691,13 @@ def decode_batch(streams: Sequence[bytes], indexes: Sequence, tables: GpuTableSe
         np.concatenate([np.frombuffer(d, dtype=np.uint8) for d in blobs], out=blob.numpy())
         blob = blob.to(device, non_blocking=True)
         flags = torch.empty(first, dtype=torch.int8, device=device)
-        status = torch.empty((num_chunks, 2), dtype=torch.int32, device=device)
+        states = torch.from_numpy(np.concatenate(initial_states)).to(device)
+        reads = torch.zeros(num_chunks, dtype=torch.int32, device=device)
+        status = torch.zeros((num_chunks, 2), dtype=torch.int32, device=device)
         with _on(device):
             _decode_kernel[(num_chunks,)](
                 blob, torch.from_numpy(np.concatenate(chunk_rows)).to(device), all_indexes,
-                tables.info, tables.entries, tables.lut, out, flags, status,
+                tables.info, tables.entries, tables.lut, out, flags, states, reads, status,
                 LANES=MAX_LANES, LUT_BITS=tables.lut_bits, num_warps=1,
             )  # fmt: skip
         status = status.cpu().numpy()
@@ -697,6 +711,189 @@ def decode_batch(streams: Sequence[bytes], indexes: Sequence, tables: GpuTableSe
         result.append(out[a : a + layout.num_symbols])
         a += layout.num_symbols
     return result
+
+
+def _chunk_rows(layout: _Layout, at: int, first: int, row: int) -> np.ndarray:
+    """The decode kernel's rows for a whole stream: its chunks (from state row ``row`` on) decoded
+    entirely, the stream's bytes at ``at`` in the data and its symbols at ``first`` in the output."""
+    q = len(layout.symbols)
+    return np.stack(
+        [
+            first + np.cumsum(layout.symbols) - layout.symbols,
+            layout.symbols,
+            np.full(q, layout.lanes),
+            at + layout.offsets + 4 * layout.state_lanes(),  # the words follow the lane states
+            layout.words,
+            np.zeros(q, dtype=np.int64),
+            layout.symbols,
+            row + np.arange(q),
+        ],
+        axis=1,
+    ).astype(np.int64)
+
+
+def _initial_states(data: bytes, layout: _Layout) -> np.ndarray:
+    """Each chunk's initial lane states, int32 [Q, MAX_LANES] (u32 bit patterns; unused lanes 2^16)."""
+    states = np.full((len(layout.symbols), MAX_LANES), 1 << 16, dtype=np.uint32)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    for q, (at, m) in enumerate(zip(layout.offsets.tolist(), layout.state_lanes().tolist(), strict=True)):
+        states[q, :m] = raw[at : at + 4 * m].view("<u4")
+    return states.view(np.int32)
+
+
+class StreamEncoder:
+    """The GPU twin of :class:`neurocodec.entropy.coder.StreamEncoder`: ``push`` device tensors step
+    by step, then ``finish`` for the bytes of one :func:`encode` call over everything pushed.
+
+    rANS codes in reverse, so the symbols stay on the device until ``finish``; nothing crosses
+    to the host before it.
+    """
+
+    def __init__(
+        self, tables: GpuTableSet, *, chunk_bits: int = DEFAULT_CHUNK_BITS, lanes: int = DEFAULT_LANES
+    ):
+        self.tables, self.chunk_bits, self.lanes = tables, chunk_bits, lanes
+        self._values: list[torch.Tensor] = []
+        self._indexes: list[torch.Tensor] = []
+        self._finished = False
+
+    def push(self, values, indexes) -> None:
+        if self._finished:
+            raise ValueError("this encoder is finished")
+        v = _as_symbols(values, "values", self.tables.device)
+        k = _as_symbols(indexes, "indexes", self.tables.device)
+        if v.numel() != k.numel():
+            raise ValueError(f"values and indexes differ in length ({v.numel()} != {k.numel()})")
+        self._values.append(v)
+        self._indexes.append(k)
+
+    @property
+    def num_symbols(self) -> int:
+        return sum(v.numel() for v in self._values)
+
+    def finish(self) -> bytes:
+        if self._finished:
+            raise ValueError("this encoder is finished")
+        self._finished = True
+        empty = torch.empty(0, dtype=torch.int32, device=self.tables.device)
+        values, indexes = _cat(self._values or [empty]), _cat(self._indexes or [empty])
+        self._values, self._indexes = [], []
+        return encode(values, indexes, self.tables, chunk_bits=self.chunk_bits, lanes=self.lanes)
+
+
+class StreamDecoder:
+    """The GPU twin of :class:`neurocodec.entropy.coder.StreamDecoder`: ``pull(indexes)`` decodes the
+    next ``len(indexes)`` values on the device, from lane states kept on the device between pulls.
+
+    The bytes are uploaded once; a pull launches one kernel over the chunks it touches and fills
+    its escapes from the (host-parsed, CRC-checked, uploaded) bypass values with device ops, so a
+    multi-step decode never waits for the host. Hence the checks that need a value on the host
+    (a corrupt word, final states, escape counts, table indexes out of range) are collected on the
+    device and raised by :meth:`finish`, which a caller must call before trusting the values.
+    """
+
+    def __init__(self, data: bytes, tables: GpuTableSet):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"expected bytes, got {type(data).__name__}")
+        data = bytes(data)
+        self.tables = tables
+        device = tables.device
+        self._layout = layout = _parse_header(data, tables.hash)
+        escape_values = _read_bypass(data, layout)
+        self._available = np.zeros(len(layout.symbols), dtype=np.int64)
+        for q, e in escape_values:
+            self._available[q] = len(e)
+        parts = [e.astype(np.int64) for _, e in escape_values]
+        distances = np.concatenate(parts) if parts else np.zeros(1, np.int64)  # never empty: gathered from
+        self._distances = torch.from_numpy(distances).to(device)
+        self._num_escapes = int(self._available.sum())
+        self._sizes = torch.from_numpy(tables.sizes).to(device)
+        self._offsets = torch.from_numpy(tables.offsets).to(device)
+        self._rows = _chunk_rows(layout, 0, 0, 0)  # column 0: each chunk's first position in the stream
+        self._blob = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy()).to(device)
+        self._states = torch.from_numpy(_initial_states(data, layout)).to(device)
+        self._reads = torch.zeros(len(layout.symbols), dtype=torch.int32, device=device)
+        self._status = torch.zeros((len(layout.symbols), 2), dtype=torch.int32, device=device)
+        self._escapes_seen = torch.zeros((), dtype=torch.int64, device=device)
+        self._bad_escape = torch.zeros((), dtype=torch.bool, device=device)
+        self._bad_index = torch.zeros((), dtype=torch.bool, device=device)
+        self._position = 0
+
+    @property
+    def num_symbols(self) -> int:
+        return self._layout.num_symbols
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def pull(self, indexes) -> torch.Tensor:
+        """The next ``len(indexes)`` values (int32, on the device)."""
+        device = self.tables.device
+        k = _as_symbols(indexes, "indexes", device)
+        n, at = k.numel(), self._position
+        if at + n > self.num_symbols:
+            raise BitstreamError(
+                f"asked for {n} symbols but the stream has only {self.num_symbols - at} left"
+            )
+        out = torch.empty(n, dtype=torch.int32, device=device)
+        if n == 0:
+            return out
+        bad = (k < 0) | (k >= self.tables.num_tables)
+        self._bad_index |= bad.any()
+        k = torch.where(bad, 0, k)  # out-of-range indexes must not reach the kernel; finish() raises
+        shift = self._layout.chunk_bits
+        rows = self._rows[at >> shift : ((at + n - 1) >> shift) + 1].copy()
+        chunk_first = rows[:, 0].copy()
+        rows[:, 0] = chunk_first - at  # chunk positions -> positions in this pull's out and indexes
+        rows[:, 5] = np.maximum(at - chunk_first, 0)
+        rows[:, 6] = np.minimum(at + n - chunk_first, rows[:, 1])
+        flags = torch.empty(n, dtype=torch.int8, device=device)
+        with _on(device):
+            _decode_kernel[(len(rows),)](
+                self._blob, torch.from_numpy(rows).to(device), k,
+                self.tables.info, self.tables.entries, self.tables.lut, out, flags,
+                self._states, self._reads, self._status,
+                LANES=MAX_LANES, LUT_BITS=self.tables.lut_bits, num_warps=1,
+            )  # fmt: skip
+        self._fill_escapes(out, flags.bool(), k)
+        self._position += n
+        return out
+
+    def _fill_escapes(self, out: torch.Tensor, escaped: torch.Tensor, indexes: torch.Tensor) -> None:
+        """Escaped values, in symbol order, from the bypass values, with device ops only."""
+        rank = self._escapes_seen + torch.cumsum(escaped, 0) - 1
+        self._escapes_seen += escaped.sum()
+        self._bad_escape |= (escaped & (rank >= self._num_escapes)).any()
+        e = self._distances[rank.clamp(0, max(self._num_escapes - 1, 0))]
+        t = indexes.long()
+        escape = self._sizes[t] - 1
+        s = torch.where((e & 1) == 1, -((e + 1) >> 1), escape + (e >> 1))
+        v = self._offsets[t] + s
+        self._bad_escape |= (escaped & ((v < INT32_MIN) | (v > INT32_MAX))).any()
+        out.copy_(torch.where(escaped, v.clamp(INT32_MIN, INT32_MAX).to(torch.int32), out))
+
+    def finish(self) -> None:
+        """Raises :class:`~neurocodec.errors.BitstreamError` unless the whole stream was read and every
+        check passed (this is where a pull's deferred checks surface)."""
+        if self._position != self.num_symbols:
+            raise BitstreamError(f"stream finished after {self._position} of {self.num_symbols} symbols")
+        if bool(self._bad_index):
+            raise ValueError(f"a table index was out of range [0, {self.tables.num_tables})")
+        status = self._status.cpu().numpy()
+        bad = np.flatnonzero(status[:, 0])
+        if len(bad):
+            errors = int(status[bad[0], 0])
+            raise BitstreamError(f"corrupt stream ({_ERROR_TEXT[errors & -errors]}, chunk {bad[0]})")
+        mismatch = np.flatnonzero(status[:, 1] != self._available)
+        if len(mismatch):
+            q = int(mismatch[0])
+            what = (
+                "ran out of bypass bytes" if status[q, 1] > self._available[q] else "left unread bypass bytes"
+            )
+            raise BitstreamError(f"corrupt stream (a chunk {what}, chunk {q})")
+        if bool(self._bad_escape):
+            raise BitstreamError("corrupt stream (escaped value exceeds int32)")
 
 
 def _read_bypass(data: bytes, layout: _Layout) -> list[tuple[int, np.ndarray]]:
