@@ -32,7 +32,9 @@ class HyperpriorCodec(Codec):
         self.model = MeanScaleHyperprior(N=N, M=M)
 
     @classmethod
-    def from_weights(cls, config: WeightConfig, state: dict[str, torch.Tensor], device: torch.device) -> Codec:
+    def from_weights(
+        cls, config: WeightConfig, state: dict[str, torch.Tensor], device: torch.device
+    ) -> Codec:
         codec = cls(**config.arch)
         codec.model.load_state_dict(state)
         return codec.to(device).eval()
@@ -47,6 +49,7 @@ class HyperpriorCodec(Codec):
         zh, zw = self._z_size(h, w)
         step = self.model.downsampling
         padded = F.pad(x, (0, zw * step - w, 0, zh * step - h), mode="replicate")
+        padded = padded.contiguous(memory_format=torch.channels_last)  # the fast layout of the convolutions
         m = self.model
         y = m.g_a(padded)
         z = m.h_a(y)
@@ -65,4 +68,4 @@ class HyperpriorCodec(Codec):
         z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw)).to(self.device)
         index, means = m.prior(z_hat)
         y_hat = m.gaussian.decompress(sections["y"], index.cpu(), means)
-        return m.g_s(y_hat.to(self.device, torch.float32))
+        return m.g_s(y_hat.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last))
