@@ -199,6 +199,21 @@ def test_int8_plan_follows_weight_updates():
     assert torch.equal(layer.forward_integer(x).double(), layer(x.double()))
 
 
+def test_int8_plan_of_inference_mode_parameters():
+    """Parameters created under inference_mode have no version counter: the plan is still cached,
+    and load_state_dict still replaces it."""
+    x = torch.randint(0, 256, (1, 8, 6, 6))
+    with torch.inference_mode():
+        layer = random_layer(IntegerConv2d, 3, cin=8, cout=8, k=3, stride=1)
+        layer.forward_integer(x)
+        plan = layer._plan_cache
+        layer.forward_integer(x)
+        assert layer._plan_cache is plan
+        layer.load_state_dict(random_layer(IntegerConv2d, 4, cin=8, cout=8, k=3, stride=1).state_dict())
+        assert torch.equal(layer.forward_integer(x).double(), layer(x.double()))
+        assert layer._plan_cache is not plan
+
+
 def trained_looking_h_s(seed=0):
     """An ``h_s`` with the weight statistics of a trained one (N=64, M=96 after 3000 steps: the
     first layer's weights span the full +-511 range, the others within +-127)."""

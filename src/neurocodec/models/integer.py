@@ -142,7 +142,7 @@ class _Phase:
 class _Plan:
     """The cached int8 form of a layer (see :meth:`_IntegerConv._plan`)."""
 
-    key: tuple | None
+    key: tuple
     pad: tuple[int, int]  # zero padding before / after, both spatial dims
     in_stride: int
     out_stride: int
@@ -250,19 +250,29 @@ class _IntegerConv(nn.Module):
         before, after = max(0, -min(shifts)), max(0, max(shifts))
         return (before, after), 1, s, [(r, [(t, d + before) for t, d in taps]) for r, taps in phases]
 
-    def _plan_key(self) -> tuple | None:
-        try:  # in-place updates (optimizer steps, load_state_dict) bump the version counters
-            versions = (self.weight._version, self.bias._version)
-        except RuntimeError:  # inference tensors have no version counter: rebuild every time
-            return None
+    def _plan_key(self) -> tuple:
+        """What identifies the weights the cached plan was built from.
+
+        In-place updates (optimizer steps, ``copy_``) bump the version counters; moves and casts
+        change the storage. Parameters created under ``torch.inference_mode()`` have no version
+        counter: for them :meth:`_load_from_state_dict` is what drops the plan.
+        """
         w, b = self.weight, self.bias
+        try:
+            versions = (w._version, b._version)
+        except RuntimeError:  # inference tensors
+            versions = (None, None)
         return (*versions, w.data_ptr(), b.data_ptr(), w.device, w.dtype)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._plan_cache = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
     def _plan(self) -> _Plan:
         """The layer's weights as int8 digit matrices per output phase, built once per weights."""
         key = self._plan_key()
-        if key is not None and self._plan_cache is not None and self._plan_cache.key == key:
+        if self._plan_cache is not None and self._plan_cache.key == key:
             return self._plan_cache
         w = self.integer_weight().detach().to(torch.int64)
         if not self.transposed:
@@ -286,9 +296,8 @@ class _IntegerConv(nn.Module):
                     )
                 )
         bias = self.integer_bias().detach().to(torch.int64)
-        plan = _Plan(key, pad, in_stride, out_stride, len(digit_planes), bias, phases)
-        self._plan_cache = plan if key is not None else None
-        return plan
+        self._plan_cache = _Plan(key, pad, in_stride, out_stride, len(digit_planes), bias, phases)
+        return self._plan_cache
 
     def int8_supported(self, device: torch.device) -> bool:
         """Whether :meth:`forward_integer` runs int8 GEMMs on ``device`` (else the reference path)."""
