@@ -8,7 +8,7 @@ import pywt
 import torch
 
 from neurocodec.errors import GeometryError
-from neurocodec.transforms import WAVELETS, iwpt1d, iwpt2d, wpt1d, wpt2d
+from neurocodec.transforms import WAVELETS, iwpt1d, iwpt2d, packet_frequencies, wpt1d, wpt2d
 
 # PyWavelets' own bior4.4 and sym4 taps reconstruct to ~3e-12 per level in float64 (their
 # filters are printed to 16 digits, not exact): our float64 bound is that, not rounding.
@@ -127,3 +127,16 @@ def test_bad_arguments() -> None:
         wpt1d(torch.zeros(1, 1, 8), 0)
     with pytest.raises(TypeError, match="floating"):
         wpt1d(torch.zeros(1, 1, 8, dtype=torch.int32), 1)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_packet_frequencies_are_pywavelets_frequency_order(levels: int) -> None:
+    one = pywt.WaveletPacket(np.zeros(64), "haar", mode="periodization", maxlevel=levels)
+    natural = [node.path for node in one.get_level(levels, order="natural")]
+    by_frequency = [node.path for node in one.get_level(levels, order="freq")]
+    assert packet_frequencies(levels, 1)[:, 0].tolist() == [by_frequency.index(p) for p in natural]
+    two = pywt.WaveletPacket2D(np.zeros((16, 16)), "haar", mode="periodization", maxlevel=levels)
+    grid = two.get_level(levels, order="freq")  # rows: bands along H, columns: along W
+    where = {node.path: [i, j] for i, row in enumerate(grid) for j, node in enumerate(row)}
+    natural = [node.path for node in two.get_level(levels, order="natural")]
+    assert packet_frequencies(levels, 2).tolist() == [where[p] for p in natural]

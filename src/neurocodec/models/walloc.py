@@ -27,8 +27,10 @@ Differences from the paper's code, and why:
   sets the initial quantization step, so Adam trains the projection at unit scale rather than
   having to grow its weights to tens before the rounding resolves anything;
 - the decoder adds a 1x1 linear synthesis to its residual network (the paper's decoder is the
-  diffusers ``Decoder`` alone): the linear path learns in a few hundred steps what a linear
-  codec can do, and the network learns the rest.
+  diffusers ``Decoder`` alone), and the linear encoder starts as the codec that keeps the
+  ``latent_dim`` lowest-frequency packets (one-hot rows; the linear synthesis starts as their
+  transpose, the residual network at zero): training starts from a working codec (a
+  downsampling one) instead of from noise, which matters on CPU budgets.
 
 Training contract (:mod:`neurocodec.train.models`): ``forward(x)`` returns ``x_hat``, the
 likelihoods of ``y`` and ``loss_terms["wavelet_mse"] = wavelet_weight * MSE(X, X_hat)``, the
@@ -45,9 +47,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neurocodec.entropy.models import FactorizedPrior
-from neurocodec.transforms.wavelets import iwpt1d, iwpt2d, wpt1d, wpt2d
+from neurocodec.transforms.wavelets import iwpt1d, iwpt2d, packet_frequencies, wpt1d, wpt2d
 
-__all__ = ["Compander", "WaLLoC", "WaLLoCAudio", "WaLLoCImage"]
+__all__ = ["Compander", "WaLLoC", "WaLLoCAudio", "WaLLoCImage", "lowest_frequency_packets"]
 
 
 def _conv(dims: int, cin: int, cout: int, kernel: int = 3) -> nn.Module:
@@ -109,6 +111,8 @@ class Decoder(nn.Module):
             nn.SiLU(),
             _conv(dims, width, packets),
         )
+        nn.init.zeros_(self.net[-1].weight)  # the network starts at zero: the linear path decodes
+        nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, y: Tensor) -> Tensor:
         return self.linear(y) + self.net(y)
@@ -137,6 +141,18 @@ class Compander(nn.Module):
     def inverse(self, u: Tensor) -> Tensor:
         ratio = (u / self.limit).clamp(-1 + 1e-6, 1 - 1e-6)
         return self.scale * math.sqrt(2) * torch.erfinv(ratio)
+
+
+def lowest_frequency_packets(channels: int, levels: int, dims: int) -> Tensor:
+    """Packet channel indexes from the lowest frequencies up, the signal channels interleaved.
+
+    Ranked by the sum, then the largest, of the packet's band indexes along each axis
+    (:func:`~neurocodec.transforms.wavelets.packet_frequencies`), then by channel order.
+    """
+    bands = packet_frequencies(levels, dims)
+    rank = sorted(range(len(bands)), key=lambda p: (int(bands[p].sum()), int(bands[p].max()), p))
+    per_channel = len(bands)
+    return torch.tensor([c * per_channel + p for p in rank for c in range(channels)])
 
 
 class WaLLoC(nn.Module):
@@ -187,18 +203,28 @@ class WaLLoC(nn.Module):
         self.offset = float(offset)
         self.sample_range = (float(sample_range[0]), float(sample_range[1]))
 
+        if not 1 <= latent_dim <= self.packets:
+            raise ValueError(
+                f"latent_dim must be in 1..{self.packets} (the packet channels), not {latent_dim}"
+            )
         projection = _conv(dims, encoder_width or self.packets, latent_dim, 1)
-        nn.init.orthogonal_(projection.weight)  # unit-norm rows: the latent starts with the packets' scale
         nn.init.zeros_(projection.bias)
+        self.compander = Compander(bits) if bits is not None else None
+        self.entropy_bottleneck = FactorizedPrior(latent_dim)
+        self.decoder = Decoder(dims, latent_dim, self.packets, decoder_width, decoder_blocks)
         if encoder_width:
+            nn.init.orthogonal_(projection.weight)  # unit-norm rows: the latent has the features' scale
             self.encoder = nn.Sequential(
                 _conv(dims, self.packets, encoder_width), ResidualBlock(dims, encoder_width), projection
             )
         else:
             self.encoder = projection
-        self.compander = Compander(bits) if bits is not None else None
-        self.entropy_bottleneck = FactorizedPrior(latent_dim)
-        self.decoder = Decoder(dims, latent_dim, self.packets, decoder_width, decoder_blocks)
+            with torch.no_grad():  # start as the codec that keeps the lowest-frequency packets
+                projection.weight.zero_()
+                rows = torch.arange(latent_dim)
+                projection.weight[rows, lowest_frequency_packets(channels, levels, dims)[:latent_dim]] = 1.0
+                self.decoder.linear.weight.copy_(projection.weight.transpose(0, 1))
+                self.decoder.linear.bias.zero_()
 
     @property
     def step(self) -> int:

@@ -25,6 +25,8 @@ digit. One level's bands are, in 1-D, ``0 = a`` (low pass) and ``1 = d`` (high p
 ``0 = a`` (low along H and W), ``1 = h`` (high along H, low along W: pywt's horizontal detail
 ``cH``), ``2 = v`` (low along H, high along W: ``cV``), ``3 = d`` (high along both). So the
 first channel of each input channel is the all-low-pass approximation, ``a…a``.
+:func:`packet_frequencies` gives each packet's frequency band (the natural order is not the
+frequency order: a high-pass split mirrors the spectrum, so the band is the Gray-decoded path).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from torch import Tensor
 
 from neurocodec.errors import GeometryError
 
-__all__ = ["WAVELETS", "iwpt1d", "iwpt2d", "wpt1d", "wpt2d"]
+__all__ = ["WAVELETS", "iwpt1d", "iwpt2d", "packet_frequencies", "wpt1d", "wpt2d"]
 
 # Wavelets known to work exactly here: even-length, perfect-reconstruction filter banks.
 WAVELETS = ("haar", "bior4.4", "db2", "db4", "sym4", "bior2.2", "coif1")
@@ -205,3 +207,23 @@ def iwpt2d(y: Tensor, levels: int, wavelet: str = "bior4.4") -> Tensor:
     for _ in range(levels):
         y = F.pixel_shuffle(_correlate(y, synthesis, pad, 2), 2)
     return y
+
+
+def packet_frequencies(levels: int, dims: int) -> Tensor:
+    """The frequency band of each packet of one input channel, in channel order: int64 ``(2**(dims*levels), dims)``.
+
+    Row ``p`` holds, per axis (H then W in 2-D), the index ``0 … 2**levels - 1`` of the band
+    packet ``p`` covers, from the lowest frequencies up: PyWavelets' ``order="freq"``. Along an
+    axis, the packet's path bits (high-pass = 1, first level first) are Gray-decoded.
+    """
+    if dims not in (1, 2) or not isinstance(levels, int) or levels < 1:
+        raise ValueError(f"need dims 1 or 2 and positive levels, not dims={dims}, levels={levels}")
+    digits = torch.arange(2 ** (dims * levels))
+    out = torch.zeros(len(digits), dims, dtype=torch.int64)
+    for level in range(levels):
+        band = (digits >> (dims * (levels - 1 - level))) % 2**dims  # this level's band
+        for axis in range(dims):  # 2-D bands: bit 0 is high along H, bit 1 high along W
+            bit = (band >> axis) & 1
+            decoded = (out[:, axis] & 1) ^ bit  # Gray decoding: running XOR of the path bits
+            out[:, axis] = 2 * out[:, axis] + decoded
+    return out
