@@ -48,8 +48,9 @@ class HyperpriorCodec(Codec):
         _, c, h, w = x.shape
         zh, zw = self._z_size(h, w)
         step = self.model.downsampling
-        padded = F.pad(x, (0, zw * step - w, 0, zh * step - h), mode="replicate")
-        padded = padded.contiguous(memory_format=torch.channels_last)  # the fast layout of the convolutions
+        if (zh * step, zw * step) != (h, w):
+            x = F.pad(x, (0, zw * step - w, 0, zh * step - h), mode="replicate")
+        padded = x.contiguous(memory_format=torch.channels_last)  # the fast layout of the convolutions
         m = self.model
         y = m.g_a(padded)
         z = m.h_a(y)

@@ -341,10 +341,12 @@ class _IntegerConv(nn.Module):
                 for j in range(plan.digits):
                     part = prod[:, j * cout : (j + 1) * cout]  # int32: scale it in int64
                     acc = acc + (part if i + j == 0 else part.to(torch.int64) * 256 ** (i + j))
-            acc = torch.bitwise_right_shift(acc, self.shift)  # arithmetic shift: floor(A / 2^shift)
+            acc = acc.bitwise_right_shift_(self.shift).view(n, oh, ow, cout)  # arithmetic: floor(A / 2^shift)
+            target = out[:, :, phase.out_y, :, phase.out_x]
             if self.act_bits is not None:
-                acc = acc.clamp_(0, 2**self.act_bits - 1)
-            out[:, :, phase.out_y, :, phase.out_x] = acc.view(n, oh, ow, cout)
+                torch.clamp(acc, 0, 2**self.act_bits - 1, out=target)
+            else:
+                target.copy_(acc)
         return out.view(n, oh * s_out, ow * s_out, cout).permute(0, 3, 1, 2)
 
 
