@@ -420,51 +420,9 @@ def _json(value: object, indent: str = "") -> str:
     return "[\n" + ",\n".join(f"{inner}{_json(v, inner)}" for v in value) + f"\n{indent}]"
 
 
-def _bd_table(
-    curves: dict[str, list[tuple[float, float]]], tests: list[str], anchors: list[str]
-) -> list[dict]:
-    """BD-rate and BD-quality (pchip) of each codec named against each baseline; the quality is
-    PSNR or MS-SSIM in dB, whichever ``curves`` hold (the keys keep PSNR's names)."""
-    from neurocodec.rd import bd_psnr, bd_rate, overlap
-
-    table = []
-    for test in tests:
-        for anchor in anchors:
-            if test == anchor:
-                continue
-            entry: dict[str, object] = {"test": test, "anchor": anchor}
-            try:
-                entry["bd_rate_percent"] = bd_rate(curves[anchor], curves[test])
-                entry["bd_psnr_db"] = bd_psnr(curves[anchor], curves[test])
-                entry["psnr_interval_db"] = overlap(curves[anchor], curves[test])
-            except ValueError as e:
-                entry["bd_rate_percent"] = None
-                entry["error"] = str(e)
-            table.append(entry)
-    return table
-
-
-def _table_lines(table: list[dict], tests: list[str], anchors: list[str]) -> list[str]:
-    cells = {(e["test"], e["anchor"]): e["bd_rate_percent"] for e in table}
-    rows = [["test \\ anchor", *anchors]]
-    for test in tests:
-        row = [test]
-        for anchor in anchors:
-            value = cells.get((test, anchor))
-            row.append("-" if test == anchor else "n/a" if value is None else f"{value:+.1f} %")
-        rows.append(row)
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    return [
-        "  ".join(
-            cell.rjust(w) if c else cell.ljust(w) for c, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-
-
 def _eval(args: argparse.Namespace, console: _Console) -> None:
     from neurocodec.baselines import BASELINES, evaluate_baseline
-    from neurocodec.rd import curve_points, evaluate_images, mean_curve, plot_rd
+    from neurocodec.rd import bd_table, bd_table_lines, curve_points, evaluate_images, mean_curve, plot_rd
     from neurocodec.train.data import image_files
 
     plan, tests, anchors, notes = _eval_plan(args)
@@ -559,8 +517,8 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
     ssim_curves = {name: curve_points(entry["mean"], "ms-ssim") for name, entry in codecs.items()}
     tests = [name for name in tests if name in codecs]
     anchors = [name for name in anchors if name in codecs]
-    table = _bd_table(curves, tests, anchors)
-    ssim_table = _bd_table(ssim_curves, tests, anchors)
+    table = bd_table(curves, tests, anchors)
+    ssim_table = bd_table(ssim_curves, tests, anchors)
     report = {
         "command": shlex.join([PROG, *args.argv]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -593,10 +551,10 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
         console.say(
             f"BD-rate, PSNR RGB on {len(paths)} images (negative: fewer bits than the anchor at equal PSNR):"
         )
-        for line in _table_lines(table, tests, anchors):
+        for line in bd_table_lines(table, tests, anchors):
             console.say(line)
         console.say(f"BD-rate, MS-SSIM RGB (dB) on {len(paths)} images:")
-        for line in _table_lines(ssim_table, tests, anchors):
+        for line in bd_table_lines(ssim_table, tests, anchors):
             console.say(line)
     elif codecs:
         console.say("no BD-rate: name a codec and at least one baseline to compare it with")

@@ -4,7 +4,8 @@
   8-bit output;
 - :func:`mean_point`, :func:`mean_curve`: the averaged point of each setting;
 - :func:`curve_points`: a mean curve as ``(bpp, quality)`` points, quality = PSNR or MS-SSIM dB;
-- :func:`bd_rate`, :func:`bd_psnr`: Bjøntegaard deltas between two R-D curves;
+- :func:`bd_rate`, :func:`bd_psnr`: Bjøntegaard deltas between two R-D curves, and
+  :func:`bd_table` / :func:`bd_table_lines` for every codec against every anchor;
 - :func:`plot_rd`: the curves as a PNG (matplotlib's Agg renderer).
 
 Bjøntegaard deltas
@@ -46,6 +47,8 @@ from neurocodec.metrics import ms_ssim, ms_ssim_db, psnr
 __all__ = [
     "bd_psnr",
     "bd_rate",
+    "bd_table",
+    "bd_table_lines",
     "cpu_model",
     "curve_points",
     "evaluate_images",
@@ -274,6 +277,50 @@ def overlap(anchor: Iterable[Point], test: Iterable[Point]) -> tuple[float, floa
     a, t = np.asarray(list(anchor), float)[:, 1], np.asarray(list(test), float)[:, 1]
     lo, hi = max(a.min(), t.min()), min(a.max(), t.max())
     return (float(lo), float(hi)) if lo < hi else None
+
+
+def bd_table(
+    curves: Mapping[str, Sequence[Point]], tests: Sequence[str], anchors: Sequence[str]
+) -> list[dict]:
+    """BD-rate (pchip) of each of ``tests`` against each of ``anchors`` (skipping a codec against
+    itself): ``{"test", "anchor", "bd_rate_percent", "bd_psnr_db", "psnr_interval_db"}``, or
+    ``bd_rate_percent`` None and ``error`` when the curves allow no delta. ``curves`` map names to
+    ``(bpp, quality)`` points: PSNR or MS-SSIM in dB (:func:`curve_points`); the keys keep PSNR's
+    names either way."""
+    table = []
+    for test in tests:
+        for anchor in anchors:
+            if test == anchor:
+                continue
+            entry: dict[str, object] = {"test": test, "anchor": anchor}
+            try:
+                entry["bd_rate_percent"] = bd_rate(curves[anchor], curves[test])
+                entry["bd_psnr_db"] = bd_psnr(curves[anchor], curves[test])
+                entry["psnr_interval_db"] = overlap(curves[anchor], curves[test])
+            except ValueError as e:
+                entry["bd_rate_percent"] = None
+                entry["error"] = str(e)
+            table.append(entry)
+    return table
+
+
+def bd_table_lines(table: Sequence[dict], tests: Sequence[str], anchors: Sequence[str]) -> list[str]:
+    """A :func:`bd_table` as aligned text: a row per test, a column per anchor, BD-rate in %."""
+    cells = {(e["test"], e["anchor"]): e["bd_rate_percent"] for e in table}
+    rows = [["test \\ anchor", *anchors]]
+    for test in tests:
+        row = [test]
+        for anchor in anchors:
+            value = cells.get((test, anchor))
+            row.append("-" if test == anchor else "n/a" if value is None else f"{value:+.1f} %")
+        rows.append(row)
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.rjust(w) if c else cell.ljust(w) for c, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,63 @@
+"""The notebooks run headless (nbclient) on 3 Kodak images, so they cannot rot; and they are
+committed without outputs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+sys.path.insert(0, str(NOTEBOOKS))
+
+from run import NOTEBOOKS as NAMES  # noqa: E402
+from run import execute  # noqa: E402
+
+
+def outputs(notebook: nbformat.NotebookNode) -> str:
+    """The text every code cell printed or displayed, and the names of its images."""
+    parts = []
+    for cell in notebook.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", "") + out.get("data", {}).get("text/plain", ""))
+            parts += [kind for kind in out.get("data", {}) if kind.startswith("image/")]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_without_outputs(name: str) -> None:
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, name
+
+
+@pytest.fixture
+def small_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    if not (KODAK / "kodim01.png").exists():
+        pytest.skip("shared Kodak data not present")
+    monkeypatch.setenv("NEUROCODEC_KODAK", str(KODAK))
+    monkeypatch.setenv("NEUROCODEC_NB_IMAGES", "3")
+    monkeypatch.setenv("NEUROCODEC_NB_SETTINGS", "2")  # the two ends of each sweep: enough for a BD-rate
+    monkeypatch.setenv("NEUROCODEC_NB_OUT", str(tmp_path / "plots"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return tmp_path
+
+
+def test_quickstart_runs(small_run: Path) -> None:
+    text = outputs(execute("quickstart.ipynb"))
+    assert "3 images from" in text
+    assert "decoded again identically: True" in text
+    assert text.count(" bpp, ") >= 3
+
+
+def test_rd_images_runs(small_run: Path) -> None:
+    text = outputs(execute("rd_images.ipynb"))
+    assert "3 images from" in text
+    assert "BD-rate over PSNR, 3 images" in text and "BD-rate over MS-SSIM (dB), 3 images" in text
+    assert text.count("image/png") == 2
+    assert (small_run / "plots" / "rd.png").exists() and (small_run / "plots" / "rd-ms-ssim.png").exists()
