@@ -171,6 +171,23 @@ def test_prior_is_causal(codec):
             ), step
 
 
+def test_int8_path_and_memo_give_the_reference_integers(codec):
+    """Coding runs the context layers on their int8 path (and reuses a slice's channel/inter
+    contexts between its two steps): the same integers as the float64 reference path."""
+    m = codec.model
+    g = torch.Generator().manual_seed(5)
+    hyper, _ = m.hyper(torch.round(3 * torch.randn(1, m.N, 2, 3, generator=g)).to(torch.float64))
+    y_hat = torch.round(16 * 6 * torch.randn(1, m.M, 8, 12, generator=g, dtype=torch.float64)) / 16
+    for step in m.schedule.steps:
+        with torch.no_grad():
+            fast = m.prior(step, y_hat, hyper)
+            again = m.prior(step, y_hat, hyper)  # the memo, if any
+        with torch.enable_grad():  # gradients on: the float64 reference path, no memo
+            reference = m.prior(step, y_hat, hyper)
+        for a, b, r in zip(fast, again, reference, strict=True):
+            assert torch.equal(a, r) and torch.equal(b, r), step
+
+
 # -- coding ---------------------------------------------------------------------------------------
 
 
@@ -190,8 +207,8 @@ def test_roundtrip_through_the_file_is_exact(codec, h, w):
     y, hyper, _ = latent_and_hyper(codec, padded)
     encoder_side = exact_latent(codec, y, hyper).y_hat
     z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, *codec._z_size(h, w)))
-    decoder_hyper, _ = m.hyper(z_hat.to(torch.float64))
-    assert torch.equal(decoder_hyper, hyper)
+    decoder_hyper, _ = m.coding_hyper(z_hat)  # the int8 path of h_s, as the codec runs it
+    assert torch.equal(decoder_hyper, hyper)  # = the float64 reference path
     decoded = m.schedule.decompress([sections["y"]], m.prior, decoder_hyper, m.gaussian, tuple(y.shape[2:]))
     assert torch.equal(decoded, encoder_side)
 
@@ -218,7 +235,7 @@ def test_prior_path_is_deterministic_across_threads_and_batches(codec):
     def streams(batch_z, batch_y, threads):
         torch.set_num_threads(threads)
         try:
-            hyper, _ = m.hyper(batch_z.to(torch.float64))
+            hyper, _ = m.coding_hyper(batch_z)
             return m.schedule.compress(batch_y, m.prior, hyper, m.gaussian)
         finally:
             torch.set_num_threads(1)

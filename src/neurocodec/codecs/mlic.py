@@ -6,8 +6,10 @@ one ``push`` per step into one rANS stream; element order in docs/bitstream.md �
 needs only the file: it decodes ``z``, runs the integer hyper-synthesis, then pulls the
 schedule's steps one by one, each step's table indexes and means computed by the integer
 :class:`~neurocodec.models.mlic.MultiReferencePrior` from the steps decoded so far. The whole
-prior path is exact integer arithmetic (float64 holding integers), so a file decodes bit-exactly
-on any device; only the float LRP and synthesis of the pixels may differ in their last bits.
+prior path is exact integer arithmetic — ``h_s`` on the int8 path of the integer layers, the context
+networks on their float64 reference path (integers held in float64) — so a file decodes
+bit-exactly on any device; only the float LRP and synthesis of the pixels may differ in their
+last bits.
 
 Inputs are padded (replicate) to a multiple of 64; the header records the true size.
 """
@@ -68,7 +70,7 @@ class MLICCodec(Codec):
         y = m.g_a(padded)
         z = m.h_a(y)
         z_stream = m.entropy_bottleneck.compress(z)
-        hyper, _ = m.hyper(torch.round(z).to(torch.float64))
+        hyper, _ = m.coding_hyper(torch.round(z))
         (y_stream,) = m.schedule.compress(y, m.prior, hyper, m.gaussian)
         return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {"z": z_stream, "y": y_stream}
 
@@ -80,7 +82,7 @@ class MLICCodec(Codec):
         zh, zw = self._z_size(g.height, g.width)
         m = self.model
         z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw)).to(self.device)
-        hyper, means = m.hyper(z_hat.to(torch.float64))
+        hyper, means = m.coding_hyper(z_hat)
         y_hat = m.schedule.decompress(
             [sections["y"]], m.prior, hyper, m.gaussian, (4 * zh, 4 * zw), self.device
         )

@@ -107,6 +107,15 @@ def floor_divide(numerator: Tensor, denominator: Tensor) -> Tensor:
     return floor_ste(numerator / denominator)
 
 
+def integer_layer(layer: IntegerConv2d, x: Tensor) -> Tensor:
+    """``layer(x)``; at coding time (float64 integers) on the layer's int8 path, which computes
+    the same integers as the float64 reference path, bit for bit, faster
+    (:meth:`~neurocodec.models.integer.IntegerConv2d.forward_integer`)."""
+    if x.dtype == torch.float64 and not torch.is_grad_enabled() and layer.int8_supported(x.device):
+        return layer.forward_integer(x.to(torch.int64)).to(torch.float64)
+    return layer(x)
+
+
 # -- float transforms ---------------------------------------------------------------------------
 
 
@@ -352,9 +361,9 @@ class IntegerLinearAttention(nn.Module):
         b, _, h, w = guide.shape
         self.check_tokens(h * w)
         shape = (b, self.heads, self.head_dim, h, w)
-        q = self.query(guide).reshape(shape)
-        k = self.key(guide).reshape(shape)
-        v = self.value(source).reshape(shape)
+        q = integer_layer(self.query, guide).reshape(shape)
+        k = integer_layer(self.key, guide).reshape(shape)
+        v = integer_layer(self.value, source).reshape(shape)
         if token_mask is not None:
             keep = token_mask.to(k.dtype)
             k, v = k * keep, v * keep
@@ -366,7 +375,7 @@ class IntegerLinearAttention(nn.Module):
         normalizer = (k.sum(dim=3, keepdim=True) * q).sum(dim=2, keepdim=True)  # (B, heads, 1, T)
         attended = floor_divide(numerator, torch.clamp(normalizer, min=1).expand_as(numerator))
         attended = torch.clamp(attended, -FEATURE_MAX, FEATURE_MAX)
-        return self.out(attended.reshape(b, self.heads * self.head_dim, h, w))
+        return integer_layer(self.out, attended.reshape(b, self.heads * self.head_dim, h, w))
 
 
 class IntegerEntropyHead(nn.Module):
@@ -392,7 +401,9 @@ class IntegerEntropyHead(nn.Module):
         self.params = EntropyParameters(width, out_channels, num_scales, hidden[-1])
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        return self.params(self.trunk(features))
+        for layer in self.trunk:
+            features = integer_layer(layer, features)
+        return self.params(features)
 
 
 class ChannelContext(nn.Module):
@@ -407,7 +418,7 @@ class ChannelContext(nn.Module):
             self.second.bias.fill_(8.0)
 
     def forward(self, y_int: Tensor) -> Tensor:
-        return self.second(self.first(y_int))
+        return integer_layer(self.second, integer_layer(self.first, y_int))
 
 
 # -- the multi-reference prior --------------------------------------------------------------------
@@ -422,7 +433,7 @@ class MLICConfig:
     width; ``head_hidden``: the entropy heads' hidden widths; ``lrp``: the LRP's hidden widths.
     """
 
-    N: int = 128
+    N: int = 96
     M: int = 192
     num_slices: int = 4
     channel_context: tuple[int, int] = (96, 64)
@@ -451,7 +462,8 @@ PRESETS = {
         N=192, M=320, num_slices=10, channel_context=(192, 128), attention=64, heads=4, head_dim=16,
         head_hidden=(320, 256, 128), lrp=(224, 128),
     ),
-    # every feature of "paper", narrower (N 192 -> 128, M 320 -> 192), four slices of 48
+    # every feature of "paper", narrower (N 192 -> 96, M 320 -> 192, contexts and heads about
+    # half as wide), four slices of 48: its CPU decode is what the issue's speed target is about
     "small": MLICConfig(),
 }  # fmt: skip
 
@@ -504,6 +516,31 @@ class MultiReferencePrior(nn.Module):
             self.non_anchor_heads.append(
                 IntegerEntropyHead(anchor_features + 2 * c.attention, size, num_scales, c.head_hidden)
             )
+        self._memo: tuple[int, Tensor, list[Tensor]] | None = None  # see _earlier_slices_context
+
+    def _earlier_slices_context(self, k: int, decoded: Tensor) -> list[Tensor]:
+        """Slice ``k``'s channel and inter-slice contexts of the decoded slices ``< k``.
+
+        The anchor and the non-anchor step of a slice see the same decoded slices, so without
+        gradients the result is kept for the next call and reused when its input is equal
+        (a pure memo: compared element by element, never assumed).
+        """
+        memo = self._memo
+        if (
+            memo is not None
+            and memo[0] == k
+            and memo[1].shape == decoded.shape
+            and memo[1].dtype == decoded.dtype
+            and memo[1].device == decoded.device
+            and torch.equal(memo[1], decoded)
+        ):
+            return memo[2]
+        contexts = [
+            self.reweights[f"channel{k}"](self.channel_context[str(k)](decoded)),
+            self.reweights[f"inter{k}"](self.inter_context[str(k)](decoded, decoded)),
+        ]
+        self._memo = None if torch.is_grad_enabled() else (k, decoded.clone(), contexts)
+        return contexts
 
     def forward(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
         k = step.slice
@@ -512,15 +549,13 @@ class MultiReferencePrior(nn.Module):
         hyper = hyper.to(y_hat.dtype)
         features = [hyper]
         if k > 0:
-            decoded = latent_integers(y_hat[:, : step.start])
-            features.append(self.reweights[f"channel{k}"](self.channel_context[str(k)](decoded)))
-            features.append(self.reweights[f"inter{k}"](self.inter_context[str(k)](decoded, decoded)))
+            features += self._earlier_slices_context(k, latent_integers(y_hat[:, : step.start]))
         if step.part == ANCHOR:
             return self.anchor_heads[k](torch.cat(features, dim=1))
         h, w = y_hat.shape[-2:]
         anchors = checkerboard_mask(h, w, step.anchor_parity, y_hat.device)
         own = latent_integers(y_hat[:, step.start : step.stop]) * anchors.to(y_hat.dtype)
-        features.append(self.reweights[f"local{k}"](self.local_context[k](own)))
+        features.append(self.reweights[f"local{k}"](integer_layer(self.local_context[k], own)))
         if k == 0:
             guide = hyper  # HGCP: the hyper-prior predicts slice 0's global correlation
         else:
@@ -595,15 +630,26 @@ class MLICv2(nn.Module):
         index, means = self.h_s(z_hat)
         return hyper_features(index, means), means
 
+    @torch.no_grad()
+    def coding_hyper(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`hyper` at coding time with the int8 path of the integer ``h_s``: the same
+        numbers as the float64 reference path, bit for bit, several times faster."""
+        index, means = self.h_s.forward_integer(z_hat)
+        return hyper_features(index.to(torch.float64), means), means
+
     def forward(self, x: Tensor) -> dict:
         """Training pass: reconstruction and the likelihoods of ``y`` and ``z``."""
         y = self.g_a(x)
         z = self.h_a(y)
-        _, z_likelihoods = self.entropy_bottleneck(z)
-        hyper, means = self.hyper(round_ste(z))
-        coded = self.schedule.likelihoods(
-            y, self.prior, hyper, self.gaussian, mode="noise" if self.training else "ste"
-        )
+        # the integer prior path in float32 even under bf16 autocast: its straight-through
+        # integers must match the exact coding-time ones (bf16 holds 8 significant bits)
+        with torch.autocast(y.device.type, enabled=False):
+            y, z = y.float(), z.float()
+            _, z_likelihoods = self.entropy_bottleneck(z)
+            hyper, means = self.hyper(round_ste(z))
+            coded = self.schedule.likelihoods(
+                y, self.prior, hyper, self.gaussian, mode="noise" if self.training else "ste"
+            )
         x_hat = self.g_s(self.lrp(coded.y_hat, means))
         return {"x_hat": x_hat, "likelihoods": {"y": coded.likelihoods, "z": z_likelihoods}}
 
