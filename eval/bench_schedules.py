@@ -12,8 +12,10 @@ Slices: ELIC's uneven 16, 16, 32, 64, M - 128.
 Per schedule: the stream size against the ideal size (the summed ``-log2`` of the training
 pass's likelihoods, float64, ``mode="ste"``), and the best of ``--reps`` wall-clock times of
 ``compress`` and ``decompress`` (parameter networks included; the hyper-synthesis excluded,
-as it is the same for every schedule), at 1 torch thread. Every round trip is checked; one
-more decode measures the time spent in the parameter networks (``decode_networks_ms``).
+as it is the same for every schedule), at 1 torch thread, with the context networks on the
+float64 reference path (``prior``) and on the int8 path (``prior.forward_integer``), which
+write the same bytes. Every round trip is checked; one more decode measures the time spent
+in the parameter networks (``decode_networks_ms``).
 No timing targets: the numbers are reported.
 
 Usage::
@@ -109,38 +111,41 @@ def main() -> None:
         prior = ContextPrior(schedule, hyper.shape[1], 64).eval()
         y = schedule.sample(prior, hyper, conditional, (1, m, h, w), torch.Generator().manual_seed(SEED + 2))
         y = y.to(torch.float32)
-        enc_s, streams = best_time(
-            lambda s=schedule, p=prior, y=y: s.compress(y, p, hyper, conditional), reps
-        )
-        dec_s, y_hat = best_time(
-            lambda s=schedule, p=prior, st=streams: s.decompress(st, p, hyper, conditional, (h, w)), reps
-        )
-        timed = TimedParameters(prior)  # one more decode: how much of it is the networks
-        schedule.decompress(streams, timed, hyper, conditional, (h, w))
         with torch.no_grad():
             out = schedule.likelihoods(y.double(), prior, hyper, conditional, mode="ste")
-        if not torch.equal(y_hat, out.y_hat):
-            raise RuntimeError(f"{schedule.name}: the round trip is not exact")
         ideal = float(-torch.log2(out.likelihoods).sum()) / 8
-        size = len(streams[0])
-        row = {
-            "schedule": schedule.name,
-            "slices": list(schedule.slice_sizes),
-            "steps": len(schedule.steps),
-            "bytes": size,
-            "ideal_bytes": round(ideal, 1),
-            "overhead_pct": round(100 * (size / ideal - 1), 3),
-            "bpe": round(8 * size / (m * h * w), 4),
-            "encode_ms": round(1000 * enc_s, 1),
-            "decode_ms": round(1000 * dec_s, 1),
-            "decode_networks_ms": round(1000 * timed.seconds, 1),
-        }
-        rows.append(row)
-        print(
-            f"{row['schedule']:>20} {row['steps']:2d} steps  {size:8d} B  ideal {ideal:10.1f} B "
-            f"({row['overhead_pct']:+.3f} %)  enc {row['encode_ms']:7.1f} ms  dec {row['decode_ms']:7.1f} ms "
-            f"(networks {row['decode_networks_ms']:.1f} ms)"
-        )
+        for path, params in (("float64", prior), ("int8", prior.forward_integer)):
+            enc_s, streams = best_time(
+                lambda s=schedule, p=params, y=y: s.compress(y, p, hyper, conditional), reps
+            )
+            dec_s, y_hat = best_time(
+                lambda s=schedule, p=params, st=streams: s.decompress(st, p, hyper, conditional, (h, w)),
+                reps,
+            )
+            timed = TimedParameters(params)  # one more decode: how much of it is the networks
+            schedule.decompress(streams, timed, hyper, conditional, (h, w))
+            if not torch.equal(y_hat, out.y_hat):
+                raise RuntimeError(f"{schedule.name}, {path} path: the round trip is not exact")
+            size = len(streams[0])
+            row = {
+                "schedule": schedule.name,
+                "slices": list(schedule.slice_sizes),
+                "steps": len(schedule.steps),
+                "prior_path": path,
+                "bytes": size,
+                "ideal_bytes": round(ideal, 1),
+                "overhead_pct": round(100 * (size / ideal - 1), 3),
+                "bpe": round(8 * size / (m * h * w), 4),
+                "encode_ms": round(1000 * enc_s, 1),
+                "decode_ms": round(1000 * dec_s, 1),
+                "decode_networks_ms": round(1000 * timed.seconds, 1),
+            }
+            rows.append(row)
+            print(
+                f"{row['schedule']:>20} {row['steps']:2d} steps {path:>7}  {size:8d} B  ideal {ideal:10.1f} B "
+                f"({row['overhead_pct']:+.3f} %)  enc {row['encode_ms']:7.1f} ms  dec {row['decode_ms']:7.1f} ms "
+                f"(networks {row['decode_networks_ms']:.1f} ms)"
+            )
     result = {
         "latent": [m, h, w],
         "context_prior": {

@@ -40,6 +40,16 @@ def make_schedule(name: str, anchor_parity: int = ANCHOR_PARITY) -> ContextSched
 SCHEDULES = ("hyperprior", "channel_slices", "checkerboard", "sliced_checkerboard")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: intra-op threads only add synchronization (on a busy 2-core machine, 100x);
+    the determinism test sets its own thread counts."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def conditional():
     g = GaussianConditional()
@@ -435,3 +445,24 @@ def test_table_scales_are_exact_at_integers_and_differentiable_between(condition
     assert table[10] < s[1] < table[11]
     s.sum().backward()
     assert bool((x.grad > 0).all())
+
+
+@pytest.mark.parametrize("name", ["channel_slices", "sliced_checkerboard"])
+def test_int8_path_gives_the_reference_parameters_and_bytes(name, conditional, hyper):
+    """``ContextPrior.forward_integer`` (the layers' int8 products) computes, bit for bit, the
+    float64 reference path's parameters, also at the clamp bounds, hence the same streams."""
+    schedule = make_schedule(name)
+    prior = make_prior(schedule)
+    g = torch.Generator().manual_seed(11)
+    y_hat = torch.round(16 * 40 * torch.randn(B, M, H, W, generator=g, dtype=torch.float64)) / 16
+    y_hat[0, :, 0, :4] = torch.tensor([LATENT_BOUND, -LATENT_BOUND, 3e6, -3e6], dtype=torch.float64)
+    for step in schedule.steps:
+        index, mean = prior(step, y_hat, hyper)
+        index_int8, mean_int8 = prior.forward_integer(step, y_hat, hyper)
+        assert torch.equal(index, index_int8.to(torch.float64)), step
+        assert torch.equal(mean, mean_int8), step
+    y = latent(schedule, prior, hyper, conditional)
+    streams = schedule.compress(y, prior.forward_integer, hyper, conditional)
+    assert streams == schedule.compress(y, prior, hyper, conditional)
+    y_hat = schedule.decompress(streams, prior.forward_integer, hyper, conditional, (H, W))
+    assert torch.equal(y_hat, schedule.decompress(streams, prior, hyper, conditional, (H, W)))

@@ -113,6 +113,13 @@ class EntropyParameters(nn.Module):
         index_raw, mean_raw = self.out(self.hidden(features)).chunk(2, dim=1)
         return torch.clamp(index_raw, 0, self.num_scales - 1), mean_raw * 2.0**-self.mean_bits
 
+    def forward_integer(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Coding time, int8 path: (int64 indexes, float64 means) from int64 ``features``."""
+        index_raw, mean_raw = self.out.forward_integer(self.hidden.forward_integer(features)).chunk(2, dim=1)
+        return torch.clamp(index_raw, 0, self.num_scales - 1), mean_raw.to(
+            torch.float64
+        ) * 2.0**-self.mean_bits
+
 
 class ContextPrior(nn.Module):
     """The integer parameter function of a schedule: ``prior(step, y_hat, hyper) -> (index, mean)``.
@@ -124,8 +131,9 @@ class ContextPrior(nn.Module):
     head over ``[hyper, channel context, spatial context]``.
 
     ``hyper`` is the integer feature tensor of :func:`hyper_features` (``hyper_channels``
-    channels at the latent's resolution). Coding: float64 ``y_hat`` and ``hyper``, exact integer
-    arithmetic. Training: float32, straight-through.
+    channels at the latent's resolution). Coding: ``forward`` on float64 ``y_hat`` and ``hyper``
+    (the layers' exact float64 reference path) or :meth:`forward_integer` (their int8 path), the
+    same integers either way. Training: ``forward`` in float32, straight-through.
     """
 
     def __init__(
@@ -163,15 +171,33 @@ class ContextPrior(nn.Module):
             )
 
     def forward(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
+        """Training (float32, straight-through) or the float64 reference path: float indexes and means."""
+        return self._step_parameters(step, y_hat, hyper, integer=False)
+
+    @torch.no_grad()
+    def forward_integer(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
+        """Coding time with the layers' int8 path: int64 indexes and float64 means, bit for bit
+        those of :meth:`forward` on float64 inputs, so a codec may pass either to the schedule
+        (which is faster depends on the shapes: ``eval/bench_schedules.json``). ``y_hat`` holds
+        values on the means' grid (in any float dtype that holds them exactly)."""
+        return self._step_parameters(step, y_hat, hyper, integer=True)
+
+    def _step_parameters(
+        self, step: Step, y_hat: Tensor, hyper: Tensor, integer: bool
+    ) -> tuple[Tensor, Tensor]:
         if not 0 <= step.slice < len(self.slices) or (step.start, step.stop) != self.slices[step.slice]:
             raise ValueError(f"step {step} does not match this prior's slices {list(self.slices)}")
+        dtype = torch.int64 if integer else y_hat.dtype
+
+        def apply(layer: IntegerConv2d, x: Tensor) -> Tensor:
+            return layer.forward_integer(x.to(dtype)) if integer else layer(x)
+
         key = str(step.slice)
         bound = _input_bound(self.mean_bits)  # what the head's accumulator check assumes
-        features = [torch.clamp(hyper.to(y_hat.dtype), -bound, bound)]
+        features = [torch.clamp(hyper.to(y_hat.dtype), -bound, bound).to(dtype)]
         if key in self.channel_context:
-            features.append(
-                self.channel_context[key](latent_integers(y_hat[:, : step.start], self.mean_bits))
-            )
+            own = latent_integers(y_hat[:, : step.start], self.mean_bits)
+            features.append(apply(self.channel_context[key], own))
         if key in self.spatial_context:
             layer = self.spatial_context[key]
             if step.part == ANCHOR:
@@ -179,7 +205,11 @@ class ContextPrior(nn.Module):
                 # all-zero input, which is the same at every position (computed on one pixel)
                 b, _, h, w = y_hat.shape
                 zeros = y_hat.new_zeros(b, step.channels, 1, 1)
-                features.append(layer(zeros).expand(-1, -1, h, w))
+                features.append(apply(layer, zeros).expand(-1, -1, h, w))
             else:
-                features.append(layer(latent_integers(y_hat[:, step.start : step.stop], self.mean_bits)))
-        return self.heads[step.slice](torch.cat(features, dim=1))
+                features.append(
+                    apply(layer, latent_integers(y_hat[:, step.start : step.stop], self.mean_bits))
+                )
+        x = torch.cat(features, dim=1)
+        head = self.heads[step.slice]
+        return head.forward_integer(x) if integer else head(x)
