@@ -96,3 +96,5 @@ def build_model(name: str, arch: dict) -> nn.Module:
 
 
 register_trainable("hyperprior", "neurocodec.models.hyperprior:MeanScaleHyperprior", data="image")
+register_trainable("walloc-image", "neurocodec.models.walloc:WaLLoCImage", data="image")
+register_trainable("walloc-audio", "neurocodec.models.walloc:WaLLoCAudio", data="audio")
