@@ -338,3 +338,34 @@ def test_image_crops_take_a_list_of_files(tmp_path):
     files = sorted(data.iterdir())[:2]
     crops = ImageCrops(files, crop=32)
     assert len(crops) == 2 and crops.validation_batch().shape == (2, 3, 32, 32)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def test_train_command_line(tmp_path, capsys):
+    from neurocodec import cli
+
+    data = make_images(tmp_path / "data", count=3, size=(200, 180))
+    base = ["train", "hyperprior", "--data", str(data), "--lmbda", "0.01", "--steps", "2", "--quiet"]
+    assert cli.main([*base, "--out", str(tmp_path / "a"), "--crop", "128", "--distortion", "ms-ssim"]) == 2
+    assert "MS-SSIM needs crops of at least 161 px" in capsys.readouterr().err
+    assert cli.main([*base, "--out", str(tmp_path / "b"), "--val-split", "3"]) == 2
+    assert "cannot hold 3 of the 3 files" in capsys.readouterr().err
+    assert cli.main([*base, "--out", str(tmp_path / "c"), "--arch", "N=x"]) == 2
+
+    args = ["--arch", "N=8,M=12", "--crop", "64", "--batch-size", "1", "--val-split", "1", "--val-every", "1"]
+    assert (
+        cli.main([*base, "--out", str(tmp_path / "d"), *args, "--ema", "0.9", "--lr-schedule", "cosine"]) == 0
+    )
+    records = [json.loads(line) for line in (tmp_path / "d" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r.get("split") == "val"] == [1, 2]
+    meta = json.loads((tmp_path / "d" / "checkpoint" / "meta.json").read_text())
+    assert meta["config"]["arch"] == {"N": 8, "M": 12} and meta["config"]["ema"] == 0.9
+    assert meta["config"]["lr_schedule"] == "cosine" and meta["config"]["val_split"] == 1
+
+
+def test_default_architecture_comes_from_the_registry():
+    trainer = Trainer(TrainConfig(model="toy-audio"))
+    assert trainer.config.arch == {}
+    assert Trainer(TrainConfig()).config.arch == {"N": 128, "M": 192}

@@ -680,7 +680,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder: checkpoint, log")
     train.add_argument("--lmbda", type=float, required=True, help="rate-distortion trade-off")
     train.add_argument("--steps", type=int, required=True)
-    train.add_argument("--arch", default="N=128,M=192", help="architecture, e.g. N=128,M=192")
+    train.add_argument(
+        "--arch", help="architecture, e.g. N=128,M=192 (default: the model's; hyperprior: N=128,M=192)"
+    )
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--crop", type=int, default=256, help="side of the image and video crops")
     train.add_argument("--samples", type=int, default=16384, help="length of the audio clips")
@@ -730,12 +732,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace, console: _Console) -> None:
+    from neurocodec.train.models import trainable
     from neurocodec.train.trainer import TrainConfig, Trainer
 
-    try:
-        arch = {k: int(v) for k, v in (pair.split("=") for pair in args.arch.split(","))}
-    except ValueError:
-        raise UsageError(f"--arch must look like N=128,M=192, not {args.arch!r}") from None
+    arch = dict(trainable(args.model).arch)
+    if args.arch:
+        try:
+            pairs = [pair.split("=") for pair in args.arch.split(",")]
+            arch = {key.strip(): _number(value) for key, value in pairs}
+        except ValueError:
+            raise UsageError(f"--arch must look like N=128,M=192, not {args.arch!r}") from None
     if args.val and args.val_split:
         raise UsageError("give --val or --val-split, not both")
     config = TrainConfig(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from neurocodec.errors import ConfigError
@@ -47,12 +47,14 @@ DATA_KINDS = ("image", "audio", "video")
 @dataclass(frozen=True)
 class TrainableModel:
     """A registered model: ``constructor(**arch)`` builds it; ``data`` is what it trains on;
-    ``codec`` is the registered codec (:mod:`neurocodec.registry`) its weights export to."""
+    ``codec`` is the registered codec (:mod:`neurocodec.registry`) its weights export to;
+    ``arch`` is the architecture ``neurocodec train`` uses when ``--arch`` is not given."""
 
     name: str
     constructor: str | Callable[..., nn.Module]
     data: str
     codec: str
+    arch: dict = field(default_factory=dict, hash=False)
 
     def build(self, arch: dict) -> nn.Module:
         constructor = self.constructor
@@ -69,13 +71,18 @@ _TRAINABLE: dict[str, TrainableModel] = {}
 
 
 def register_trainable(
-    name: str, constructor: str | Callable[..., nn.Module], data: str, codec: str | None = None
+    name: str,
+    constructor: str | Callable[..., nn.Module],
+    data: str,
+    codec: str | None = None,
+    arch: dict | None = None,
 ) -> None:
     """Make ``name`` trainable by ``neurocodec train NAME``; ``data`` is "image", "audio" or
-    "video"; ``codec`` names the codec ``neurocodec export`` writes weights for (default: ``name``)."""
+    "video"; ``codec`` names the codec ``neurocodec export`` writes weights for (default: ``name``);
+    ``arch``, the default architecture (default: the constructor's own defaults)."""
     if data not in DATA_KINDS:
         raise ValueError(f"data must be one of {', '.join(DATA_KINDS)}, not {data!r}")
-    _TRAINABLE[name] = TrainableModel(name, constructor, data, codec or name)
+    _TRAINABLE[name] = TrainableModel(name, constructor, data, codec or name, dict(arch or {}))
 
 
 def trainable_names() -> list[str]:
@@ -95,6 +102,8 @@ def build_model(name: str, arch: dict) -> nn.Module:
     return trainable(name).build(arch)
 
 
-register_trainable("hyperprior", "neurocodec.models.hyperprior:MeanScaleHyperprior", data="image")
+register_trainable(
+    "hyperprior", "neurocodec.models.hyperprior:MeanScaleHyperprior", data="image", arch={"N": 128, "M": 192}
+)
 register_trainable("walloc-image", "neurocodec.models.walloc:WaLLoCImage", data="image")
 register_trainable("walloc-audio", "neurocodec.models.walloc:WaLLoCAudio", data="audio")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -36,7 +36,7 @@ _PEAK = {"image": 1.0, "audio": 2.0, "video": 1.0}  # peak-to-peak range, for th
 @dataclass
 class TrainConfig:
     model: str = "hyperprior"
-    arch: dict = field(default_factory=lambda: {"N": 128, "M": 192})
+    arch: dict | None = None  # the model's constructor arguments; None: its registered default
     data: str = ""
     out: str = "runs/hyperprior"
     lmbda: float = 0.0130
@@ -68,6 +68,8 @@ class Trainer:
     def __init__(self, config: TrainConfig):
         self.config = c = config
         self.spec = trainable(c.model)
+        if c.arch is None:
+            c.arch = dict(self.spec.arch)
         check_distortion(c.distortion, self.spec.data, c.crop)
         check_schedule(c.lr_schedule, c.warmup, c.steps)
         self.device = torch.device(c.device)
