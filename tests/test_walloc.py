@@ -190,6 +190,10 @@ def test_training_contract() -> None:
     model.eval()
     assert torch.allclose(model(x)["loss_terms"]["wavelet_mse"], expected)
     assert model.aux_loss().requires_grad
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # only the decoder network in bf16
+        mixed = model(x)
+    assert mixed["likelihoods"]["y"].dtype == mixed["x_hat"].dtype == torch.float32
+    assert torch.equal(mixed["likelihoods"]["y"], model(x)["likelihoods"]["y"])
     assert sum(p.numel() for p in model.encoder.parameters()) == 192 * 12 + 12  # the paper's 2,316
     audio = WaLLoCAudio(**SMALL)
     assert audio(music(1024).unsqueeze(0))["likelihoods"]["y"].shape == (1, 64, 4)

@@ -257,17 +257,23 @@ class WaLLoC(nn.Module):
     # -- training ------------------------------------------------------------------------------
 
     def forward(self, x: Tensor) -> dict:
-        """Training pass: reconstruction, likelihoods of ``y``, the packet-domain MSE term."""
-        X = self.analysis(x)
-        y = self.encode_latent(X)
-        _, likelihoods = self.entropy_bottleneck(y, mode="noise" if self.training else "ste")
-        y_hat = self.entropy_bottleneck.quantize(y, "ste")
-        X_hat = self.decode_latent(y_hat)
-        wavelet_mse = torch.mean((X_hat.float() - X.float()) ** 2)
+        """Training pass: reconstruction, likelihoods of ``y``, the packet-domain MSE term.
+
+        Under autocast only the decoder network runs in reduced precision: the transforms,
+        the projection and the quantizer stay in float32 (bf16 resolves 0.5 at a latent of 100).
+        """
+        with torch.autocast(x.device.type, enabled=False):
+            X = self.analysis(x.float())
+            y = self.encode_latent(X)
+            _, likelihoods = self.entropy_bottleneck(y, mode="noise" if self.training else "ste")
+            y_hat = self.entropy_bottleneck.quantize(y, "ste")
+        X_hat = self.decode_latent(y_hat).float()
+        with torch.autocast(x.device.type, enabled=False):
+            x_hat = self.synthesis(X_hat)
         return {
-            "x_hat": self.synthesis(X_hat),
+            "x_hat": x_hat,
             "likelihoods": {"y": likelihoods},
-            "loss_terms": {"wavelet_mse": self.wavelet_weight * wavelet_mse},
+            "loss_terms": {"wavelet_mse": self.wavelet_weight * torch.mean((X_hat - X) ** 2)},
         }
 
     def aux_loss(self) -> Tensor:
