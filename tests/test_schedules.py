@@ -386,7 +386,7 @@ def test_each_step_pulls_exactly_its_elements_and_decoding_can_stop_anywhere(
     prior = make_prior(schedule)
     streams = schedule.compress(latent(schedule, prior, hyper, conditional), prior, hyper, conditional)
     final = schedule.decompress(streams, prior, hyper, conditional, (H, W))
-    monkeypatch.setattr(schedules, "StreamDecoder", CountingDecoder)
+    monkeypatch.setattr(coder, "StreamDecoder", CountingDecoder)
     sizes = [step.num_elements(H, W) for step in schedule.steps]
     for stop in range(len(schedule.steps)):
         CountingDecoder.log = []

@@ -49,7 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from neurocodec.entropy.coder import StreamDecoder, StreamEncoder, lanes_for
+from neurocodec.entropy import coder
+from neurocodec.entropy.coder import lanes_for
 from neurocodec.entropy.models.gaussian import ScaleConditional
 from neurocodec.errors import BitstreamError
 
@@ -84,6 +85,17 @@ def checkerboard_mask(
     i = torch.arange(height, device=device).view(-1, 1)
     j = torch.arange(width, device=device).view(1, -1)
     return (i + j) % 2 == parity
+
+
+def _coder_for(conditional: ScaleConditional, device: torch.device):
+    """The coder for tensors on ``device`` and its tables: the GPU kernels (:mod:`neurocodec.entropy.gpu`,
+    whose incremental decoder keeps its state on the device between steps) for CUDA tensors, else
+    the C++ core. Both write the same bytes."""
+    if device.type == "cuda":
+        from neurocodec.entropy import gpu
+
+        return gpu, conditional.gpu_tables(device)
+    return coder, conditional.tables
 
 
 @dataclass(frozen=True)
@@ -250,8 +262,8 @@ class ContextSchedule:
         return index, mean
 
     @staticmethod
-    def _coding_indexes(step: Step, index: Tensor, num_tables: int) -> Tensor:
-        """The step's int32 table indexes on the CPU; non-integer or out-of-range ones are the
+    def _coding_indexes(step: Step, index: Tensor, num_tables: int, device: torch.device) -> Tensor:
+        """The step's int32 table indexes on the coder's ``device``; non-integer or out-of-range ones are the
         parameter function's mistake (``ValueError``), never silently truncated."""
         selected = step.select(index.detach())
         if selected.numel():
@@ -262,7 +274,7 @@ class ContextSchedule:
                 raise ValueError(
                     f"step {step.index}: table indexes must lie in [0, {num_tables}), got [{low}, {high}]"
                 )
-        return selected.to(torch.int32).cpu().contiguous()
+        return selected.to(device=device, dtype=torch.int32).contiguous()
 
     # -- coding -----------------------------------------------------------------------------
 
@@ -274,17 +286,17 @@ class ContextSchedule:
         step's elements with their table indexes (one ``push`` per step)."""
         self._check_shape(y, "y")
         b, m, h, w = y.shape
-        tables = conditional.tables
-        encoders = [StreamEncoder(tables, lanes=lanes_for(m * h * w)) for _ in range(b)]
+        impl, tables = _coder_for(conditional, y.device)
+        encoders = [impl.StreamEncoder(tables, lanes=lanes_for(m * h * w)) for _ in range(b)]
         y_hat = torch.zeros(y.shape, dtype=torch.float64, device=y.device)
         for step in self.steps:
             index, mean = self._parameters(params, step, y_hat, hyper)
-            indexes = self._coding_indexes(step, index, tables.num_tables)
+            indexes = self._coding_indexes(step, index, tables.num_tables, y.device)
             means = step.select(mean.detach()).to(torch.float64)
             symbols = conditional.quantize(step.gather(y.detach()).to(means.device), "symbols", means)
-            symbols_cpu = symbols.cpu()
+            symbols_coder = symbols.to(y.device)
             for i, encoder in enumerate(encoders):
-                encoder.push(symbols_cpu[i], indexes[i])
+                encoder.push(symbols_coder[i], indexes[i])
             step.scatter_(y_hat, conditional.dequantize(symbols, means).to(y_hat.device))
         return [encoder.finish() for encoder in encoders]
 
@@ -306,8 +318,9 @@ class ContextSchedule:
         parity, parameter function or table set raises :class:`BitstreamError`).
         """
         h, w = size
-        tables = conditional.tables
-        decoders = [StreamDecoder(s, tables) for s in streams]
+        device = torch.device("cpu" if device is None else device)
+        impl, tables = _coder_for(conditional, device)
+        decoders = [impl.StreamDecoder(s, tables) for s in streams]
         expected = self.num_channels * h * w
         for i, decoder in enumerate(decoders):
             if decoder.num_symbols != expected:
@@ -317,9 +330,9 @@ class ContextSchedule:
         y_hat = torch.zeros(len(decoders), self.num_channels, h, w, dtype=torch.float64, device=device)
         for step in self.steps:
             index, mean = self._parameters(params, step, y_hat, hyper)
-            indexes = self._coding_indexes(step, index, tables.num_tables)
+            indexes = self._coding_indexes(step, index, tables.num_tables, device)
             means = step.select(mean.detach()).to(torch.float64)
-            symbols = torch.stack([torch.from_numpy(d.pull(indexes[i])) for i, d in enumerate(decoders)])
+            symbols = torch.stack([torch.as_tensor(d.pull(indexes[i])) for i, d in enumerate(decoders)])
             step.scatter_(y_hat, conditional.dequantize(symbols.to(means.device), means).to(y_hat.device))
             yield step, y_hat
         for decoder in decoders:
