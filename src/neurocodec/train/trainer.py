@@ -268,7 +268,9 @@ class Trainer:
                 stats.update(step=self.step, seconds=round(time.perf_counter() - t0, 1))
                 log.write(json.dumps(stats) + "\n")
                 log.flush()
-                bar.set_postfix(bpp=f"{stats['bpp']:.3f}", psnr=f"{stats['psnr']:.2f}")
+                bar.set_postfix(
+                    loss=f"{stats['loss']:.3f}", bpp=f"{stats['bpp']:.3f}", psnr=f"{stats['psnr']:.2f}"
+                )
             if self.val_data is not None and (self.step % c.val_every == 0 or self.step == c.steps):
                 record = {"split": "val", **self.validate(), "step": self.step}
                 log.write(json.dumps(record) + "\n")
