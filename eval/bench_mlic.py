@@ -1,0 +1,175 @@
+"""MLICv2 (`mlic`) speed on one Kodak image, small and paper presets, against CompressAI's
+`cheng2020-anchor` (quality 3, N=128) in the same run.
+
+Issue 8's CPU target: the small model's decode at least 3x faster than `cheng2020-anchor`'s
+(CompressAI's serial autoregressive context model). Times are end to end — complete files in
+and out for ours, CompressAI's `compress`/`decompress` strings for theirs — best of `--reps`;
+ours are also split into the transforms and the prior path (z decoding, integer h_s, the
+schedule's steps with the integer context networks, entropy decoding).
+
+No model has trained weights here (nothing is downloaded; ours are not trained yet), so all run
+with initial weights and freshly built tables: speeds are representative, file sizes are not.
+The machine may be shared: the load average is recorded with the results.
+
+    python eval/bench_mlic.py [--image PATH] [--reps 3] [--threads 1] [--out eval/bench_mlic.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"
+
+
+def interleaved(jobs: dict[str, object], reps: int) -> dict[str, float]:
+    """The best time of each job over ``reps`` rounds, the jobs taking turns in every round (so a
+    change in the machine's load during the run hits every job alike)."""
+    times = {name: [] for name in jobs}
+    for _ in range(reps):
+        for name, fn in jobs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: min(t) for name, t in times.items()}
+
+
+def our_jobs(preset: str, x: torch.Tensor) -> tuple[dict, dict]:
+    """(facts, timed jobs) of our codec with ``preset``: encode, decode, and decode's two parts."""
+    from neurocodec import container
+    from neurocodec.codecs.mlic import MLICCodec
+
+    torch.manual_seed(0)
+    codec = MLICCodec(preset, quality=1).eval()
+    codec.model.update_tables()
+    m = codec.model
+    data = codec.encode(x)
+    _, sections = container.unpack(data)
+    zh, zw = codec._z_size(x.shape[-2], x.shape[-1])
+
+    def prior_path():
+        with torch.inference_mode():
+            z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw))
+            hyper, means = m.coding_hyper(z_hat)
+            y_hat = m.schedule.decompress([sections["y"]], m.prior, hyper, m.gaussian, (4 * zh, 4 * zw))
+            return y_hat, means
+
+    y_hat, means = prior_path()
+
+    def synthesis():
+        with torch.inference_mode():
+            return m.synthesize(y_hat, means)
+
+    facts = {
+        "params": sum(p.numel() for p in m.parameters()),
+        "config": m.config.to_dict(),
+        "steps": len(m.schedule.steps),
+        "bytes": len(data),
+    }
+    jobs = {
+        "encode_s": lambda: codec.encode(x),
+        "decode_s": lambda: codec.decode(data),
+        "decode_prior_path_s": prior_path,
+        "decode_synthesis_s": synthesis,
+    }
+    return facts, jobs
+
+
+def cheng_jobs(x: torch.Tensor) -> tuple[dict, dict]:
+    from compressai.zoo import cheng2020_anchor
+
+    torch.manual_seed(0)
+    net = cheng2020_anchor(quality=3, pretrained=False).eval()
+    net.update(force=True)
+    xb = x.unsqueeze(0)
+    with torch.inference_mode():
+        out = net.compress(xb)
+
+    def encode():
+        with torch.inference_mode():
+            return net.compress(xb)
+
+    def decode():
+        with torch.inference_mode():
+            return net.decompress(out["strings"], out["shape"])
+
+    facts = {
+        "params": sum(p.numel() for p in net.parameters()),
+        "bytes": sum(len(s[0]) for s in out["strings"]),
+    }
+    return facts, {"encode_s": encode, "decode_s": decode}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--image", default=str(DEFAULT_IMAGE))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--presets", default="small,paper")
+    ap.add_argument("--out", default=str(ROOT / "eval" / "bench_mlic.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from neurocodec.io.image import read_image
+    from neurocodec.rd import cpu_model
+
+    x, _ = read_image(args.image)
+    h, w = x.shape[-2:]
+    if h % 64 or w % 64:
+        print("CompressAI needs sides that are multiples of 64", file=sys.stderr)
+        return 2
+    load_before = os.getloadavg()
+    models = {"compressai cheng2020-anchor q3": cheng_jobs(x)}
+    for preset in args.presets.split(","):
+        models[f"neurocodec mlic {preset}"] = our_jobs(preset, x)
+    jobs = {(name, key): fn for name, (_, js) in models.items() for key, fn in js.items()}
+    best = interleaved(jobs, args.reps)
+    rows = {name: dict(facts) for name, (facts, _) in models.items()}
+    for (name, key), seconds in best.items():
+        rows[name][key] = seconds
+    cheng = rows["compressai cheng2020-anchor q3"]["decode_s"]
+    ratios = {
+        f"decode, cheng2020-anchor / mlic {p} (target for small >= 3)": cheng
+        / rows[f"neurocodec mlic {p}"]["decode_s"]
+        for p in args.presets.split(",")
+    }
+    result = {
+        "benchmark": "eval/bench_mlic.py",
+        "command": "python " + " ".join(sys.argv),
+        "image": Path(args.image).name,
+        "size": [h, w],
+        "threads": args.threads,
+        "reps": args.reps,
+        "weights": "initial (untrained) weights for all; speeds only",
+        "machine": {"cpu": cpu_model(), "platform": platform.platform(), "cores": os.cpu_count()},
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "versions": {"torch": torch.__version__},
+        "rows": rows,
+        "ratios": ratios,
+    }
+    for name, r in rows.items():
+        extra = ""
+        if "decode_prior_path_s" in r:
+            extra = (
+                f"  (prior path {r['decode_prior_path_s']:.2f} s, synthesis {r['decode_synthesis_s']:.2f} s)"
+            )
+        print(
+            f"{name:32s} {r['params'] / 1e6:6.2f} M  encode {r['encode_s']:6.2f} s  decode {r['decode_s']:6.2f} s{extra}"
+        )
+    for k, v in ratios.items():
+        print(f"{k}: {v:.2f}x")
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
