@@ -168,7 +168,8 @@ class WaLLoC(nn.Module):
         encoder_width: 0 for the linear encoder (the 1x1 projection alone); else the width of
             a small conv stack (3x3 conv, one residual block) before the projection.
         latent_scale: the fixed gain in front of the quantizer (one step = ``1 / latent_scale``
-            in the projection's units).
+            in the projection's units). The default 32 makes an image's initial all-low-pass
+            latent span about +-128 steps, the range of the paper's 8-bit latent.
         bits: the compander's bits, or None for none (the entropy model alone bounds the rate).
         wavelet: the packet transform's wavelet ("bior4.4" is the paper's CDF 9/7).
         wavelet_weight: phi, the weight of the packet-domain MSE term in the training loss.
