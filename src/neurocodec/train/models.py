@@ -107,3 +107,4 @@ register_trainable(
 )
 register_trainable("walloc-image", "neurocodec.models.walloc:WaLLoCImage", data="image")
 register_trainable("walloc-audio", "neurocodec.models.walloc:WaLLoCAudio", data="audio")
+register_trainable("mlic", "neurocodec.models.mlic:MLICv2", data="image", arch={"preset": "small"})
