@@ -222,6 +222,28 @@ def test_decoding_needs_both_sections(codec):
         codec.decode(container.pack(header, {"z": sections["z"], "y": other["y"]}))
 
 
+def test_corrupt_sections_raise_bitstream_errors(codec):
+    """Damaged z or y streams (in a container with a valid CRC) are a BitstreamError or decode
+    to some image of the right shape; never another exception."""
+    header, sections = container.unpack(codec.encode(kodak_crop(64, 128)))
+    g = torch.Generator().manual_seed(6)
+    errors = 0
+    for trial in range(12):
+        name = "y" if trial % 3 else "z"
+        data = bytearray(sections[name])
+        for _ in range(1 + trial % 4):
+            i = int(torch.randint(len(data), (1,), generator=g))
+            data[i] ^= 1 << int(torch.randint(8, (1,), generator=g))
+        if trial % 5 == 4:
+            data = data[: len(data) // 2]
+        damaged = container.pack(header, {**sections, name: bytes(data)})
+        try:
+            assert codec.decode(damaged).shape == (3, 64, 128)
+        except BitstreamError:
+            errors += 1
+    assert errors >= 6  # the coder's final-state check catches most damage
+
+
 def test_prior_path_is_deterministic_across_threads_and_batches(codec):
     """The same bytes with 1 or 2 threads, alone or inside a batch with another image."""
     m = codec.model
@@ -254,6 +276,12 @@ def test_rate_matches_the_likelihoods(codec):
     ideal_y = float(-exact_latent(codec, y, hyper).likelihoods.log2().sum()) / 8
     assert ideal_y > 2000  # a non-trivial latent
     assert abs(len(sections["y"]) - ideal_y) / ideal_y < 0.03
+    # the rate the trainer sees (float32, straight-through, eval mode) is the rate of the file
+    with torch.no_grad():
+        likelihoods = codec.model(x[None])["likelihoods"]
+    trained = sum(float(-lik.log2().sum()) for lik in likelihoods.values()) / 8
+    coded = len(sections["y"]) + len(sections["z"])
+    assert abs(coded - trained) / trained < 0.03
 
 
 def test_short_overfit_reduces_the_loss():
