@@ -568,18 +568,16 @@ class MultiReferencePrior(nn.Module):
 class LatentResidualPrediction(nn.Module):
     """MLIC++'s LRP, float, for the synthesis only: slice ``k`` += ``0.5 tanh(net_k([means, y_hat[<=k]]))``."""
 
-    def __init__(self, config: MLICConfig):
+    def __init__(self, config: MLICConfig, slices: tuple[tuple[int, int], ...]):
         super().__init__()
         h1, h2 = config.lrp
-        self.nets = nn.ModuleList()
-        for _, stop in ContextSchedule.sliced_checkerboard(config.slice_sizes).slices:
-            size = config.M // config.num_slices
-            self.nets.append(
-                nn.Sequential(
-                    conv3x3(config.M + stop, h1), nn.GELU(), conv3x3(h1, h2), nn.GELU(), conv3x3(h2, size)
-                )
+        self.slices = slices
+        self.nets = nn.ModuleList(
+            nn.Sequential(
+                conv3x3(config.M + stop, h1), nn.GELU(), conv3x3(h1, h2), nn.GELU(), conv3x3(h2, stop - start)
             )
-        self.slices = ContextSchedule.sliced_checkerboard(config.slice_sizes).slices
+            for start, stop in slices
+        )
 
     def forward(self, y_hat: Tensor, means: Tensor) -> Tensor:
         out = []
@@ -618,7 +616,7 @@ class MLICv2(nn.Module):
         num_scales = len(self.gaussian.scale_table)
         self.h_s = HyperSynthesis(c.N, c.M, num_scales=num_scales, mean_bits=MEAN_BITS)
         self.prior = MultiReferencePrior(c, num_scales)
-        self.lrp = LatentResidualPrediction(c)
+        self.lrp = LatentResidualPrediction(c, self.prior.slices)
 
     @property
     def schedule(self) -> ContextSchedule:
