@@ -18,7 +18,7 @@ from neurocodec.train.data import AudioClips, ImageCrops, VideoClips
 from neurocodec.train.models import register_trainable, trainable
 from neurocodec.train.schedule import cosine_lr
 from neurocodec.train.trainer import TrainConfig, Trainer
-from test_trainer import TINY, make_images
+from test_trainer import TINY, make_images, one_thread  # noqa: F401 (an autouse fixture)
 
 
 class ToyAudioModel(nn.Module):
