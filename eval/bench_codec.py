@@ -1,160 +1,221 @@
 """Codec speed on one Kodak image: our `hyperprior` vs CompressAI's `mbt2018-mean`, same run.
 
-Both models have the same architecture and channel counts (N=128, M=192). Encode and decode
-are timed end to end (file bytes in and out for ours, CompressAI's `compress`/`decompress`
-strings for theirs), and the parts are timed directly: the transforms (g_a + h_a, g_s), the hyper-synthesis h_s (our
-exact integer float64 one; their float32 one), and the entropy coding proper (z and y streams
-with their table indexes, encode + decode). "Entropy part" = coding + h_s on both sides.
+Both models have the same architecture and channel counts (N=128, M=192), the same thread
+count, `torch.inference_mode()` and the same input image. Encode and decode are timed end to
+end (file bytes in and out for ours, CompressAI's `compress`/`decompress` strings for theirs),
+and each step is timed directly:
 
-Neither model has trained weights here (no CompressAI download; ours are not trained at
-this size yet), so both run with initial weights and freshly built tables: the speeds are
-representative, the file sizes are not. Untrained latents are smaller in magnitude than
-trained ones, which flatters nobody in particular: both code the same tensor shapes.
+- the transforms: g_a (analysis) and g_s (synthesis);
+- the entropy part, everything else, as an encode + decode pair performs it: h_a once, the
+  hyper-synthesis h_s twice (encoder and decoder) with the derivation of the table indexes
+  and means (ours: the exact integer h_s outputs them; CompressAI: `build_indexes` on its
+  float scales), and the z and y streams coded and decoded once.
 
-    python eval/bench_codec.py [--image PATH] [--reps 3] [--threads N] [--out eval/bench_codec.json]
+CompressAI is timed twice, as it ships (contiguous NCHW tensors) and converted to channels-last
+(model and input), the memory layout our codec uses internally; the faster of the two on end
+to end time is the reference for the ratios, and both are in the JSON.
+
+The steps of all models are interleaved inside each repetition, and medians are reported, so a
+background load (this machine also trains models) weighs on every model alike; the load
+average is recorded before and after.
+
+Neither model has trained weights here (no CompressAI download; ours are not trained at this
+size yet), so both run with initial weights and freshly built tables: the speeds are
+representative, the file sizes are not.
+
+    python eval/bench_codec.py [--image PATH] [--reps 5] [--threads 1 [2 ...]] [--out eval/bench_codec.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import platform
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"
+CHANNELS_LAST = torch.channels_last
 
 
-def best(fn, reps: int) -> tuple[float, object]:
-    times, out = [], None
+def interleaved(steps: dict[str, Callable[[], object]], reps: int) -> dict[str, dict[str, float]]:
+    """Median and minimum seconds of each step, the steps run in turn within each repetition."""
+    for fn in steps.values():  # warm-up: oneDNN primitives, caches, integer weight digits
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: {"median_s": statistics.median(t), "min_s": min(t)} for name, t in times.items()}
+
+
+def our_steps(x: torch.Tensor) -> tuple[dict[str, Callable[[], object]], dict]:
+    from neurocodec.codecs.hyperprior import HyperpriorCodec
+
+    codec = HyperpriorCodec(N=128, M=192, quality=1).eval()
+    codec.model.update_tables()
+    m = codec.model
+    xb = x.unsqueeze(0).contiguous(memory_format=CHANNELS_LAST)  # as HyperpriorCodec.encode does
+    data = codec.encode(x)
+    y = m.g_a(xb)
+    z = m.h_a(y)
+    z_hat = torch.round(z)
+    index, means = m.prior(z_hat)
+    ys = m.gaussian.compress(y, index, means)
+    y_hat = m.gaussian.decompress(ys, index, means).to(torch.float32).contiguous(memory_format=CHANNELS_LAST)
+    steps = {
+        "encode": lambda: codec.encode(x),
+        "decode": lambda: codec.decode(data),
+        "g_a": lambda: m.g_a(xb),
+        "g_s": lambda: m.g_s(y_hat),
+        "h_a": lambda: m.h_a(y),
+        "h_s_and_indexes": lambda: m.prior(z_hat),  # exact int8 path: int32 indexes + means
+        "z_coding": lambda: m.entropy_bottleneck.decompress(m.entropy_bottleneck.compress(z), z.shape),
+        "y_coding": lambda: m.gaussian.decompress(m.gaussian.compress(y, index, means), index, means),
+    }
+    info = {
+        "bytes": len(data),
+        "h_s_weight_digits": [layer._plan().digits for layer in (m.h_s.up1, m.h_s.up2, m.h_s.out)],
+    }
+    return steps, info
+
+
+def their_steps(x: torch.Tensor, channels_last: bool) -> tuple[dict[str, Callable[[], object]], dict]:
+    from compressai.models import MeanScaleHyperprior
+
+    model = MeanScaleHyperprior(N=128, M=192).eval()
+    model.update(force=True)
+    xb = x.unsqueeze(0)
+    if channels_last:
+        model = copy.deepcopy(model).to(memory_format=CHANNELS_LAST)
+        xb = xb.contiguous(memory_format=CHANNELS_LAST)
+    out = model.compress(xb)
+    y = model.g_a(xb)
+    z = model.h_a(y)
+    eb, gc = model.entropy_bottleneck, model.gaussian_conditional
+    z_hat = eb.decompress(eb.compress(z), z.shape[-2:])
+    scales_hat, means_hat = model.h_s(z_hat).chunk(2, 1)
+    indexes = gc.build_indexes(scales_hat)
+
+    def h_s_and_indexes():
+        scales, means = model.h_s(z_hat).chunk(2, 1)
+        return gc.build_indexes(scales), means
+
+    steps = {
+        "encode": lambda: model.compress(xb),
+        "decode": lambda: model.decompress(out["strings"], out["shape"]),
+        "g_a": lambda: model.g_a(xb),
+        "g_s": lambda: model.g_s(y),
+        "h_a": lambda: model.h_a(y),
+        "h_s_and_indexes": h_s_and_indexes,
+        "z_coding": lambda: eb.decompress(eb.compress(z), z.shape[-2:]),
+        "y_coding": lambda: gc.decompress(gc.compress(y, indexes, means=means_hat), indexes, means=means_hat),
+    }
+    return steps, {"bytes": sum(len(s[0]) for s in out["strings"])}
+
+
+def summarize(t: dict[str, dict[str, float]], key: str = "median_s") -> dict[str, float]:
+    """End to end, transforms, the entropy part (h_a + 2 x (h_s + indexes) + z and y coding), the rest."""
+    s = {name: v[key] for name, v in t.items()}
+    end_to_end = s["encode"] + s["decode"]
+    transforms = s["g_a"] + s["g_s"]
+    entropy = s["h_a"] + 2 * s["h_s_and_indexes"] + s["z_coding"] + s["y_coding"]
+    return {
+        "end_to_end_s": end_to_end,
+        "transforms_s": transforms,
+        "entropy_part_s": entropy,
+        "other_s": end_to_end - transforms - entropy,  # padding, checks, container, conversions
+    }
+
+
+def run(x: torch.Tensor, threads: int, reps: int) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    load_before = os.getloadavg()
+    with torch.inference_mode():
+        models = {
+            "neurocodec hyperprior": our_steps(x),
+            "compressai mbt2018-mean": their_steps(x, channels_last=False),
+            "compressai mbt2018-mean, channels-last": their_steps(x, channels_last=True),
+        }
+        steps = {f"{model}|{name}": fn for model, (fns, _) in models.items() for name, fn in fns.items()}
+        timed = interleaved(steps, reps)
+    rows = {}
+    for model, (fns, info) in models.items():
+        t = {name: timed[f"{model}|{name}"] for name in fns}
+        rows[model] = {"steps": t, **summarize(t), "min": summarize(t, "min_s"), **info}
+    ours = rows["neurocodec hyperprior"]
+    reference_name = min(
+        (name for name in rows if name.startswith("compressai")), key=lambda n: rows[n]["end_to_end_s"]
+    )
+    ref = rows[reference_name]
+    ratios = {
+        "reference": reference_name,
+        "entropy part, compressai / ours (target >= 8)": ref["entropy_part_s"] / ours["entropy_part_s"],
+        "end to end, compressai / ours (target >= 1.3)": ref["end_to_end_s"] / ours["end_to_end_s"],
+        "transforms, compressai / ours": ref["transforms_s"] / ours["transforms_s"],
+    }
+    for step in ("h_a", "h_s_and_indexes", "z_coding", "y_coding"):
+        ratios[f"{step}, compressai / ours"] = (
+            ref["steps"][step]["median_s"] / ours["steps"][step]["median_s"]
+        )
+    return {"threads": threads, "load_average_before": load_before, "load_average_after": os.getloadavg(),
+            "rows": rows, "ratios": ratios}  # fmt: skip
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image", default=str(DEFAULT_IMAGE))
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1])
     ap.add_argument("--out", default=str(ROOT / "eval" / "bench_codec.json"))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
 
-    from compressai.models import MeanScaleHyperprior as TheirModel
-
-    from neurocodec.codecs.hyperprior import HyperpriorCodec
     from neurocodec.io.image import read_image
+    from neurocodec.rd import cpu_model
 
     x, _ = read_image(args.image)
-    xb = x.unsqueeze(0)
     h, w = x.shape[-2:]
     if h % 64 or w % 64:
         print("CompressAI needs sides that are multiples of 64", file=sys.stderr)
         return 2
-
-    ours = HyperpriorCodec(N=128, M=192, quality=1).eval()
-    ours.model.update_tables()
-    theirs = TheirModel(N=128, M=192).eval()
-    theirs.update(force=True)
-
-    rows = {}
-    with torch.inference_mode():
-        # ours: end to end (complete files), then the entropy part's steps timed directly
-        t_enc, data = best(lambda: ours.encode(x), args.reps)
-        t_dec, _ = best(lambda: ours.decode(data), args.reps)
-        m = ours.model
-        t_ga, _ = best(lambda: m.h_a(m.g_a(xb)), args.reps)
-        y = m.g_a(xb)
-        z = m.h_a(y)
-        t_gs, _ = best(lambda: m.g_s(y), args.reps)
-        z_hat = torch.round(z)
-        t_hs, (index, means) = best(lambda: m.prior(z_hat), args.reps)
-        t_code_enc, (zs, ys) = best(
-            lambda: (m.entropy_bottleneck.compress(z), m.gaussian.compress(y, index, means)), args.reps
-        )
-        t_code_dec, _ = best(
-            lambda: (
-                m.entropy_bottleneck.decompress(zs, z.shape),
-                m.gaussian.decompress(ys, index, means),
-            ),
-            args.reps,
-        )
-        rows["neurocodec hyperprior"] = {
-            "encode_s": t_enc, "decode_s": t_dec, "analysis_s": t_ga, "synthesis_s": t_gs,
-            "hyper_synthesis_s": t_hs, "coding_only_s": t_code_enc + t_code_dec, "bytes": len(data),
-        }  # fmt: skip
-        # CompressAI, the same steps as its compress()/decompress() perform them
-        t_enc, out = best(lambda: theirs.compress(xb), args.reps)
-        t_dec, _ = best(lambda: theirs.decompress(out["strings"], out["shape"]), args.reps)
-        t_ga, _ = best(lambda: theirs.h_a(theirs.g_a(xb)), args.reps)
-        y = theirs.g_a(xb)
-        z = theirs.h_a(y)
-        t_gs, _ = best(lambda: theirs.g_s(y), args.reps)
-        z_strings = theirs.entropy_bottleneck.compress(z)
-        z_hat = theirs.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        t_hs, gaussian_params = best(lambda: theirs.h_s(z_hat), args.reps)
-        scales_hat, means_hat = gaussian_params.chunk(2, 1)
-        gc = theirs.gaussian_conditional
-
-        def their_code_enc():
-            zs = theirs.entropy_bottleneck.compress(z)
-            indexes = gc.build_indexes(scales_hat)
-            return zs, indexes, gc.compress(y, indexes, means=means_hat)
-
-        t_code_enc, (zs, _indexes, ys) = best(their_code_enc, args.reps)
-
-        def their_code_dec():
-            theirs.entropy_bottleneck.decompress(zs, z.shape[-2:])
-            return gc.decompress(ys, gc.build_indexes(scales_hat), means=means_hat)
-
-        t_code_dec, _ = best(their_code_dec, args.reps)
-        rows["compressai mbt2018-mean"] = {
-            "encode_s": t_enc, "decode_s": t_dec, "analysis_s": t_ga, "synthesis_s": t_gs,
-            "hyper_synthesis_s": t_hs, "coding_only_s": t_code_enc + t_code_dec,
-            "bytes": sum(len(s[0]) for s in out["strings"]),
-        }  # fmt: skip
-
-    for r in rows.values():
-        # the entropy part: entropy coding with its table indexes, plus h_s once on each side
-        r["entropy_total_s"] = r["coding_only_s"] + 2 * r["hyper_synthesis_s"]
-        r["end_to_end_s"] = r["encode_s"] + r["decode_s"]
-    a, b = rows["neurocodec hyperprior"], rows["compressai mbt2018-mean"]
-    ratios = {
-        "entropy part, compressai / ours (target >= 8)": b["entropy_total_s"] / a["entropy_total_s"],
-        "end to end, compressai / ours (target >= 1.3)": b["end_to_end_s"] / a["end_to_end_s"],
-        "coding only (no h_s), compressai / ours": b["coding_only_s"] / a["coding_only_s"],
-        "h_s, compressai float32 / ours exact float64": b["hyper_synthesis_s"] / a["hyper_synthesis_s"],
-    }
-    result = {
+    results = [run(x, threads, args.reps) for threads in args.threads]
+    record = {
         "benchmark": "eval/bench_codec.py",
         "command": "python " + " ".join(sys.argv),
         "image": Path(args.image).name,
         "size": [h, w],
-        "threads": args.threads,
         "reps": args.reps,
+        "statistic": "median of interleaved repetitions (min in rows[...]['min'])",
         "weights": "initial (untrained) weights for both; speeds only",
-        "machine": {"platform": platform.platform(), "cpu_count": torch.get_num_threads()},
+        "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count()},
         "versions": {"torch": torch.__version__},
-        "rows": rows,
-        "ratios": ratios,
+        "results": results,
     }
-    for name, r in rows.items():
+    for r in results:
         print(
-            f"{name:26s} encode {r['encode_s'] * 1e3:7.1f} ms  decode {r['decode_s'] * 1e3:7.1f} ms  "
-            f"entropy part {r['entropy_total_s'] * 1e3:7.1f} ms (h_s {r['hyper_synthesis_s'] * 1e3:6.1f} ms x2)  transforms "
-            f"{(r['analysis_s'] + r['synthesis_s']) * 1e3:7.1f} ms"
+            f"threads {r['threads']}, load average {r['load_average_before'][0]:.2f} -> {r['load_average_after'][0]:.2f}"
         )
-    for k, v in ratios.items():
-        print(f"{k}: {v:.2f}x")
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        for name, row in r["rows"].items():
+            print(
+                f"  {name:40s} end to end {row['end_to_end_s'] * 1e3:7.1f} ms  transforms "
+                f"{row['transforms_s'] * 1e3:7.1f} ms  entropy part {row['entropy_part_s'] * 1e3:6.1f} ms "
+                f"(h_s+indexes {row['steps']['h_s_and_indexes']['median_s'] * 1e3:5.1f} ms x2)  "
+                f"other {row['other_s'] * 1e3:6.1f} ms"
+            )
+        for k, v in r["ratios"].items():
+            print(f"  {k}: {v if isinstance(v, str) else f'{v:.2f}x'}")
+    Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -1,7 +1,7 @@
 """Building blocks of the image transforms: convolutions that halve/double the resolution, GDN.
 
-Inference (no autograd) takes faster routes that compute the same functions up to float
-rounding, with the same parameters: GDN as a matrix product over channels-last pixels in
+Inference on the CPU (no autograd) takes faster routes that compute the same functions up to
+float rounding, with the same parameters: GDN as a matrix product over channels-last pixels in
 cache-sized blocks (instead of a 1x1 convolution, which PyTorch runs through its slow im2col
 path, and four full-size temporaries); a transposed convolution with few output channels as
 one ordinary convolution to ``stride^2`` times the channels followed by a pixel shuffle.
@@ -48,6 +48,7 @@ class Deconv2d(nn.ConvTranspose2d):
         (k, _), (s, _) = self.kernel_size, self.stride
         return (
             not torch.is_grad_enabled()
+            and self.weight.device.type == "cpu"  # measured there; cuDNN has its own algorithms
             and self.out_channels <= self.sub_pixel_max_channels
             and self.kernel_size[0] == self.kernel_size[1] and k % 2 == 1 and k >= s
             and self.stride[0] == self.stride[1]
@@ -121,7 +122,7 @@ class GDN(nn.Module):
     block_pixels = 2048  # pixels per block of the inference path: 1 MiB of float32 at 128 channels
 
     def forward(self, x: Tensor) -> Tensor:
-        if not torch.is_grad_enabled() and x.dim() == 4:
+        if not torch.is_grad_enabled() and x.dim() == 4 and x.device.type == "cpu":
             return self._forward_blocked(x)
         c = x.shape[1]
         norm = F.conv2d(x * x, self.gamma().view(c, c, 1, 1), self.beta())
