@@ -20,11 +20,11 @@ def rand(*shape: int, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("wavelet", ["haar", "bior4.4"])
-@pytest.mark.parametrize("levels", [1, 2, 3])
+@pytest.mark.parametrize("levels", [1, 2, 3, 4])  # 4: a 3-level step, then a 1-level one
 def test_2d_matches_pywavelets_packets(wavelet: str, levels: int) -> None:
-    x = rand(2, 3, 24, 40, dtype=torch.float64, seed=levels)
+    x = rand(2, 3, 32, 48, dtype=torch.float64, seed=levels)
     X = wpt2d(x, levels, wavelet)
-    assert X.shape == (2, 3 * 4**levels, 24 >> levels, 40 >> levels)
+    assert X.shape == (2, 3 * 4**levels, 32 >> levels, 48 >> levels)
     for n in range(2):
         for c in range(3):
             packet = pywt.WaveletPacket2D(x[n, c].numpy(), wavelet, mode="periodization", maxlevel=levels)
@@ -39,11 +39,11 @@ def test_2d_matches_pywavelets_packets(wavelet: str, levels: int) -> None:
 
 
 @pytest.mark.parametrize("wavelet", ["haar", "bior4.4"])
-@pytest.mark.parametrize("levels", [1, 2, 3])
+@pytest.mark.parametrize("levels", [1, 2, 3, 5, 8])  # 5 and 8: several steps of up to 3 levels
 def test_1d_matches_pywavelets_packets(wavelet: str, levels: int) -> None:
-    x = rand(3, 2, 48, dtype=torch.float64, seed=levels)
+    x = rand(3, 2, 768, dtype=torch.float64, seed=levels)
     X = wpt1d(x, levels, wavelet)
-    assert X.shape == (3, 2 * 2**levels, 48 >> levels)
+    assert X.shape == (3, 2 * 2**levels, 768 >> levels)
     for n in range(3):
         for c in range(2):
             packet = pywt.WaveletPacket(x[n, c].numpy(), wavelet, mode="periodization", maxlevel=levels)

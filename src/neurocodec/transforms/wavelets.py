@@ -11,11 +11,16 @@ channels.
 Boundary: periodization (the signal wraps around), so the transform is a square invertible
 linear map and every size is exactly halved; sizes must be multiples of ``2**J`` (a codec pads
 to that). Filters are PyWavelets' (``pywt.Wavelet(name)``): analysis with ``dec_lo``/``dec_hi``,
-synthesis with ``rec_lo``/``rec_hi``. Each level is a stride-2 convolution, written in polyphase
-form: the signal's 2 (1-D) or 4 (2-D) phases (``pixel_unshuffle``) go through one stride-1
-grouped convolution that outputs the bands; the inverse is one stride-1 grouped convolution of
-the bands that outputs the phases (``pixel_shuffle``). Both directions are the same fast conv
-(a transposed stride-2 conv is ~3x slower on CPUs), on any device and in any floating dtype.
+synthesis with ``rec_lo``/``rec_hi``.
+
+How it runs: one level is a stride-2 convolution, written in polyphase form (the signal's two
+phases through one stride-1 convolution that outputs the two bands; the inverse, the bands
+through one convolution that outputs the phases). That one-level transform is the
+definition; the transforms run it a few levels at a time: up to 3 levels (8 phases) are one
+grouped convolution whose kernels are the exact float64 impulse responses of the one-level
+steps, and the 2-D transform is separable (rows, then columns, then a fixed reordering of the
+channels). One pass over the data per 3 levels and axis instead of per level: 3-4x faster
+on CPUs than level by level, on any device and in any floating dtype.
 
 **Channel order** (identical to PyWavelets' ``WaveletPacket``/``WaveletPacket2D`` nodes of
 level ``J`` in ``order="natural"``): input channel ``c`` owns the ``4**J`` (2-D) or ``2**J``
@@ -88,58 +93,110 @@ def _polyphase(wavelet: str) -> tuple[Tensor, Tensor, int]:
     return analysis, synthesis, pad - trim
 
 
-@cache
-def _kernels(wavelet: str, dims: int) -> tuple[Tensor, Tensor, int]:
-    """The 1-D kernels of :func:`_polyphase`, or their 2-D separable products.
-
-    2-D: bands ``bh + 2 * bw`` (a, h, v, d), phases ``2 * rh + rw`` (``pixel_unshuffle``'s order).
-    """
-    analysis, synthesis, pad = _polyphase(wavelet)
-    if dims == 1:
-        return analysis, synthesis, pad
-    k = analysis.shape[-1]
-    # a2[bw, bh, rh, rw, i, j] = a[bh, rh, i] * a[bw, rw, j]
-    a2 = torch.einsum("hri,wsj->whrsij", analysis, analysis).reshape(4, 4, k, k)
-    # s2[rh, rw, bw, bh, i, j] = s[rh, bh, i] * s[rw, bw, j]
-    s2 = torch.einsum("rhi,swj->rswhij", synthesis, synthesis).reshape(4, 4, k, k)
-    return a2, s2, pad
+LEVELS_PER_STEP = 3  # 8 phases per step: beyond, the kernels grow faster than the work they save
 
 
-def _periodic(x: Tensor, pad: int, dims: int) -> Tensor:
-    """``x`` extended periodically by ``pad`` on both sides of its last ``dims`` dimensions."""
+def _steps(levels: int) -> list[int]:
+    """``levels`` cut into steps of at most :data:`LEVELS_PER_STEP` (8 -> 3, 3, 2)."""
+    return [min(LEVELS_PER_STEP, levels - done) for done in range(0, levels, LEVELS_PER_STEP)]
+
+
+def _wrap(x: Tensor, pad: int, dim: int) -> Tensor:
+    """``x`` extended periodically by ``pad`` on both sides of dimension ``dim`` (negative)."""
     if pad == 0:
         return x
-    if all(pad <= s for s in x.shape[-dims:]):
-        return F.pad(x, (pad,) * (2 * dims), mode="circular")
-    for dim in range(x.ndim - dims, x.ndim):  # wraps more than once: tiny inputs only
-        n = x.shape[dim]
-        x = x.index_select(dim, torch.arange(-pad, n + pad, device=x.device) % n)
-    return x
+    n = x.shape[dim]
+    if pad <= n:
+        return torch.cat([x.narrow(dim, n - pad, pad), x, x.narrow(dim, 0, pad)], dim)
+    return x.index_select(dim, torch.arange(-pad, n + pad, device=x.device) % n)  # tiny inputs
 
 
-def _correlate(x: Tensor, kernel: Tensor, pad: int, dims: int) -> Tensor:
-    """The periodic correlation of every group of ``2**dims`` channels of ``x`` with ``kernel``.
-
-    ``x`` is ``(N, G * 2**dims, ...)``; group ``g`` (its phases, or its bands) maps to output
-    channels ``g * 2**dims ...``: one grouped convolution for the whole batch and all channels
-    (2x faster on CPUs than folding the channels into the batch).
+def _correlate(x: Tensor, kernel: Tensor, pad: int, dim: int = -1) -> Tensor:
+    """The periodic correlation of every group of ``S`` channels of ``x`` with ``kernel`` ``(S, S, 2 pad + 1)``
+    along dimension ``dim`` (-1, or -2 of a 4-D ``x``): group ``g``'s outputs are channels
+    ``g * S ... g * S + S - 1``. One grouped convolution for the whole batch and every channel.
     """
     groups = x.shape[1] // kernel.shape[1]
-    weight = kernel.to(device=x.device, dtype=x.dtype).repeat(groups, *(1,) * (kernel.ndim - 1))
-    conv = F.conv1d if dims == 1 else F.conv2d
-    return conv(_periodic(x, pad, dims), weight, groups=groups)
+    weight = kernel.to(device=x.device, dtype=x.dtype).repeat(groups, 1, 1)
+    if x.ndim == 3:
+        return F.conv1d(_wrap(x, pad, -1), weight, groups=groups)
+    weight = weight.unsqueeze(-1 if dim == -2 else -2)  # (k, 1) along H, (1, k) along W
+    return F.conv2d(_wrap(x, pad, dim), weight, groups=groups)
 
 
-def _to_phases_1d(x: Tensor) -> Tensor:
-    """``(N, C, T) -> (N, 2C, T/2)``, channel ``2c + r`` holding ``x[c, 2p + r]`` (1-D pixel_unshuffle)."""
-    n, c, t = x.shape
-    return x.reshape(n, c, t // 2, 2).transpose(-1, -2).reshape(n, 2 * c, t // 2)
+def _to_phases(x: Tensor, phases: int, dim: int) -> Tensor:
+    """``x`` ``(N, C, ..., n, ...)`` -> ``(N, C * phases, ..., n / phases, ...)`` along ``dim``
+    (negative): channel ``c * phases + r`` holds samples ``phases * p + r``."""
+    split = x.unflatten(dim, (x.shape[dim] // phases, phases))  # the phase axis lands at ``dim``
+    return split.movedim(dim, 2).flatten(1, 2)
 
 
-def _from_phases_1d(x: Tensor) -> Tensor:
-    """The inverse of :func:`_to_phases_1d` (1-D pixel_shuffle)."""
-    n, c2, t = x.shape
-    return x.reshape(n, c2 // 2, 2, t).transpose(-1, -2).reshape(n, c2 // 2, 2 * t)
+def _from_phases(x: Tensor, phases: int, dim: int) -> Tensor:
+    """The inverse of :func:`_to_phases`."""
+    split = x.unflatten(1, (x.shape[1] // phases, phases)).movedim(2, dim)
+    return split.flatten(dim - 1, dim)
+
+
+def _one_level_analysis(x: Tensor, wavelet: str) -> Tensor:
+    """One level of the 1-D packet analysis: ``(N, C, T) -> (N, 2C, T/2)`` (the definition)."""
+    analysis, _, pad = _polyphase(wavelet)
+    return _correlate(_to_phases(x, 2, -1), analysis, pad)
+
+
+def _one_level_synthesis(y: Tensor, wavelet: str) -> Tensor:
+    """The inverse of :func:`_one_level_analysis`."""
+    _, synthesis, pad = _polyphase(wavelet)
+    return _from_phases(_correlate(y, synthesis, pad), 2, -1)
+
+
+@cache
+def _step_kernels(wavelet: str, levels: int) -> tuple[Tensor, Tensor, int]:
+    """``levels`` levels of the 1-D packet transform as one correlation on ``S = 2**levels`` phases.
+
+    ``analysis[b, r, pad + e]``: band ``b`` at position ``k`` takes phase ``r`` at ``k + e``;
+    ``synthesis[r, b, pad + e]``: phase ``r`` at ``k`` takes band ``b`` at ``k + e``. Both are the
+    float64 impulse responses of ``levels`` applications of the one-level transform, so a step
+    computes exactly what the level-by-level definition does, in one pass over the data.
+    """
+    phases, blocks = 2**levels, 64
+    centre = blocks // 2
+    impulses = torch.zeros(phases, 1, phases * blocks, dtype=torch.float64)
+    impulses[torch.arange(phases), 0, phases * centre + torch.arange(phases)] = 1.0
+    bands = impulses
+    for _ in range(levels):
+        bands = _one_level_analysis(bands, wavelet)  # (r, b, k) = analysis[b, r, centre - k]
+    unit = torch.zeros(phases, phases, blocks, dtype=torch.float64)
+    unit[torch.arange(phases), torch.arange(phases), centre] = 1.0
+    signal = unit
+    for _ in range(levels):
+        signal = _one_level_synthesis(signal.reshape(phases, -1, signal.shape[-1]), wavelet)
+    signal = _to_phases(signal, phases, -1)  # (b, r, k) = synthesis[r, b, centre - k]
+    used = ((bands != 0).any(0).any(0) | (signal != 0).any(0).any(0)).nonzero().flatten()
+    pad = max(centre - int(used.min()), int(used.max()) - centre)
+    if pad >= centre:
+        raise ValueError(f"{wavelet} at {levels} levels has a support beyond {blocks} blocks")
+    window = torch.arange(centre + pad, centre - pad - 1, -1)  # k for e = -pad ... pad
+    return bands[:, :, window].transpose(0, 1), signal[:, :, window].transpose(0, 1), pad
+
+
+@cache
+def _natural_order(levels: int) -> Tensor:
+    """For each 2-D packet in natural order, its channel among the ``(bw, bh)`` products of the
+    two 1-D transforms (``bw * 2**levels + bh``): a level's 2-D band is ``h_bit + 2 * w_bit``."""
+    index = []
+    for packet in range(4**levels):
+        bh = bw = 0
+        for level in range(levels):
+            band = (packet >> (2 * (levels - 1 - level))) & 3
+            bh, bw = 2 * bh + (band & 1), 2 * bw + (band >> 1)
+        index.append(bw * 2**levels + bh)
+    return torch.tensor(index)
+
+
+def _grouped_index(order: Tensor, groups: int, device: torch.device) -> Tensor:
+    """``order`` applied within each of ``groups`` consecutive blocks of channels."""
+    size = len(order)
+    return (torch.arange(groups)[:, None] * size + order[None, :]).flatten().to(device)
 
 
 def _check(x: Tensor, dims: int, levels: int, wavelet: str, what: str) -> None:
@@ -167,9 +224,9 @@ def wpt1d(x: Tensor, levels: int, wavelet: str = "bior4.4") -> Tensor:
     """``(N, C, T) -> (N, C * 2**levels, T / 2**levels)``: the ``levels``-level 1-D packet analysis."""
     _check(x, 1, levels, wavelet, "wpt1d")
     _check_sizes(x, 1, levels)
-    analysis, _, pad = _kernels(wavelet, 1)
-    for _ in range(levels):
-        x = _correlate(_to_phases_1d(x), analysis, pad, 1)
+    for step in _steps(levels):
+        analysis, _, pad = _step_kernels(wavelet, step)
+        x = _correlate(_to_phases(x, 2**step, -1), analysis, pad)
     return x
 
 
@@ -180,19 +237,26 @@ def iwpt1d(y: Tensor, levels: int, wavelet: str = "bior4.4") -> Tensor:
         raise GeometryError(
             f"iwpt1d of {levels} levels needs a multiple of {2**levels} channels, not {y.shape[1]}"
         )
-    _, synthesis, pad = _kernels(wavelet, 1)
-    for _ in range(levels):
-        y = _from_phases_1d(_correlate(y, synthesis, pad, 1))
+    for step in reversed(_steps(levels)):
+        _, synthesis, pad = _step_kernels(wavelet, step)
+        y = _from_phases(_correlate(y, synthesis, pad), 2**step, -1)
     return y
 
 
 def wpt2d(x: Tensor, levels: int, wavelet: str = "bior4.4") -> Tensor:
-    """``(N, C, H, W) -> (N, C * 4**levels, H / 2**levels, W / 2**levels)``: the 2-D packet analysis."""
+    """``(N, C, H, W) -> (N, C * 4**levels, H / 2**levels, W / 2**levels)``: the 2-D packet analysis.
+
+    Separable: each step transforms the rows (W), then the columns (H), several levels at once,
+    then puts the ``(bw, bh)`` products in the natural packet order.
+    """
     _check(x, 2, levels, wavelet, "wpt2d")
     _check_sizes(x, 2, levels)
-    analysis, _, pad = _kernels(wavelet, 2)
-    for _ in range(levels):
-        x = _correlate(F.pixel_unshuffle(x, 2), analysis, pad, 2)
+    for step in _steps(levels):
+        analysis, _, pad = _step_kernels(wavelet, step)
+        phases = 2**step
+        rows = _correlate(_to_phases(x, phases, -1), analysis, pad, -1)  # channels (c, bw)
+        both = _correlate(_to_phases(rows, phases, -2), analysis, pad, -2)  # channels (c, bw, bh)
+        x = both.index_select(1, _grouped_index(_natural_order(step), x.shape[1], x.device))
     return x
 
 
@@ -203,9 +267,13 @@ def iwpt2d(y: Tensor, levels: int, wavelet: str = "bior4.4") -> Tensor:
         raise GeometryError(
             f"iwpt2d of {levels} levels needs a multiple of {4**levels} channels, not {y.shape[1]}"
         )
-    _, synthesis, pad = _kernels(wavelet, 2)
-    for _ in range(levels):
-        y = F.pixel_shuffle(_correlate(y, synthesis, pad, 2), 2)
+    for step in reversed(_steps(levels)):
+        _, synthesis, pad = _step_kernels(wavelet, step)
+        phases = 2**step
+        order = torch.argsort(_natural_order(step))
+        both = y.index_select(1, _grouped_index(order, y.shape[1] // phases**2, y.device))
+        rows = _from_phases(_correlate(both, synthesis, pad, -2), phases, -2)
+        y = _from_phases(_correlate(rows, synthesis, pad, -1), phases, -1)
     return y
 
 
