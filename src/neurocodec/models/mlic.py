@@ -506,7 +506,10 @@ class MultiReferencePrior(nn.Module):
                 self.reweights[f"channel{k}"] = reweight(ctx_out)
                 self.reweights[f"inter{k}"] = reweight(c.attention)
                 anchor_features += ctx_out + c.attention
-            self.local_context.append(CheckerboardConv2d(size, c.attention, input_bound=INPUT_BOUND))
+            local = CheckerboardConv2d(size, c.attention, input_bound=INPUT_BOUND)
+            with torch.no_grad():
+                local.bias.fill_(8.0)  # QReLUs start inside [0, 255], as every hidden integer layer here
+            self.local_context.append(local)
             # slice 0: HGCP, queries and keys from the hyper-prior; later slices: from slice k - 1
             guide = hyper_channels if k == 0 else self.slices[k - 1][1] - self.slices[k - 1][0]
             self.intra_context.append(IntegerLinearAttention(guide, size, c.attention, c.heads, c.head_dim))
