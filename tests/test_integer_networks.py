@@ -160,6 +160,22 @@ def test_int8_path_matches_int64_oracle():
     np.testing.assert_array_equal(got, np.floor_divide(acc, 2**layer.shift))
 
 
+def test_without_fast_int8_gemms_the_reference_path_runs():
+    """oneDNN disabled (as on CPUs without AVX-512 VNNI, where torch's int8 GEMM is a scalar
+    loop): forward_integer runs the float64 path, with the same result."""
+    layer = extreme_layer(IntegerConvTranspose2d, 5, 2, "mixed")
+    x = torch.randint(0, 256, (1, 16, 4, 5))
+    enabled = torch.backends.mkldnn.enabled
+    try:
+        torch.backends.mkldnn.enabled = False
+        assert not layer.int8_supported(x.device)
+        slow = layer.forward_integer(x)
+    finally:
+        torch.backends.mkldnn.enabled = enabled
+    assert torch.equal(slow, layer.forward_integer(x))
+    assert torch.equal(slow.double(), layer(x.double()))
+
+
 def test_int8_digits_reconstruct():
     x = torch.tensor([0, 1, -1, 127, -128, 128, -129, 255, 256, Z_BOUND, -Z_BOUND, 2**40 + 3, -(2**40) - 3])
     digits = int8_digits(x)
