@@ -369,3 +369,11 @@ def test_default_architecture_comes_from_the_registry():
     trainer = Trainer(TrainConfig(model="toy-audio"))
     assert trainer.config.arch == {}
     assert Trainer(TrainConfig()).config.arch == {"N": 128, "M": 192}
+
+
+def test_ema_switched_on_in_a_resumed_run_starts_from_the_weights(tmp_path):
+    data = make_audio(tmp_path / "audio")
+    Trainer(audio_config(tmp_path, data, "run", 4)).run(progress=False, until=2)
+    resumed = Trainer(audio_config(tmp_path, data, "run", 4, ema=0.5))
+    assert resumed.try_resume() and resumed.step == 2
+    assert weights_equal(resumed.model, resumed.ema.model)
