@@ -257,3 +257,37 @@ def test_bad_input() -> None:
     header, _ = container.unpack(image.encode(photo()))
     with pytest.raises(BitstreamError, match="lacks its y section"):
         image.decode(container.pack(header, {"z": b"\x00"}))
+
+
+@pytest.mark.parametrize("media", ["image", "audio"])
+def test_train_export_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, media: str) -> None:
+    """``neurocodec train walloc-*`` for two steps, ``export``, then the registry loads the weights."""
+    import soundfile as sf
+    from PIL import Image
+
+    from neurocodec.train.export import export_weights
+    from neurocodec.train.trainer import TrainConfig, Trainer
+
+    data = tmp_path / "data"
+    data.mkdir()
+    if media == "image":
+        Image.fromarray((photo(64, 96) * 255).round().byte().permute(1, 2, 0).numpy()).save(data / "a.png")
+        x, extra = photo(40, 50), {"crop": 64}
+    else:
+        sf.write(data / "a.wav", music(4096).T.numpy(), 44100)
+        x, extra = music(1000), {"samples": 1024}
+    arch = {**SMALL, **({} if media == "image" else {"levels": 4, "latent_dim": 8})}
+    config = TrainConfig(
+        model=f"walloc-{media}",
+        arch=arch,
+        data=str(data),
+        out=str(tmp_path / "run"),
+        steps=2,
+        batch_size=2,
+        **extra,
+    )
+    Trainer(config).run(progress=False)
+    card = export_weights(tmp_path / "run" / "checkpoint", 3, out_dir=tmp_path / "weights")
+    monkeypatch.setenv("NEUROCODEC_WEIGHTS_PATH", str(card.parent))
+    codec = nc.load(f"walloc-{media}", quality=3)
+    assert nc.decode(codec.encode(x)).shape == x.shape
