@@ -35,7 +35,7 @@ def test_wide_deconv_keeps_the_plain_operator():
 def test_blocked_gdn_is_gdn(inverse):
     torch.manual_seed(1)
     gdn = GDN(16, inverse=inverse)
-    gdn.block_pixels = 50  # several blocks and a partial one
+    gdn.block_pixels = gdn.block_pixels_threaded = 50  # several blocks and a partial one
     with torch.no_grad():
         gdn.gamma.value.add_(0.1 * torch.rand(16, 16))
     x = torch.randn(2, 16, 9, 13)
