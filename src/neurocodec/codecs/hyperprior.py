@@ -48,9 +48,9 @@ class HyperpriorCodec(Codec):
         _, c, h, w = x.shape
         zh, zw = self._z_size(h, w)
         step = self.model.downsampling
-        if (zh * step, zw * step) != (h, w):
-            x = F.pad(x, (0, zw * step - w, 0, zh * step - h), mode="replicate")
-        padded = x.contiguous(memory_format=torch.channels_last)  # the fast layout of the convolutions
+        # Contiguous (NCHW), not channels-last: oneDNN's channels-last convolutions are faster but
+        # round differently, and the encoder's g_a must keep writing the same files.
+        padded = F.pad(x, (0, zw * step - w, 0, zh * step - h), mode="replicate").contiguous()
         m = self.model
         y = m.g_a(padded)
         z = m.h_a(y)
@@ -69,4 +69,5 @@ class HyperpriorCodec(Codec):
         z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw)).to(self.device)
         index, means = m.prior(z_hat)
         y_hat = m.gaussian.decompress(sections["y"], index.cpu(), means)
+        # channels-last: the fast layout of the synthesis (whose last bits may differ anyway)
         return m.g_s(y_hat.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last))

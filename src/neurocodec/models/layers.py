@@ -1,12 +1,15 @@
 """Building blocks of the image transforms: convolutions that halve/double the resolution, GDN.
 
-Inference on the CPU (no autograd) takes faster routes that compute the same functions up to
-float rounding, with the same parameters: GDN as a matrix product over channels-last pixels in
-cache-sized blocks (instead of a 1x1 convolution, which PyTorch runs through its slow im2col
-path, and four full-size temporaries); a transposed convolution with few output channels as
-one ordinary convolution to ``stride^2`` times the channels followed by a pixel shuffle.
-Their outputs are channels-last in memory, which is also the fast layout for the
-convolutions that follow. Training (autograd enabled) runs the plain formulas.
+Inference on the CPU (no autograd) on channels-last tensors takes faster routes that compute
+the same functions up to float rounding, with the same parameters: GDN as a matrix product
+over channels-last pixels in cache-sized blocks (instead of a 1x1 convolution, which PyTorch
+runs through its slow im2col path, and four full-size temporaries); a transposed convolution
+with few output channels as one ordinary convolution to ``stride^2`` times the channels
+followed by a pixel shuffle. Their outputs are channels-last, the fast layout for the
+convolutions that follow. Codecs use them in synthesis transforms, whose last bits may differ
+between devices anyway; analysis transforms get contiguous tensors and the plain formulas,
+bit for bit the arithmetic that wrote existing files. Training (autograd) runs the plain
+formulas.
 """
 
 from __future__ import annotations
@@ -127,24 +130,28 @@ class GDN(nn.Module):
     block_pixels_threaded = 32768
 
     def forward(self, x: Tensor) -> Tensor:
-        if not torch.is_grad_enabled() and x.dim() == 4 and x.device.type == "cpu":
+        # Contiguous inputs (the encoder's g_a) keep the plain formula: the blocked one rounds
+        # differently in some configurations (several threads), and the encoder must keep
+        # writing the same files. Channels-last inputs (the decoder's g_s) take the fast route.
+        if not torch.is_grad_enabled() and x.dim() == 4 and x.device.type == "cpu" and not x.is_contiguous():
             return self._forward_blocked(x)
         c = x.shape[1]
         norm = F.conv2d(x * x, self.gamma().view(c, c, 1, 1), self.beta())
         return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
 
     def _forward_blocked(self, x: Tensor) -> Tensor:
-        """The same function without autograd: ``norm = beta + x^2 @ gamma^T`` per pixel, on
-        channels-last rows, block by block (every temporary stays in cache), into one output."""
+        """The same function without autograd for channels-last ``x``: ``norm = beta + x^2 @
+        gamma^T`` on blocks of pixel rows (every temporary stays in cache), into one
+        channels-last output."""
         n, c, h, w = x.shape
-        pixels = x.permute(0, 2, 3, 1).contiguous().view(-1, c)  # no copy if x is channels-last
-        out = torch.empty_like(pixels)
-        gamma_t, beta = self.gamma().t(), self.beta()
+        gamma, beta = self.gamma(), self.beta()
         block = self.block_pixels if torch.get_num_threads() == 1 else self.block_pixels_threaded
+        pixels = x.permute(0, 2, 3, 1).contiguous().view(-1, c)  # no copy: x is channels-last
+        out = torch.empty_like(pixels)
         squares = torch.empty(min(block, len(pixels)), c, dtype=x.dtype, device=x.device)
         for start in range(0, len(pixels), block):
             rows, norm = pixels[start : start + block], out[start : start + block]
             sq = torch.mul(rows, rows, out=squares[: len(rows)])
-            torch.addmm(beta, sq, gamma_t, out=norm)
+            torch.addmm(beta, sq, gamma.t(), out=norm)
             (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(rows)
         return out.view(n, h, w, c).permute(0, 3, 1, 2)
