@@ -256,3 +256,37 @@ def test_train_then_export_then_encode(tmp_path: Path, env: dict[str, str]) -> N
     assert Image.open(tmp_path / "back.png").size == (50, 40)
     missing = run("export", "nowhere", "-q", "2", env=env, cwd=tmp_path)
     assert missing.returncode == 2 and "no checkpoint" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_audio_encode_then_decode(tmp_path: Path, env: dict[str, str]) -> None:
+    """Audio inputs go to the default audio codec; a decoded audio file is written as .wav."""
+    import soundfile as sf
+
+    from neurocodec.codecs.walloc import WaLLoCAudioCodec
+    from test_walloc import write_weights
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    write_weights(weights, WaLLoCAudioCodec, 1, levels=4, latent_dim=8)
+    env = {**env, "NEUROCODEC_WEIGHTS_PATH": str(weights)}
+    (tmp_path / "in").mkdir()
+    wav = tmp_path / "in" / "clip.wav"
+    t = np.arange(3001) / 32000
+    sf.write(wav, 0.4 * np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)], 1), 32000)
+
+    result = run("encode", wav, "-o", tmp_path / "clip.ncd", "--metrics", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "kbit/s" in result.stdout and "SNR" in result.stdout
+    info = run("info", tmp_path / "clip.ncd", env=env, cwd=tmp_path)
+    assert "walloc-audio" in info.stdout and "3001 samples at 32000 Hz" in info.stdout
+
+    result = run("decode", tmp_path / "clip.ncd", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    audio, rate = sf.read(tmp_path / "clip.wav")
+    assert rate == 32000 and audio.shape == (3001, 2)
+
+    png = tmp_path / "photo.png"
+    write_png(png)
+    wrong = run("encode", png, "--codec", "walloc-audio", env=env, cwd=tmp_path)
+    assert "codes audio, not image" in one_error_line(wrong)
+    assert not (tmp_path / "photo.ncd").exists()

@@ -60,6 +60,7 @@ EPILOG = f"""\
 examples:
   {PROG} encode photo.png                    writes photo.ncd with the default codec
   {PROG} encode 'shots/*.png' -o out/ -q 3   a glob, outputs into a directory
+  {PROG} encode song.flac --metrics          audio: kbit/s and SNR; decodes to song.wav
   {PROG} decode photo.ncd -o photo.webp      the format follows the extension
   {PROG} info photo.ncd                      what the file holds
   {PROG} list                                installed codecs, qualities, R-D points
@@ -126,13 +127,19 @@ def _expand(patterns: Sequence[str], console: _Console) -> list[Path]:
 
 
 def _jobs(
-    inputs: list[Path], output: str | None, suffix: str, force: bool, console: _Console
+    inputs: list[Path],
+    output: str | None,
+    suffix: str | Callable[[Path], str],
+    force: bool,
+    console: _Console,
 ) -> list[tuple[Path, Path]]:
-    """(input, output) pairs, less those whose output cannot be written (reported now, before any work)."""
+    """(input, output) pairs, less those whose output cannot be written (reported now, before any work).
+    ``suffix`` is the default output extension, or a function of the input that gives it."""
+    suffix_of = suffix if callable(suffix) else lambda _: suffix
     if output is None:
-        outputs = [path.with_suffix(suffix) for path in inputs]
+        outputs = [path.with_suffix(suffix_of(path)) for path in inputs]
     elif Path(output).is_dir():
-        outputs = [Path(output) / path.with_suffix(suffix).name for path in inputs]
+        outputs = [Path(output) / path.with_suffix(suffix_of(path)).name for path in inputs]
     elif len(inputs) > 1:
         raise UsageError(f"-o {output}: with several inputs, -o must be an existing directory")
     else:
@@ -216,37 +223,90 @@ def _psnr(x: torch.Tensor, y: torch.Tensor, bit_depth: int) -> str:
 # Commands
 
 
-def _encode_one(codec: Codec, src: Path, dst: Path, args: argparse.Namespace) -> str:
-    from neurocodec.io.image import read_image
+def _input_media(path: Path) -> str:
+    """What an input file holds, by its extension: audio for soundfile's formats, else an image."""
+    from neurocodec.io.audio import WRITE_FORMATS
 
-    x, _ = read_image(src)
-    if x.shape[0] == 1 and 1 not in codec.channels:
-        x = x.expand(3, -1, -1)  # grey into a colour codec
-    start = time.perf_counter()
-    data = codec.encode(x)
+    return "audio" if path.suffix.lower() in WRITE_FORMATS else "image"
+
+
+def _encode_one(codec_for: Callable[[str], Codec], src: Path, dst: Path, args: argparse.Namespace) -> str:
+    media = _input_media(src)
+    codec = codec_for(media)
+    if media == "audio":
+        from neurocodec.io.audio import read_audio
+
+        x, info = read_audio(src)
+        start = time.perf_counter()
+        data = codec.encode(x, sample_rate=info.sample_rate)
+    else:
+        from neurocodec.io.image import read_image
+
+        x, _ = read_image(src)
+        if x.shape[0] == 1 and 1 not in codec.channels:
+            x = x.expand(3, -1, -1)  # grey into a colour codec
+        start = time.perf_counter()
+        data = codec.encode(x)
     seconds = time.perf_counter() - start
     write_atomic(dst, data, overwrite=args.force)
     g = peek_header(data).geometry
     line = f"{src} -> {dst}: {len(data)} B, {_rate(g, len(data))}, {seconds:.2f} s"
     if args.metrics:
-        line += f", {_psnr(x, codec.decode(data).cpu(), g.bit_depth)}"
+        x_hat = codec.decode(data).cpu()
+        if media == "audio":
+            from neurocodec.metrics import snr
+
+            line += f", SNR {snr(x, x_hat):.2f} dB"
+        else:
+            line += f", {_psnr(x, x_hat, g.bit_depth)}"
     return line
 
 
 def _encode(args: argparse.Namespace, console: _Console) -> None:
     jobs = _jobs(_expand(args.inputs, console), args.output, SUFFIX, args.force, console)
+    codecs: dict[str, Codec] = {}
+
+    def codec_for(media: str) -> Codec:
+        """The codec for inputs of ``media``: --codec (which must code it), else the default, loaded once."""
+        if media not in codecs:
+            codec = load(args.codec or default_codec(media), args.quality, args.device)
+            if codec.media != media:
+                raise UnsupportedMediaError(f"{codec.name} codes {codec.media}, not {media}")
+            if console.verbose:
+                console.say(
+                    f"{codec.name} quality {codec.quality} (weights {codec.weights_hash.hex()}) on {codec.device}"
+                )
+            codecs[media] = codec
+        return codecs[media]
+
     if jobs:
-        codec = load(args.codec or default_codec("image"), args.quality, args.device)
-        if console.verbose:
-            console.say(
-                f"{codec.name} quality {codec.quality} (weights {codec.weights_hash.hex()}) on {codec.device}"
-            )
-        _run(jobs, "encode", lambda src, dst: _encode_one(codec, src, dst, args), console)
+        # Load before any work, so that an unknown codec or quality is a usage error (exit 2) and a
+        # codec of the wrong media fails once, not file by file.
+        for media in sorted({_input_media(src) for src, _ in jobs}):
+            codec_for(media)
+        _run(jobs, "encode", lambda src, dst: _encode_one(codec_for, src, dst, args), console)
+
+
+def _decoded_suffix(src: Path) -> str:
+    """The default output extension of a file: .wav for audio, .png for images (and unreadable files,
+    which fail later with their own error)."""
+    try:
+        return ".wav" if isinstance(peek_header(src.read_bytes()).geometry, AudioGeometry) else ".png"
+    except (OSError, NeurocodecError):
+        return ".png"
 
 
 def _decode_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     data = _read_bytes(src)
     g = peek_header(data).geometry
+    if isinstance(g, AudioGeometry):
+        from neurocodec.io.audio import write_audio
+
+        start = time.perf_counter()
+        x = decode(data, args.device)
+        seconds = time.perf_counter() - start
+        write_audio(dst, x.cpu(), g.sample_rate, overwrite=args.force)
+        return f"{src} -> {dst}: {_describe(g)}, {seconds:.2f} s"
     if not isinstance(g, ImageGeometry):
         raise UnsupportedMediaError(f"{src} holds {_media(g)}; decoding {_media(g)} is not supported yet")
     if g.channels not in (1, 3):
@@ -263,7 +323,7 @@ def _decode_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
 
 
 def _decode(args: argparse.Namespace, console: _Console) -> None:
-    jobs = _jobs(_expand(args.inputs, console), args.output, ".png", args.force, console)
+    jobs = _jobs(_expand(args.inputs, console), args.output, _decoded_suffix, args.force, console)
     _run(jobs, "decode", lambda src, dst: _decode_one(src, dst, args), console)
 
 
@@ -588,24 +648,28 @@ def _parser() -> argparse.ArgumentParser:
     encode = commands.add_parser(
         "encode",
         parents=[coding],
-        help="compress images into .ncd files",
-        description="Compress images (PNG, JPEG, WebP, TIFF, PPM) into .ncd files, beside each input "
-        "unless -o says otherwise. Prints size, bpp and time per file.",
+        help="compress images or audio into .ncd files",
+        description="Compress images (PNG, JPEG, WebP, TIFF, PPM) or audio (WAV, FLAC, Ogg) into .ncd "
+        "files, beside each input unless -o says otherwise, with the default codec of each input's "
+        "media. Prints size, rate (bpp or kbit/s) and time per file.",
     )
-    encode.add_argument("inputs", nargs="+", metavar="IN", help="image files or globs")
+    encode.add_argument("inputs", nargs="+", metavar="IN", help="image or audio files, or globs")
     encode.add_argument(
         "-c", "--codec", help="codec name (see `neurocodec list`; default: the preferred installed one)"
     )
     encode.add_argument("-q", "--quality", type=int, help="codec quality (default: the codec's default)")
-    encode.add_argument("--metrics", action="store_true", help="also decode and print the PSNR")
+    encode.add_argument(
+        "--metrics", action="store_true", help="also decode and print the PSNR (images) or SNR (audio)"
+    )
     encode.set_defaults(run=_encode)
 
     decode_ = commands.add_parser(
         "decode",
         parents=[coding],
-        help="decompress .ncd files into images",
+        help="decompress .ncd files into images or audio",
         description="Decompress .ncd files; the file names its codec, so no flags are needed. "
-        "The image format follows the extension of -o (default: PNG beside each input).",
+        "The format follows the extension of -o (default beside each input: PNG for images, "
+        "WAV for audio; .flac/.ogg/.opus for audio, .jpg/.webp/.tif for images).",
     )
     decode_.add_argument("inputs", nargs="+", metavar="IN", help=".ncd files or globs")
     decode_.set_defaults(run=_decode)

@@ -26,6 +26,16 @@ def psnr(reference: torch.Tensor, test: torch.Tensor, bit_depth: int = 8) -> flo
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
+def snr(reference: torch.Tensor, test: torch.Tensor) -> float:
+    """Signal-to-noise ratio in dB of ``test`` against ``reference`` (audio); ``inf`` when equal."""
+    reference, test = reference.double().cpu(), test.double().cpu()
+    noise = float((reference - test).square().sum())
+    signal = float(reference.square().sum())
+    if noise == 0:
+        return math.inf
+    return 10 * math.log10(max(signal, 1e-300) / noise)
+
+
 def ms_ssim(reference: torch.Tensor, test: torch.Tensor, bit_depth: int = 8) -> float:
     """MS-SSIM (pytorch-msssim, data range 1, the 5 standard scales, averaged over channels) of
     ``test`` quantized to ``bit_depth`` bits against ``reference``, images ``([N,] C, H, W)``;
