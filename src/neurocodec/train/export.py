@@ -36,6 +36,19 @@ def _commit() -> str:
         return "unknown"
 
 
+def _describe_data(folder: str) -> str:
+    """A training folder as a model card names it: from ``shared/`` on when it lies there (the
+    project's data, as every checkout sees it), not a path of one machine; and its file count."""
+    path = Path(folder)
+    parts = path.parts
+    shown = Path(*parts[parts.index("shared") :]) if "shared" in parts else Path(path.name)
+    try:
+        count = f" ({len(image_files(path))} images)"
+    except FileNotFoundError:  # the folder is gone (exported elsewhere) or holds no images (audio, video)
+        count = ""
+    return f"{shown.as_posix()}{count}"
+
+
 def export_weights(
     checkpoint: str | Path,
     quality: int,
@@ -66,7 +79,7 @@ def export_weights(
     codec.quality, codec.weights_hash = quality, bytes.fromhex(sha256)[:4]
 
     card = {
-        "training_data": training_data or config["data"],
+        "training_data": training_data or _describe_data(config["data"]),
         "steps": meta["step"],
         "lambda": config["lmbda"],
         "distortion": DISTORTIONS[config.get("distortion", "mse")],
