@@ -32,6 +32,18 @@ from neurocodec.registry import CodecInfo, WeightConfig, decode, encode, list_co
 
 __version__ = "0.1.0"
 
+# Compressed learning (neurocodec.latents) needs torch: imported on first use.
+_LATENTS = ("LatentDataset", "LatentItem", "encode_latents", "save_latents")
+
+
+def __getattr__(name: str):
+    if name in _LATENTS:
+        from neurocodec import latents
+
+        return getattr(latents, name)
+    raise AttributeError(f"module 'neurocodec' has no attribute {name!r}")
+
+
 __all__ = [
     "BitstreamError",
     "ChecksumError",
@@ -39,6 +51,8 @@ __all__ = [
     "ContainerError",
     "DeviceError",
     "GeometryError",
+    "LatentDataset",
+    "LatentItem",
     "MediaReadError",
     "NeurocodecError",
     "OutputError",
@@ -53,6 +67,8 @@ __all__ = [
     "__version__",
     "decode",
     "encode",
+    "encode_latents",
     "list_codecs",
     "load",
+    "save_latents",
 ]
