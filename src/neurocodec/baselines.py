@@ -1,4 +1,5 @@
-"""Conventional image codecs through Pillow, as anchors for rate-distortion comparisons.
+"""Conventional image codecs through Pillow and audio codecs through PyAV (FFmpeg) and soundfile
+(libsndfile), as anchors for rate-distortion comparisons.
 
 Each codec is a function ``(image, setting) -> (bytes, decoded)``: ``image`` is a float tensor
 ``(C, H, W)`` in ``[0, 1]`` (grey is coded as RGB) or a PIL image, ``setting`` the codec's one
@@ -22,6 +23,28 @@ sweep of settings that spans about 0.1-2 bpp on Kodak, from low to high rate.
 :func:`neurocodec.rd.evaluate_images` (bpp from the length of the file, PSNR of the 8-bit
 decoded RGB against the original).
 
+Audio baselines (:data:`AUDIO_BASELINES`, :class:`AudioBaseline`) take a float tensor
+``(C, T)`` in ``[-1, 1]`` and its sample rate, and give the complete file and the decoded
+signal at the source rate, aligned to the source (see :func:`aligned`):
+
+=========  ==========================================================================  =========
+name       encoder                                                                     setting
+=========  ==========================================================================  =========
+``opus``   PyAV's ``libopus`` in Ogg: VBR, ``application=audio``, complexity 10, 20    ``kbps``
+           ms frames; other rates than Opus's 8/12/16/24/48 kHz are resampled to 48
+           kHz with torchaudio for the encoder, and the decoded 48 kHz back
+``mp3``    PyAV's ``libmp3lame`` (LAME), CBR, LAME's default quality, native rate       ``kbps``
+``flac``   soundfile (libFLAC), 16-bit, the lossless reference point (rate only)       ``level``
+=========  ==========================================================================  =========
+
+Opus goes through PyAV rather than soundfile because libsndfile exposes no bitrate, only a
+``compression_level`` it maps linearly onto 6-256 kbit/s per channel (and bundles an older
+libopus). Opus and MP3 optimize perception, not the waveform: their SNR and SI-SDR say how close
+the waveform is, not how good it sounds. LAME scales its output by 0.95 at CBR up to 160 kbit/s,
+which caps MP3's SNR (SI-SDR fits the gain). :func:`evaluate_baseline` measures audio with the
+rows of :func:`neurocodec.rd.evaluate_audio` (kbit/s from the length of the file over the
+duration, SNR and SI-SDR of the float output).
+
 JPEG 2000's setting is OpenJPEG's compression ratio against the uncompressed 8-bit samples,
 so a file takes about ``24 / ratio`` bpp for RGB; its sweep therefore goes from high ratios to
 low ones. AVIF is limited to one encoder thread so that its encode times compare with the
@@ -30,23 +53,31 @@ single-threaded JPEG and WebP encoders (the bitstream is the same with more thre
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, features
 
+from neurocodec.errors import UnsupportedMediaError
+from neurocodec.io.audio import read_audio
 from neurocodec.io.image import read_image
 from neurocodec.metrics import quantized
 from neurocodec.rd import rd_row
 
 __all__ = [
+    "AUDIO_BASELINES",
     "BASELINES",
+    "AudioBaseline",
     "Baseline",
+    "aligned",
+    "audio_versions",
     "avif",
     "decode_image",
     "evaluate_baseline",
@@ -127,6 +158,7 @@ class Baseline:
     sweep: tuple[float, ...]
     description: str
     feature: str  # the PIL.features name of the library it needs
+    media: ClassVar[str] = "image"
 
     @property
     def available(self) -> bool:
@@ -222,12 +254,219 @@ jpeg2000 = _function(
 )
 
 
+# --------------------------------------------------------------------------------------------
+# Audio
+
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+MAX_LAG = 8192  # samples searched either way when aligning a decoded signal
+
+
+def _resample(x: torch.Tensor, source: int, target: int) -> torch.Tensor:
+    """``x`` ``(C, T)`` resampled from ``source`` to ``target`` Hz (torchaudio's windowed sinc)."""
+    if source == target:
+        return x
+    import torchaudio.functional
+
+    return torchaudio.functional.resample(x, source, target)
+
+
+def _layout(channels: int, name: str) -> str:
+    if channels not in (1, 2):
+        raise UnsupportedMediaError(f"{name} codes mono or stereo audio, not {channels} channels")
+    return "mono" if channels == 1 else "stereo"
+
+
+def _pyav_encode(
+    x: torch.Tensor, rate: int, codec: str, container: str, kbps: float, **options: str
+) -> bytes:
+    """The complete file PyAV writes for ``x`` ``(C, T)`` at ``rate`` Hz with ``codec`` in
+    ``container`` at a target of ``kbps`` kbit/s (PyAV converts the sample format and frame size)."""
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as output:
+        stream = output.add_stream(codec, rate=rate, layout=_layout(x.shape[0], codec), options=options)
+        stream.bit_rate = int(kbps * 1000)
+        samples = np.ascontiguousarray(x.float().numpy())
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=_layout(x.shape[0], codec))
+        frame.sample_rate, frame.pts = rate, 0
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            output.mux(packet)
+    return buffer.getvalue()
+
+
+def _pyav_decode(data: bytes) -> tuple[torch.Tensor, int]:
+    """A file decoded by FFmpeg as float ``(C, T)`` and its sample rate."""
+    import av
+
+    chunks = []
+    with av.open(io.BytesIO(data)) as source:
+        stream = source.streams.audio[0]
+        planar = av.AudioResampler(format="fltp")
+        for frame in source.decode(stream):
+            chunks += [f.to_ndarray() for f in planar.resample(frame)]
+        rate = stream.codec_context.sample_rate
+    return torch.from_numpy(np.concatenate(chunks, axis=1)).float(), rate
+
+
+def _encode_opus(x: torch.Tensor, rate: int, kbps: float) -> bytes:
+    coded_rate = rate if rate in OPUS_RATES else 48000
+    options = {"vbr": "on", "application": "audio", "compression_level": "10", "frame_duration": "20"}
+    return _pyav_encode(_resample(x, rate, coded_rate), coded_rate, "libopus", "ogg", kbps, **options)
+
+
+def _encode_mp3(x: torch.Tensor, rate: int, kbps: float) -> bytes:
+    return _pyav_encode(x, rate, "libmp3lame", "mp3", kbps)
+
+
+def _encode_flac(x: torch.Tensor, rate: int, level: float) -> bytes:
+    import soundfile
+
+    buffer = io.BytesIO()
+    samples = x.float().numpy().T
+    soundfile.write(buffer, samples, rate, format="FLAC", subtype="PCM_16", compression_level=level / 8)
+    return buffer.getvalue()
+
+
+def _decode_soundfile(data: bytes) -> tuple[torch.Tensor, int]:
+    import soundfile
+
+    samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return torch.from_numpy(np.ascontiguousarray(samples.T)), rate
+
+
+def aligned(reference: torch.Tensor, decoded: torch.Tensor, max_lag: int = MAX_LAG) -> torch.Tensor:
+    """``decoded`` shifted by the whole-sample lag (within ``max_lag``) at which the mono mixdowns
+    of the two correlate best (FFT cross-correlation), cut or zero-filled to the length of
+    ``reference``. Conventional decoders can start late or early by their encoder delay: MP3
+    files too small for LAME's gapless tag keep 1105 extra samples, and resampling and the Ogg
+    pre-skip can be off by a sample or two. Missing samples stay zero and count as error."""
+    x = reference.double().mean(dim=0).numpy()
+    y = decoded.double().mean(dim=0).numpy()
+    n = len(x) + len(y)
+    correlation = np.fft.irfft(np.fft.rfft(y, n) * np.conj(np.fft.rfft(x, n)), n)
+    lags = np.arange(-min(max_lag, len(x) - 1), min(max_lag, len(y) - 1) + 1)
+    lag = int(lags[np.argmax(correlation[lags % n])])  # decoded[t + lag] ~ reference[t]
+    out = torch.zeros(decoded.shape[0], reference.shape[-1], dtype=decoded.dtype)
+    start, stop = max(lag, 0), min(decoded.shape[-1], lag + reference.shape[-1])
+    if stop > start:
+        out[:, start - lag : stop - lag] = decoded[:, start:stop]
+    return out
+
+
+def _libopus_version() -> str:
+    """The version string of the libopus PyAV's FFmpeg links: the wheel bundles it in
+    ``av.libs``, and Ogg files carry only FFmpeg's own vendor string."""
+    import ctypes
+
+    import av
+
+    for library in sorted((Path(av.__file__).parent.parent / "av.libs").glob("libopus*.so*")):
+        try:
+            get_version = ctypes.CDLL(str(library)).opus_get_version_string
+        except (OSError, AttributeError):
+            continue
+        get_version.restype = ctypes.c_char_p
+        return get_version().decode()
+    return "libopus (version unknown)"
+
+
+@functools.cache
+def audio_versions() -> dict[str, str]:
+    """PyAV's and FFmpeg's versions, the libopus and LAME that PyAV's FFmpeg links (LAME's from
+    the tag of a tiny encoded file) and soundfile's libsndfile."""
+    import av
+    import soundfile
+
+    mp3 = _encode_mp3(torch.zeros(2, 4800), 48000, 128)
+    lame = mp3.find(b"LAME")
+    return {
+        "pyav": av.__version__,
+        "ffmpeg": av.ffmpeg_version_info,
+        "libopus": _libopus_version(),
+        "lame": mp3[lame : lame + 9].decode(errors="replace") if lame >= 0 else "LAME (version unknown)",
+        "libsndfile": soundfile.__libsndfile_version__,
+    }
+
+
+@dataclass(frozen=True)
+class AudioBaseline:
+    """A conventional audio codec: its encoder ``((C, T) float tensor, rate in Hz, setting) ->
+    bytes``, its decoder ``bytes -> ((C, T), rate)``, the name of its setting, a default sweep
+    (low to high rate) and what it is (:attr:`description` adds the library versions)."""
+
+    name: str
+    encoder: Callable[[torch.Tensor, int, float], bytes]
+    decoder: Callable[[bytes], tuple[torch.Tensor, int]]
+    setting: str
+    sweep: tuple[float, ...]
+    what: str
+    media = "audio"
+    available = True  # PyAV and soundfile are dependencies and bundle their codec libraries
+
+    @property
+    def description(self) -> str:
+        v = audio_versions()
+        libraries = {
+            "opus": f"PyAV {v['pyav']}, FFmpeg {v['ffmpeg']}, {v['libopus']}, torchaudio resampling",
+            "mp3": f"PyAV {v['pyav']}, FFmpeg {v['ffmpeg']}, {v['lame']}",
+            "flac": f"soundfile, libsndfile {v['libsndfile']}",
+        }
+        return f"{self.what}. {libraries[self.name]}"
+
+    def encode(self, x: torch.Tensor, sample_rate: int, setting: float) -> bytes:
+        return self.encoder(x.detach().float().cpu(), sample_rate, setting)
+
+    def decode(self, data: bytes, sample_rate: int) -> torch.Tensor:
+        """The decoded signal, resampled to ``sample_rate`` where the decoder gives another rate."""
+        y, rate = self.decoder(data)
+        return _resample(y, rate, sample_rate)
+
+    def __call__(self, x: torch.Tensor, sample_rate: int, setting: float) -> tuple[bytes, torch.Tensor]:
+        data = self.encode(x, sample_rate, setting)
+        return data, aligned(x, self.decode(data, sample_rate))
+
+
+AUDIO_BASELINES: dict[str, AudioBaseline] = {
+    "opus": AudioBaseline(
+        "opus",
+        _encode_opus,
+        _pyav_decode,
+        "kbps",
+        (16, 24, 32, 48, 64, 96, 128, 160, 192, 256),
+        "Opus in Ogg (libopus VBR, application audio, complexity 10, 20 ms frames), target kbit/s; "
+        "44.1 kHz is resampled to 48 kHz for the encoder and the decoded 48 kHz back",
+    ),
+    "mp3": AudioBaseline(
+        "mp3",
+        _encode_mp3,
+        _pyav_decode,
+        "kbps",
+        (32, 48, 64, 80, 96, 128, 160, 192, 256, 320),
+        "MP3 (LAME CBR, default quality), kbit/s",
+    ),
+    "flac": AudioBaseline(
+        "flac",
+        _encode_flac,
+        _decode_soundfile,
+        "level",
+        (5,),
+        "FLAC 16-bit, lossless (the rate of the lossless reference), compression level 0-8",
+    ),
+}
+
+
 def evaluate_baseline(
     name: str, paths: Sequence[str | Path], settings: Sequence[float] | None = None
 ) -> list[dict]:
     """Rows of :func:`neurocodec.rd.evaluate_images` (``file``, ``bytes``, ``bpp``, ``psnr``,
     ``encode_s``, ``decode_s``) plus ``setting``, for each file and each setting (default: the
-    codec's sweep), file by file. Raises KeyError for an unknown ``name``."""
+    codec's sweep), file by file; for an audio baseline the rows of
+    :func:`neurocodec.rd.evaluate_audio` (``kbps``, ``snr``, ``si_sdr``; the decode time includes
+    resampling back to the source rate, not the alignment). Raises KeyError for an unknown
+    ``name``."""
+    if name in AUDIO_BASELINES:
+        return _evaluate_audio_baseline(AUDIO_BASELINES[name], paths, settings)
     baseline = BASELINES[name]
     settings = baseline.sweep if settings is None else tuple(settings)
     rows = []
@@ -242,4 +481,23 @@ def evaluate_baseline(
             x_hat = decode_image(data)
             t2 = time.perf_counter()
             rows.append({**rd_row(path, x, data, x_hat, t1 - t0, t2 - t1), "setting": setting})
+    return rows
+
+
+def _evaluate_audio_baseline(
+    baseline: AudioBaseline, paths: Sequence[str | Path], settings: Sequence[float] | None
+) -> list[dict]:
+    settings = baseline.sweep if settings is None else tuple(settings)
+    rows = []
+    for path in paths:
+        x, info = read_audio(path)
+        for setting in settings:
+            t0 = time.perf_counter()
+            data = baseline.encode(x, info.sample_rate, setting)
+            t1 = time.perf_counter()
+            decoded = baseline.decode(data, info.sample_rate)
+            t2 = time.perf_counter()
+            x_hat = aligned(x, decoded)
+            row = rd_row(path, x, data, x_hat, t1 - t0, t2 - t1, sample_rate=info.sample_rate)
+            rows.append({**row, "setting": setting})
     return rows

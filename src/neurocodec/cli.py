@@ -68,6 +68,7 @@ examples:
   {PROG} train hyperprior --data train/ --lmbda 0.0067 --steps 200000 --out runs/q3
   {PROG} export runs/q3 -q 3 --kodak kodak/         shipped-weight files + model card
   {PROG} eval hyperprior --data kodak/              R-D vs JPEG, WebP, AVIF, JPEG 2000; BD-rates
+  {PROG} eval walloc-audio --data audio/music/      R-D vs Opus and MP3 (SNR, SI-SDR); BD-rates
   {PROG} latents walloc-image --data photos/ --out lat/  latents for a downstream model
 
 {" and ".join(COMING)} {"comes" if len(COMING) == 1 else "come"} in a later release.
@@ -388,7 +389,39 @@ def _list(args: argparse.Namespace, console: _Console) -> None:
 # --------------------------------------------------------------------------------------------
 # Evaluation
 
-DEFAULT_BASELINES = "jpeg,webp,avif,jpeg2000"
+DEFAULT_BASELINES = {"image": "jpeg,webp,avif,jpeg2000", "audio": "opus,mp3"}
+
+# Per media: the two quality metrics of the curves (rd.curve_points names) with their JSON key
+# of the CompressAI-style "results", the axis label and the plot file; the first is the BD-rate
+# table's main one.
+_EVAL_METRICS = {
+    "image": (
+        ("psnr", "psnr-rgb", "PSNR RGB (dB)", "rd.png"),
+        ("ms-ssim", "ms-ssim-rgb", "MS-SSIM RGB (dB)", "rd-ms-ssim.png"),
+    ),
+    "audio": (
+        ("snr", "snr", "SNR (dB)", "rd.png"),
+        ("si-sdr", "si-sdr", "SI-SDR (dB)", "rd-si-sdr.png"),
+    ),
+}
+_EVAL_DESCRIPTIONS = {
+    "image": {
+        "metrics": "bpp = 8 * file bytes / pixels; PSNR of the 8-bit decoded RGB, averaged in dB over files; "
+        "MS-SSIM (pytorch-msssim, RGB, 5 scales) of the 8-bit decoded image averaged over files, and in dB "
+        "-10 log10(1 - mean MS-SSIM); encode/decode seconds per file",
+        "bd": "Bjøntegaard delta rate (%) and PSNR (dB) of test vs anchor, pchip, over the PSNR interval both "
+        "cover; bd_rate_ms_ssim: the same over MS-SSIM in dB (its bd_psnr_db and psnr_interval_db are in MS-SSIM dB)",
+    },
+    "audio": {
+        "metrics": "kbps = 8 * file bytes / duration / 1000 (headers and container included); SNR (no gain fit) "
+        "and SI-SDR (zero-mean, optimal gain, per channel averaged) in dB of the float decoded signal at the "
+        "source rate, averaged in dB over files; conventional decoders' output is aligned to the source by "
+        "cross-correlation first (whole samples, up to 8192); encode/decode seconds per file. Opus and MP3 "
+        "optimize perception, not the waveform",
+        "bd": "Bjøntegaard delta rate (%) and SNR (dB, in the bd_psnr_db key) of test vs anchor, pchip, over "
+        "the SNR interval both cover (psnr_interval_db); bd_rate_si_sdr: the same over SI-SDR",
+    },
+}
 
 
 def _number(text: str) -> int | float:
@@ -396,47 +429,69 @@ def _number(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def _eval_plan(args: argparse.Namespace) -> tuple[list[tuple[str, object]], list[str], list[str], list[str]]:
-    """What to run, as ``(name, CodecInfo or Baseline)`` pairs; the codecs named (the rows of the
-    BD-rate table); the baselines they are compared with (its columns); notes for the user."""
-    from neurocodec.baselines import BASELINES
-    from neurocodec.registry import _codec_modules
+def _eval_plan(
+    args: argparse.Namespace,
+) -> tuple[list[tuple[str, object]], list[str], list[str], list[str], str]:
+    """What to run, as ``(name, CodecInfo or baseline)`` pairs; the codecs named (the rows of the
+    BD-rate table); the baselines they are compared with (its columns); notes for the user; and
+    the media ("image" or "audio") of them all."""
+    from neurocodec.baselines import AUDIO_BASELINES, BASELINES
+    from neurocodec.registry import _codec_class, _codec_modules
 
-    anchors = list(
-        dict.fromkeys(n.strip() for n in args.baselines.split(",") if n.strip() not in ("", "none"))
-    )
-    for name in anchors:
-        if name not in BASELINES:
-            raise UsageError(f"--baselines: unknown baseline {name!r} (known: {', '.join(BASELINES)})")
+    known = {**BASELINES, **AUDIO_BASELINES}
+    anchors = None
+    if args.baselines is not None:
+        anchors = list(
+            dict.fromkeys(n.strip() for n in args.baselines.split(",") if n.strip() not in ("", "none"))
+        )
+        for name in anchors:
+            if name not in known:
+                raise UsageError(f"--baselines: unknown baseline {name!r} (known: {', '.join(known)})")
     installed = {info.name: info for info in list_codecs()}
     plan: list[tuple[str, object]] = []
     notes: list[str] = []
+    media: dict[str, str] = {}  # codec name -> its media
     for name in dict.fromkeys(args.codecs):
-        if name in BASELINES:
-            plan.append((name, BASELINES[name]))
+        if name in known:
+            plan.append((name, known[name]))
+            media[name] = known[name].media
         elif name in installed:
             plan.append((name, installed[name]))
+            media[name] = installed[name].media
         elif name in _codec_modules():
             notes.append(f"{name} has no weights installed, so it is not evaluated")
+            cls = _codec_class(name)
+            if cls is not None:
+                media[name] = cls.media
         else:
-            known = ", ".join([*installed, *BASELINES])
-            raise UnknownCodecError(f"unknown codec {name!r} (installed codecs and baselines: {known})")
+            known_names = ", ".join([*installed, *known])
+            raise UnknownCodecError(f"unknown codec {name!r} (installed codecs and baselines: {known_names})")
+    kinds = set(media.values())
+    if len(kinds) > 1 or not kinds <= set(DEFAULT_BASELINES):
+        listed = ", ".join(f"{name} ({kind})" for name, kind in media.items())
+        raise UsageError(f"eval compares codecs of one media, image or audio, not {listed}")
+    kind = kinds.pop() if kinds else "image"
+    if anchors is None:
+        anchors = DEFAULT_BASELINES[kind].split(",")
+    for name in anchors:
+        if known[name].media != kind:
+            raise UsageError(f"--baselines: {name} is an {known[name].media} codec, not {kind}")
     tests = [name for name, _ in plan]
     if notes and not any(name in installed for name in tests):
         notes.append("no learned codec has weights installed: evaluating the baselines only")
-    plan += [(name, BASELINES[name]) for name in anchors if name not in tests]
+    plan += [(name, known[name]) for name in anchors if name not in tests]
     for name, what in plan:
-        if name in BASELINES and not what.available:
+        if name in known and not what.available:
             raise UsageError(f"this Pillow was built without {name} (AVIF needs Pillow >= 11.3)")
-    return plan, tests or anchors, anchors, notes
+    return plan, tests or anchors, anchors, notes, kind
 
 
-def _machine(device: str) -> dict[str, object]:
+def _machine(device: str, media: str = "image") -> dict[str, object]:
     import platform
 
     import torch
 
-    from neurocodec.baselines import versions
+    from neurocodec.baselines import audio_versions, versions
     from neurocodec.rd import cpu_model
 
     cpu = cpu_model()
@@ -448,7 +503,7 @@ def _machine(device: str) -> dict[str, object]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "device": device,
-        **versions(),
+        **(audio_versions() if media == "audio" else versions()),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         machine["gpu"] = torch.cuda.get_device_name()
@@ -482,16 +537,27 @@ def _json(value: object, indent: str = "") -> str:
 
 
 def _eval(args: argparse.Namespace, console: _Console) -> None:
-    from neurocodec.baselines import BASELINES, evaluate_baseline
-    from neurocodec.rd import bd_table, bd_table_lines, curve_points, evaluate_images, mean_curve, plot_rd
-    from neurocodec.train.data import image_files
+    from neurocodec.baselines import AUDIO_BASELINES, BASELINES, evaluate_baseline
+    from neurocodec.rd import (
+        METRICS,
+        bd_table,
+        bd_table_lines,
+        curve_points,
+        evaluate_audio,
+        evaluate_images,
+        mean_curve,
+        plot_rd,
+    )
+    from neurocodec.train.data import audio_files, image_files
 
-    plan, tests, anchors, notes = _eval_plan(args)
+    plan, tests, anchors, notes, media = _eval_plan(args)
+    known = {**BASELINES, **AUDIO_BASELINES}
+    metrics = _EVAL_METRICS[media]
     sweeps: dict[str, tuple[int | float, ...]] = {}
     for item in args.sweep:
         name, _, values = item.partition("=")
-        if name not in BASELINES:
-            raise UsageError(f"--sweep {item}: unknown baseline {name!r} (known: {', '.join(BASELINES)})")
+        if name not in known:
+            raise UsageError(f"--sweep {item}: unknown baseline {name!r} (known: {', '.join(known)})")
         try:
             sweeps[name] = tuple(_number(v) for v in values.split(","))
         except ValueError:
@@ -503,12 +569,12 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
     try:
-        paths = image_files(args.data)[: args.limit]
+        paths = (audio_files if media == "audio" else image_files)(args.data)[: args.limit]
     except FileNotFoundError as e:
         raise UsageError(f"--data: {e}") from None
     data_name = Path(args.data).resolve().name
     out = Path(args.out or Path("eval", "results", "-".join([data_name, *(name for name, _ in plan)])))
-    for path in (out / "results.json", out / "rd.png", out / "rd-ms-ssim.png"):
+    for path in (out / "results.json", *(out / plot for *_, plot in metrics)):
         if os.path.lexists(path) and not args.force:
             raise OutputExistsError(f"{path} already exists (use -f to replace it)")
     try:
@@ -519,8 +585,8 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
     # The settings of each codec: a baseline's sweep, a learned codec's shipped qualities.
     settings: dict[str, tuple] = {}
     for name, what in plan:
-        if name in BASELINES:
-            settings[name] = sweeps.get(name, BASELINES[name].sweep)
+        if name in known:
+            settings[name] = sweeps.get(name, known[name].sweep)
             continue
         shipped = what.qualities
         chosen = shipped if wanted is None else tuple(q for q in wanted if q in shipped)
@@ -534,9 +600,11 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
     for note in notes:
         console.say(f"note: {note}")
 
+    evaluate = evaluate_audio if media == "audio" else evaluate_images
+    unit = "file" if media == "audio" else "image"
     codecs: dict[str, dict] = {}
     total = sum(len(s) for s in settings.values()) * len(paths)
-    bar = tqdm(total=total, unit="image", file=sys.stderr, disable=console.quiet, leave=False)
+    bar = tqdm(total=total, unit=unit, file=sys.stderr, disable=console.quiet, leave=False)
     with bar:
         for name, what in plan:
             if name not in settings:
@@ -544,7 +612,7 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
             rows: list[dict] = []
             weights = {}
             bar.set_description(name)
-            if name in BASELINES:
+            if name in known:
                 for path in paths:
                     rows += evaluate_baseline(name, [path], settings[name])
                     bar.update(len(settings[name]))
@@ -554,7 +622,7 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
                     codec = load(name, quality, args.device)
                     weights[quality] = codec.weights_hash.hex()
                     for path in paths:
-                        rows += [{"setting": quality, **row} for row in evaluate_images(codec, [path])]
+                        rows += [{"setting": quality, **row} for row in evaluate(codec, [path])]
                         bar.update(1)
                 entry = {
                     "kind": "learned",
@@ -564,62 +632,77 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
                 }
             curve = mean_curve(rows)
             entry["mean"] = curve
+            rate = METRICS[metrics[0][0]][0]
             entry["results"] = {  # CompressAI's layout: one entry per setting
-                "bpp": [p["bpp"] for p in curve],
-                "psnr-rgb": [p["psnr"] for p in curve],
-                "ms-ssim-rgb": [p["ms_ssim"] for p in curve],
+                rate: [p[rate] for p in curve],
+                **{key: [p[METRICS[metric][1]] for p in curve] for metric, key, *_ in metrics},
                 "encoding_time": [p["encode_s"] for p in curve],
                 "decoding_time": [p["decode_s"] for p in curve],
             }
             entry["per_file"] = rows
             codecs[name] = entry
 
-    curves = {name: curve_points(entry["mean"], "psnr") for name, entry in codecs.items()}
-    ssim_curves = {name: curve_points(entry["mean"], "ms-ssim") for name, entry in codecs.items()}
     tests = [name for name in tests if name in codecs]
     anchors = [name for name in anchors if name in codecs]
-    table = bd_table(curves, tests, anchors)
-    ssim_table = bd_table(ssim_curves, tests, anchors)
+    curves, tables = {}, {}
+    for metric, *_ in metrics:
+        curves[metric] = {name: curve_points(entry["mean"], metric) for name, entry in codecs.items()}
+        tables[metric] = bd_table(curves[metric], tests, anchors)
+    (main, *_), (second, *_) = metrics
     report = {
         "command": shlex.join([PROG, *args.argv]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "neurocodec": __version__,
-        "machine": _machine(args.device),
+        "machine": _machine(args.device, media),
         "data": {"dir": str(args.data), "count": len(paths), "files": [p.name for p in paths]},
-        "metrics": "bpp = 8 * file bytes / pixels; PSNR of the 8-bit decoded RGB, averaged in dB over files; "
-        "MS-SSIM (pytorch-msssim, RGB, 5 scales) of the 8-bit decoded image averaged over files, and in dB "
-        "-10 log10(1 - mean MS-SSIM); encode/decode seconds per file",
-        "bd": "Bjøntegaard delta rate (%) and PSNR (dB) of test vs anchor, pchip, over the PSNR interval both "
-        "cover; bd_rate_ms_ssim: the same over MS-SSIM in dB (its bd_psnr_db and psnr_interval_db are in MS-SSIM dB)",
+        **_EVAL_DESCRIPTIONS[media],
         "notes": notes,
-        "bd_rate": table,
-        "bd_rate_ms_ssim": ssim_table,
+        "bd_rate": tables[main],
+        f"bd_rate_{second.replace('-', '_')}": tables[second],
         "codecs": codecs,
     }
     write_atomic(out / "results.json", (_json(_clean(report)) + "\n").encode(), overwrite=True)
-    top = max((p[0] for points in curves.values() for p in points), default=1.0)
-    title, xlim = f"{data_name}, {len(paths)} images", (0, min(top * 1.03, 2.5))
-    plot_rd(curves, out / "rd.png", title, xlim=xlim)
-    plot_rd(ssim_curves, out / "rd-ms-ssim.png", title, xlim=xlim, ylabel="MS-SSIM RGB (dB)")
+    top = max((p[0] for points in curves[main].values() for p in points), default=1.0)
+    if media == "audio":
+        title, xlim, xlabel = (
+            f"{data_name}, {len(paths)} audio files",
+            (0, top * 1.03),
+            "rate (kbit/s, from file sizes)",
+        )
+    else:
+        title, xlim, xlabel = (
+            f"{data_name}, {len(paths)} images",
+            (0, min(top * 1.03, 2.5)),
+            "rate (bpp, from file sizes)",
+        )
+    for metric, _, label, plot in metrics:
+        plot_rd(curves[metric], out / plot, title, xlim=xlim, ylabel=label, xlabel=xlabel)
 
+    rate_key, quality_key = METRICS[main]
+    rate_unit, rate_format = ("kbit/s", ".1f") if media == "audio" else ("bpp", ".3f")
     for name, entry in codecs.items():
         curve = entry["mean"]
+        rates, qualities = [p[rate_key] for p in curve], [p[quality_key] for p in curve]
         console.say(
-            f"{name}: {len(curve)} points, {min(p['bpp'] for p in curve):.3f}-{max(p['bpp'] for p in curve):.3f} bpp, "
-            f"{min(p['psnr'] for p in curve):.2f}-{max(p['psnr'] for p in curve):.2f} dB"
+            f"{name}: {len(curve)} points, {min(rates):{rate_format}}-{max(rates):{rate_format}} {rate_unit}, "
+            f"{min(qualities):.2f}-{max(qualities):.2f} dB"
         )
-    if table:
-        console.say(
-            f"BD-rate, PSNR RGB on {len(paths)} images (negative: fewer bits than the anchor at equal PSNR):"
-        )
-        for line in bd_table_lines(table, tests, anchors):
-            console.say(line)
-        console.say(f"BD-rate, MS-SSIM RGB (dB) on {len(paths)} images:")
-        for line in bd_table_lines(ssim_table, tests, anchors):
-            console.say(line)
+    files = f"{len(paths)} {'audio files' if media == 'audio' else 'images'}"
+    if tables[main]:
+        for metric, _, label, _ in metrics:
+            if metric == main:
+                console.say(
+                    f"BD-rate, {label.removesuffix(' (dB)')} on {files} "
+                    "(negative: fewer bits than the anchor at equal quality):"
+                )
+            else:
+                console.say(f"BD-rate, {label} on {files}:")
+            for line in bd_table_lines(tables[metric], tests, anchors):
+                console.say(line)
     elif codecs:
         console.say("no BD-rate: name a codec and at least one baseline to compare it with")
-    console.say(f"wrote {out / 'results.json'}, {out / 'rd.png'} and {out / 'rd-ms-ssim.png'}")
+    plots = [str(out / plot) for *_, plot in metrics]
+    console.say(f"wrote {out / 'results.json'}, {' and '.join(plots)}")
     console.done += 1
 
 
@@ -697,24 +780,28 @@ def _parser() -> argparse.ArgumentParser:
     eval_ = commands.add_parser(
         "eval",
         parents=[verbose],
-        help="rate-distortion evaluation against JPEG, WebP, AVIF and JPEG 2000",
+        help="rate-distortion evaluation against JPEG, WebP, AVIF, JPEG 2000 (images) or Opus, MP3 (audio)",
         description="Code the images of --data with each CODEC at each of its settings (a learned codec's "
         "shipped qualities, a baseline's sweep) and with the baselines; write OUT/results.json (per-file "
         "and mean bpp from real file sizes, PSNR and MS-SSIM of the 8-bit output, times, the command, the "
         "machine), OUT/rd.png and OUT/rd-ms-ssim.png, and print the BD-rates (over PSNR and over MS-SSIM) of "
         "each codec against each baseline. A CODEC may be a "
-        "baseline: jpeg (4:2:0), jpeg-444, webp (method 6), avif (speed 4, 4:4:4), jpeg2000.",
+        "baseline: jpeg (4:2:0), jpeg-444, webp (method 6), avif (speed 4, 4:4:4), jpeg2000. Audio codecs "
+        "(walloc-audio; baselines opus, mp3, flac) are measured on the WAV/FLAC files of --data instead: "
+        "kbit/s from real file sizes, SNR and SI-SDR (OUT/rd.png is kbit/s vs SNR, OUT/rd-si-sdr.png vs SI-SDR).",
     )
     eval_.add_argument("codecs", nargs="+", metavar="CODEC", help="installed codecs and/or baselines")
-    eval_.add_argument("--data", required=True, help="folder of images (searched recursively), or one image")
+    eval_.add_argument(
+        "--data", required=True, help="folder of images or audio files (searched recursively), or one file"
+    )
     eval_.add_argument(
         "--qualities", metavar="Q,Q,...", help="qualities of the learned codecs (default: all shipped)"
     )
     eval_.add_argument(
         "--baselines",
-        default=DEFAULT_BASELINES,
         metavar="NAME,...",
-        help=f"conventional codecs to compare with (default: {DEFAULT_BASELINES}; 'none' for none)",
+        help=f"conventional codecs to compare with (default: {DEFAULT_BASELINES['image']} for images, "
+        f"{DEFAULT_BASELINES['audio']} for audio; 'none' for none)",
     )
     eval_.add_argument(
         "--sweep",

@@ -1,5 +1,5 @@
-"""Quality metrics on tensors in [0, 1]: PSNR and MS-SSIM (pytorch-msssim), of the output as a
-decoder writes it (quantized to the file's bit depth)."""
+"""Quality metrics: PSNR and MS-SSIM (pytorch-msssim) of images in [0, 1], of the output as a
+decoder writes it (quantized to the file's bit depth); SNR and SI-SDR of audio ``(C, T)``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import torch
 
-__all__ = ["MS_SSIM_MIN_SIZE", "ms_ssim", "ms_ssim_db", "psnr", "quantized"]
+__all__ = ["MS_SSIM_MIN_SIZE", "ms_ssim", "ms_ssim_db", "psnr", "quantized", "si_sdr", "snr"]
 
 # MS-SSIM's five scales with an 11-tap window need the smaller side above (11 - 1) * 2^4 pixels
 MS_SSIM_MIN_SIZE = 161
@@ -34,6 +34,30 @@ def snr(reference: torch.Tensor, test: torch.Tensor) -> float:
     if noise == 0:
         return math.inf
     return 10 * math.log10(max(signal, 1e-300) / noise)
+
+
+def si_sdr(reference: torch.Tensor, test: torch.Tensor) -> float:
+    """Scale-invariant signal-to-distortion ratio in dB (Le Roux et al. 2019) of audio ``test``
+    against ``reference``, both ``(C, T)`` (or ``(T,)``): per channel, both zero-mean, the
+    reference scaled by the least-squares gain ``<x, y> / <x, x>``, then
+    ``10 log10(|a x|^2 / |a x - y|^2)``; averaged in dB over the channels. Unlike :func:`snr` it
+    does not charge a codec for a gain change (LAME scales MP3 by 0.95 at low bitrates).
+    ``inf`` for a channel that ``test`` matches up to scale; a silent reference channel is
+    skipped (its SI-SDR is undefined), and NaN is returned when every channel is silent."""
+    x = reference.double().cpu().reshape(-1, reference.shape[-1])
+    y = test.double().cpu().reshape(x.shape)
+    x = x - x.mean(dim=-1, keepdim=True)
+    y = y - y.mean(dim=-1, keepdim=True)
+    values = []
+    for xc, yc in zip(x, y, strict=True):
+        energy = float(xc.square().sum())
+        if energy == 0:
+            continue
+        target = float(xc @ yc) / energy * xc
+        noise = float((target - yc).square().sum())
+        signal = float(target.square().sum())
+        values.append(math.inf if noise == 0 else 10 * math.log10(max(signal, 1e-300) / noise))
+    return sum(values) / len(values) if values else math.nan
 
 
 def ms_ssim(reference: torch.Tensor, test: torch.Tensor, bit_depth: int = 8) -> float:

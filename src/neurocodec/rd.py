@@ -1,16 +1,19 @@
-"""Rate-distortion evaluation: measure codecs on image files, average, compare (BD-rate), plot.
+"""Rate-distortion evaluation: measure codecs on image or audio files, average, compare (BD-rate), plot.
 
 - :func:`evaluate_images`: per file, bpp from the real file size, PSNR and MS-SSIM of the
   8-bit output;
+- :func:`evaluate_audio`: per file, kbit/s from the real file size, SNR and SI-SDR;
 - :func:`mean_point`, :func:`mean_curve`: the averaged point of each setting;
-- :func:`curve_points`: a mean curve as ``(bpp, quality)`` points, quality = PSNR or MS-SSIM dB;
+- :func:`curve_points`: a mean curve as ``(rate, quality)`` points: ``(bpp, PSNR or MS-SSIM
+  dB)`` for images, ``(kbit/s, SNR or SI-SDR dB)`` for audio;
 - :func:`bd_rate`, :func:`bd_psnr`: Bjøntegaard deltas between two R-D curves, and
   :func:`bd_table` / :func:`bd_table_lines` for every codec against every anchor;
 - :func:`plot_rd`: the curves as a PNG (matplotlib's Agg renderer).
 
 Bjøntegaard deltas
 ------------------
-A curve is a list of ``(bpp, psnr)`` points, in any order. The quality axis may as well be
+A curve is a list of ``(bpp, psnr)`` points, in any order (any positive rate and any quality
+in dB work the same way: ``(kbit/s, SNR)`` for audio). The quality axis may as well be
 MS-SSIM in dB, ``-10 log10(1 - MS-SSIM)`` (:func:`curve_points` with ``metric="ms-ssim"``):
 a BD-rate over MS-SSIM is :func:`bd_rate` of such curves, as CompressAI and the papers report it. :func:`bd_rate` is the average
 difference of log-rate over the PSNR interval where both curves have points, as a percentage
@@ -41,8 +44,9 @@ import numpy as np
 
 from neurocodec.codecs.base import Codec
 from neurocodec.io.atomic import write_atomic
+from neurocodec.io.audio import read_audio
 from neurocodec.io.image import read_image
-from neurocodec.metrics import ms_ssim, ms_ssim_db, psnr
+from neurocodec.metrics import ms_ssim, ms_ssim_db, psnr, si_sdr, snr
 
 __all__ = [
     "bd_psnr",
@@ -51,6 +55,7 @@ __all__ = [
     "bd_table_lines",
     "cpu_model",
     "curve_points",
+    "evaluate_audio",
     "evaluate_images",
     "mean_curve",
     "mean_point",
@@ -78,6 +83,22 @@ def evaluate_images(codec: Codec, paths: Sequence[str | Path]) -> list[dict]:
     return rows
 
 
+def evaluate_audio(codec: Codec, paths: Sequence[str | Path]) -> list[dict]:
+    """Per audio file: bytes and kbit/s of the complete file, SNR and SI-SDR of the decoded
+    float output, encode/decode seconds (see :func:`rd_row`). Each file is coded at its own
+    sample rate, which the codec records (WaLLoC's audio model was trained at 44.1 kHz)."""
+    rows = []
+    for path in paths:
+        x, info = read_audio(path)
+        t0 = time.perf_counter()
+        data = codec.encode(x, info.sample_rate)
+        t1 = time.perf_counter()
+        x_hat = codec.decode(data)
+        t2 = time.perf_counter()
+        rows.append(rd_row(path, x, data, x_hat, t1 - t0, t2 - t1, sample_rate=info.sample_rate))
+    return rows
+
+
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo where there is one), for benchmark records."""
     try:
@@ -91,9 +112,34 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def rd_row(path: str | Path, x, data: bytes, x_hat, encode_s: float, decode_s: float) -> dict:
+def rd_row(
+    path: str | Path,
+    x,
+    data: bytes,
+    x_hat,
+    encode_s: float,
+    decode_s: float,
+    *,
+    sample_rate: int | None = None,
+) -> dict:
     """One file's row: bytes and bpp of the coded file, PSNR and MS-SSIM (also in dB) of the
-    8-bit output, timings. MS-SSIM is NaN for images under 161 pixels on a side."""
+    8-bit output, timings. MS-SSIM is NaN for images under 161 pixels on a side.
+
+    With ``sample_rate`` (Hz), ``x`` and ``x_hat`` are audio ``(C, T)`` and the row has
+    ``kbps`` (8 * bytes over the duration ``T / sample_rate``, in kbit/s), ``snr`` and
+    ``si_sdr`` (dB) of the float output instead of bpp, PSNR and MS-SSIM.
+    """
+    if sample_rate is not None:
+        seconds = x.shape[-1] / sample_rate
+        return {
+            "file": Path(path).name,
+            "bytes": len(data),
+            "kbps": 8 * len(data) / seconds / 1000,
+            "snr": snr(x, x_hat),
+            "si_sdr": si_sdr(x, x_hat),
+            "encode_s": encode_s,
+            "decode_s": decode_s,
+        }
     h, w = x.shape[-2:]
     similarity = ms_ssim(x, x_hat)
     return {
@@ -118,14 +164,15 @@ def mean_point(rows: Sequence[dict]) -> dict:
     return point
 
 
-_MEANS = ("bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
+_MEANS = ("bytes", "bpp", "kbps", "psnr", "ms_ssim", "snr", "si_sdr", "encode_s", "decode_s")
 
 
 def mean_curve(rows_by_setting: Mapping[object, Sequence[dict]] | Iterable[dict]) -> list[dict]:
     """One averaged point per setting: ``{"setting", "files", "bytes", "bpp", "psnr", "ms_ssim",
     "ms_ssim_db", "encode_s", "decode_s"}`` (means over the files; PSNR averaged in dB, MS-SSIM
     averaged and then put in dB as CompressAI does), in the order the settings come; keys the
-    rows lack are left out.
+    rows lack are left out. Audio rows give ``kbps``, ``snr`` and ``si_sdr`` (averaged in dB)
+    instead.
 
     ``rows_by_setting`` maps each setting to its per-file rows, or is a flat list of rows that
     carry a ``"setting"`` key (as :func:`neurocodec.baselines.evaluate_baseline` gives).
@@ -149,18 +196,24 @@ def mean_curve(rows_by_setting: Mapping[object, Sequence[dict]] | Iterable[dict]
     return curve
 
 
-METRICS = {"psnr": "psnr", "ms-ssim": "ms_ssim_db"}  # the quality axis of each metric's curves
+# the (rate, quality) keys of each metric's curves: images in bpp, audio in kbit/s
+METRICS = {
+    "psnr": ("bpp", "psnr"),
+    "ms-ssim": ("bpp", "ms_ssim_db"),
+    "snr": ("kbps", "snr"),
+    "si-sdr": ("kbps", "si_sdr"),
+}
 
 
 def curve_points(curve: Sequence[Mapping], metric: str = "psnr") -> list[Point]:
-    """``(bpp, quality)`` points of a :func:`mean_curve`, quality = PSNR (``metric="psnr"``) or
-    MS-SSIM in dB (``metric="ms-ssim"``), for :func:`bd_rate` and :func:`plot_rd`. Points whose
-    quality is missing or not finite (a lossless file, an image too small for MS-SSIM) are
-    left out."""
+    """``(rate, quality)`` points of a :func:`mean_curve`, for :func:`bd_rate` and
+    :func:`plot_rd`: ``(bpp, PSNR)`` (``metric="psnr"``), ``(bpp, MS-SSIM dB)`` ("ms-ssim"),
+    ``(kbit/s, SNR)`` ("snr") or ``(kbit/s, SI-SDR)`` ("si-sdr"). Points whose quality is
+    missing or not finite (a lossless file, an image too small for MS-SSIM) are left out."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
-    key = METRICS[metric]
-    return [(p["bpp"], p[key]) for p in curve if p.get(key) is not None and math.isfinite(p[key])]
+    rate, key = METRICS[metric]
+    return [(p[rate], p[key]) for p in curve if p.get(key) is not None and math.isfinite(p[key])]
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,8 +387,9 @@ def plot_rd(
     *,
     xlim: tuple[float, float] | None = None,
     ylabel: str = "PSNR RGB (dB)",
+    xlabel: str = "rate (bpp, from file sizes)",
 ) -> Path:
-    """Write a PNG of R-D curves (``name -> [(bpp, quality), ...]``, each drawn in bpp order) to
+    """Write a PNG of R-D curves (``name -> [(rate, quality), ...]``, each drawn in rate order) to
     ``path`` atomically, replacing it; returns the path. Points of infinite PSNR (lossless) are
     left out; with ``xlim`` the PSNR axis fits the points in that rate range.
 
@@ -354,7 +408,7 @@ def plot_rd(
         bpp, quality = zip(*points, strict=True)
         axes.plot(bpp, quality, marker="o", markersize=3.5, linewidth=1.4, label=name)
         shown += [q for r, q in points if xlim is None or xlim[0] <= r <= xlim[1]]
-    axes.set_xlabel("rate (bpp, from file sizes)")
+    axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     if xlim is not None:
         axes.set_xlim(*xlim)
