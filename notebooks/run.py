@@ -20,7 +20,7 @@ import nbformat
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
-NOTEBOOKS = ("quickstart.ipynb", "rd_images.ipynb")
+NOTEBOOKS = ("quickstart.ipynb", "rd_images.ipynb", "compressed_learning.ipynb")
 
 
 def execute(name: str, out_dir: Path | None = None, timeout: int = 3600) -> nbformat.NotebookNode:
