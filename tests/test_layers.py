@@ -31,6 +31,12 @@ def test_wide_deconv_keeps_the_plain_operator():
         assert not layer._sub_pixel_applies()
 
 
+def _plain_gdn(gdn, x, inverse):
+    c = x.shape[1]
+    norm = F.conv2d(x * x, gdn.gamma().view(c, c, 1, 1), gdn.beta())
+    return x * (torch.sqrt(norm) if inverse else torch.rsqrt(norm))
+
+
 @pytest.mark.parametrize("inverse", [False, True])
 def test_blocked_gdn_is_gdn(inverse):
     torch.manual_seed(1)
@@ -38,17 +44,37 @@ def test_blocked_gdn_is_gdn(inverse):
     gdn.block_pixels = gdn.block_pixels_threaded = 64  # several blocks and a partial one
     with torch.no_grad():
         gdn.gamma.value.add_(0.1 * torch.rand(16, 16))
-    x = torch.randn(2, 16, 9, 13)
-    c = x.shape[1]
-    norm = F.conv2d(x * x, gdn.gamma().view(c, c, 1, 1), gdn.beta())
-    plain = x * (torch.sqrt(norm) if inverse else torch.rsqrt(norm))
+    x = torch.randn(2, 16, 16, 12)  # several blocks of 64 pixels and a partial one, per image
+    plain = _plain_gdn(gdn, x, inverse)
     assert torch.equal(gdn(x), plain)  # autograd on: the plain formula
     with torch.inference_mode():
-        # contiguous (the encoder's g_a): the plain formula, bit for bit, so files do not change
-        assert torch.equal(gdn(x), plain)
+        # contiguous (the encoder's g_a), on any thread count: bit for bit, so files do not change
+        threads = torch.get_num_threads()
+        try:
+            for n in (1, 2):
+                torch.set_num_threads(n)
+                assert torch.equal(gdn(x), plain if n == threads else _plain_gdn(gdn, x, inverse))
+        finally:
+            torch.set_num_threads(threads)
         fast = gdn(x.contiguous(memory_format=torch.channels_last))  # the blocked route
         assert fast.is_contiguous(memory_format=torch.channels_last)
         torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_single_threaded_gdn_keeps_the_bits_at_codec_sizes():
+    """The encoder's GDN at the sizes of g_a's layers (128 channels, 2048-pixel blocks)."""
+    torch.manual_seed(2)
+    gdn = GDN(128)
+    with torch.no_grad():
+        gdn.gamma.value.add_(0.02 * torch.rand(128, 128))
+    x = torch.randn(1, 128, 64, 96)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            assert torch.equal(gdn(x), _plain_gdn(gdn, x, False))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_state_dict_is_unchanged():

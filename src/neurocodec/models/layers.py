@@ -7,9 +7,10 @@ runs through its slow im2col path, and four full-size temporaries); a transposed
 with few output channels as one ordinary convolution to ``stride^2`` times the channels
 followed by a pixel shuffle. Their outputs are channels-last, the fast layout for the
 convolutions that follow. Codecs use them in synthesis transforms, whose last bits may differ
-between devices anyway; analysis transforms get contiguous tensors and the plain formulas,
-bit for bit the arithmetic that wrote existing files. Training (autograd) runs the plain
-formulas.
+between devices anyway. Analysis transforms get contiguous tensors and keep, bit for bit, the
+arithmetic that wrote existing files: the plain convolutions, and GDN either as its 1x1
+convolution or, single-threaded, as blocks of that convolution's GEMM (same bits, checked).
+Training (autograd) runs the plain formulas.
 """
 
 from __future__ import annotations
@@ -130,14 +131,39 @@ class GDN(nn.Module):
     block_pixels_threaded = 32768
 
     def forward(self, x: Tensor) -> Tensor:
-        # Contiguous inputs (the encoder's g_a) keep the plain formula: the blocked one rounds
-        # differently in some configurations (several threads), and the encoder must keep
-        # writing the same files. Channels-last inputs (the decoder's g_s) take the fast route.
-        if not torch.is_grad_enabled() and x.dim() == 4 and x.device.type == "cpu" and not x.is_contiguous():
-            return self._forward_blocked(x)
+        if not torch.is_grad_enabled() and x.dim() == 4 and x.device.type == "cpu":
+            if not x.is_contiguous():
+                return self._forward_blocked(x)
+            # Contiguous inputs (the encoder's g_a) must keep their exact bits, so that the
+            # encoder writes the same files: blocks of columns of the 1x1 convolution's own
+            # GEMM give them on one thread (each output is the same dot product over the
+            # channels; tests/test_layers.py checks it), not on several (neither does the 1x1
+            # convolution itself from one thread count to another).
+            if torch.get_num_threads() == 1:
+                return self._forward_blocked_columns(x)
         c = x.shape[1]
         norm = F.conv2d(x * x, self.gamma().view(c, c, 1, 1), self.beta())
         return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+
+    def _forward_blocked_columns(self, x: Tensor) -> Tensor:
+        """The same function without autograd for contiguous ``x``, single-threaded: ``norm = beta +
+        gamma @ x^2`` on blocks of columns of each image's ``(C, H*W)`` matrix, into one
+        contiguous output."""
+        n, c, h, w = x.shape
+        gamma, beta = self.gamma(), self.beta()
+        images = x.view(n, c, h * w)
+        out = torch.empty_like(images)
+        squares = torch.empty(c, min(self.block_pixels, h * w), dtype=x.dtype, device=x.device)
+        for i in range(n):
+            for start in range(0, h * w, self.block_pixels):
+                cols, norm = (
+                    images[i, :, start : start + self.block_pixels],
+                    out[i, :, start : start + self.block_pixels],
+                )
+                sq = torch.mul(cols, cols, out=squares[:, : cols.shape[1]])
+                torch.addmm(beta[:, None], gamma, sq, out=norm)
+                (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(cols)
+        return out.view(n, c, h, w)
 
     def _forward_blocked(self, x: Tensor) -> Tensor:
         """The same function without autograd for channels-last ``x``: ``norm = beta + x^2 @
