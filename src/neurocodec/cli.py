@@ -898,7 +898,7 @@ def _parser() -> argparse.ArgumentParser:
         "--crop", metavar="H,W|T", help="centred crop first (H,W for images, T samples for audio); "
         "default: every file whole"
     )  # fmt: skip
-    latents.add_argument("--batch-size", type=int, default=16)
+    latents.add_argument("--batch-size", type=int, help="files per batch (default: 1 on cpu, 16 on cuda)")
     latents.add_argument("--shard-size", type=int, default=1024, metavar="N", help="items per shard file")
     latents.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     latents.add_argument("--skip-bad", action="store_true", help="skip unreadable files, one line each")
