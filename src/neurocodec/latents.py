@@ -19,7 +19,8 @@ float32), one item per file, without a batch dimension. Items of different sizes
 ``crop=None`` (default) encodes each file at its own size, so latents differ in size and
 batches hold runs of consecutive same-size files; ``crop=(H, W)`` (images) or ``crop=T``
 (audio) takes the centred crop of that size of every file first, so every latent has the
-same shape. A file smaller than the crop is a bad file.
+same shape. A file smaller than the crop is a bad file. Grey images and mono clips are
+repeated into the codec's channels; an audio file's sample rate is recorded, not converted.
 
 Bad files (unreadable, corrupt, of a kind the codec cannot code, smaller than the crop)
 raise a :class:`~neurocodec.errors.NeurocodecError` naming the file, unless
