@@ -11,6 +11,10 @@ and each step is timed directly:
   and means (ours: the exact integer h_s outputs them; CompressAI: `build_indexes` on its
   float scales), and the z and y streams coded and decoded once.
 
+Our encoder runs g_a on contiguous tensors with its original arithmetic (files must stay
+byte-identical across versions); our decoder runs g_s channels-last with faster but
+differently rounded routes (`models/layers.py`).
+
 CompressAI is timed twice, as it ships (contiguous NCHW tensors) and converted to channels-last
 (model and input), the memory layout our codec uses internally; each ratio compares us with
 the faster of the two for that part (the JSON names which), and both rows are in the JSON.
