@@ -48,15 +48,17 @@ class HyperpriorCodec(Codec):
         _, c, h, w = x.shape
         zh, zw = self._z_size(h, w)
         step = self.model.downsampling
-        # Contiguous (NCHW), not channels-last: oneDNN's channels-last convolutions are faster but
-        # round differently, and the encoder's g_a must keep writing the same files.
-        padded = F.pad(x, (0, zw * step - w, 0, zh * step - h), mode="replicate").contiguous()
+        # channels-last: the fast layout of the convolutions (and of the blocked GDN). Its float
+        # rounding differs from NCHW's, so an encoder may pick a different symbol in rare places;
+        # that never matters to decoding, whose every CDF-selecting value is integer.
+        padded = F.pad(x, (0, zw * step - w, 0, zh * step - h), mode="replicate")
+        padded = padded.contiguous(memory_format=torch.channels_last)
         m = self.model
         y = m.g_a(padded)
         z = m.h_a(y)
         z_stream = m.entropy_bottleneck.compress(z)
         index, means = m.prior(torch.round(z))
-        y_stream = m.gaussian.compress(y, index.cpu(), means)
+        y_stream = m.gaussian.compress(y, index, means)  # coded where y is: GPU or C++ core
         return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {"z": z_stream, "y": y_stream}
 
     def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
@@ -68,6 +70,6 @@ class HyperpriorCodec(Codec):
         m = self.model
         z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw)).to(self.device)
         index, means = m.prior(z_hat)
-        y_hat = m.gaussian.decompress(sections["y"], index.cpu(), means)
+        y_hat = m.gaussian.decompress(sections["y"], index, means)  # decoded where index is
         # channels-last: the fast layout of the synthesis (whose last bits may differ anyway)
         return m.g_s(y_hat.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last))
