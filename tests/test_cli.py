@@ -28,6 +28,7 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 ERROR = "neurocodec: error: "
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("NEUROCODEC_")}
+CLEAN_ENV["NEUROCODEC_PACKAGE_WEIGHTS"] = "0"  # only the tests' own weights (see conftest.py)
 
 
 def run(*args: object, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -22,6 +22,8 @@ Developer hooks (environment variables, read on every call):
   cards after the package's ``weights/``; a card's weight file lies beside it.
 - ``NEUROCODEC_CODEC_MODULES``: extra ``name=module`` pairs, comma-separated, added to
   :data:`CODEC_MODULES` (e.g. ``test-lossless=toy_codec``).
+- ``NEUROCODEC_PACKAGE_WEIGHTS=0``: ignore the package's own ``weights/`` (tests that need a
+  registry holding only their own cards, whatever the release ships).
 """
 
 from __future__ import annotations
@@ -182,7 +184,8 @@ def _codec_modules() -> dict[str, str]:
 
 def weight_configs() -> list[WeightConfig]:
     """Every weight config: the package's cards, then ``NEUROCODEC_WEIGHTS_PATH``'s, then registered."""
-    directories = [WEIGHTS_DIR, *map(Path, _env_list("NEUROCODEC_WEIGHTS_PATH", os.pathsep))]
+    package = [] if os.environ.get("NEUROCODEC_PACKAGE_WEIGHTS", "1") == "0" else [WEIGHTS_DIR]
+    directories = [*package, *map(Path, _env_list("NEUROCODEC_WEIGHTS_PATH", os.pathsep))]
     cards = [card for d in directories if d.is_dir() for card in sorted(d.glob("*.json"))]
     return [WeightConfig.from_json(card) for card in cards] + _REGISTERED_WEIGHTS
 
