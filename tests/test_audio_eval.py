@@ -177,6 +177,7 @@ def test_eval_audio_codec_without_weights_runs_the_baselines(
 ) -> None:
     for variable in [v for v in os.environ if v.startswith("NEUROCODEC_")]:
         monkeypatch.delenv(variable)
+    monkeypatch.setenv("NEUROCODEC_PACKAGE_WEIGHTS", "0")  # no shipped weights either
     if "walloc-audio" in {info.name for info in list_codecs()}:
         pytest.skip("walloc-audio ships weights now")
     status, out, err = run(

@@ -58,8 +58,8 @@ import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -285,10 +285,11 @@ def _pyav_encode(
 
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container) as output:
-        stream = output.add_stream(codec, rate=rate, layout=_layout(x.shape[0], codec), options=options)
+        layout = _layout(x.shape[0], codec)
+        stream = output.add_stream(codec, rate=rate, layout=layout, options=options)
         stream.bit_rate = int(kbps * 1000)
         samples = np.ascontiguousarray(x.float().numpy())
-        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=_layout(x.shape[0], codec))
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=layout)
         frame.sample_rate, frame.pts = rate, 0
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             output.mux(packet)
@@ -305,8 +306,9 @@ def _pyav_decode(data: bytes) -> tuple[torch.Tensor, int]:
         planar = av.AudioResampler(format="fltp")
         for frame in source.decode(stream):
             chunks += [f.to_ndarray() for f in planar.resample(frame)]
-        rate = stream.codec_context.sample_rate
-    return torch.from_numpy(np.concatenate(chunks, axis=1)).float(), rate
+        rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels
+    samples = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
+    return torch.from_numpy(samples).float(), rate
 
 
 def _encode_opus(x: torch.Tensor, rate: int, kbps: float) -> bytes:
@@ -393,7 +395,8 @@ def audio_versions() -> dict[str, str]:
 class AudioBaseline:
     """A conventional audio codec: its encoder ``((C, T) float tensor, rate in Hz, setting) ->
     bytes``, its decoder ``bytes -> ((C, T), rate)``, the name of its setting, a default sweep
-    (low to high rate) and what it is (:attr:`description` adds the library versions)."""
+    (low to high rate), what it is, and the libraries it uses as a template over
+    :func:`audio_versions` (:attr:`description` fills it in)."""
 
     name: str
     encoder: Callable[[torch.Tensor, int, float], bytes]
@@ -401,18 +404,13 @@ class AudioBaseline:
     setting: str
     sweep: tuple[float, ...]
     what: str
+    libraries: str
     media = "audio"
     available = True  # PyAV and soundfile are dependencies and bundle their codec libraries
 
     @property
     def description(self) -> str:
-        v = audio_versions()
-        libraries = {
-            "opus": f"PyAV {v['pyav']}, FFmpeg {v['ffmpeg']}, {v['libopus']}, torchaudio resampling",
-            "mp3": f"PyAV {v['pyav']}, FFmpeg {v['ffmpeg']}, {v['lame']}",
-            "flac": f"soundfile, libsndfile {v['libsndfile']}",
-        }
-        return f"{self.what}. {libraries[self.name]}"
+        return f"{self.what}. {self.libraries.format(**audio_versions())}"
 
     def encode(self, x: torch.Tensor, sample_rate: int, setting: float) -> bytes:
         return self.encoder(x.detach().float().cpu(), sample_rate, setting)
@@ -436,6 +434,7 @@ AUDIO_BASELINES: dict[str, AudioBaseline] = {
         (16, 24, 32, 48, 64, 96, 128, 160, 192, 256),
         "Opus in Ogg (libopus VBR, application audio, complexity 10, 20 ms frames), target kbit/s; "
         "44.1 kHz is resampled to 48 kHz for the encoder and the decoded 48 kHz back",
+        "PyAV {pyav}, FFmpeg {ffmpeg}, {libopus}, torchaudio resampling",
     ),
     "mp3": AudioBaseline(
         "mp3",
@@ -444,6 +443,7 @@ AUDIO_BASELINES: dict[str, AudioBaseline] = {
         "kbps",
         (32, 48, 64, 80, 96, 128, 160, 192, 256, 320),
         "MP3 (LAME CBR, default quality), kbit/s",
+        "PyAV {pyav}, FFmpeg {ffmpeg}, {lame}",
     ),
     "flac": AudioBaseline(
         "flac",
@@ -452,6 +452,7 @@ AUDIO_BASELINES: dict[str, AudioBaseline] = {
         "level",
         (5,),
         "FLAC 16-bit, lossless (the rate of the lossless reference), compression level 0-8",
+        "soundfile, libsndfile {libsndfile}",
     ),
 }
 

@@ -413,7 +413,8 @@ _EVAL_DESCRIPTIONS = {
         "cover; bd_rate_ms_ssim: the same over MS-SSIM in dB (its bd_psnr_db and psnr_interval_db are in MS-SSIM dB)",
     },
     "audio": {
-        "metrics": "kbps = 8 * file bytes / duration / 1000 (headers and container included); SNR (no gain fit) "
+        "metrics": "kbps = 8 * file bytes / duration / 1000 (headers and container included), averaged over "
+        "files; SNR (no gain fit) "
         "and SI-SDR (zero-mean, optimal gain, per channel averaged) in dB of the float decoded signal at the "
         "source rate, averaged in dB over files; conventional decoders' output is aligned to the source by "
         "cross-correlation first (whole samples, up to 8192); encode/decode seconds per file. Opus and MP3 "
