@@ -7,6 +7,7 @@ codec machinery, not the shipped quality.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from pathlib import Path
@@ -291,3 +292,32 @@ def test_train_export_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, medi
     monkeypatch.setenv("NEUROCODEC_WEIGHTS_PATH", str(card.parent))
     codec = nc.load(f"walloc-{media}", quality=3)
     assert nc.decode(codec.encode(x)).shape == x.shape
+
+
+@pytest.mark.parametrize(
+    ("dims", "shape", "window"), [(1, (2, 8, 37), 16), (2, (2, 8, 9, 13), 4), (2, (1, 8, 5, 3), 8)]
+)
+def test_attention_is_global_within_each_window_only(dims: int, shape: tuple, window: int) -> None:
+    """Windowed attention equals plain attention run on each (edge-cropped) window by itself, so
+    decoder memory stays bounded for any input length (global attention on a 2048x2048 image or
+    ten minutes of audio needs tens of GB)."""
+    import torch.nn.functional as F
+
+    from neurocodec.models.walloc import AttentionBlock
+
+    torch.manual_seed(0)
+    block = AttentionBlock(dims, 8, window=window)
+    torch.nn.init.normal_(block.out.weight)
+    x = torch.randn(shape)
+    qkv = block.qkv(block.norm(x))
+    expected = torch.empty_like(x)
+    starts = [range(0, s, window) for s in shape[2:]]
+    for corner in itertools.product(*starts):
+        region = (..., *(slice(c, c + window) for c in corner))
+        q, k, v = (t.flatten(2).transpose(1, 2)[:, None] for t in qkv[region].chunk(3, 1))
+        out = F.scaled_dot_product_attention(q, k, v)[:, 0].transpose(1, 2)
+        expected[region] = out.reshape(expected[region].shape)
+    torch.testing.assert_close(block(x), x + block.out(expected), atol=1e-5, rtol=1e-5)
+
+    long = AttentionBlock(1, 4, window=64)(torch.randn(1, 4, 100_000))  # global: 40 GB of scores
+    assert long.shape == (1, 4, 100_000)
