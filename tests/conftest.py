@@ -3,7 +3,16 @@ asks for them (``shipped`` fixture), so what a release ships never changes what 
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
+
+# Without a GPU the Triton kernels (test_gpu_coder.py) run in Triton's interpreter. Triton reads
+# TRITON_INTERPRET when it is first imported, and any test module may import it indirectly
+# (torchaudio, the codecs), so it is set here, before every test module.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -14,13 +14,10 @@ import subprocess
 import sys
 import zlib
 
-import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
+# TRITON_INTERPRET=1 is set by conftest.py when there is no GPU, before anything imports Triton.
 import numpy as np
 import pytest
+import torch
 
 from neurocodec.entropy import coder, gpu
 from neurocodec.errors import BitstreamError, TableMismatchError

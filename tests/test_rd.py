@@ -31,6 +31,7 @@ KODAK = TESTS.parents[1] / "shared" / "data" / "kodak"
 needs_kodak = pytest.mark.skipif(not (KODAK / "kodim23.png").exists(), reason="shared Kodak data not present")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("NEUROCODEC_")}
+CLEAN_ENV["NEUROCODEC_PACKAGE_WEIGHTS"] = "0"  # only the tests' own weights (see conftest.py)
 
 # A typical R-D curve: PSNR = 30 + 10 dB per decade of rate, around 0.1-2 bpp.
 RATES = [0.1, 0.2, 0.35, 0.5, 0.8, 1.2, 2.0]
