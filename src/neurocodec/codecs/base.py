@@ -79,11 +79,15 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
     # Hooks of a codec family
 
     @classmethod
-    @abc.abstractmethod
     def from_weights(
         cls, config: WeightConfig, state: dict[str, torch.Tensor], device: torch.device
     ) -> Codec:
-        """The codec of ``config`` (its ``arch`` holds the constructor arguments) with ``state`` loaded."""
+        """The codec of ``config`` (its ``arch`` holds the constructor arguments) with ``state`` loaded
+        into its ``model`` (the nn.Module whose state_dict the weight file holds), in eval mode.
+        A family whose weights are laid out otherwise overrides this."""
+        codec = cls(**config.arch)
+        codec.model.load_state_dict(state)
+        return codec.to(device).eval()
 
     @abc.abstractmethod
     def _encode(self, x: torch.Tensor) -> tuple[Geometry, dict[str, bytes]]:

@@ -16,7 +16,7 @@ from neurocodec.codecs.base import Codec
 from neurocodec.container import Header, ImageGeometry
 from neurocodec.errors import BitstreamError
 from neurocodec.models.hyperprior import MeanScaleHyperprior
-from neurocodec.registry import WeightConfig, register_codec
+from neurocodec.registry import register_codec
 
 __all__ = ["HyperpriorCodec"]
 
@@ -30,14 +30,6 @@ class HyperpriorCodec(Codec):
     def __init__(self, N: int = 128, M: int = 192, **base):
         super().__init__(**base)
         self.model = MeanScaleHyperprior(N=N, M=M)
-
-    @classmethod
-    def from_weights(
-        cls, config: WeightConfig, state: dict[str, torch.Tensor], device: torch.device
-    ) -> Codec:
-        codec = cls(**config.arch)
-        codec.model.load_state_dict(state)
-        return codec.to(device).eval()
 
     def _z_size(self, height: int, width: int) -> tuple[int, int]:
         """The hyper-latent's size: 1/64 of the image padded to a multiple of 64 (y is 1/16)."""

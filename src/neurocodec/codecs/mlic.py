@@ -24,7 +24,7 @@ from neurocodec.codecs.base import Codec
 from neurocodec.container import Header, ImageGeometry
 from neurocodec.errors import BitstreamError
 from neurocodec.models.mlic import MLICv2
-from neurocodec.registry import WeightConfig, register_codec
+from neurocodec.registry import register_codec
 
 __all__ = ["MLICCodec"]
 
@@ -47,14 +47,6 @@ class MLICCodec(Codec):
     ):
         super().__init__(quality=quality, weights_hash=weights_hash)
         self.model = MLICv2(preset, **arch)
-
-    @classmethod
-    def from_weights(
-        cls, config: WeightConfig, state: dict[str, torch.Tensor], device: torch.device
-    ) -> Codec:
-        codec = cls(**config.arch)
-        codec.model.load_state_dict(state)
-        return codec.to(device).eval()
 
     def _z_size(self, height: int, width: int) -> tuple[int, int]:
         """The hyper-latent's size: 1/64 of the image padded to a multiple of 64 (y is 1/16)."""

@@ -23,7 +23,7 @@ from neurocodec.codecs.base import Codec
 from neurocodec.container import AudioGeometry, Geometry, Header, ImageGeometry
 from neurocodec.errors import BitstreamError
 from neurocodec.models.walloc import WaLLoC, WaLLoCAudio, WaLLoCImage
-from neurocodec.registry import WeightConfig, register_codec
+from neurocodec.registry import register_codec
 
 __all__ = ["WaLLoCAudioCodec", "WaLLoCImageCodec"]
 
@@ -36,14 +36,6 @@ class _WaLLoCCodec(Codec):
     def __init__(self, quality: int = 0, weights_hash: bytes = bytes(container.WEIGHTS_HASH_BYTES), **arch):
         super().__init__(quality, weights_hash)
         self.model = self.model_class(**arch)
-
-    @classmethod
-    def from_weights(
-        cls, config: WeightConfig, state: dict[str, torch.Tensor], device: torch.device
-    ) -> Codec:
-        codec = cls(**config.arch)
-        codec.model.load_state_dict(state)
-        return codec.to(device).eval()
 
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` padded after its end to a multiple of ``2**levels`` along each side."""
