@@ -100,43 +100,45 @@ class AttentionBlock(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def _windows(self, t: Tensor) -> Tensor:
-        """(N, C, *S) padded to whole windows -> (N * windows, window^d, C)."""
-        w, n, c = self.window, t.shape[0], t.shape[1]
+    def _windows(self, t: Tensor, w: tuple[int, ...]) -> Tensor:
+        """(N, C, *S) padded to whole windows of sizes ``w`` -> (N * windows, prod(w), C)."""
+        n, c = t.shape[:2]
         if self.dims == 1:
-            return t.reshape(n, c, -1, w).permute(0, 2, 3, 1).reshape(-1, w, c)
-        h, wd = t.shape[2] // w, t.shape[3] // w
-        t = t.reshape(n, c, h, w, wd, w).permute(0, 2, 4, 3, 5, 1)
-        return t.reshape(-1, w * w, c)
+            return t.reshape(n, c, -1, w[0]).permute(0, 2, 3, 1).reshape(-1, w[0], c)
+        rows, cols = t.shape[2] // w[0], t.shape[3] // w[1]
+        t = t.reshape(n, c, rows, w[0], cols, w[1]).permute(0, 2, 4, 3, 5, 1)
+        return t.reshape(-1, w[0] * w[1], c)
 
-    def _unwindows(self, t: Tensor, shape: torch.Size) -> Tensor:
+    def _unwindows(self, t: Tensor, shape: torch.Size, w: tuple[int, ...]) -> Tensor:
         """The inverse of :meth:`_windows` for a padded shape ``(N, C, *S)``."""
-        w, n, c = self.window, shape[0], shape[1]
+        n, c = shape[:2]
         if self.dims == 1:
-            return t.reshape(n, -1, w, c).permute(0, 3, 1, 2).reshape(shape)
-        h, wd = shape[2] // w, shape[3] // w
-        return t.reshape(n, h, wd, w, w, c).permute(0, 5, 1, 3, 2, 4).reshape(shape)
+            return t.reshape(n, -1, w[0], c).permute(0, 3, 1, 2).reshape(shape)
+        rows, cols = shape[2] // w[0], shape[3] // w[1]
+        return t.reshape(n, rows, cols, w[0], w[1], c).permute(0, 5, 1, 3, 2, 4).reshape(shape)
 
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[2:]
-        pad = [(-s) % self.window for s in size]
+        w = tuple(min(self.window, s) for s in size)  # an input smaller than a window is one window
+        pad = [(-s) % k for s, k in zip(size, w, strict=True)]
         qkv = self.qkv(self.norm(x))
         valid = torch.ones(1, 1, *size, dtype=qkv.dtype, device=x.device)
         if any(pad):
             spec = [a for p in reversed(pad) for a in (0, p)]
             qkv, valid = F.pad(qkv, spec), F.pad(valid, spec)
-        q, k, v = (self._windows(part) for part in qkv.chunk(3, dim=1))
-        keep = self._windows(valid.expand(x.shape[0], 1, *valid.shape[2:])) > 0  # (windows, L, 1)
+        q, k, v = (self._windows(part, w) for part in qkv.chunk(3, dim=1))
+        keep = self._windows(valid.expand(x.shape[0], 1, *valid.shape[2:]), w) > 0  # (windows, L, 1)
         outs = []
         for i in range(0, q.shape[0], self.WINDOWS_AT_ONCE):
             part = slice(i, i + self.WINDOWS_AT_ONCE)
-            mask = keep[part].transpose(1, 2)[:, None]  # (windows, 1, 1, L): real keys only
+            # padded keys are masked out; with no padding the mask is dropped (the fast kernels)
+            mask = keep[part].transpose(1, 2)[:, None] if any(pad) else None
             outs.append(
                 F.scaled_dot_product_attention(q[part, None], k[part, None], v[part, None], attn_mask=mask)[
                     :, 0
                 ]
             )
-        attended = self._unwindows(torch.cat(outs), qkv[:, : x.shape[1]].shape)
+        attended = self._unwindows(torch.cat(outs), qkv[:, : x.shape[1]].shape, w)
         attended = attended[(..., *(slice(0, s) for s in size))]
         return x + self.out(attended)
 
