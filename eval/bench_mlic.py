@@ -45,6 +45,7 @@ def interleaved(jobs: dict[str, object], reps: int) -> dict[str, float]:
 def our_jobs(preset: str, x: torch.Tensor) -> tuple[dict, dict]:
     """(facts, timed jobs) of our codec with ``preset``: encode, decode, and decode's two parts."""
     from neurocodec import container
+    from neurocodec.codecs.base import blocks
     from neurocodec.codecs.mlic import MLICCodec
 
     torch.manual_seed(0)
@@ -53,7 +54,7 @@ def our_jobs(preset: str, x: torch.Tensor) -> tuple[dict, dict]:
     m = codec.model
     data = codec.encode(x)
     _, sections = container.unpack(data)
-    zh, zw = codec._z_size(x.shape[-2], x.shape[-1])
+    zh, zw = blocks(x.shape[-2:], codec.model.downsampling)
 
     def prior_path():
         with torch.inference_mode():

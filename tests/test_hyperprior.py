@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from neurocodec import container
+from neurocodec.codecs.base import blocks
 from neurocodec.codecs.hyperprior import HyperpriorCodec
 from neurocodec.errors import BitstreamError, WrongCodecError
 
@@ -42,7 +43,7 @@ def _symbols(codec, data, **kw):
     """The decoded latent y_hat (what the entropy decoding yields), via the codec's own prior path."""
     header, sections = container.unpack(data)
     g = header.geometry
-    zh, zw = codec._z_size(g.height, g.width)
+    zh, zw = blocks((g.height, g.width), codec.model.downsampling)
     m = codec.model
     z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw))
     if kw.get("batch"):  # batch composition: the prior of z_hat computed inside a batch of 3

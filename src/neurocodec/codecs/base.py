@@ -39,6 +39,18 @@ _LAYOUTS = {"image": "(C, H, W)", "audio": "(C, T)", "video": "(C, T, H, W)"}
 _RANGES = {"image": (0.0, 1.0), "audio": (-1.0, 1.0), "video": (0.0, 1.0)}
 
 
+def blocks(sizes: Iterable[int], step: int) -> tuple[int, ...]:
+    """How many blocks of ``step`` cover each of ``sizes`` (a latent's size for a downsampling of ``step``)."""
+    return tuple(-(-size // step) for size in sizes)
+
+
+def pad_to_multiple(x: torch.Tensor, step: int, mode: str = "replicate") -> torch.Tensor:
+    """``x`` (N, C, *S) padded after its end to a multiple of ``step`` along each side (the codec's
+    padding; the decoder crops it away)."""
+    pads = [p for size in reversed(x.shape[2:]) for p in (0, -size % step)]
+    return torch.nn.functional.pad(x, pads, mode=mode) if any(pads) else x
+
+
 def _shape_of(geometry: Geometry) -> tuple[int, ...]:
     """The shape of the decoded tensor a file's geometry describes (no batch dimension)."""
     if isinstance(geometry, ImageGeometry):

@@ -10,9 +10,8 @@ float synthesis of the pixels may differ in its last bits between devices.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from neurocodec.codecs.base import Codec
+from neurocodec.codecs.base import Codec, blocks, pad_to_multiple
 from neurocodec.container import Header, ImageGeometry
 from neurocodec.errors import BitstreamError
 from neurocodec.models.hyperprior import MeanScaleHyperprior
@@ -31,20 +30,12 @@ class HyperpriorCodec(Codec):
         super().__init__(**base)
         self.model = MeanScaleHyperprior(N=N, M=M)
 
-    def _z_size(self, height: int, width: int) -> tuple[int, int]:
-        """The hyper-latent's size: 1/64 of the image padded to a multiple of 64 (y is 1/16)."""
-        step = self.model.downsampling
-        return -(-height // step), -(-width // step)
-
     def _encode(self, x: torch.Tensor) -> tuple[ImageGeometry, dict[str, bytes]]:
         _, c, h, w = x.shape
-        zh, zw = self._z_size(h, w)
-        step = self.model.downsampling
         # channels-last: the fast layout of the convolutions (and of the blocked GDN). Its float
         # rounding differs from NCHW's, so an encoder may pick a different symbol in rare places;
         # that never matters to decoding, whose every CDF-selecting value is integer.
-        padded = F.pad(x, (0, zw * step - w, 0, zh * step - h), mode="replicate")
-        padded = padded.contiguous(memory_format=torch.channels_last)
+        padded = pad_to_multiple(x, self.model.downsampling).contiguous(memory_format=torch.channels_last)
         m = self.model
         y = m.g_a(padded)
         z = m.h_a(y)
@@ -58,7 +49,7 @@ class HyperpriorCodec(Codec):
         if missing:
             raise BitstreamError(f"this hyperprior file lacks its {' and '.join(sorted(missing))} section")
         g = header.geometry
-        zh, zw = self._z_size(g.height, g.width)
+        zh, zw = blocks((g.height, g.width), self.model.downsampling)  # z: 1/64 of the padded image
         m = self.model
         z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw)).to(self.device)
         index, means = m.prior(z_hat)

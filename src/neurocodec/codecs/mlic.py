@@ -17,10 +17,9 @@ Inputs are padded (replicate) to a multiple of 64; the header records the true s
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from neurocodec import container
-from neurocodec.codecs.base import Codec
+from neurocodec.codecs.base import Codec, blocks, pad_to_multiple
 from neurocodec.container import Header, ImageGeometry
 from neurocodec.errors import BitstreamError
 from neurocodec.models.mlic import MLICv2
@@ -48,16 +47,9 @@ class MLICCodec(Codec):
         super().__init__(quality=quality, weights_hash=weights_hash)
         self.model = MLICv2(preset, **arch)
 
-    def _z_size(self, height: int, width: int) -> tuple[int, int]:
-        """The hyper-latent's size: 1/64 of the image padded to a multiple of 64 (y is 1/16)."""
-        step = self.model.downsampling
-        return -(-height // step), -(-width // step)
-
     def _encode(self, x: torch.Tensor) -> tuple[ImageGeometry, dict[str, bytes]]:
         _, c, h, w = x.shape
-        zh, zw = self._z_size(h, w)
-        step = self.model.downsampling
-        padded = F.pad(x, (0, zw * step - w, 0, zh * step - h), mode="replicate")
+        padded = pad_to_multiple(x, self.model.downsampling)
         m = self.model
         y = m.g_a(padded)
         z = m.h_a(y)
@@ -71,7 +63,7 @@ class MLICCodec(Codec):
         if missing:
             raise BitstreamError(f"this mlic file lacks its {' and '.join(sorted(missing))} section")
         g = header.geometry
-        zh, zw = self._z_size(g.height, g.width)
+        zh, zw = blocks((g.height, g.width), self.model.downsampling)  # z: 1/64 of the padded image
         m = self.model
         z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw)).to(self.device)
         hyper, means = m.coding_hyper(z_hat)

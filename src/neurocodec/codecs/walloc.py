@@ -16,10 +16,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from neurocodec import container
-from neurocodec.codecs.base import Codec
+from neurocodec.codecs.base import Codec, blocks, pad_to_multiple
 from neurocodec.container import AudioGeometry, Geometry, Header, ImageGeometry
 from neurocodec.errors import BitstreamError
 from neurocodec.models.walloc import WaLLoC, WaLLoCAudio, WaLLoCImage
@@ -39,14 +38,10 @@ class _WaLLoCCodec(Codec):
 
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` padded after its end to a multiple of ``2**levels`` along each side."""
-        step = self.model.step
-        sizes = x.shape[2:]
-        pads = [p for size in reversed(sizes) for p in (0, -size % step)]
-        return F.pad(x, pads, mode="replicate" if self.media == "image" else "constant")
+        return pad_to_multiple(x, self.model.step, "replicate" if self.media == "image" else "constant")
 
     def _latent_shape(self, sizes: tuple[int, ...]) -> tuple[int, ...]:
-        step = self.model.step
-        return (1, self.model.latent_dim, *(-(-s // step) for s in sizes))
+        return (1, self.model.latent_dim, *blocks(sizes, self.model.step))
 
     def latent(self, x: torch.Tensor) -> torch.Tensor:
         """The integer latent of a batch ``x`` (sides any size): what the file codes, as float32.
