@@ -411,3 +411,27 @@ def test_lanes_for_short_and_long_streams():
     from neurocodec.entropy.coder import lanes_for
 
     assert [lanes_for(n) for n in (0, 1, 16384, 16385, 300_000, 10**7)] == [1, 1, 1, 2, 19, 32]
+    # the byte cap: at most one lane per 4 KiB of stream, never fewer than one
+    assert [lanes_for(300_000, b) for b in (0, 5000, 8192, 40_000, 10**6)] == [1, 1, 2, 9, 19]
+
+
+def test_fit_lanes_recodes_short_streams_with_fewer_lanes():
+    from neurocodec.entropy.coder import fit_lanes, lanes_for, stream_info
+
+    rng = np.random.default_rng(5)
+    tables = TableSet([np.array([0, 40000, 65535, 65536])], [0])  # a skewed binary source (+ escape)
+    for n in (40_000, 200_000):
+        values = (rng.random(n) > 0.61).astype(np.int32)
+        indexes = np.zeros(n, np.int32)
+        calls = []
+
+        def encode_at(lanes, values=values, indexes=indexes):
+            calls.append(lanes)
+            return encode(values, indexes, tables, lanes=lanes)
+
+        data = fit_lanes(encode_at, n)
+        lanes = stream_info(data)["lanes"]
+        assert calls[0] == lanes_for(n) and lanes == lanes_for(n, len(encode_at(calls[0])))
+        assert lanes < lanes_for(n)  # these streams are short for their symbol counts
+        assert len(data) < len(encode(values, indexes, tables, lanes=lanes_for(n)))
+        assert np.array_equal(decode(data, indexes, tables), values)

@@ -200,14 +200,14 @@ class TableEntropyModel(EntropyModel):
 
     def _encode(self, values: Tensor, indexes: Tensor | np.ndarray) -> bytes:
         """The stream of ``values``: on the GPU when they are CUDA tensors, else the C++ core (same bytes)."""
-        lanes = coder.lanes_for(values.numel())
         if values.is_cuda:
             from neurocodec.entropy import gpu
 
             indexes = torch.as_tensor(indexes, device=values.device)
-            return gpu.encode(values.detach(), indexes, self.gpu_tables(values.device), lanes=lanes)
-        values = values.detach().cpu().contiguous()
-        return coder.encode(values, _cpu(indexes), self.tables, lanes=lanes)
+            tables = self.gpu_tables(values.device)
+            return coder.fit_lanes(lambda k: gpu.encode(values.detach(), indexes, tables, lanes=k), values.numel())
+        values, indexes = values.detach().cpu().contiguous(), _cpu(indexes)
+        return coder.fit_lanes(lambda k: coder.encode(values, indexes, self.tables, lanes=k), values.numel())
 
     def _decode(self, data: bytes, indexes: Tensor | np.ndarray) -> Tensor:
         """int32 values on the device of ``indexes``: decoded there when it is a GPU."""

@@ -40,6 +40,7 @@ docs/bitstream.md §7.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from neurocodec.entropy import coder
-from neurocodec.entropy.coder import lanes_for
+from neurocodec.entropy.coder import fit_lanes
 from neurocodec.entropy.models.gaussian import ScaleConditional
 from neurocodec.errors import BitstreamError
 
@@ -287,18 +288,23 @@ class ContextSchedule:
         self._check_shape(y, "y")
         b, m, h, w = y.shape
         impl, tables = _coder_for(conditional, y.device)
-        encoders = [impl.StreamEncoder(tables, lanes=lanes_for(m * h * w)) for _ in range(b)]
         y_hat = torch.zeros(y.shape, dtype=torch.float64, device=y.device)
+        pushes = []  # (symbols, indexes) per step, pushed once the lane count is known
         for step in self.steps:
             index, mean = self._parameters(params, step, y_hat, hyper)
             indexes = self._coding_indexes(step, index, tables.num_tables, y.device)
             means = step.select(mean.detach()).to(torch.float64)
             symbols = conditional.quantize(step.gather(y.detach()).to(means.device), "symbols", means)
-            symbols_coder = symbols.to(y.device)
-            for i, encoder in enumerate(encoders):
-                encoder.push(symbols_coder[i], indexes[i])
+            pushes.append((symbols.to(y.device), indexes))
             step.scatter_(y_hat, conditional.dequantize(symbols, means).to(y_hat.device))
-        return [encoder.finish() for encoder in encoders]
+
+        def stream(i: int, lanes: int) -> bytes:
+            encoder = impl.StreamEncoder(tables, lanes=lanes)
+            for symbols, indexes in pushes:
+                encoder.push(symbols[i], indexes[i])
+            return encoder.finish()
+
+        return [fit_lanes(functools.partial(stream, i), m * h * w) for i in range(b)]
 
     @torch.no_grad()
     def decode_steps(
