@@ -94,6 +94,32 @@ def test_export_then_load_through_the_registry(tmp_path, monkeypatch):
     assert [c.name for c in nc.list_codecs()] == ["hyperprior"]
 
 
+def test_audio_export_measures_music_and_loads(tmp_path, monkeypatch):
+    """An audio codec's card records clip samples (not a crop) and kbit/s, SNR, SI-SDR on music."""
+    import neurocodec as nc
+    from neurocodec.io.audio import write_audio
+    from neurocodec.train.export import export_weights
+
+    (tmp_path / "music").mkdir()
+    t = torch.arange(12000) / 44100
+    write_audio(tmp_path / "music" / "a.wav", 0.3 * torch.stack([torch.sin(2 * torch.pi * 440 * t)] * 2), 44100)
+    arch = {"levels": 4, "latent_dim": 8, "decoder_width": 8}
+    cfg = TrainConfig(
+        model="walloc-audio", arch=arch, data=str(tmp_path / "music"), out=str(tmp_path / "run"), steps=2,
+        batch_size=2, samples=1024, log_every=1, seed=3,
+    )  # fmt: skip
+    Trainer(cfg).run(progress=False)
+    card = export_weights(tmp_path / "run" / "checkpoint", 1, out_dir=tmp_path / "w", music=tmp_path / "music")
+    model_card = json.loads(card.read_text())["model_card"]
+    assert model_card["samples"] == 1024 and "crop" not in model_card
+    assert set(model_card["rd_music"]) == {"kbps", "snr", "si_sdr"} and model_card["rd_music"]["kbps"] > 0
+    assert model_card["rd_music_files"] == "music (1 clips)"
+
+    monkeypatch.setenv("NEUROCODEC_WEIGHTS_PATH", str(tmp_path / "w"))
+    x = 0.1 * torch.randn(2, 3000)
+    assert nc.decode(nc.load("walloc-audio", quality=1).encode(x, 44100)).shape == (2, 3000)
+
+
 def test_time_limit_stops_with_a_checkpoint(tmp_path):
     data = make_images(tmp_path / "data", count=1)
     trainer = Trainer(config(tmp_path, data, "timed", 50))

@@ -877,7 +877,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("run_dir", metavar="RUN", help="a run folder of `neurocodec train`")
     export.add_argument("-q", "--quality", type=int, required=True)
-    export.add_argument("--kodak", help="folder of Kodak images to measure the R-D point on")
+    export.add_argument("--kodak", help="folder of Kodak images to measure the R-D point on (image codecs)")
+    export.add_argument("--music", help="folder of music to measure the R-D point on (audio codecs)")
     export.add_argument("--out-dir", help="where to write (default: the package's weights/ folder)")
     export.add_argument("--notes", default="", help="free text for the model card")
     export.set_defaults(run=_export, quiet=False)
@@ -945,7 +946,9 @@ def _export(args: argparse.Namespace, console: _Console) -> None:
     if not has_checkpoint(checkpoint):
         raise UsageError(f"{args.run_dir} holds no checkpoint of `neurocodec train`")
     kw = {"out_dir": args.out_dir} if args.out_dir else {}
-    card = export_weights(checkpoint, args.quality, kodak=args.kodak, notes=args.notes, **kw)
+    card = export_weights(
+        checkpoint, args.quality, kodak=args.kodak, music=args.music, notes=args.notes, **kw
+    )
     console.say(f"wrote {card} and {card.with_suffix('.safetensors').name}")
 
 

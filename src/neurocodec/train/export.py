@@ -17,10 +17,10 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from neurocodec.errors import ConfigError
-from neurocodec.rd import evaluate_images, mean_point
+from neurocodec.rd import evaluate_audio, evaluate_images, mean_curve, mean_point
 from neurocodec.registry import WEIGHTS_DIR, WeightConfig, _codec_class
 from neurocodec.train.checkpoint import load_checkpoint
-from neurocodec.train.data import image_files
+from neurocodec.train.data import audio_files, image_files
 from neurocodec.train.models import trainable
 
 __all__ = ["export_weights"]
@@ -55,10 +55,14 @@ def export_weights(
     *,
     out_dir: str | Path = WEIGHTS_DIR,
     kodak: str | Path | None = None,
+    music: str | Path | None = None,
     training_data: str = "",
     notes: str = "",
 ) -> Path:
-    """Writes ``<codec>-q<quality>.safetensors`` and ``.json`` into ``out_dir``; returns the card's path."""
+    """Writes ``<codec>-q<quality>.safetensors`` and ``.json`` into ``out_dir``; returns the card's path.
+
+    ``kodak`` (image codecs) and ``music`` (audio codecs): folders to measure the card's R-D on.
+    """
     tensors, meta = load_checkpoint(checkpoint)
     config = meta["config"]
     name = trainable(config["model"]).codec
@@ -84,7 +88,7 @@ def export_weights(
         "lambda": config["lmbda"],
         "distortion": DISTORTIONS[config.get("distortion", "mse")],
         "batch_size": config["batch_size"],
-        "crop": config["crop"],
+        **({"samples": config["samples"]} if codec.media == "audio" else {"crop": config["crop"]}),
         "lr": config["lr"],
         "device": config["device"],
         "commit": _commit(),
@@ -99,6 +103,11 @@ def export_weights(
         point = mean_point(rows)
         card["rd_kodak"] = [{"bpp": round(point["bpp"], 4), "psnr": round(point["psnr"], 3)}]
         card["rd_kodak_files"] = len(rows)
+    if music is not None and codec.media == "audio":
+        rows = evaluate_audio(codec, audio_files(music))
+        (point,) = mean_curve({quality: rows})
+        card["rd_music"] = {key: round(point[key], 3) for key in ("kbps", "snr", "si_sdr")}
+        card["rd_music_files"] = f"{_describe_data(str(music))} ({len(rows)} clips)"
     entry = {
         "codec": name,
         "quality": quality,
