@@ -20,6 +20,16 @@ def _hide_shipped_weights(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEUROCODEC_PACKAGE_WEIGHTS", "0")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests, restored afterwards (the machine is shared; modules
+    that time or compare thread counts take it with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def shipped(monkeypatch: pytest.MonkeyPatch) -> None:
     """The package's shipped weights, visible (as users see them)."""

@@ -40,14 +40,9 @@ def make_schedule(name: str, anchor_parity: int = ANCHOR_PARITY) -> ContextSched
 SCHEDULES = ("hyperprior", "channel_slices", "checkerboard", "sliced_checkerboard")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only add synchronization (on a busy 2-core machine, 100x);
-    the determinism test sets its own thread counts."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: intra-op threads only add synchronization (on a busy 2-core machine, 100x);
+# the determinism test sets its own thread counts.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ from neurocodec.container import (
     unpack,
 )
 from neurocodec.errors import (
+    ConfigError,
     MediaReadError,
     NeurocodecError,
     OutputError,
@@ -240,7 +241,7 @@ def _encode_one(codec_for: Callable[[str], Codec], src: Path, dst: Path, args: a
 
         x, info = read_audio(src)
         start = time.perf_counter()
-        data = codec.encode(x, sample_rate=info.sample_rate)
+        data = codec.encode(x, sample_rate=info.sample_rate, effort=args.effort)
     else:
         from neurocodec.io.image import read_image
 
@@ -248,7 +249,7 @@ def _encode_one(codec_for: Callable[[str], Codec], src: Path, dst: Path, args: a
         if x.shape[0] == 1 and 1 not in codec.channels:
             x = x.expand(3, -1, -1)  # grey into a colour codec
         start = time.perf_counter()
-        data = codec.encode(x)
+        data = codec.encode(x, effort=args.effort)
     seconds = time.perf_counter() - start
     write_atomic(dst, data, overwrite=args.force)
     g = peek_header(data).geometry
@@ -274,6 +275,10 @@ def _encode(args: argparse.Namespace, console: _Console) -> None:
             codec = load(args.codec or default_codec(media), args.quality, args.device)
             if codec.media != media:
                 raise UnsupportedMediaError(f"{codec.name} codes {codec.media}, not {media}")
+            try:
+                codec.check_effort(args.effort)
+            except ConfigError as e:
+                raise UsageError(f"--effort: {e}") from None
             if console.verbose:
                 console.say(
                     f"{codec.name} quality {codec.quality} (weights {codec.weights_hash.hex()}) on {codec.device}"
@@ -743,6 +748,15 @@ def _parser() -> argparse.ArgumentParser:
         "-c", "--codec", help="codec name (see `neurocodec list`; default: the preferred installed one)"
     )
     encode.add_argument("-q", "--quality", type=int, help="codec quality (default: the codec's default)")
+    encode.add_argument(
+        "--effort",
+        type=int,
+        default=0,
+        metavar="N",
+        help="adapt the latents to each image by N iterations of stochastic Gumbel annealing: a better "
+        "rate-distortion trade-off, same decoder and decoding time, ~N synthesis passes slower "
+        "(default 0: off; hyperprior and mlic; see docs/codecs.md)",
+    )
     encode.add_argument(
         "--metrics", action="store_true", help="also decode and print the PSNR (images) or SNR (audio)"
     )

@@ -62,4 +62,4 @@ class DeviceError(NeurocodecError):
 
 
 class ConfigError(NeurocodecError, ValueError):
-    """A training or evaluation setting that cannot work (unknown model, crop too small, ...)."""
+    """A training, encoding or evaluation setting that cannot work (unknown model, crop too small, ...)."""

@@ -119,6 +119,14 @@ class WeightConfig:
         return bytes.fromhex(self.sha256[:8])
 
     @property
+    def mse_lambda(self) -> float | None:
+        """The card's lambda if the weights were trained for ``lambda * 255^2 * MSE + bpp`` (a card
+        without a ``distortion`` is MSE), else None."""
+        lmbda = self.model_card.get("lambda")
+        mse = str(self.model_card.get("distortion", "MSE")).startswith("MSE")
+        return float(lmbda) if lmbda is not None and mse else None
+
+    @property
     def rd_points(self) -> list[dict[str, float]]:
         return list(self.model_card.get("rd_kodak", []))
 
@@ -305,7 +313,7 @@ def _build(config: WeightConfig, device: str | torch.device) -> Codec:
     if cls is None:
         raise UnknownCodecError(f"unknown codec {config.codec!r} ({_installed()})")
     codec = cls.from_weights(config, _read_weights(config), dev)
-    codec.quality, codec.weights_hash = config.quality, config.weights_hash
+    codec.quality, codec.weights_hash, codec.lmbda = config.quality, config.weights_hash, config.mse_lambda
     return codec.eval()
 
 
@@ -330,10 +338,15 @@ def _cached(config: WeightConfig, device: str | torch.device) -> Codec:
 
 
 def encode(
-    x: torch.Tensor, codec: str | None = None, quality: int | None = None, device: str | torch.device = "cpu"
+    x: torch.Tensor,
+    codec: str | None = None,
+    quality: int | None = None,
+    device: str | torch.device = "cpu",
+    effort: int = 0,
 ) -> bytes:
-    """The bytes of a file coding image ``x`` with ``codec`` (default: :func:`default_codec`)."""
-    return _cached(_config(codec or default_codec("image"), quality), device).encode(x)
+    """The bytes of a file coding image ``x`` with ``codec`` (default: :func:`default_codec`);
+    ``effort``: see :meth:`~neurocodec.codecs.base.Codec.encode`."""
+    return _cached(_config(codec or default_codec("image"), quality), device).encode(x, effort=effort)
 
 
 def decode(data: bytes | bytearray | memoryview, device: str | torch.device = "cpu") -> torch.Tensor:

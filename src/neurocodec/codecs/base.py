@@ -8,7 +8,8 @@ A codec family implements three hooks:
 
 - ``_encode(x) -> (geometry, sections)``: ``x`` is float32 with a batch dimension of one, on
   the codec's device, already checked; pad it as the networks need (the geometry records
-  the true size);
+  the true size). A family with ``adaptive = True`` also takes ``_encode(x, effort=N)``, N > 0:
+  N iterations of encoder-side adaptation of its latents (:mod:`neurocodec.codecs.adapt`);
 - ``_decode(header, sections) -> tensor``: the reconstruction, padded or not (it is cropped
   to the header's geometry here) and with or without the batch dimension of one;
 - ``from_weights(config, state, device)``: the codec built from a weight config and its
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from neurocodec import container
 from neurocodec.container import AudioGeometry, Geometry, Header, ImageGeometry
-from neurocodec.errors import UnsupportedMediaError, WrongCodecError
+from neurocodec.errors import ConfigError, UnsupportedMediaError, WrongCodecError
 
 if TYPE_CHECKING:
     from neurocodec.registry import WeightConfig
@@ -66,8 +67,12 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
     Class attributes: ``name`` (the registry name, written into every file), ``media``
     ("image", "audio" or "video"), ``channels`` (the channel counts it codes),
     ``default_quality`` (the quality :func:`neurocodec.load` picks when none is given; None:
-    the middle of the shipped ones) and, for audio, ``sample_rate`` (the rate in Hz a file
-    records when :meth:`encode` is not told one: the rate the codec was trained at).
+    the middle of the shipped ones), for audio ``sample_rate`` (the rate in Hz a file
+    records when :meth:`encode` is not told one: the rate the codec was trained at), and
+    ``adaptive`` (whether :meth:`encode` takes an ``effort``).
+
+    ``lmbda`` is the rate-distortion trade-off its weights were trained for (``lambda * 255^2 *
+    MSE + bpp``, from the model card; None when unknown), which ``effort`` optimizes.
     """
 
     name: ClassVar[str]
@@ -75,11 +80,13 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
     channels: ClassVar[tuple[int, ...]] = (3,)
     default_quality: ClassVar[int | None] = None
     sample_rate: ClassVar[int | None] = None
+    adaptive: ClassVar[bool] = False
 
     def __init__(self, quality: int = 0, weights_hash: bytes = bytes(container.WEIGHTS_HASH_BYTES)) -> None:
         super().__init__()
         self.quality = quality
         self.weights_hash = weights_hash
+        self.lmbda: float | None = None
         # Moves with .to(), so ``device`` is right for codecs with and without parameters.
         self.register_buffer("_device_anchor", torch.empty(0), persistent=False)
 
@@ -112,7 +119,7 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
     # ----------------------------------------------------------------------------------------
     # The API
 
-    def encode(self, x: torch.Tensor, sample_rate: int | None = None) -> bytes:
+    def encode(self, x: torch.Tensor, sample_rate: int | None = None, effort: int = 0) -> bytes:
         """The bytes of a complete neurocodec file coding ``x``.
 
         ``x`` is one input without a batch dimension or with one of size 1: an image
@@ -120,10 +127,17 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
         in ``[-1, 1]``, of a floating dtype, on any device. Any size within the container's
         limits: the codec pads internally and the decoder crops. ``sample_rate`` (audio only)
         is the rate in Hz the file records; by default the codec's ``sample_rate``.
+
+        ``effort`` (``adaptive`` codecs with a known ``lmbda``): that many iterations of
+        encoder-side adaptation of the latents to ``x`` (:mod:`neurocodec.codecs.adapt`), for a
+        better rate-distortion trade-off at the same decoding cost; each iteration costs about a
+        synthesis forward and backward pass. 0 (the default) codes the encoder's latents as they are.
         """
         x = self._checked(x, sample_rate)
+        self.check_effort(effort)
         with torch.inference_mode():
-            geometry, sections = self._encode(x.to(self.device, torch.float32).unsqueeze(0))
+            x = x.to(self.device, torch.float32).unsqueeze(0)
+            geometry, sections = self._encode(x, effort=effort) if effort else self._encode(x)
         if sample_rate is not None:
             geometry = dataclasses.replace(geometry, sample_rate=sample_rate)
         header = Header(self.name, self.quality, self.weights_hash, geometry)
@@ -150,14 +164,16 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
             )
         return y.clamp(*_RANGES[self.media])
 
-    def encode_batch(self, xs: Iterable[torch.Tensor], progress: bool = False) -> list[bytes]:
+    def encode_batch(
+        self, xs: Iterable[torch.Tensor], progress: bool = False, effort: int = 0
+    ) -> list[bytes]:
         """:meth:`encode` of each input (a sequence of tensors, or one tensor with a batch dimension).
 
         The inputs may differ in size. ``progress`` shows a tqdm bar on stderr.
         """
         total = len(xs) if hasattr(xs, "__len__") else None
         bar = tqdm(xs, total=total, disable=not progress, file=sys.stderr, unit=self.media, desc=self.name)
-        return [self.encode(x) for x in bar]
+        return [self.encode(x, effort=effort) for x in bar]
 
     # ----------------------------------------------------------------------------------------
 
@@ -192,6 +208,18 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
         if x.numel() == 0 or not bool(torch.isfinite(x).all()) or x.min() < low or x.max() > high:
             raise UnsupportedMediaError(f"{self.name} encodes finite samples in [{low:g}, {high:g}]")
         return x
+
+    def check_effort(self, effort: int) -> None:
+        """Raise :class:`~neurocodec.errors.ConfigError` unless :meth:`encode` can take ``effort``."""
+        if isinstance(effort, bool) or not isinstance(effort, int) or effort < 0:
+            raise ConfigError(f"effort must be a whole number of iterations >= 0, not {effort!r}")
+        if effort and not self.adaptive:
+            raise ConfigError(f"{self.name} has no encoder-side adaptation: use effort 0")
+        if effort and self.lmbda is None:
+            raise ConfigError(
+                f"{self.name} quality {self.quality} does not know the lambda of its weights (trained "
+                "for MSE), which effort optimizes: set codec.lmbda"
+            )
 
     def _check_header(self, header: Header) -> None:
         needs = f"codec {header.codec!r} quality {header.quality} (weights {header.weights_hash.hex()})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from neurocodec.codecs.adapt import refine
 from neurocodec.codecs.base import Codec, blocks, pad_to_multiple
 from neurocodec.container import Header, ImageGeometry
 from neurocodec.errors import BitstreamError
@@ -25,12 +26,13 @@ class HyperpriorCodec(Codec):
     name = "hyperprior"
     media = "image"
     channels = (3,)
+    adaptive = True
 
     def __init__(self, N: int = 128, M: int = 192, **base):
         super().__init__(**base)
         self.model = MeanScaleHyperprior(N=N, M=M)
 
-    def _encode(self, x: torch.Tensor) -> tuple[ImageGeometry, dict[str, bytes]]:
+    def _encode(self, x: torch.Tensor, effort: int = 0) -> tuple[ImageGeometry, dict[str, bytes]]:
         _, c, h, w = x.shape
         # channels-last: the fast layout of the convolutions (and of the blocked GDN). Its float
         # rounding differs from NCHW's, so an encoder may pick a different symbol in rare places;
@@ -39,6 +41,8 @@ class HyperpriorCodec(Codec):
         m = self.model
         y = m.g_a(padded)
         z = m.h_a(y)
+        if effort:  # SGA: latents adapted to x, then coded as the encoder's are
+            y, z = refine(m, x, y, z, self.lmbda, effort)
         z_stream = m.entropy_bottleneck.compress(z)
         index, means = m.prior(torch.round(z))
         y_stream = m.gaussian.compress(y, index, means)  # coded where y is: GPU or C++ core

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from neurocodec import container
+from neurocodec.codecs.adapt import refine
 from neurocodec.codecs.base import Codec, blocks, pad_to_multiple
 from neurocodec.container import Header, ImageGeometry
 from neurocodec.errors import BitstreamError
@@ -35,6 +36,7 @@ class MLICCodec(Codec):
     name = "mlic"
     media = "image"
     channels = (3,)
+    adaptive = True
 
     def __init__(
         self,
@@ -47,12 +49,14 @@ class MLICCodec(Codec):
         super().__init__(quality=quality, weights_hash=weights_hash)
         self.model = MLICv2(preset, **arch)
 
-    def _encode(self, x: torch.Tensor) -> tuple[ImageGeometry, dict[str, bytes]]:
+    def _encode(self, x: torch.Tensor, effort: int = 0) -> tuple[ImageGeometry, dict[str, bytes]]:
         _, c, h, w = x.shape
         padded = pad_to_multiple(x, self.model.downsampling)
         m = self.model
         y = m.g_a(padded)
         z = m.h_a(y)
+        if effort:  # SGA (MLICv2+): latents adapted to x, then coded as the encoder's are
+            y, z = refine(m, x, y, z, self.lmbda, effort)
         z_stream = m.entropy_bottleneck.compress(z)
         hyper, _ = m.coding_hyper(torch.round(z))
         (y_stream,) = m.schedule.compress(y, m.prior, hyper, m.gaussian)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from neurocodec.entropy.models import FactorizedPrior, GaussianConditional
+from neurocodec.entropy.models.base import Mode
 from neurocodec.models.integer import IntegerConv2d, IntegerConvTranspose2d, round_ste
 from neurocodec.models.layers import GDN, conv, deconv
 
@@ -109,12 +110,21 @@ class MeanScaleHyperprior(nn.Module):
     def forward(self, x: Tensor) -> dict:
         """Training pass: reconstruction and the likelihoods of ``y`` and ``z``."""
         y = self.g_a(x)
-        z = self.h_a(y)
-        _, z_likelihoods = self.entropy_bottleneck(z)
+        return self.latent_forward(y, self.h_a(y))
+
+    def latent_forward(self, y: Tensor, z: Tensor, mode: Mode | None = None) -> dict:
+        """:meth:`forward` from the latents ``y`` and ``z`` on: ``{"x_hat", "likelihoods"}``.
+
+        ``mode`` quantizes for the rates: "noise" (default in training) or "ste" (in eval), the
+        synthesis seeing ``round(y - means) + means`` (straight-through) either way; or a relaxed
+        rounding (:mod:`neurocodec.codecs.adapt`) of ``y - means`` and ``z``, whose values the
+        synthesis sees too. ``h_s`` always sees ``round(z)`` (straight-through), as when coding.
+        """
+        _, z_likelihoods = self.entropy_bottleneck(z, mode)
         index, means = self.h_s(round_ste(z))
-        scales = self.scales_of(index)
-        _, y_likelihoods = self.gaussian(y, scales, means, mode="noise" if self.training else "ste")
-        y_hat = self.gaussian.quantize(y, "ste", means)
+        y_hat, y_likelihoods = self.gaussian(y, self.scales_of(index), means, mode)
+        if not callable(mode):
+            y_hat = self.gaussian.quantize(y, "ste", means)
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 

@@ -48,8 +48,9 @@ means and the decoded slices up to ``k``) refines the latent for the synthesis o
 latent is decoded: it is float and never feeds a context (MLIC++ feeds it to later slices' contexts;
 with an integer prior path it would have to be integer, and the contexts already see the slices).
 
-Not built (yet): encoder-side stochastic Gumbel annealing (MLICv2+), and "selective compression
-with guided optimization" (skipping elements near their mean).
+Encoder-side stochastic Gumbel annealing (MLICv2+) is :mod:`neurocodec.codecs.adapt`, through
+:meth:`MLICv2.latent_forward`. Not built (yet): "selective compression with guided optimization"
+(skipping elements near their mean).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ import torch
 from torch import Tensor, nn
 
 from neurocodec.entropy.models import FactorizedPrior, GaussianConditional
+from neurocodec.entropy.models.base import Mode
 from neurocodec.entropy.models.schedules import ANCHOR, ContextSchedule, Step, checkerboard_mask
 from neurocodec.models.context import (
     LATENT_BOUND,
@@ -641,16 +643,23 @@ class MLICv2(nn.Module):
     def forward(self, x: Tensor) -> dict:
         """Training pass: reconstruction and the likelihoods of ``y`` and ``z``."""
         y = self.g_a(x)
-        z = self.h_a(y)
+        return self.latent_forward(y, self.h_a(y))
+
+    def latent_forward(self, y: Tensor, z: Tensor, mode: Mode | None = None) -> dict:
+        """:meth:`forward` from the latents ``y`` and ``z`` on: ``{"x_hat", "likelihoods"}``.
+
+        ``mode`` quantizes for the rates: "noise" (default in training) or "ste" (in eval), the
+        contexts and the synthesis seeing straight-through roundings; or a relaxed rounding
+        (:mod:`neurocodec.codecs.adapt`), whose values they see too. ``h_s`` always sees
+        ``round(z)`` (straight-through), as when coding.
+        """
         # the integer prior path in float32 even under bf16 autocast: its straight-through
         # integers must match the exact coding-time ones (bf16 holds 8 significant bits)
         with torch.autocast(y.device.type, enabled=False):
             y, z = y.float(), z.float()
-            _, z_likelihoods = self.entropy_bottleneck(z)
+            _, z_likelihoods = self.entropy_bottleneck(z, mode)
             hyper, means = self.hyper(round_ste(z))
-            coded = self.schedule.likelihoods(
-                y, self.prior, hyper, self.gaussian, mode="noise" if self.training else "ste"
-            )
+            coded = self.schedule.likelihoods(y, self.prior, hyper, self.gaussian, mode)
         x_hat = self.g_s(self.lrp(coded.y_hat, means))
         return {"x_hat": x_hat, "likelihoods": {"y": coded.likelihoods, "z": z_likelihoods}}
 

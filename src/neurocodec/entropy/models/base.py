@@ -9,7 +9,7 @@ read from the buffers (uploaded to the coder on first use, never recomputed impl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,8 @@ from neurocodec.entropy import coder, tables
 __all__ = ["EntropyModel", "TableEntropyModel", "lower_bound", "scale_table_bits", "scale_table_from_bits"]
 
 QUANTIZE_MODES = ("noise", "ste", "symbols")
+# A quantization mode: one of QUANTIZE_MODES, or a relaxed rounding of the offsets from the grid
+Mode = str | Callable[[Tensor], Tensor]
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
@@ -85,14 +87,18 @@ class EntropyModel(nn.Module):
 
     # -- quantization ---------------------------------------------------------------------
 
-    def quantize(self, y: Tensor, mode: str = "noise", means: Tensor | None = None) -> Tensor:
+    def quantize(self, y: Tensor, mode: Mode = "noise", means: Tensor | None = None) -> Tensor:
         """Quantize ``y`` on the grid ``means + Z`` (``Z`` when ``means`` is None).
 
         - ``"noise"``: ``y + u``, ``u ~ U(-1/2, 1/2)`` (the training proxy; ``means`` change nothing);
         - ``"ste"``: ``round(y - means) + means`` in the forward pass, identity gradient;
         - ``"symbols"``: the int32 symbols ``round(y - means)`` (``torch.round``: half to even);
-          ``ValueError`` if one is not finite or does not fit in int32.
+          ``ValueError`` if one is not finite or does not fit in int32;
+        - a callable ``rounding``: a relaxed rounding of the same offsets, ``rounding(y - means) +
+          means`` (e.g. stochastic Gumbel annealing, :mod:`neurocodec.codecs.adapt`).
         """
+        if callable(mode):
+            return mode(y) if means is None else mode(y - means) + means
         if mode == "noise":
             return y + torch.empty_like(y).uniform_(-0.5, 0.5)
         if mode == "ste":
@@ -112,7 +118,7 @@ class EntropyModel(nn.Module):
             return symbols.to(torch.float32)
         return symbols.to(device=means.device, dtype=means.dtype) + means
 
-    def _default_mode(self, mode: str | None) -> str:
+    def _default_mode(self, mode: Mode | None) -> Mode:
         return mode if mode is not None else ("noise" if self.training else "ste")
 
     def _bound(self, likelihood: Tensor) -> Tensor:

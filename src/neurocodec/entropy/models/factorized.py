@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neurocodec.entropy import tables
-from neurocodec.entropy.models.base import TableEntropyModel
+from neurocodec.entropy.models.base import Mode, TableEntropyModel
 
 __all__ = ["FactorizedPrior"]
 
@@ -106,8 +106,9 @@ class FactorizedPrior(TableEntropyModel):
         shape = (y_hat.shape[1], y_hat.shape[0], *y_hat.shape[2:])
         return lik.reshape(shape).transpose(0, 1)
 
-    def forward(self, y: Tensor, mode: str | None = None) -> tuple[Tensor, Tensor]:
-        """``(y_hat, likelihoods)``: ``mode`` "noise" (default in training) or "ste" (in eval)."""
+    def forward(self, y: Tensor, mode: Mode | None = None) -> tuple[Tensor, Tensor]:
+        """``(y_hat, likelihoods)``: ``mode`` "noise" (default in training), "ste" (in eval) or a
+        relaxed rounding (:meth:`~neurocodec.entropy.models.base.EntropyModel.quantize`)."""
         mode = self._default_mode(mode)
         if mode == "symbols":
             raise ValueError('forward needs a differentiable mode: "noise" or "ste"')

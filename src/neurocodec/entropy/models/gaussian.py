@@ -29,6 +29,7 @@ from torch import Tensor
 
 from neurocodec.entropy import tables
 from neurocodec.entropy.models.base import (
+    Mode,
     TableEntropyModel,
     lower_bound,
     scale_table_bits,
@@ -135,9 +136,10 @@ class ScaleConditional(TableEntropyModel):
         return self._bound(self._interval_mass(values, lower_bound(scales, self.scale_bound)))
 
     def forward(
-        self, y: Tensor, scales: Tensor, means: Tensor | None = None, mode: str | None = None
+        self, y: Tensor, scales: Tensor, means: Tensor | None = None, mode: Mode | None = None
     ) -> tuple[Tensor, Tensor]:
-        """``(y_hat, likelihoods)``: ``mode`` "noise" (default in training) or "ste" (in eval)."""
+        """``(y_hat, likelihoods)``: ``mode`` "noise" (default in training), "ste" (in eval) or a
+        relaxed rounding (:meth:`~neurocodec.entropy.models.base.EntropyModel.quantize`)."""
         mode = self._default_mode(mode)
         if mode == "symbols":
             raise ValueError('forward needs a differentiable mode: "noise" or "ste"')

@@ -52,6 +52,7 @@ from torch import Tensor
 
 from neurocodec.entropy import coder
 from neurocodec.entropy.coder import fit_lanes
+from neurocodec.entropy.models.base import Mode
 from neurocodec.entropy.models.gaussian import ScaleConditional
 from neurocodec.errors import BitstreamError
 
@@ -369,14 +370,15 @@ class ContextSchedule:
         params: ParameterFunction,
         hyper: Any,
         conditional: ScaleConditional,
-        mode: str | None = None,
+        mode: Mode | None = None,
     ) -> ScheduleOutput:
         """The training pass: per-element likelihoods of ``y`` under the same parameters as coding.
 
         One call of ``params`` per step over the whole tensor; step k sees the straight-through
         quantized values ``round(y - mean) + mean`` of steps < k and zeros elsewhere (the ``y_hat``
         of :meth:`compress`). ``mode`` is the conditional's: "noise" (default in training) or
-        "ste" (default in eval). In float64 the indexes and means are exactly those of coding.
+        "ste" (default in eval); or a relaxed rounding, whose values replace the straight-through
+        ones in ``y_hat``. In float64 the indexes and means are exactly those of coding.
         """
         self._check_shape(y, "y")
         _, m, h, w = y.shape
@@ -394,8 +396,9 @@ class ContextSchedule:
             index, mean = self._parameters(params, step, y_hat, hyper)
             index, mean = index.to(y.dtype), mean.to(y.dtype)
             y_step = y[:, step.start : step.stop]
-            _, lik = conditional(y_step, table_scales(index, scale_table), mean, mode=mode)
-            q = conditional.quantize(y_step, "ste", mean)
+            q, lik = conditional(y_step, table_scales(index, scale_table), mean, mode=mode)
+            if not callable(mode):
+                q = conditional.quantize(y_step, "ste", mean)
             where = step.mask(m, h, w, y.device)
             y_hat = place(step, q, y_hat, where)
             likelihoods = place(step, lik, likelihoods, where)

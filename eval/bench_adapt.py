@@ -1,0 +1,142 @@
+"""Encoder-side adaptation (``--effort``, stochastic Gumbel annealing) on Kodak: R-D and time.
+
+With the shipped ``hyperprior`` weights, every quality codes each image twice, at effort 0 (the
+plain encoder) and at effort N (N SGA iterations, :mod:`neurocodec.codecs.adapt`); both files
+are decoded by the same, unchanged decoder. Per file and per quality: bpp from the real file
+size, PSNR and MS-SSIM of the 8-bit output (:func:`neurocodec.rd.rd_row`), encode and decode
+seconds, and whether the adapted file is the plain one (the refined latents were rejected as not
+better). Summary: the mean R-D point of each effort per quality, the BD-rate and BD-PSNR of
+effort N against effort 0 over the four qualities (:func:`neurocodec.rd.bd_rate`, pchip, over
+the PSNR interval both cover), the encode-time ratio and the seconds per iteration.
+
+The JSON is rewritten after each quality, so a cut-off run keeps what it measured.
+
+    python eval/bench_adapt.py [--effort 40] [--limit 24] [--qualities 1,2,3,4] [--threads 1]
+                               [--data ../shared/data/kodak] [--out eval/bench_adapt.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+KODAK = ROOT.parent / "shared" / "data" / "kodak"
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def summary(rows: dict, effort: int) -> dict:
+    """Mean points per quality and effort, BD-rate/BD-PSNR of effort N vs 0, time ratios."""
+    from neurocodec.rd import bd_psnr, bd_rate, curve_points, mean_curve, overlap
+
+    curves = {e: mean_curve({q: r[e] for q, r in rows.items()}) for e in ("0", str(effort))}
+    out = {"curves": curves}
+    anchor, test = (curve_points(curves[e]) for e in ("0", str(effort)))
+    if len(anchor) >= 2:
+        out["bd_rate_percent"] = bd_rate(anchor, test)
+        out["bd_psnr_db"] = bd_psnr(anchor, test)
+        out["psnr_interval_db"] = overlap(anchor, test)
+    files = [(a, b) for r in rows.values() for a, b in zip(r["0"], r[str(effort)], strict=True)]
+    enc0, encn = sum(a["encode_s"] for a, _ in files), sum(b["encode_s"] for _, b in files)
+    dec0, decn = sum(a["decode_s"] for a, _ in files), sum(b["decode_s"] for _, b in files)
+    out["encode_time_ratio"] = encn / enc0
+    out["decode_time_ratio"] = decn / dec0
+    out["seconds_per_iteration"] = (encn - enc0) / (effort * len(files))
+    out["files_kept_plain"] = sum(b["same_as_effort_0"] for _, b in files)
+    out["files"] = len(files)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--effort", type=int, default=40, help="SGA iterations of the adapted encodes")
+    parser.add_argument("--limit", type=int, default=24, help="the first LIMIT Kodak images (sorted)")
+    parser.add_argument("--qualities", default="1,2,3,4")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", default=str(KODAK))
+    parser.add_argument("--out", default=str(ROOT / "eval" / "bench_adapt.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    import neurocodec as nc
+    from neurocodec.io.image import read_image
+    from neurocodec.rd import cpu_model, rd_row
+
+    paths = sorted(Path(args.data).glob("*.png"))[: args.limit]
+    images = [(p, read_image(p)[0]) for p in paths]
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    result = {
+        "benchmark": "eval/bench_adapt.py",
+        "command": "python " + " ".join(sys.argv),
+        "commit": commit,
+        "codec": "hyperprior (shipped CPU-preview weights)",
+        "effort": args.effort,
+        "data": f"{Path(args.data).name}: {len(paths)} images ({paths[0].name} .. {paths[-1].name})",
+        "threads": args.threads,
+        "machine": {"cpu": cpu_model(), "platform": platform.platform(), "cores": os.cpu_count()},
+        "load_average": {"before": os.getloadavg()},
+        "versions": {"torch": torch.__version__},
+        "metrics": "bpp = 8 * file bytes / pixels; PSNR and MS-SSIM of the decoded 8-bit image; means over "
+        "files (PSNR averaged in dB); encode/decode seconds of Codec.encode/decode (wall clock)",
+    }
+    rows: dict[str, dict[str, list[dict]]] = {}
+    for q in [int(q) for q in args.qualities.split(",")]:
+        codec = nc.load("hyperprior", quality=q)
+        result.setdefault("lambda", {})[str(q)] = codec.lmbda
+        rows[str(q)] = {"0": [], str(args.effort): []}
+        for path, x in images:
+            plain = None
+            for effort in (0, args.effort):
+                data, enc = timed(codec.encode, x, effort=effort)
+                x_hat, dec = timed(codec.decode, data)
+                row = rd_row(path, x, data, x_hat, enc, dec)
+                if effort:
+                    row["same_as_effort_0"] = data == plain
+                plain = data
+                row["rd_loss"] = codec.lmbda * 255**2 * 10 ** (-row["psnr"] / 10) + row["bpp"]
+                rows[str(q)][str(effort)].append(row)
+            a, b = (rows[str(q)][e][-1] for e in ("0", str(args.effort)))
+            print(
+                f"q{q} {path.name}: {a['bpp']:.4f} -> {b['bpp']:.4f} bpp, {a['psnr']:.2f} -> {b['psnr']:.2f} dB, "
+                f"loss {100 * (b['rd_loss'] / a['rd_loss'] - 1):+.2f} %, encode {a['encode_s']:.2f} -> "
+                f"{b['encode_s']:.1f} s",
+                flush=True,
+            )
+        result["load_average"]["after"] = os.getloadavg()
+        result["summary"] = summary(rows, args.effort)
+        result["rows"] = rows
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    s = result["summary"]
+    for e, curve in s["curves"].items():
+        points = ", ".join(f"q{p['setting']} {p['bpp']:.4f} bpp {p['psnr']:.2f} dB" for p in curve)
+        print(f"effort {e}: {points}")
+    if "bd_rate_percent" in s:
+        print(
+            f"BD-rate effort {args.effort} vs 0: {s['bd_rate_percent']:+.2f} % (BD-PSNR {s['bd_psnr_db']:+.3f} dB)"
+        )
+    print(
+        f"encode time x{s['encode_time_ratio']:.1f}, decode time x{s['decode_time_ratio']:.2f}, "
+        f"{s['seconds_per_iteration']:.3f} s per iteration; wrote {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
