@@ -13,7 +13,15 @@ import torch
 
 from neurocodec.errors import MediaReadError, OutputExistsError, UnsupportedMediaError
 from neurocodec.io.audio import AudioInfo, read_audio, write_audio
-from neurocodec.io.video import read_video, read_y4m, read_yuv, write_video, write_y4m
+from neurocodec.io.video import (
+    decode_video,
+    raw_geometry,
+    read_video,
+    read_y4m,
+    read_yuv,
+    write_video,
+    write_y4m,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 AUDIO = DATA / "audio"
@@ -240,6 +248,29 @@ def test_raw_yuv(tmp_path):
         read_yuv(CISCO, 321, 192)
     with pytest.raises(UnsupportedMediaError, match="pixel format"):
         read_yuv(CISCO, 320, 192, pix_fmt="nv12")
+
+
+def test_raw_yuv_named_with_its_geometry(tmp_path):
+    assert raw_geometry(CISCO) == (320, 192, "yuv420p", Fraction(12))
+    assert raw_geometry("clip_176x144_30000-1001fps.yuv") == (176, 144, "yuv420p", Fraction(30000, 1001))
+    assert raw_geometry("clip_64x32_yuv444p.yuv") == (64, 32, "yuv444p", Fraction(30))
+    assert raw_geometry("clip.yuv") is None and raw_geometry("take2x.yuv") is None
+    planes, info = read_video(_need(CISCO), rgb=False, max_frames=2)
+    expected, _ = read_yuv(CISCO, 320, 192, rgb=False, max_frames=2)
+    assert all(torch.equal(a, b) for a, b in zip(planes, expected, strict=True))
+    assert (info.rate_num, info.frames) == (12, 9)
+
+
+def test_container_planes_as_decoded():
+    """``rgb=False`` gives a container's decoded planes: those the carphone .y4m was written from."""
+    planes, info = read_video(_need(CARPHONE_MP4), rgb=False, max_frames=3)
+    expected, _ = read_y4m(_need(CARPHONE_Y4M), rgb=False, max_frames=3)
+    assert info.pix_fmt == "yuv420p"
+    assert all(torch.equal(a, b) for a, b in zip(planes, expected, strict=True))
+    same, info = decode_video(CARPHONE_MP4.read_bytes(), rgb=False, max_frames=3)
+    assert info.codec == "h264" and all(torch.equal(a, b) for a, b in zip(planes, same, strict=True))
+    with pytest.raises(MediaReadError, match="cannot decode <bytes>"):
+        decode_video(b"\x00\x00\x00\x18ftypjunk" + bytes(100))
 
 
 @pytest.mark.parametrize(

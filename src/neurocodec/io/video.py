@@ -98,8 +98,9 @@ def _limit(max_frames: int | None) -> int | None:
 # Colour
 
 
-def _yuv_to_rgb(planes: Planes, full_range: bool) -> torch.Tensor:
-    """Planes (T, h, w) in [0, 1] -> RGB (3, T, H, W) in [0, 1], BT.601."""
+def yuv_to_rgb(planes: Planes, full_range: bool = False) -> torch.Tensor:
+    """Planes ``(Y, U, V)``, each ``(T, h, w)`` in ``[0, 1]``, -> RGB ``(3, T, H, W)`` in ``[0, 1]``,
+    BT.601, limited range unless ``full_range`` (chroma upsampled by repetition)."""
     y, u, v = planes
     t, height, width = y.shape
     if u.numel() == 0:  # grey
@@ -167,7 +168,7 @@ def _split(raw: bytes, count: int, pix_fmt: str, height: int, width: int) -> Pla
 
 
 def _finish(planes: Planes, rgb: bool, full_range: bool) -> torch.Tensor | Planes:
-    return _yuv_to_rgb(planes, full_range) if rgb else planes
+    return yuv_to_rgb(planes, full_range) if rgb else planes
 
 
 def _open(path: Path):
@@ -298,15 +299,57 @@ def read_yuv(
     return _finish(planes, rgb, full_range), info
 
 
+_RAW_SIZE = re.compile(r"(?<![0-9])([1-9]\d*)x([1-9]\d*)(?![0-9])")
+_RAW_RATE = re.compile(r"(?<![0-9])([1-9]\d*)(?:-([1-9]\d*))?fps", re.IGNORECASE)
+
+
+def raw_geometry(path: str | os.PathLike[str]) -> tuple[int, int, str, Fraction] | None:
+    """``(width, height, pix_fmt, rate)`` of a raw .yuv file from its name, as test sequences are
+    named: ``CiscoVT2people_320x192_12fps_i420_9f.yuv`` is 320x192 yuv420p at 12 fps,
+    ``clip_176x144_30000-1001fps.yuv`` 29.97 fps. The rate defaults to 30 fps, the pixel format
+    to yuv420p (I420) unless a word of the name is one of :data:`RAW_FORMATS`; None without a size."""
+    name = Path(path).stem
+    size, rate = _RAW_SIZE.search(name), _RAW_RATE.search(name)
+    if size is None:
+        return None
+    named = [word for word in re.split(r"[_\-.]", name.lower()) if word in RAW_FORMATS]
+    fraction = Fraction(int(rate[1]), int(rate[2] or 1)) if rate else Fraction(30)
+    return int(size[1]), int(size[2]), (named or ["yuv420p"])[0], fraction
+
+
 # --------------------------------------------------------------------------------------------
 # Containers (PyAV)
 
 
-def _read_container(path: Path, max_frames: int | None) -> tuple[torch.Tensor, VideoInfo]:
+def _planes(frame, pix_fmt: str) -> list[np.ndarray]:
+    """The planes of a decoded PyAV frame in ``pix_fmt`` (one of :data:`RAW_FORMATS`), as
+    ``(h, w)`` arrays of its codes (lines cut to the plane's width)."""
+    dtype = np.dtype(np.uint8 if RAW_FORMATS[pix_fmt][1] == 8 else "<u2")
+    return [
+        np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // dtype.itemsize)[:, : plane.width]
+        for plane in frame.planes
+    ]
+
+
+def _read_container(
+    path: Path, max_frames: int | None, rgb: bool = True, data: bytes | None = None
+) -> tuple[torch.Tensor | Planes, VideoInfo]:
+    """The video of a container file at ``path``, or in ``data`` (then ``path`` only names it)."""
+    try:
+        return _decode_container(path, max_frames, rgb, data)
+    except NeurocodecError:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        raise MediaReadError(f"cannot decode {path}: {e}") from None
+
+
+def _decode_container(
+    path: Path, max_frames: int | None, rgb: bool, data: bytes | None
+) -> tuple[torch.Tensor | Planes, VideoInfo]:
     import av
 
     try:
-        container = av.open(str(path))
+        container = av.open(str(path) if data is None else io.BytesIO(data))
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         raise MediaReadError(f"cannot read {path}: {e.strerror or e}") from None
     except av.error.FFmpegError as e:
@@ -328,13 +371,20 @@ def _read_container(path: Path, max_frames: int | None) -> tuple[torch.Tensor, V
         pix_fmt = stream.codec_context.pix_fmt or "?"
         bits = 16 if re.search(r"p1[0-6]|p9", pix_fmt) else 8
         _check(path, max(frames, 1), rate, height, width, bits)
+        if not rgb and pix_fmt not in RAW_FORMATS:
+            raise UnsupportedMediaError(
+                f"{path}: planes of {pix_fmt} are not read ({', '.join(RAW_FORMATS)}); read it as RGB"
+            )
         out_format, dtype, scale = ("rgb48le", np.uint16, 65535.0) if bits > 8 else ("rgb24", np.uint8, 255.0)
         pictures: list[np.ndarray] = []
         try:
             for frame in container.decode(stream):
                 if (frame.width, frame.height) != (width, height):
                     raise UnsupportedMediaError(f"{path}: the frame size changes mid-stream")
-                pictures.append(frame.to_ndarray(format=out_format).astype(dtype, copy=False))
+                if rgb:
+                    pictures.append(frame.to_ndarray(format=out_format).astype(dtype, copy=False))
+                else:
+                    pictures.append(_planes(frame, pix_fmt))
                 if max_frames is not None and len(pictures) >= max_frames:
                     break
                 if len(pictures) > max(frames, 1) and len(pictures) >= (1 << 24):
@@ -344,39 +394,58 @@ def _read_container(path: Path, max_frames: int | None) -> tuple[torch.Tensor, V
         codec = stream.codec_context.name
     if not pictures:
         raise MediaReadError(f"cannot decode {path}: it holds no decodable frame")
+    info = VideoInfo(
+        rate.numerator, rate.denominator, width, height, max(frames, len(pictures)), pix_fmt, codec
+    )
+    if not rgb:
+        scale = float((1 << RAW_FORMATS[pix_fmt][1]) - 1)
+        planes = [
+            torch.from_numpy(np.stack(p).astype(np.float32)).div_(scale) for p in zip(*pictures, strict=True)
+        ]
+        empty = torch.zeros(len(pictures), 0, 0)
+        return (*planes, empty, empty)[:3], info  # grey: empty chroma, as read_y4m gives it
     array = np.stack(pictures)  # (T, H, W, 3)
     x = torch.from_numpy(array.astype(np.float32)).div_(scale).permute(3, 0, 1, 2).contiguous()
-    frames = max(frames, len(pictures))
-    return x, VideoInfo(rate.numerator, rate.denominator, width, height, frames, pix_fmt, codec)
+    return x, info
 
 
 def read_video(
-    path: str | os.PathLike[str], *, max_frames: int | None = None
-) -> tuple[torch.Tensor, VideoInfo]:
-    """A video file as a float32 RGB ``(3, T, H, W)`` tensor in ``[0, 1]`` and what it was.
+    path: str | os.PathLike[str], *, max_frames: int | None = None, rgb: bool = True
+) -> tuple[torch.Tensor | Planes, VideoInfo]:
+    """A video file as a float32 RGB ``(3, T, H, W)`` tensor in ``[0, 1]`` and what it was; with
+    ``rgb=False``, its planes ``(Y, U, V)`` untouched (as :func:`read_y4m` gives them).
 
-    .y4m is read natively; MP4, MKV, MOV, WebM and AVI through PyAV. Raw .yuv has no header:
-    use :func:`read_yuv`. Raises :class:`UnsupportedMediaError` for formats or sizes
-    neurocodec does not handle and :class:`MediaReadError` for missing or corrupt files.
+    .y4m is read natively; MP4, MKV, MOV, WebM and AVI through PyAV. Raw .yuv has no header: it
+    is read when its name gives the geometry (:func:`raw_geometry`), else use :func:`read_yuv`.
+    Raises :class:`UnsupportedMediaError` for formats or sizes neurocodec does not handle and
+    :class:`MediaReadError` for missing or corrupt files.
     """
     path = Path(path)
     max_frames = _limit(max_frames)
     suffix = path.suffix.lower()
     if suffix == ".y4m":
-        x, info = read_y4m(path, True, max_frames=max_frames)
-        return x, info  # type: ignore[return-value]
+        return read_y4m(path, rgb, max_frames=max_frames)
     if suffix == ".yuv":
-        raise UnsupportedMediaError(f"{path}: raw .yuv has no header; use read_yuv(path, width, height, ...)")
+        geometry = raw_geometry(path)
+        if geometry is None:
+            raise UnsupportedMediaError(
+                f"{path}: raw .yuv has no header and its name gives no geometry (such as "
+                "clip_352x288_30fps.yuv); use read_yuv(path, width, height, ...)"
+            )
+        return read_yuv(path, *geometry, rgb=rgb, max_frames=max_frames)
     if suffix not in CONTAINER_EXTENSIONS:
         raise UnsupportedMediaError(
             f"{path}: unknown video extension {path.suffix!r} ({', '.join((*CONTAINER_EXTENSIONS, '.y4m'))})"
         )
-    try:
-        return _read_container(path, max_frames)
-    except NeurocodecError:
-        raise
-    except (OSError, ValueError, EOFError) as e:
-        raise MediaReadError(f"cannot decode {path}: {e}") from None
+    return _read_container(path, max_frames, rgb)
+
+
+def decode_video(
+    data: bytes, *, max_frames: int | None = None, rgb: bool = True, name: str = "<bytes>"
+) -> tuple[torch.Tensor | Planes, VideoInfo]:
+    """The bytes of a container file (MP4, Matroska, ...) decoded by PyAV, as :func:`read_video`
+    reads a file; ``name`` is what error messages call it."""
+    return _read_container(Path(name), _limit(max_frames), rgb, bytes(data))
 
 
 # --------------------------------------------------------------------------------------------

@@ -52,8 +52,15 @@ def audio_files(root: str | Path) -> list[Path]:
 
 
 def video_files(root: str | Path) -> list[Path]:
-    """Every Y4M and container video below ``root`` (recursively), sorted (raw .yuv has no header)."""
-    return _files(root, VIDEO_SUFFIXES, f"videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    """Every Y4M and container video below ``root`` (recursively), and each raw .yuv whose name
+    gives its geometry (:func:`neurocodec.io.video.raw_geometry`), sorted; ``root`` itself if it
+    is a file (a .yuv file without its geometry fails when it is read, with the reason)."""
+    from neurocodec.io.video import raw_geometry
+
+    files = _files(
+        root, {*VIDEO_SUFFIXES, ".yuv"}, f"videos ({', '.join(sorted(VIDEO_SUFFIXES))}, named .yuv)"
+    )
+    return [p for p in files if p.suffix.lower() != ".yuv" or raw_geometry(p) or p == Path(root)]
 
 
 def _paths(files: Files, lister) -> list[Path]:
