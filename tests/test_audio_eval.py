@@ -195,7 +195,7 @@ def test_eval_audio_codec_without_weights_runs_the_baselines(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("jpeg", "opus", "--data", "."), "eval compares codecs of one media, image or audio"),
+        (("jpeg", "opus", "--data", "."), "eval compares codecs of one media (image, audio or video)"),
         (("opus", "--data", ".", "--baselines", "jpeg"), "--baselines: jpeg is an image codec, not audio"),
         (("opus", "--data", "."), "--data: no audio files"),
     ],

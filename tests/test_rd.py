@@ -380,3 +380,11 @@ def test_eval_usage_errors(
     assert status == 2
     assert message in err.splitlines()[-1]
     assert "Traceback" not in err
+
+
+def test_spread_keeps_the_ends() -> None:
+    sweep = (5, 10, 15, 20, 30, 40, 50)
+    assert rd.spread(sweep, 2) == (5, 50) and rd.spread(sweep, 3) == (5, 20, 50)
+    assert rd.spread(sweep, None) == rd.spread(sweep, 9) == sweep
+    with pytest.raises(ValueError, match="at least 2"):
+        rd.spread(sweep, 1)

@@ -70,6 +70,7 @@ examples:
   {PROG} export runs/q3 -q 3 --kodak kodak/         shipped-weight files + model card
   {PROG} eval hyperprior --data kodak/              R-D vs JPEG, WebP, AVIF, JPEG 2000; BD-rates
   {PROG} eval walloc-audio --data audio/music/      R-D vs Opus and MP3 (SNR, SI-SDR); BD-rates
+  {PROG} eval x264 x265 svtav1 --data video/        video baselines (PSNR-Y, PSNR-YUV); BD-rates
   {PROG} latents walloc-image --data photos/ --out lat/  latents for a downstream model
 
 {" and ".join(COMING)} {"comes" if len(COMING) == 1 else "come"} in a later release.
@@ -394,7 +395,7 @@ def _list(args: argparse.Namespace, console: _Console) -> None:
 # --------------------------------------------------------------------------------------------
 # Evaluation
 
-DEFAULT_BASELINES = {"image": "jpeg,webp,avif,jpeg2000", "audio": "opus,mp3"}
+DEFAULT_BASELINES = {"image": "jpeg,webp,avif,jpeg2000", "audio": "opus,mp3", "video": "x264,x265,svtav1"}
 
 # Per media: the two quality metrics of the curves (rd.curve_points names) with their JSON key
 # of the CompressAI-style "results", the axis label and the plot file; the first is the BD-rate
@@ -408,6 +409,16 @@ _EVAL_METRICS = {
         ("snr", "snr", "SNR (dB)", "rd.png"),
         ("si-sdr", "si-sdr", "SI-SDR (dB)", "rd-si-sdr.png"),
     ),
+    "video": (
+        ("psnr-y", "psnr-y", "PSNR-Y (dB)", "rd.png"),
+        ("psnr-yuv", "psnr-yuv", "PSNR-YUV 6:1:1 (dB)", "rd-psnr-yuv.png"),
+    ),
+}
+# Per media: what its files are called, the rate axis, its unit and how rates are printed
+_EVAL_UNITS = {
+    "image": ("images", "rate (bpp, from file sizes)", "bpp", ".3f"),
+    "audio": ("audio files", "rate (kbit/s, from file sizes)", "kbit/s", ".1f"),
+    "video": ("videos", "rate (bpp, from file sizes)", "bpp", ".4f"),
 }
 _EVAL_DESCRIPTIONS = {
     "image": {
@@ -427,6 +438,17 @@ _EVAL_DESCRIPTIONS = {
         "bd": "Bjøntegaard delta rate (%) and SNR (dB, in the bd_psnr_db key) of test vs anchor, pchip, over "
         "the SNR interval both cover (psnr_interval_db); bd_rate_si_sdr: the same over SI-SDR",
     },
+    "video": {
+        "metrics": "8-bit 4:2:0 (yuv420p) frames coded into an in-memory Matroska file and decoded by PyAV; "
+        "bpp = 8 * file bytes / (frames * width * height) and kbps = 8 * file bytes / (frames / frame rate) "
+        "/ 1000 (container included), averaged over files; PSNR-Y, -U, -V per frame against the source "
+        "planes (peak 255), averaged over frames in dB; PSNR-YUV = (6 Y + U + V) / 8; psnr: PSNR of the "
+        "8-bit RGB of both (BT.601, limited range), averaged over frames; all PSNRs then averaged in dB "
+        "over files; encode/decode seconds per file (one encoder thread)",
+        "bd": "Bjøntegaard delta rate (%) and PSNR-Y (dB, in the bd_psnr_db key) of test vs anchor, pchip, "
+        "over the PSNR-Y interval both cover (psnr_interval_db), of the curves averaged over files; "
+        "bd_rate_psnr_yuv: the same over PSNR-YUV; bd_rate_per_file: both for each file's own curves",
+    },
 }
 
 
@@ -440,11 +462,11 @@ def _eval_plan(
 ) -> tuple[list[tuple[str, object]], list[str], list[str], list[str], str]:
     """What to run, as ``(name, CodecInfo or baseline)`` pairs; the codecs named (the rows of the
     BD-rate table); the baselines they are compared with (its columns); notes for the user; and
-    the media ("image" or "audio") of them all."""
-    from neurocodec.baselines import AUDIO_BASELINES, BASELINES
+    the media ("image", "audio" or "video") of them all."""
+    from neurocodec.baselines import AUDIO_BASELINES, BASELINES, VIDEO_BASELINES
     from neurocodec.registry import _codec_class, _codec_modules
 
-    known = {**BASELINES, **AUDIO_BASELINES}
+    known = {**BASELINES, **AUDIO_BASELINES, **VIDEO_BASELINES}
     anchors = None
     if args.baselines is not None:
         anchors = list(
@@ -475,13 +497,16 @@ def _eval_plan(
     kinds = set(media.values())
     if len(kinds) > 1 or not kinds <= set(DEFAULT_BASELINES):
         listed = ", ".join(f"{name} ({kind})" for name, kind in media.items())
-        raise UsageError(f"eval compares codecs of one media, image or audio, not {listed}")
+        raise UsageError(f"eval compares codecs of one media (image, audio or video), not {listed}")
     kind = kinds.pop() if kinds else "image"
     if anchors is None:
         anchors = DEFAULT_BASELINES[kind].split(",")
     for name in anchors:
         if known[name].media != kind:
-            raise UsageError(f"--baselines: {name} is an {known[name].media} codec, not {kind}")
+            article = "a" if known[name].media == "video" else "an"
+            raise UsageError(f"--baselines: {name} is {article} {known[name].media} codec, not {kind}")
+    if kind == "video" and any(name not in known for name in media):
+        raise UsageError("eval measures the video baselines only: learned video codecs come later")
     tests = [name for name, _ in plan]
     if notes and not any(name in installed for name in tests):
         notes.append("no learned codec has weights installed: evaluating the baselines only")
@@ -497,7 +522,7 @@ def _machine(device: str, media: str = "image") -> dict[str, object]:
 
     import torch
 
-    from neurocodec.baselines import audio_versions, versions
+    from neurocodec.baselines import audio_versions, versions, video_versions
     from neurocodec.rd import cpu_model
 
     cpu = cpu_model()
@@ -509,7 +534,7 @@ def _machine(device: str, media: str = "image") -> dict[str, object]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "device": device,
-        **(audio_versions() if media == "audio" else versions()),
+        **{"image": versions, "audio": audio_versions, "video": video_versions}[media](),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         machine["gpu"] = torch.cuda.get_device_name()
@@ -543,7 +568,13 @@ def _json(value: object, indent: str = "") -> str:
 
 
 def _eval(args: argparse.Namespace, console: _Console) -> None:
-    from neurocodec.baselines import AUDIO_BASELINES, BASELINES, evaluate_baseline
+    from neurocodec.baselines import (
+        AUDIO_BASELINES,
+        BASELINES,
+        VIDEO_BASELINES,
+        VIDEO_FRAMES,
+        evaluate_baseline,
+    )
     from neurocodec.rd import (
         METRICS,
         bd_table,
@@ -554,10 +585,10 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
         mean_curve,
         plot_rd,
     )
-    from neurocodec.train.data import audio_files, image_files
+    from neurocodec.train.data import audio_files, image_files, video_files
 
     plan, tests, anchors, notes, media = _eval_plan(args)
-    known = {**BASELINES, **AUDIO_BASELINES}
+    known = {**BASELINES, **AUDIO_BASELINES, **VIDEO_BASELINES}
     metrics = _EVAL_METRICS[media]
     sweeps: dict[str, tuple[int | float, ...]] = {}
     for item in args.sweep:
@@ -574,8 +605,11 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
         raise UsageError(f"--qualities must look like 1,2,3, not {args.qualities!r}") from None
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
+    if args.frames is not None and args.frames < 0:
+        raise UsageError("--frames must be 0 (all) or more")
+    lister = {"image": image_files, "audio": audio_files, "video": video_files}[media]
     try:
-        paths = (audio_files if media == "audio" else image_files)(args.data)[: args.limit]
+        paths = lister(args.data)[: args.limit]
     except FileNotFoundError as e:
         raise UsageError(f"--data: {e}") from None
     data_name = Path(args.data).resolve().name
@@ -603,11 +637,14 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
             )
         if chosen:
             settings[name] = chosen
+    frames = VIDEO_FRAMES if args.frames is None else args.frames or None
+    if media == "video" and frames:
+        notes.append(f"each video is coded from its first {frames} frames at most (--frames; 0: all)")
     for note in notes:
         console.say(f"note: {note}")
 
     evaluate = evaluate_audio if media == "audio" else evaluate_images
-    unit = "file" if media == "audio" else "image"
+    unit = "image" if media == "image" else "file"
     codecs: dict[str, dict] = {}
     total = sum(len(s) for s in settings.values()) * len(paths)
     bar = tqdm(total=total, unit=unit, file=sys.stderr, disable=console.quiet, leave=False)
@@ -620,7 +657,7 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
             bar.set_description(name)
             if name in known:
                 for path in paths:
-                    rows += evaluate_baseline(name, [path], settings[name])
+                    rows += evaluate_baseline(name, [path], settings[name], frames=frames)
                     bar.update(len(settings[name]))
                 entry = {"kind": "baseline", "description": what.description, "setting": what.setting}
             else:
@@ -655,6 +692,16 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
         curves[metric] = {name: curve_points(entry["mean"], metric) for name, entry in codecs.items()}
         tables[metric] = bd_table(curves[metric], tests, anchors)
     (main, *_), (second, *_) = metrics
+    per_file = {}  # video: each clip's own BD-rates too, which video papers average
+    for path in paths if media == "video" else ():
+        clip = {
+            name: mean_curve([r for r in e["per_file"] if r["file"] == path.name])
+            for name, e in codecs.items()
+        }
+        per_file[path.name] = {
+            metric: bd_table({name: curve_points(c, metric) for name, c in clip.items()}, tests, anchors)
+            for metric, *_ in metrics
+        }
     report = {
         "command": shlex.join([PROG, *args.argv]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -665,27 +712,18 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
         "notes": notes,
         "bd_rate": tables[main],
         f"bd_rate_{second.replace('-', '_')}": tables[second],
+        **({"bd_rate_per_file": per_file} if per_file else {}),
         "codecs": codecs,
     }
     write_atomic(out / "results.json", (_json(_clean(report)) + "\n").encode(), overwrite=True)
     top = max((p[0] for points in curves[main].values() for p in points), default=1.0)
-    if media == "audio":
-        title, xlim, xlabel = (
-            f"{data_name}, {len(paths)} audio files",
-            (0, top * 1.03),
-            "rate (kbit/s, from file sizes)",
-        )
-    else:
-        title, xlim, xlabel = (
-            f"{data_name}, {len(paths)} images",
-            (0, min(top * 1.03, 2.5)),
-            "rate (bpp, from file sizes)",
-        )
+    kind, xlabel, rate_unit, rate_format = _EVAL_UNITS[media]
+    files = f"{len(paths)} {kind}"
+    title, xlim = f"{data_name}, {files}", (0, min(top * 1.03, 2.5) if media == "image" else top * 1.03)
     for metric, _, label, plot in metrics:
         plot_rd(curves[metric], out / plot, title, xlim=xlim, ylabel=label, xlabel=xlabel)
 
     rate_key, quality_key = METRICS[main]
-    rate_unit, rate_format = ("kbit/s", ".1f") if media == "audio" else ("bpp", ".3f")
     for name, entry in codecs.items():
         curve = entry["mean"]
         rates, qualities = [p[rate_key] for p in curve], [p[quality_key] for p in curve]
@@ -693,7 +731,6 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
             f"{name}: {len(curve)} points, {min(rates):{rate_format}}-{max(rates):{rate_format}} {rate_unit}, "
             f"{min(qualities):.2f}-{max(qualities):.2f} dB"
         )
-    files = f"{len(paths)} {'audio files' if media == 'audio' else 'images'}"
     if tables[main]:
         for metric, _, label, _ in metrics:
             if metric == main:
@@ -795,7 +832,8 @@ def _parser() -> argparse.ArgumentParser:
     eval_ = commands.add_parser(
         "eval",
         parents=[verbose],
-        help="rate-distortion evaluation against JPEG, WebP, AVIF, JPEG 2000 (images) or Opus, MP3 (audio)",
+        help="rate-distortion evaluation against JPEG, WebP, AVIF, JPEG 2000 (images), Opus, MP3 (audio) "
+        "or x264, x265, SVT-AV1 (video)",
         description="Code the images of --data with each CODEC at each of its settings (a learned codec's "
         "shipped qualities, a baseline's sweep) and with the baselines; write OUT/results.json (per-file "
         "and mean bpp from real file sizes, PSNR and MS-SSIM of the 8-bit output, times, the command, the "
@@ -803,7 +841,10 @@ def _parser() -> argparse.ArgumentParser:
         "each codec against each baseline. A CODEC may be a "
         "baseline: jpeg (4:2:0), jpeg-444, webp (method 6), avif (speed 4, 4:4:4), jpeg2000. Audio codecs "
         "(walloc-audio; baselines opus, mp3, flac) are measured on the WAV/FLAC files of --data instead: "
-        "kbit/s from real file sizes, SNR and SI-SDR (OUT/rd.png is kbit/s vs SNR, OUT/rd-si-sdr.png vs SI-SDR).",
+        "kbit/s from real file sizes, SNR and SI-SDR (OUT/rd.png is kbit/s vs SNR, OUT/rd-si-sdr.png vs SI-SDR). "
+        "The video baselines x264 (medium), x265 (medium) and svtav1 (preset 8), over CRF sweeps, are measured on "
+        "the videos of --data (Y4M, MP4, ..., and raw .yuv named with their geometry): bpp and kbit/s from real "
+        "file sizes, PSNR-Y and PSNR-YUV (OUT/rd.png is bpp vs PSNR-Y, OUT/rd-psnr-yuv.png vs PSNR-YUV).",
     )
     eval_.add_argument("codecs", nargs="+", metavar="CODEC", help="installed codecs and/or baselines")
     eval_.add_argument(
@@ -816,7 +857,7 @@ def _parser() -> argparse.ArgumentParser:
         "--baselines",
         metavar="NAME,...",
         help=f"conventional codecs to compare with (default: {DEFAULT_BASELINES['image']} for images, "
-        f"{DEFAULT_BASELINES['audio']} for audio; 'none' for none)",
+        f"{DEFAULT_BASELINES['audio']} for audio, {DEFAULT_BASELINES['video']} for video; 'none' for none)",
     )
     eval_.add_argument(
         "--sweep",
@@ -825,7 +866,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=S,S,...",
         help="settings of a baseline instead of its default sweep, e.g. avif=30,50,70 (repeatable)",
     )
-    eval_.add_argument("--limit", type=int, metavar="N", help="only the first N images")
+    eval_.add_argument("--limit", type=int, metavar="N", help="only the first N files")
+    eval_.add_argument(
+        "--frames",
+        type=int,
+        metavar="N",
+        help="video: code the first N frames of each clip (default: neurocodec.baselines.VIDEO_FRAMES, 30; "
+        "0: all of them)",
+    )
     eval_.add_argument("--out", metavar="DIR", help="output folder (default: eval/results/<data>-<codecs>)")
     eval_.add_argument("--device", default="cpu", help="device of the learned codecs: cpu (default) or cuda")
     eval_.add_argument("-f", "--force", action="store_true", help="replace results.json and the plots")

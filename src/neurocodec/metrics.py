@@ -1,5 +1,6 @@
 """Quality metrics: PSNR and MS-SSIM (pytorch-msssim) of images in [0, 1], of the output as a
-decoder writes it (quantized to the file's bit depth); SNR and SI-SDR of audio ``(C, T)``."""
+decoder writes it (quantized to the file's bit depth); SNR and SI-SDR of audio ``(C, T)``; the
+per-plane and RGB PSNR of YUV video."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import math
 
 import torch
 
-__all__ = ["MS_SSIM_MIN_SIZE", "ms_ssim", "ms_ssim_db", "psnr", "quantized", "si_sdr", "snr"]
+from neurocodec.io.video import Planes, yuv_to_rgb
+
+__all__ = ["MS_SSIM_MIN_SIZE", "ms_ssim", "ms_ssim_db", "psnr", "quantized", "si_sdr", "snr", "video_psnr"]
 
 # MS-SSIM's five scales with an 11-tap window need the smaller side above (11 - 1) * 2^4 pixels
 MS_SSIM_MIN_SIZE = 161
@@ -24,6 +27,26 @@ def psnr(reference: torch.Tensor, test: torch.Tensor, bit_depth: int = 8) -> flo
     ``reference``; ``inf`` when they are equal."""
     mse = float((reference.float().cpu() - quantized(test.float().cpu(), bit_depth)).square().mean())
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def video_psnr(reference: Planes, test: Planes, bit_depth: int = 8) -> dict[str, float]:
+    """PSNR in dB of a decoded video against its reference, both planes ``(Y, U, V)`` of ``(T, h,
+    w)`` in ``[0, 1]`` (as ``read_video(path, rgb=False)`` gives them), frame by frame and averaged
+    over the frames in dB: ``"y"``, ``"u"``, ``"v"`` per plane; ``"yuv"`` = ``(6 y + u + v) / 8``,
+    the weighting of the MPEG/JVET common test conditions for 4:2:0; ``"rgb"`` of the
+    ``bit_depth``-bit RGB of both (BT.601, limited range: :func:`neurocodec.io.video.yuv_to_rgb`)."""
+    frames = reference[0].shape[0]
+    out = {}
+    for name, r, t in zip("yuv", reference, test, strict=True):
+        out[name] = sum(psnr(r[i], t[i], bit_depth) for i in range(frames)) / frames
+    out["yuv"] = (6 * out["y"] + out["u"] + out["v"]) / 8
+    rgb = 0.0
+    for i in range(frames):
+        frame = slice(i, i + 1)
+        rendered = quantized(yuv_to_rgb(tuple(p[frame] for p in reference)), bit_depth)
+        rgb += psnr(rendered, yuv_to_rgb(tuple(p[frame] for p in test)), bit_depth)
+    out["rgb"] = rgb / frames
+    return out
 
 
 def snr(reference: torch.Tensor, test: torch.Tensor) -> float:

@@ -1,11 +1,13 @@
-"""Rate-distortion evaluation: measure codecs on image or audio files, average, compare (BD-rate), plot.
+"""Rate-distortion evaluation: measure codecs on image, audio or video files, average, compare (BD-rate), plot.
 
 - :func:`evaluate_images`: per file, bpp from the real file size, PSNR and MS-SSIM of the
   8-bit output;
 - :func:`evaluate_audio`: per file, kbit/s from the real file size, SNR and SI-SDR;
-- :func:`mean_point`, :func:`mean_curve`: the averaged point of each setting;
+- :func:`mean_point`, :func:`mean_curve`: the averaged point of each setting; :func:`spread`: a
+  shorter sweep with the same ends;
 - :func:`curve_points`: a mean curve as ``(rate, quality)`` points: ``(bpp, PSNR or MS-SSIM
-  dB)`` for images, ``(kbit/s, SNR or SI-SDR dB)`` for audio;
+  dB)`` for images, ``(kbit/s, SNR or SI-SDR dB)`` for audio, ``(bpp, PSNR-Y or PSNR-YUV
+  dB)`` for video (:func:`rd_row` measures video rows, :mod:`neurocodec.baselines` codes them);
 - :func:`bd_rate`, :func:`bd_psnr`: Bjøntegaard deltas between two R-D curves, and
   :func:`bd_table` / :func:`bd_table_lines` for every codec against every anchor;
 - :func:`plot_rd`: the curves as a PNG (matplotlib's Agg renderer).
@@ -46,7 +48,7 @@ from neurocodec.codecs.base import Codec
 from neurocodec.io.atomic import write_atomic
 from neurocodec.io.audio import read_audio
 from neurocodec.io.image import read_image
-from neurocodec.metrics import ms_ssim, ms_ssim_db, psnr, si_sdr, snr
+from neurocodec.metrics import ms_ssim, ms_ssim_db, psnr, si_sdr, snr, video_psnr
 
 __all__ = [
     "bd_psnr",
@@ -62,6 +64,7 @@ __all__ = [
     "overlap",
     "plot_rd",
     "rd_row",
+    "spread",
 ]
 
 Point = tuple[float, float]  # (bpp, PSNR in dB)
@@ -121,6 +124,7 @@ def rd_row(
     decode_s: float,
     *,
     sample_rate: int | None = None,
+    frame_rate: float | None = None,
 ) -> dict:
     """One file's row: bytes and bpp of the coded file, PSNR and MS-SSIM (also in dB) of the
     8-bit output, timings. MS-SSIM is NaN for images under 161 pixels on a side.
@@ -128,7 +132,29 @@ def rd_row(
     With ``sample_rate`` (Hz), ``x`` and ``x_hat`` are audio ``(C, T)`` and the row has
     ``kbps`` (8 * bytes over the duration ``T / sample_rate``, in kbit/s), ``snr`` and
     ``si_sdr`` (dB) of the float output instead of bpp, PSNR and MS-SSIM.
+
+    With ``frame_rate`` (frames per second), ``x`` and ``x_hat`` are video planes ``(Y, U, V)``
+    of ``(T, h, w)`` and the row has ``frames``, bpp (8 * bytes over ``T * H * W``), ``kbps``
+    (over the duration ``T / frame_rate``) and :func:`~neurocodec.metrics.video_psnr`'s PSNR,
+    frame-averaged: ``psnr_y``, ``psnr_u``, ``psnr_v``, ``psnr_yuv`` (6:1:1) and ``psnr`` (RGB).
     """
+    if frame_rate is not None:
+        frames, h, w = x[0].shape
+        quality = video_psnr(x, x_hat)
+        return {
+            "file": Path(path).name,
+            "frames": frames,
+            "bytes": len(data),
+            "bpp": 8 * len(data) / (frames * h * w),
+            "kbps": 8 * len(data) / (frames / float(frame_rate)) / 1000,
+            "psnr_y": quality["y"],
+            "psnr_u": quality["u"],
+            "psnr_v": quality["v"],
+            "psnr_yuv": quality["yuv"],
+            "psnr": quality["rgb"],
+            "encode_s": encode_s,
+            "decode_s": decode_s,
+        }
     if sample_rate is not None:
         seconds = x.shape[-1] / sample_rate
         return {
@@ -164,7 +190,19 @@ def mean_point(rows: Sequence[dict]) -> dict:
     return point
 
 
-_MEANS = ("bytes", "bpp", "kbps", "psnr", "ms_ssim", "snr", "si_sdr", "encode_s", "decode_s")
+_MEANS = (
+    "bytes",
+    "bpp",
+    "kbps",
+    "psnr",
+    "ms_ssim",
+    "snr",
+    "si_sdr",
+    "psnr_y",
+    "psnr_yuv",
+    "encode_s",
+    "decode_s",
+)
 
 
 def mean_curve(rows_by_setting: Mapping[object, Sequence[dict]] | Iterable[dict]) -> list[dict]:
@@ -172,7 +210,7 @@ def mean_curve(rows_by_setting: Mapping[object, Sequence[dict]] | Iterable[dict]
     "ms_ssim_db", "encode_s", "decode_s"}`` (means over the files; PSNR averaged in dB, MS-SSIM
     averaged and then put in dB as CompressAI does), in the order the settings come; keys the
     rows lack are left out. Audio rows give ``kbps``, ``snr`` and ``si_sdr`` (averaged in dB)
-    instead.
+    instead; video rows ``bpp``, ``kbps``, ``psnr_y``, ``psnr_yuv`` and ``psnr`` (RGB).
 
     ``rows_by_setting`` maps each setting to its per-file rows, or is a flat list of rows that
     carry a ``"setting"`` key (as :func:`neurocodec.baselines.evaluate_baseline` gives).
@@ -196,19 +234,32 @@ def mean_curve(rows_by_setting: Mapping[object, Sequence[dict]] | Iterable[dict]
     return curve
 
 
-# the (rate, quality) keys of each metric's curves: images in bpp, audio in kbit/s
+def spread(sweep: Sequence, count: int | None) -> tuple:
+    """``count`` settings of ``sweep``, evenly spread from its first to its last (all of them when
+    ``count`` is None or not smaller): a short sweep with the same ends, as the notebooks' CI runs use."""
+    if count is None or count >= len(sweep):
+        return tuple(sweep)
+    if count < 2:
+        raise ValueError(f"a sweep needs at least 2 settings, not {count}")
+    return tuple(sweep[round(i * (len(sweep) - 1) / (count - 1))] for i in range(count))
+
+
+# the (rate, quality) keys of each metric's curves: images and video in bpp, audio in kbit/s
 METRICS = {
     "psnr": ("bpp", "psnr"),
     "ms-ssim": ("bpp", "ms_ssim_db"),
     "snr": ("kbps", "snr"),
     "si-sdr": ("kbps", "si_sdr"),
+    "psnr-y": ("bpp", "psnr_y"),
+    "psnr-yuv": ("bpp", "psnr_yuv"),
 }
 
 
 def curve_points(curve: Sequence[Mapping], metric: str = "psnr") -> list[Point]:
     """``(rate, quality)`` points of a :func:`mean_curve`, for :func:`bd_rate` and
     :func:`plot_rd`: ``(bpp, PSNR)`` (``metric="psnr"``), ``(bpp, MS-SSIM dB)`` ("ms-ssim"),
-    ``(kbit/s, SNR)`` ("snr") or ``(kbit/s, SI-SDR)`` ("si-sdr"). Points whose quality is
+    ``(kbit/s, SNR)`` ("snr"), ``(kbit/s, SI-SDR)`` ("si-sdr"), or for video ``(bpp, PSNR-Y)``
+    ("psnr-y") or ``(bpp, PSNR-YUV)`` ("psnr-yuv"). Points whose quality is
     missing or not finite (a lossless file, an image too small for MS-SSIM) are left out."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
