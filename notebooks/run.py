@@ -1,11 +1,13 @@
 """Execute the notebooks headless (nbclient), as CI does, or on the full data.
 
-    python notebooks/run.py                         # every notebook, all Kodak images
+    python notebooks/run.py                         # every notebook, on all the data
     NEUROCODEC_NB_IMAGES=3 python notebooks/run.py rd_images.ipynb
+    python notebooks/run.py rd_audio.ipynb rd_video.ipynb   # all music; 30 frames of each video
 
 Each notebook runs with ``notebooks/`` as its working directory and the environment of this
-command (``NEUROCODEC_KODAK``, ``NEUROCODEC_NB_IMAGES``, ``NEUROCODEC_NB_SETTINGS``,
-``NEUROCODEC_NB_OUT``: see the notebooks' first cells). The executed copies, with their outputs,
+command (``NEUROCODEC_KODAK``, ``NEUROCODEC_MUSIC``, ``NEUROCODEC_VIDEO``, ``NEUROCODEC_NB_IMAGES``,
+``NEUROCODEC_NB_FILES``, ``NEUROCODEC_NB_FRAMES``, ``NEUROCODEC_NB_SETTINGS``, ``NEUROCODEC_NB_OUT``:
+see the notebooks' first cells). The executed copies, with their outputs,
 go to ``--out`` (default ``eval/results/notebooks/``); the committed notebooks stay stripped.
 """
 
@@ -20,7 +22,13 @@ import nbformat
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
-NOTEBOOKS = ("quickstart.ipynb", "rd_images.ipynb", "compressed_learning.ipynb")
+NOTEBOOKS = (
+    "quickstart.ipynb",
+    "rd_images.ipynb",
+    "rd_audio.ipynb",
+    "rd_video.ipynb",
+    "compressed_learning.ipynb",
+)
 
 
 def execute(name: str, out_dir: Path | None = None, timeout: int = 3600) -> nbformat.NotebookNode:

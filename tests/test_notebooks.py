@@ -1,5 +1,5 @@
-"""The notebooks run headless (nbclient) on 3 Kodak images, so they cannot rot; and they are
-committed without outputs."""
+"""The notebooks run headless (nbclient) on 3 Kodak images, one short music clip and 8 frames of
+the carphone clip, so they cannot rot; and they are committed without outputs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import nbformat
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+KODAK = DATA / "kodak"
+TRUMPET = DATA / "audio" / "music" / "music_solo_trumpet_06_sorohanro_full.wav"  # 5 s
+CARPHONE = DATA / "video" / "carphone_qcif_176x144_30000-1001fps_i420_120f.y4m"
 sys.path.insert(0, str(NOTEBOOKS))
 
 from run import NOTEBOOKS as NAMES  # noqa: E402
@@ -61,3 +64,28 @@ def test_rd_images_runs(small_run: Path) -> None:
     assert "BD-rate over PSNR, 3 images" in text and "BD-rate over MS-SSIM (dB), 3 images" in text
     assert text.count("image/png") == 2
     assert (small_run / "plots" / "rd.png").exists() and (small_run / "plots" / "rd-ms-ssim.png").exists()
+
+
+def test_rd_audio_runs(small_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not TRUMPET.exists():
+        pytest.skip("shared music data not present")
+    monkeypatch.setenv("NEUROCODEC_MUSIC", str(TRUMPET))
+    text = outputs(execute("rd_audio.ipynb"))
+    assert "1 audio files from" in text
+    assert "no learned audio codec ships weights yet" in text  # the tests hide shipped weights
+    assert "BD-rate over SNR, 1 audio files" in text and "BD-rate over SI-SDR, 1 audio files" in text
+    assert text.count("image/png") == 2
+    assert (small_run / "plots" / "rd.png").exists() and (small_run / "plots" / "rd-si-sdr.png").exists()
+
+
+def test_rd_video_runs(small_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not CARPHONE.exists():
+        pytest.skip("shared video data not present")
+    monkeypatch.setenv("NEUROCODEC_VIDEO", str(CARPHONE))
+    monkeypatch.setenv("NEUROCODEC_NB_FRAMES", "8")
+    text = outputs(execute("rd_video.ipynb"))
+    assert "1 videos from" in text and "8 frames of each" in text
+    assert "BD-rate over PSNR-Y, 1 videos" in text and "BD-rate over PSNR-YUV, 1 videos" in text
+    assert "n/a" not in text  # every BD-rate computed
+    assert text.count("image/png") == 2
+    assert (small_run / "plots" / "rd.png").exists() and (small_run / "plots" / "rd-psnr-yuv.png").exists()
