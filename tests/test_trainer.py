@@ -113,7 +113,7 @@ def test_audio_export_measures_music_and_loads(tmp_path, monkeypatch):
     model_card = json.loads(card.read_text())["model_card"]
     assert model_card["samples"] == 1024 and "crop" not in model_card
     assert set(model_card["rd_music"]) == {"kbps", "snr", "si_sdr"} and model_card["rd_music"]["kbps"] > 0
-    assert model_card["rd_music_files"] == "music (1 clips)"
+    assert model_card["rd_music_files"] == "music (1 audio files)"
 
     monkeypatch.setenv("NEUROCODEC_WEIGHTS_PATH", str(tmp_path / "w"))
     x = 0.1 * torch.randn(2, 3000)

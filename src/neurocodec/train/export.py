@@ -37,15 +37,22 @@ def _commit() -> str:
 
 
 def _describe_data(folder: str) -> str:
-    """A training folder as a model card names it: from ``shared/`` on when it lies there (the
-    project's data, as every checkout sees it), not a path of one machine; and its file count."""
+    """A data folder as a model card names it: from ``shared/`` on when it lies there (the
+    project's data, as every checkout sees it), as given when relative (a folder of the
+    checkout, e.g. ``runs/music-split/train``), else by its name; and its file count."""
     path = Path(folder)
     parts = path.parts
-    shown = Path(*parts[parts.index("shared") :]) if "shared" in parts else Path(path.name)
-    try:
-        count = f" ({len(image_files(path))} images)"
-    except FileNotFoundError:  # the folder is gone (exported elsewhere) or holds no images (audio, video)
-        count = ""
+    if "shared" in parts:
+        shown = Path(*parts[parts.index("shared") :])
+    else:
+        shown = path if not path.is_absolute() else Path(path.name)
+    count = ""
+    for kind, files in (("images", image_files), ("audio files", audio_files)):
+        try:
+            count = f" ({len(files(path))} {kind})"
+            break
+        except FileNotFoundError:  # the folder is gone (exported elsewhere) or holds none of these
+            continue
     return f"{shown.as_posix()}{count}"
 
 
@@ -107,7 +114,7 @@ def export_weights(
         rows = evaluate_audio(codec, audio_files(music))
         (point,) = mean_curve({quality: rows})
         card["rd_music"] = {key: round(point[key], 3) for key in ("kbps", "snr", "si_sdr")}
-        card["rd_music_files"] = f"{_describe_data(str(music))} ({len(rows)} clips)"
+        card["rd_music_files"] = _describe_data(str(music))
     entry = {
         "codec": name,
         "quality": quality,
