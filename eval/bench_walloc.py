@@ -6,16 +6,17 @@ to end through ``codec.encode`` (the bytes of a complete file, container include
 ``--reps``, the two encoders alternating so that both see the same machine load; WaLLoC's
 parts are timed directly. Decoding is timed too, for the record.
 
-Weights: neither codec has trained weights at this size yet, so both run with initial
-weights (hyperprior: N=128, M=192, tables built by ``update_tables`` as in
-eval/bench_codec.py). WaLLoC's factorized prior is first fitted to this image's latent for a
-few hundred steps (the prior only; a minute of CPU at most) so that its tables cover the
-latent as trained tables would, instead of escaping most symbols: the speed of the coder
-depends on that, the speed of the transforms does not. Speeds are representative; file
-sizes and PSNR are not.
+Weights: with ``--shipped Q``, WaLLoC is the package's ``walloc-image`` quality Q. Without it,
+WaLLoC runs with initial weights, its factorized prior first fitted to this image's latent for a
+few hundred steps (the prior only; a minute of CPU at most) so that its tables cover the latent
+as trained tables would, instead of escaping most symbols: the speed of the coder depends on
+that, the speed of the transforms does not. The hyperprior is always the mbt2018-mean size
+(N=128, M=192) with initial weights and tables built by ``update_tables``, as in
+eval/bench_codec.py (its encoder's speed does not depend on training; the shipped CPU preview
+is half as wide, which would flatter WaLLoC less).
 
     python eval/bench_walloc.py [--image PATH] [--reps 5] [--threads 1] [--device cpu|cuda]
-                                [--out eval/bench_walloc.json]
+                                [--shipped Q] [--out eval/bench_walloc.json]
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--prior-steps", type=int, default=300)
+    ap.add_argument("--shipped", type=int, help="use the shipped walloc-image weights of this quality")
     ap.add_argument("--out", default=str(ROOT / "eval" / "bench_walloc.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -120,13 +122,21 @@ def main() -> int:
     h, w = x.shape[-2:]
     megapixels = h * w / 1e6
 
-    walloc = WaLLoCImageCodec(quality=1).eval()  # default arch: J=3, 12 latent channels
-    m = walloc.model
-    with torch.no_grad():
-        y = m.encode_latent(m.analysis(walloc._padded(x.unsqueeze(0))))
-    fit_prior(m, y, args.prior_steps)
-    m.update_tables()
-    walloc = walloc.to(device)
+    if args.shipped is not None:
+        import neurocodec as nc
+
+        walloc = nc.load("walloc-image", args.shipped, device)
+        m = walloc.model
+        weights = f"walloc-image: shipped q{args.shipped}; hyperprior: initial weights (N=128, M=192)"
+    else:
+        walloc = WaLLoCImageCodec(quality=1).eval()  # default arch: J=3, 12 latent channels
+        m = walloc.model
+        with torch.no_grad():
+            y = m.encode_latent(m.analysis(walloc._padded(x.unsqueeze(0))))
+        fit_prior(m, y, args.prior_steps)
+        m.update_tables()
+        walloc = walloc.to(device)
+        weights = f"initial (untrained) weights; WaLLoC's prior fitted {args.prior_steps} steps to this latent"
     hyper = HyperpriorCodec(N=128, M=192, quality=1).eval()
     hyper.model.update_tables()
     hyper = hyper.to(device)
@@ -165,7 +175,7 @@ def main() -> int:
         "device": str(device),
         "threads": args.threads,
         "reps": args.reps,
-        "weights": f"initial (untrained) weights; WaLLoC's prior fitted {args.prior_steps} steps to this latent",
+        "weights": weights,
         "machine": machine(device),
         "rows": rows,
         "encode_speedup_walloc_over_hyperprior": ratio,
