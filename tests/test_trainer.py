@@ -120,6 +120,30 @@ def test_audio_export_measures_music_and_loads(tmp_path, monkeypatch):
     assert nc.decode(nc.load("walloc-audio", quality=1).encode(x, 44100)).shape == (2, 3000)
 
 
+def test_packed_checkpoint_halves_the_moments_and_resumes(tmp_path):
+    """A checkpoint packed for a device's file limits (moments in bf16) resumes to a close run."""
+    from neurocodec.train.checkpoint import load_checkpoint, pack_checkpoint
+
+    data = make_images(tmp_path / "data", count=1)
+    Trainer(config(tmp_path, data, "run", 4)).run(progress=False, until=2)
+    files = pack_checkpoint(tmp_path / "run" / "checkpoint", tmp_path / "packed" / "checkpoint")
+    assert {f.name for f in files} >= {"meta.json", "state-00000.safetensors"}
+    full, _ = load_checkpoint(tmp_path / "run" / "checkpoint")
+    packed, _ = load_checkpoint(tmp_path / "packed" / "checkpoint")
+    assert full.keys() == packed.keys()
+    moments = [k for k in full if k.endswith((".exp_avg", ".exp_avg_sq"))]
+    assert moments and all(packed[k].dtype == torch.bfloat16 for k in moments)
+    assert all(torch.equal(full[k], packed[k]) for k in full if k not in moments)
+
+    whole = Trainer(config(tmp_path, data, "run", 4))
+    whole.run(progress=False)
+    resumed = Trainer(config(tmp_path, data, "packed", 4))
+    resumed.run(progress=False)
+    assert resumed.step == 4
+    for k, v in whole.model.state_dict().items():
+        assert torch.allclose(v, resumed.model.state_dict()[k], rtol=1e-2, atol=1e-4), k
+
+
 def test_time_limit_stops_with_a_checkpoint(tmp_path):
     data = make_images(tmp_path / "data", count=1)
     trainer = Trainer(config(tmp_path, data, "timed", 50))

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["has_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = ["has_checkpoint", "load_checkpoint", "pack_checkpoint", "save_checkpoint"]
 
 MAX_SHARD_BYTES = 15 * 2**20
 
@@ -75,3 +75,23 @@ def load_checkpoint(
         tensors.update(load_file(str(shard), device=str(device)))
     meta = json.loads((folder / "meta.json").read_text())
     return tensors, meta
+
+
+MOMENTS = ("exp_avg", "exp_avg_sq")  # Adam's moment estimates, by their state names
+
+
+def pack_checkpoint(src: str | Path, dst: str | Path, moments: torch.dtype = torch.bfloat16) -> list[Path]:
+    """A copy of the checkpoint ``src`` in ``dst`` with the optimizer moments stored as ``moments``
+    (bf16: half their bytes), to carry a run through a device's file limits; returns its files.
+
+    The weights, the EMA and everything else stay as they are. A run resumed from the copy
+    (``Trainer.try_resume`` reads moments of any float dtype) continues with moments rounded to
+    bf16's 8 bits: close to, but not bit-for-bit, the uninterrupted run.
+    """
+    tensors, meta = load_checkpoint(src)
+    packed = {
+        name: t.to(moments) if name.rsplit(".", 1)[-1] in MOMENTS and t.is_floating_point() else t
+        for name, t in tensors.items()
+    }
+    save_checkpoint(dst, packed, meta)
+    return sorted(Path(dst).iterdir())
