@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 import neurocodec as nc
 from neurocodec.codecs.base import pad_to_multiple

@@ -136,7 +136,9 @@ def main() -> int:
         fit_prior(m, y, args.prior_steps)
         m.update_tables()
         walloc = walloc.to(device)
-        weights = f"initial (untrained) weights; WaLLoC's prior fitted {args.prior_steps} steps to this latent"
+        weights = (
+            f"initial (untrained) weights; WaLLoC's prior fitted {args.prior_steps} steps to this latent"
+        )
     hyper = HyperpriorCodec(N=128, M=192, quality=1).eval()
     hyper.model.update_tables()
     hyper = hyper.to(device)

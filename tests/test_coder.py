@@ -425,7 +425,7 @@ def test_fit_lanes_recodes_short_streams_with_fewer_lanes():
         indexes = np.zeros(n, np.int32)
         calls = []
 
-        def encode_at(lanes, values=values, indexes=indexes):
+        def encode_at(lanes, values=values, indexes=indexes, calls=calls):
             calls.append(lanes)
             return encode(values, indexes, tables, lanes=lanes)
 

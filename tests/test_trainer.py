@@ -102,14 +102,18 @@ def test_audio_export_measures_music_and_loads(tmp_path, monkeypatch):
 
     (tmp_path / "music").mkdir()
     t = torch.arange(12000) / 44100
-    write_audio(tmp_path / "music" / "a.wav", 0.3 * torch.stack([torch.sin(2 * torch.pi * 440 * t)] * 2), 44100)
+    write_audio(
+        tmp_path / "music" / "a.wav", 0.3 * torch.stack([torch.sin(2 * torch.pi * 440 * t)] * 2), 44100
+    )
     arch = {"levels": 4, "latent_dim": 8, "decoder_width": 8}
     cfg = TrainConfig(
         model="walloc-audio", arch=arch, data=str(tmp_path / "music"), out=str(tmp_path / "run"), steps=2,
         batch_size=2, samples=1024, log_every=1, seed=3,
     )  # fmt: skip
     Trainer(cfg).run(progress=False)
-    card = export_weights(tmp_path / "run" / "checkpoint", 1, out_dir=tmp_path / "w", music=tmp_path / "music")
+    card = export_weights(
+        tmp_path / "run" / "checkpoint", 1, out_dir=tmp_path / "w", music=tmp_path / "music"
+    )
     model_card = json.loads(card.read_text())["model_card"]
     assert model_card["samples"] == 1024 and "crop" not in model_card
     assert set(model_card["rd_music"]) == {"kbps", "snr", "si_sdr"} and model_card["rd_music"]["kbps"] > 0

@@ -89,7 +89,9 @@ def pack_runs(runs: list[str], out_dir: Path) -> list[Path]:
                 break
             remaining = [r for r in by_size if r not in without]
             if not remaining:
-                raise SystemExit(f"{len(data)} bytes of weights alone need {parts} parts (> {MAX_PARTS}): fewer runs")
+                raise SystemExit(
+                    f"{len(data)} bytes of weights alone need {parts} parts (> {MAX_PARTS}): fewer runs"
+                )
             without.add(remaining[0])
             print(f"{remaining[0]}: moments dropped to fit {MAX_PARTS} files", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)

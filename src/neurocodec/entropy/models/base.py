@@ -211,7 +211,9 @@ class TableEntropyModel(EntropyModel):
 
             indexes = torch.as_tensor(indexes, device=values.device)
             tables = self.gpu_tables(values.device)
-            return coder.fit_lanes(lambda k: gpu.encode(values.detach(), indexes, tables, lanes=k), values.numel())
+            return coder.fit_lanes(
+                lambda k: gpu.encode(values.detach(), indexes, tables, lanes=k), values.numel()
+            )
         values, indexes = values.detach().cpu().contiguous(), _cpu(indexes)
         return coder.fit_lanes(lambda k: coder.encode(values, indexes, self.tables, lanes=k), values.numel())
 
