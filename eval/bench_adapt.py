@@ -9,10 +9,12 @@ better). Summary: the mean R-D point of each effort per quality, the BD-rate and
 effort N against effort 0 over the four qualities (:func:`neurocodec.rd.bd_rate`, pchip, over
 the PSNR interval both cover), the encode-time ratio and the seconds per iteration.
 
-The JSON is rewritten after each quality, so a cut-off run keeps what it measured.
+The JSON is rewritten after each quality, so a cut-off run keeps what it measured;
+``--resummarize`` recomputes the summary of an existing JSON from its rows, without coding.
 
     python eval/bench_adapt.py [--effort 40] [--limit 24] [--qualities 1,2,3,4] [--threads 1]
                                [--data ../shared/data/kodak] [--out eval/bench_adapt.json]
+    python eval/bench_adapt.py --resummarize [--out eval/bench_adapt.json]
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def summary(rows: dict, effort: int) -> dict:
         out["bd_rate_percent"] = bd_rate(anchor, test)
         out["bd_psnr_db"] = bd_psnr(anchor, test)
         out["psnr_interval_db"] = overlap(anchor, test)
+        out["bd_rate_ms_ssim_percent"] = bd_rate(
+            *(curve_points(curves[e], "ms-ssim") for e in ("0", str(effort)))
+        )
     files = [(a, b) for r in rows.values() for a, b in zip(r["0"], r[str(effort)], strict=True)]
     enc0, encn = sum(a["encode_s"] for a, _ in files), sum(b["encode_s"] for _, b in files)
     dec0, decn = sum(a["decode_s"] for a, _ in files), sum(b["decode_s"] for _, b in files)
@@ -70,7 +75,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", default=str(KODAK))
     parser.add_argument("--out", default=str(ROOT / "eval" / "bench_adapt.json"))
+    parser.add_argument("--resummarize", action="store_true", help="recompute --out's summary from its rows")
     args = parser.parse_args()
+    if args.resummarize:
+        result = json.loads(Path(args.out).read_text())
+        result["summary"] = summary(result["rows"], result["effort"])
+        result["summary_command"] = "python " + " ".join(sys.argv)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print({k: v for k, v in result["summary"].items() if k != "curves"})
+        return 0
     torch.set_num_threads(args.threads)
 
     import neurocodec as nc

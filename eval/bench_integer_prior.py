@@ -60,9 +60,11 @@ def measure(codec, path: Path) -> dict:
     z_bits = bits(z_likelihoods)
     row = {"file": path.name}
     index, means = m.prior(z_hat)  # the coded path: exact integers
-    paths = {"integer": (m.scales_of(index.float()), means.float()), "float": None}
     float_index, float_means = float_prior(m.h_s, z_hat)
-    paths["float"] = (m.scales_of(float_index), float_means)
+    paths = {
+        "integer": (m.scales_of(index.float()), means.float()),
+        "float": (m.scales_of(float_index), float_means),
+    }
     for name, (scales, mu) in paths.items():
         y_hat, y_likelihoods = m.gaussian(y, scales, mu, "ste")
         x_hat = m.g_s(y_hat)[0, :, :h, :w].clamp(0, 1)

@@ -13,13 +13,13 @@ import pytest
 import soundfile
 import torch
 
-from neurocodec import cli
 from neurocodec.baselines import AUDIO_BASELINES, aligned, evaluate_baseline
 from neurocodec.codecs.walloc import WaLLoCAudioCodec
 from neurocodec.io.audio import write_audio
 from neurocodec.metrics import si_sdr, snr
 from neurocodec.rd import curve_points, mean_curve
 from neurocodec.registry import list_codecs
+from test_rd import in_process
 from test_walloc import write_weights
 
 RATE = 44100
@@ -112,17 +112,6 @@ def test_flac_is_lossless(tmp_path: Path) -> None:
 # neurocodec eval
 
 
-def run(*args: object, cwd: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    old = Path.cwd()
-    os.chdir(cwd)
-    try:
-        status = cli.main(["eval", *map(str, args)])
-    finally:
-        os.chdir(old)
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 @pytest.fixture
 def music(tmp_path: Path) -> Path:
     folder = tmp_path / "music"
@@ -143,7 +132,7 @@ def test_eval_walloc_audio_against_opus_and_mp3(
     write_weights(weights, WaLLoCAudioCodec, 1, levels=4, latent_dim=8)
     write_weights(weights, WaLLoCAudioCodec, 2, levels=4, latent_dim=8)
     monkeypatch.setenv("NEUROCODEC_WEIGHTS_PATH", str(weights))
-    status, out, err = run(
+    status, out, err = in_process(
         "walloc-audio", "--data", music, *SWEEPS, "--out", "o", cwd=tmp_path, capsys=capsys
     )
     assert status == 0, err
@@ -180,7 +169,7 @@ def test_eval_audio_codec_without_weights_runs_the_baselines(
     monkeypatch.setenv("NEUROCODEC_PACKAGE_WEIGHTS", "0")  # no shipped weights either
     if "walloc-audio" in {info.name for info in list_codecs()}:
         pytest.skip("walloc-audio ships weights now")
-    status, out, err = run(
+    status, out, err = in_process(
         "walloc-audio", "--data", music, *SWEEPS, "--out", "o", cwd=tmp_path, capsys=capsys
     )
     assert status == 0, err
@@ -203,6 +192,6 @@ def test_eval_audio_codec_without_weights_runs_the_baselines(
 def test_eval_audio_usage_errors(
     tmp_path: Path, args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, _, err = run(*args, cwd=tmp_path, capsys=capsys)
+    status, _, err = in_process(*args, cwd=tmp_path, capsys=capsys)
     assert status == 2
     assert message in err.splitlines()[-1]

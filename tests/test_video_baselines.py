@@ -17,7 +17,8 @@ from neurocodec.baselines import VIDEO_BASELINES, evaluate_baseline
 from neurocodec.errors import UnsupportedMediaError
 from neurocodec.io.video import decode_video, read_video, write_y4m
 from neurocodec.metrics import video_psnr
-from test_audio_eval import PNG_MAGIC, run
+from test_audio_eval import PNG_MAGIC
+from test_rd import in_process
 
 CARPHONE = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "carphone_qcif_176x144_30000-1001fps_i420_120f.y4m"  # fmt: skip
 MATROSKA = b"\x1a\x45\xdf\xa3"  # the EBML magic number
@@ -141,7 +142,7 @@ def test_eval_video_baselines(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     raw.mul(255).round().to(torch.uint8).numpy().tofile(folder / "b_48x32_10fps.yuv")
     (folder / "unnamed.yuv").write_bytes(bytes(100))
     args = ("x264", "svtav1", "--data", "clips", "--frames", 4, "--baselines", "x264", "--out", "o")
-    status, out, err = run(
+    status, out, err = in_process(
         *args, "--sweep", "x264=38,23", "--sweep", "svtav1=56,32", cwd=tmp_path, capsys=capsys
     )
     assert status == 0, err
@@ -184,6 +185,6 @@ def test_eval_video_baselines(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_eval_video_usage_errors(
     tmp_path: Path, args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, _, err = run(*args, cwd=tmp_path, capsys=capsys)
+    status, _, err = in_process(*args, cwd=tmp_path, capsys=capsys)
     assert status == 2
     assert message in err.splitlines()[-1]

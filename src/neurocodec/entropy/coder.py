@@ -61,7 +61,7 @@ def lanes_for(num_symbols: int, num_bytes: int | None = None) -> int:
     more gets all 32, a warp), but every lane costs a 4-byte state (about 2.5 bytes net); the
     byte cap keeps the states at most ~0.1 % of a short, low-rate stream, where they used to
     be 0.5 % (9 lanes for an 8-KB Kodak latent). On the CPU the decode speed is flat from 3
-    lanes up. Decoders read K from the header, so this is a policy of the encoder, never a
+    lanes up (``eval/bench_lanes.py``). Decoders read K from the header, so this is a policy of the encoder, never a
     format parameter to agree on. :func:`fit_lanes` applies it.
     """
     lanes = max(1, min(MAX_LANES, -(-num_symbols // SYMBOLS_PER_LANE)))
