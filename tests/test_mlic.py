@@ -88,6 +88,18 @@ def test_presets_keep_every_feature():
         set(prior.channel_context) == set(prior.inter_context) == {str(k) for k in range(1, small.num_slices)}
     )
     assert sum(1 for name in model.state_dict() if name.endswith("rope.table")) == 2 * small.num_slices - 1
+
+
+def test_tiny_preset_is_the_small_design_narrower():
+    tiny, small = PRESETS["tiny"], PRESETS["small"]
+    assert (tiny.N, tiny.M, tiny.num_slices) == (64, 96, 4)
+    for field in ("channel_context", "head_hidden", "lrp"):
+        assert all(t < s for t, s in zip(getattr(tiny, field), getattr(small, field), strict=True)), field
+    model = MLICv2("tiny")
+    # the same modules as the small preset, only narrower
+    assert [name for name, _ in model.named_modules()] == [
+        name for name, _ in MLICv2("small").named_modules()
+    ]
     with pytest.raises(ValueError, match="unknown MLICv2 preset"):
         MLICv2("huge")
     with pytest.raises(ValueError, match="equal slices"):

@@ -365,6 +365,30 @@ def test_train_command_line(tmp_path, capsys):
     assert meta["config"]["lr_schedule"] == "cosine" and meta["config"]["val_split"] == 1
 
 
+def test_train_command_line_takes_a_named_preset(tmp_path):
+    from neurocodec import cli
+
+    data = make_images(tmp_path / "data", count=2, size=(96, 96))
+    args = [
+        "train",
+        "mlic",
+        "--data",
+        str(data),
+        "--lmbda",
+        "0.01",
+        "--steps",
+        "1",
+        "--quiet",
+        "--crop",
+        "64",
+    ]
+    assert cli.main([*args, "--out", str(tmp_path / "a"), "--batch-size", "1", "--arch", "preset=tiny"]) == 0
+    meta = json.loads((tmp_path / "a" / "checkpoint" / "meta.json").read_text())
+    assert meta["config"]["arch"] == {"preset": "tiny"}
+    assert cli.main([*args, "--out", str(tmp_path / "b"), "--arch", "preset=huge"]) == 2
+    assert cli.main([*args, "--out", str(tmp_path / "c"), "--arch", "preset=a b"]) == 2
+
+
 def test_default_architecture_comes_from_the_registry():
     trainer = Trainer(TrainConfig(model="toy-audio"))
     assert trainer.config.arch == {}

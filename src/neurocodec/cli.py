@@ -457,6 +457,16 @@ def _number(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
+def _arch_value(text: str) -> int | float | str:
+    """An ``--arch`` value: a number, or a name (``preset=tiny``)."""
+    try:
+        return _number(text)
+    except ValueError:
+        if not text.isidentifier():
+            raise
+        return text
+
+
 def _eval_plan(
     args: argparse.Namespace,
 ) -> tuple[list[tuple[str, object]], list[str], list[str], list[str], str]:
@@ -896,7 +906,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--lmbda", type=float, required=True, help="rate-distortion trade-off")
     train.add_argument("--steps", type=int, required=True)
     train.add_argument(
-        "--arch", help="architecture, e.g. N=128,M=192 (default: the model's; hyperprior: N=128,M=192)"
+        "--arch",
+        help="architecture, e.g. N=128,M=192 or preset=tiny (default: the model's; hyperprior: N=128,M=192; mlic: preset=small)",
     )
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--crop", type=int, default=256, help="side of the image and video crops")
@@ -980,9 +991,9 @@ def _train(args: argparse.Namespace, console: _Console) -> None:
     if args.arch:
         try:
             pairs = [pair.split("=") for pair in args.arch.split(",")]
-            arch = {key.strip(): _number(value) for key, value in pairs}
+            arch = {key.strip(): _arch_value(value.strip()) for key, value in pairs}
         except ValueError:
-            raise UsageError(f"--arch must look like N=128,M=192, not {args.arch!r}") from None
+            raise UsageError(f"--arch must look like N=128,M=192 or preset=tiny, not {args.arch!r}") from None
     if args.val and args.val_split:
         raise UsageError("give --val or --val-split, not both")
     config = TrainConfig(

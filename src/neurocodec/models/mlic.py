@@ -467,6 +467,12 @@ PRESETS = {
     # every feature of "paper", narrower (N 192 -> 96, M 320 -> 192, contexts and heads about
     # half as wide), four slices of 48: its CPU decode is what the speed target is about
     "small": MLICConfig(),
+    # every feature again, at the hyperprior CPU preview's transform widths (N=64, M=96) and
+    # about half the small preset's context widths: the size that trains on 2 CPU cores
+    "tiny": MLICConfig(
+        N=64, M=96, num_slices=4, channel_context=(48, 32), attention=16, heads=2, head_dim=8,
+        head_hidden=(96, 64, 32), lrp=(64, 32),
+    ),
 }  # fmt: skip
 
 

@@ -3,7 +3,10 @@
 The "entropy bottleneck" of tensorflow-compression and CompressAI: per channel, a cumulative
 density ``CDF(x) = sigmoid(f(x))`` with ``f`` a small monotone MLP (softplus-constrained matrices,
 ``tanh`` factors bounded in (-1, 1)), and three learned quantiles (lower tail, median, upper
-tail) fitted by :meth:`FactorizedPrior.aux_loss`.
+tail) fitted by :meth:`FactorizedPrior.aux_loss` during training and solved exactly (bisection
+of the monotone CDF) when the tables are built: the aux loss's Adam steps move the quantiles at
+about its learning rate per step, too slowly for latents that span +-100 (a WaLLoC low-pass
+channel), and a table that is too narrow escapes a large share of the values.
 
 Coding: the values are the integers ``round(y)`` themselves (no median shift, so the decoder
 needs nothing but the tables). Table ``c`` covers ``[floor(lower quantile), ceil(upper
@@ -125,8 +128,37 @@ class FactorizedPrior(TableEntropyModel):
     # -- coding ------------------------------------------------------------------------------
 
     @torch.no_grad()
+    def fit_quantiles(self) -> None:
+        """Set :attr:`quantiles` to where ``f`` reaches the aux loss's targets ``(-t, 0, t)``, exactly.
+
+        ``f`` is monotone in ``x``, so each quantile is found by bisection (float64, on the CPU),
+        in a bracket doubled from the current quantiles until it holds the target.
+        """
+        t = math.log(2 / self.tail_mass - 1)
+        target = torch.tensor([-t, 0.0, t], dtype=torch.float64).repeat(self.channels, 1, 1)
+        q = self.quantiles.detach().to(device="cpu", dtype=torch.float64)
+        lo, hi = q.clone(), q.clone()
+        width = q[:, :, 2:] - q[:, :, :1] + 1.0
+        for _ in range(64):  # widen each bracket until it holds its target
+            below = self._logits_cumulative(lo, stop_gradient=True) > target
+            above = self._logits_cumulative(hi, stop_gradient=True) < target
+            if not (below.any() or above.any()):
+                break
+            lo = torch.where(below, lo - width, lo)
+            hi = torch.where(above, hi + width, hi)
+            width = width * 2
+        else:
+            raise ValueError("the factorized prior's density does not reach its quantile targets")
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            low = self._logits_cumulative(mid, stop_gradient=True) < target
+            lo, hi = torch.where(low, mid, lo), torch.where(low, hi, mid)
+        self.quantiles.copy_(((lo + hi) / 2).to(self.quantiles))
+
+    @torch.no_grad()
     def update_tables(self) -> None:
-        """Build the integer tables from the current parameters (float64 on the CPU), once.
+        """Fit the quantiles (:meth:`fit_quantiles`), then build the integer tables from the
+        current parameters (float64 on the CPU), once.
 
         Channel ``c``'s table covers ``lo … hi`` with ``lo = min(floor(q_lower), round(median))``
         and ``hi = max(ceil(q_upper), round(median))``; the escape carries the learned mass
@@ -136,6 +168,7 @@ class FactorizedPrior(TableEntropyModel):
         between CPUs: ship the resulting integer tables (they are in the state_dict), never
         rebuild them separately on the encoder and the decoder side.
         """
+        self.fit_quantiles()
         q = self.quantiles.detach().to(device="cpu", dtype=torch.float64)[:, 0, :]
         med = torch.round(q[:, 1])
         lo = torch.minimum(torch.floor(q[:, 0]), med).to(torch.int64)
