@@ -389,6 +389,26 @@ def test_train_command_line_takes_a_named_preset(tmp_path):
     assert cli.main([*args, "--out", str(tmp_path / "c"), "--arch", "preset=a b"]) == 2
 
 
+def test_a_run_starts_from_the_matching_weights_of_another(tmp_path):
+    from neurocodec import cli
+
+    data = make_images(tmp_path / "data", count=2, size=(96, 96))
+    base = ["train", "walloc-image", "--data", str(data), "--lmbda", "0.01", "--steps", "2", "--quiet"]
+    base += ["--crop", "64", "--batch-size", "1"]
+    assert cli.main([*base, "--out", str(tmp_path / "plain"), "--arch", "decoder_width=16"]) == 0
+    hyper = ["--arch", "decoder_width=16,hyperprior=8", "--init", str(tmp_path / "plain")]
+    assert cli.main([*base, "--out", str(tmp_path / "hyper"), *hyper]) == 0
+    from neurocodec.train.checkpoint import load_checkpoint
+
+    plain, _ = load_checkpoint(tmp_path / "plain" / "checkpoint")
+    moved = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16, "hyperprior": 8}))
+    taken, total = moved.init_weights(tmp_path / "plain")
+    assert 0 < taken < total  # the factorized prior of y is not in the hyperprior model
+    start = moved.model.state_dict()
+    assert all(torch.equal(start[k[6:]], v) for k, v in plain.items() if k.startswith("model.encoder"))
+    assert cli.main([*base, "--out", str(tmp_path / "c"), "--init", str(tmp_path / "nothing")]) == 2
+
+
 def test_default_architecture_comes_from_the_registry():
     trainer = Trainer(TrainConfig(model="toy-audio"))
     assert trainer.config.arch == {}

@@ -75,17 +75,18 @@ def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NEUROCODEC_WEIGHTS_PATH", str(tmp_path))
     write_weights(tmp_path, WaLLoCImageCodec, 1)
     write_weights(tmp_path, WaLLoCImageCodec, 2, latent_dim=6, bits=6, levels=2)
+    write_weights(tmp_path, WaLLoCImageCodec, 3, hyperprior=8)
     write_weights(tmp_path, WaLLoCAudioCodec, 1, levels=4, latent_dim=8)
     return tmp_path
 
 
 def test_codecs_are_registered(weights: Path) -> None:
     infos = {info.name: info for info in nc.list_codecs()}
-    assert infos["walloc-image"].media == "image" and infos["walloc-image"].qualities == (1, 2)
+    assert infos["walloc-image"].media == "image" and infos["walloc-image"].qualities == (1, 2, 3)
     assert infos["walloc-audio"].media == "audio"
 
 
-@pytest.mark.parametrize("quality", [1, 2])
+@pytest.mark.parametrize("quality", [1, 2, 3])  # 3: with a hyperprior
 @pytest.mark.parametrize(("height", "width"), [(64, 96), (37, 53), (1, 1), (9, 130)])
 def test_image_round_trip_through_the_file(weights: Path, quality: int, height: int, width: int) -> None:
     codec = nc.load("walloc-image", quality=quality)
@@ -94,7 +95,7 @@ def test_image_round_trip_through_the_file(weights: Path, quality: int, height: 
     header, sections = container.unpack(data)
     assert (header.codec, header.quality) == ("walloc-image", quality)
     assert (header.geometry.height, header.geometry.width) == (height, width)
-    assert set(sections) == {"y"}
+    assert set(sections) == ({"z", "y"} if quality == 3 else {"y"})
     x_hat = nc.decode(data)  # the file names its codec, quality and weights
     assert x_hat.shape == x.shape and 0 <= x_hat.min() and x_hat.max() <= 1
     assert torch.equal(codec.decode(data), x_hat)
@@ -132,6 +133,33 @@ def test_decoding_is_deterministic_across_threads_and_batches() -> None:
     # a batch of inputs gives each one the latent it gets alone (what a latent dataset relies on)
     batch = torch.stack([photo(), photo().flip(-1)])
     assert torch.equal(codec.latent(batch)[:1], reference)
+
+
+def test_hyperprior_files_decode_the_same_everywhere() -> None:
+    codec = small_codec(WaLLoCImageCodec, hyperprior=8)
+    assert codec.model.pad_step == 32 and codec.hyperprior
+    x = photo(70, 100)
+    data = codec.encode(x)
+    header, sections = container.unpack(data)
+    assert set(sections) == {"z", "y"}
+    y_hat = codec.model.hyperprior.decompress(sections, codec._latent_shape((70, 100)))
+    assert y_hat.shape == (1, 12, 12, 16)  # 70x100 padded to 96x128, at 1/8
+    assert torch.equal(y_hat.float(), codec.latent(x.unsqueeze(0)))  # the file holds latent()
+    means = y_hat - torch.round(y_hat)
+    assert bool((means != 0).any())  # rounded around the predicted means, on their 1/16 grid
+    assert torch.equal(torch.round(y_hat * 16), y_hat * 16)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = codec.decode(data)
+        torch.set_num_threads(2)
+        two = codec.decode(data)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two) and one.shape == x.shape
+    truncated = container.pack(header, {"y": sections["y"]})
+    with pytest.raises(nc.BitstreamError, match="lacks its z section"):
+        codec.decode(truncated)
 
 
 def _fit_prior(model, y: torch.Tensor, steps: int = 200) -> None:
@@ -198,6 +226,12 @@ def test_training_contract() -> None:
     assert sum(p.numel() for p in model.encoder.parameters()) == 192 * 12 + 12  # the paper's 2,316
     audio = WaLLoCAudio(**SMALL)
     assert audio(music(1024).unsqueeze(0))["likelihoods"]["y"].shape == (1, 64, 4)
+    with pytest.raises(ValueError, match="images only"):
+        WaLLoCAudio(**SMALL, hyperprior=8)
+    hyper = WaLLoCImage(**SMALL, hyperprior=8).train()
+    out = hyper(photo(64, 128).unsqueeze(0))
+    assert out["likelihoods"]["y"].shape == (1, 12, 8, 16) and out["likelihoods"]["z"].shape == (1, 8, 2, 4)
+    assert hyper.aux_loss().requires_grad
 
 
 def test_untrained_model_keeps_the_lowest_frequency_packets() -> None:

@@ -933,6 +933,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")
     train.add_argument(
+        "--init",
+        metavar="RUN",
+        help="start a new run from the weights of another (those whose names and shapes match; "
+        "e.g. a trained WaLLoC for one with a hyperprior)",
+    )
+    train.add_argument(
         "--time-limit",
         type=float,
         metavar="SECONDS",
@@ -1001,7 +1007,7 @@ def _train(args: argparse.Namespace, console: _Console) -> None:
         batch_size=args.batch_size, crop=args.crop, samples=args.samples, frames=args.frames,
         distortion=args.distortion, lr=args.lr, lr_schedule=args.lr_schedule, warmup=args.warmup,
         clip=args.clip, ema=args.ema, val=args.val, val_split=args.val_split, val_every=args.val_every,
-        channels_last=args.channels_last, seed=args.seed, device=args.device,
+        channels_last=args.channels_last, seed=args.seed, device=args.device, init=args.init or "",
     )  # fmt: skip
     try:
         trainer = Trainer(config)

@@ -3,7 +3,10 @@
 File section: ``y``, the latent, rounded and coded with the factorized prior (one CDF table per
 latent channel, so every table index is the channel number: the decoder needs nothing but the
 integer tables shipped with the weights, and entropy decoding is bit-exact on any device).
-The input is padded to a multiple of ``2**levels`` on each side (images: edge replication;
+Image weights with a hyperprior (``hyperprior=N``) write sections ``z`` (the hyper-latent,
+factorized prior) and ``y`` (Gaussian conditional, table index and mean per element from the
+integer ``h_s``, as in the ``hyperprior`` codec): also bit-exact on any device.
+The input is padded to a multiple of ``2**levels`` (4 times that with a hyperprior) on each side (images: edge replication;
 audio: zeros after the end) and the decoder crops to the geometry in the header.
 
 Encoding costs the wavelet packet transform, one 1x1 projection, a rounding and the rANS
@@ -37,30 +40,49 @@ class _WaLLoCCodec(Codec):
         self.model = self.model_class(**arch)
 
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` padded after its end to a multiple of ``2**levels`` along each side."""
-        return pad_to_multiple(x, self.model.step, "replicate" if self.media == "image" else "constant")
+        """``x`` padded after its end to a multiple of the model's ``pad_step`` along each side."""
+        return pad_to_multiple(x, self.model.pad_step, "replicate" if self.media == "image" else "constant")
 
     def _latent_shape(self, sizes: tuple[int, ...]) -> tuple[int, ...]:
-        return (1, self.model.latent_dim, *blocks(sizes, self.model.step))
+        m = self.model
+        return (1, m.latent_dim, *(b * m.pad_step // m.step for b in blocks(sizes, m.pad_step)))
+
+    def _latent(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        return m.encode_latent(m.analysis(self._padded(x)))
+
+    def _sections(self, x: torch.Tensor) -> dict[str, bytes]:
+        y = self._latent(x)
+        if self.hyperprior:
+            return self.model.hyperprior.compress(y)
+        return {"y": self.model.entropy_bottleneck.compress(y)}
+
+    @property
+    def hyperprior(self) -> bool:
+        """Whether ``y`` is coded with a hyperprior (sections ``z`` and ``y``) rather than a
+        factorized prior (section ``y``)."""
+        return hasattr(self.model, "hyperprior")
 
     def latent(self, x: torch.Tensor) -> torch.Tensor:
-        """The integer latent of a batch ``x`` (sides any size): what the file codes, as float32.
+        """The latent of a batch ``x`` (sides any size) as the decoder gets it, as float32: the
+        integers the file codes (with a hyperprior: plus the means it predicts).
 
         For compressed learning: downstream models can train on these directly.
         """
-        m = self.model
-        return torch.round(m.encode_latent(m.analysis(self._padded(x))))
-
-    def _encode_latent(self, x: torch.Tensor) -> bytes:
-        m = self.model
-        return m.entropy_bottleneck.compress(m.encode_latent(m.analysis(self._padded(x))))
+        y = self._latent(x)
+        return (self.model.hyperprior.coded_latent(y) if self.hyperprior else torch.round(y)).float()
 
     def _decode_latent(self, sections: dict[str, bytes], sizes: tuple[int, ...]) -> torch.Tensor:
-        if "y" not in sections:
-            raise BitstreamError(f"this {self.name} file lacks its y section")
+        needed = {"z", "y"} if self.hyperprior else {"y"}
+        missing = needed - sections.keys()
+        if missing:
+            raise BitstreamError(f"this {self.name} file lacks its {' and '.join(sorted(missing))} section")
         m = self.model
-        y_hat = m.entropy_bottleneck.decompress(sections["y"], self._latent_shape(sizes))
-        return m.synthesis(m.decode_latent(y_hat.to(self.device)))
+        if self.hyperprior:
+            y_hat = m.hyperprior.decompress(sections, self._latent_shape(sizes))
+        else:
+            y_hat = m.entropy_bottleneck.decompress(sections["y"], self._latent_shape(sizes))
+        return m.synthesis(m.decode_latent(y_hat.to(self.device, torch.float32)))
 
 
 @register_codec
@@ -72,7 +94,7 @@ class WaLLoCImageCodec(_WaLLoCCodec):
 
     def _encode(self, x: torch.Tensor) -> tuple[Geometry, dict[str, bytes]]:
         _, c, h, w = x.shape
-        return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {"y": self._encode_latent(x)}
+        return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), self._sections(x)
 
     def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
         g = header.geometry
@@ -89,9 +111,7 @@ class WaLLoCAudioCodec(_WaLLoCCodec):
 
     def _encode(self, x: torch.Tensor) -> tuple[Geometry, dict[str, bytes]]:
         _, c, t = x.shape
-        return AudioGeometry(sample_rate=self.sample_rate, channels=c, samples=t), {
-            "y": self._encode_latent(x)
-        }
+        return AudioGeometry(sample_rate=self.sample_rate, channels=c, samples=t), self._sections(x)
 
     def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
         return self._decode_latent(sections, (header.geometry.samples,))

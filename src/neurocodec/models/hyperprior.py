@@ -27,7 +27,7 @@ from neurocodec.entropy.models.base import Mode
 from neurocodec.models.integer import IntegerConv2d, IntegerConvTranspose2d, round_ste
 from neurocodec.models.layers import GDN, conv, deconv
 
-__all__ = ["HyperSynthesis", "MeanScaleHyperprior"]
+__all__ = ["HyperSynthesis", "LatentHyperprior", "MeanScaleHyperprior", "hyper_analysis"]
 
 Z_BOUND = 2**15  # hyper-latents are clamped to [-Z_BOUND, Z_BOUND] before h_s (bounds the accumulators)
 
@@ -72,6 +72,91 @@ class HyperSynthesis(nn.Module):
         return index, (mean_raw.to(torch.float64) * 2.0**-self.mean_bits).contiguous()
 
 
+def hyper_analysis(M: int, N: int) -> nn.Sequential:
+    """``h_a`` of ``mbt2018-mean``: ``M`` latent channels -> ``N`` at 1/4 of the resolution."""
+    return nn.Sequential(
+        conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)
+    )
+
+
+class _LogUniformScales(nn.Module):
+    """``scale(index) = exp(log_s0 + index * log_step)``: the Gaussian's scale table, differentiable
+    in the (straight-through integer) table index that ``h_s`` outputs."""
+
+    def __init__(self, gaussian: GaussianConditional):
+        super().__init__()
+        scales = torch.from_numpy(gaussian.scale_table)
+        # not persistent: derived from the scale table, which the weights files carry
+        self.register_buffer("log_scale0", torch.tensor(math.log(scales[0])), persistent=False)
+        self.register_buffer(
+            "log_scale_step",
+            torch.tensor(math.log(scales[-1] / scales[0]) / (len(scales) - 1)),
+            persistent=False,
+        )
+        if not torch.allclose(self(torch.arange(len(scales))), scales.float(), rtol=1e-5):
+            raise ValueError("the hyperprior needs a log-uniform scale table")
+
+    def forward(self, index: Tensor) -> Tensor:
+        return torch.exp(self.log_scale0 + index * self.log_scale_step)
+
+
+class LatentHyperprior(nn.Module):
+    """A mean-scale hyperprior for a given ``M``-channel latent ``y`` (e.g. WaLLoC's): ``h_a``
+    (float), a factorized prior on ``z`` (``N`` channels at 1/4 of ``y``'s resolution), the integer
+    ``h_s`` and the Gaussian conditional, as in :class:`MeanScaleHyperprior`. ``y``'s sides must be
+    multiples of 4."""
+
+    def __init__(self, M: int, N: int, scale_table=None):
+        super().__init__()
+        self.M, self.N = M, N
+        self.h_a = hyper_analysis(M, N)
+        self.entropy_bottleneck = FactorizedPrior(N)
+        self.gaussian = GaussianConditional(scale_table)
+        self.h_s = HyperSynthesis(N, M, num_scales=len(self.gaussian.scale_table))
+        self.scales_of = _LogUniformScales(self.gaussian)
+
+    def forward(self, y: Tensor, mode: Mode | None = None) -> tuple[Tensor, dict]:
+        """``(y_hat, {"y": likelihoods, "z": likelihoods})``; ``y_hat = round(y - means) + means``
+        (straight-through), as coded."""
+        z = self.h_a(y)
+        _, z_likelihoods = self.entropy_bottleneck(z, mode)
+        index, means = self.h_s(round_ste(z))
+        _, y_likelihoods = self.gaussian(y, self.scales_of(index), means, mode)
+        return self.gaussian.quantize(y, "ste", means), {"y": y_likelihoods, "z": z_likelihoods}
+
+    def _coding_prior(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(z symbols, int32 table indexes, float64 means)`` of ``y``, exactly as coded."""
+        z_symbols = torch.round(self.h_a(y))
+        return (z_symbols, *self.h_s.forward_integer(z_symbols))
+
+    def compress(self, y: Tensor) -> dict[str, bytes]:
+        """The sections ``{"z", "y"}`` of ``y``."""
+        z_symbols, index, means = self._coding_prior(y)
+        return {
+            "z": self.entropy_bottleneck.compress(z_symbols),
+            "y": self.gaussian.compress(y, index, means),
+        }
+
+    def coded_latent(self, y: Tensor) -> Tensor:
+        """The ``y_hat`` (float64) a decoder gets from :meth:`compress`'s sections, without coding them."""
+        _, _, means = self._coding_prior(y)
+        return torch.round(y.to(means) - means) + means
+
+    def decompress(self, sections: dict[str, bytes], y_shape: tuple[int, ...]) -> Tensor:
+        """``y_hat`` (float64, on the device of the weights) from the sections, for ``y`` of ``y_shape``."""
+        n, _, *sides = y_shape
+        z_hat = self.entropy_bottleneck.decompress(sections["z"], (n, self.N, *(s // 4 for s in sides)))
+        index, means = self.h_s.forward_integer(z_hat.to(self.entropy_bottleneck.table_sizes.device))
+        return self.gaussian.decompress(sections["y"], index, means)
+
+    def aux_loss(self) -> Tensor:
+        return self.entropy_bottleneck.aux_loss()
+
+    def update_tables(self) -> None:
+        self.entropy_bottleneck.update_tables()
+        self.gaussian.update_tables()
+
+
 class MeanScaleHyperprior(nn.Module):
     """The mean-scale hyperprior network, ``N`` hidden and ``M`` latent channels (CompressAI's
     ``mbt2018-mean`` shape: N=128, M=192 for low rates; N=192, M=320 for high rates)."""
@@ -86,26 +171,11 @@ class MeanScaleHyperprior(nn.Module):
             deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
             deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
         )  # fmt: skip
-        self.h_a = nn.Sequential(
-            conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)
-        )
+        self.h_a = hyper_analysis(M, N)
         self.entropy_bottleneck = FactorizedPrior(N)
         self.gaussian = GaussianConditional(scale_table)
-        scales = torch.from_numpy(self.gaussian.scale_table)
-        self.h_s = HyperSynthesis(N, M, num_scales=len(scales))
-        # log-uniform scale table: scale(index) = exp(log_s0 + index * log_step), differentiable in index
-        self.register_buffer("log_scale0", torch.tensor(math.log(scales[0])), persistent=False)
-        self.register_buffer(
-            "log_scale_step",
-            torch.tensor(math.log(scales[-1] / scales[0]) / (len(scales) - 1)),
-            persistent=False,
-        )
-        if not torch.allclose(torch.exp(self.log_scale0 + torch.arange(len(scales)) * self.log_scale_step),
-                              scales.float(), rtol=1e-5):  # fmt: skip
-            raise ValueError("MeanScaleHyperprior needs a log-uniform scale table")
-
-    def scales_of(self, index: Tensor) -> Tensor:
-        return torch.exp(self.log_scale0 + index * self.log_scale_step)
+        self.h_s = HyperSynthesis(N, M, num_scales=len(self.gaussian.scale_table))
+        self.scales_of = _LogUniformScales(self.gaussian)
 
     def forward(self, x: Tensor) -> dict:
         """Training pass: reconstruction and the likelihoods of ``y`` and ``z``."""

@@ -10,7 +10,9 @@ A shallow, asymmetric autoencoder sandwiched in a fixed, invertible wavelet pack
          after a small conv stack; times ``latent_scale``; optionally the Gaussian-CDF
          compander that bounds the latent to ``bits`` bits
       -> y: quantized (uniform noise in training, rounding when coding), entropy coded with a
-         learned factorized prior per latent channel (:class:`FactorizedPrior`)
+         learned factorized prior per latent channel (:class:`FactorizedPrior`), or (images,
+         ``hyperprior=N``) with a mean-scale hyperprior (:class:`LatentHyperprior`: a float
+         ``h_a`` on the latent, the integer ``h_s``; ``y`` rounded around its means)
       -> decoder, the heavy side: a 1x1 linear synthesis plus a residual network (GroupNorm +
          SiLU residual blocks around one self-attention block at the bottleneck, width
          ``decoder_width``) -> X_hat -> inverse WPT -> clamp to the sample range.
@@ -20,9 +22,11 @@ downstream models can learn from directly ("compressed learning").
 
 Differences from the paper's code, and why:
 
-- the latent is entropy coded with a learned factorized prior through our rANS coder (real
-  bits), where the paper stores the 8-bit latent as a lossless PNG/WebP; so the training
-  loss has a rate term, and ``bits`` (the paper's compander) is optional;
+- the latent is entropy coded with a learned factorized prior (or a hyperprior) through our
+  rANS coder (real bits), where the paper stores the 8-bit latent as a lossless PNG/WebP; so
+  the training loss has a rate term, and ``bits`` (the paper's compander) is optional. The
+  hyperprior costs the encoder ``h_a`` and ``h_s`` on the small latent (about as much as the
+  packet transform) and saves about a fifth of the rate (``eval/probe_walloc_hyperprior.py``);
 - ``latent_scale`` is a fixed gain in front of the quantizer (the decoder divides it out): it
   sets the initial quantization step, so Adam trains the projection at unit scale rather than
   having to grow its weights to tens before the rounding resolves anything;
@@ -47,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neurocodec.entropy.models import FactorizedPrior
+from neurocodec.models.hyperprior import LatentHyperprior
 from neurocodec.transforms.wavelets import iwpt1d, iwpt2d, packet_frequencies, wpt1d, wpt2d
 
 __all__ = ["Compander", "WaLLoC", "WaLLoCAudio", "WaLLoCImage", "lowest_frequency_packets"]
@@ -223,6 +228,9 @@ class WaLLoC(nn.Module):
         wavelet_weight: phi, the weight of the packet-domain MSE term in the training loss.
         offset: subtracted from the input before the transform (0.5 centres images in [0, 1]).
         sample_range: the valid range of output samples (the reconstruction is clamped to it).
+        hyperprior: 0 for the factorized prior; else the channels ``N`` of a mean-scale
+            hyperprior's ``z`` (images only: the integer ``h_s`` is 2-D). Inputs are then padded
+            to a multiple of ``4 * 2**levels``, ``z``'s grid.
     """
 
     def __init__(
@@ -240,10 +248,13 @@ class WaLLoC(nn.Module):
         wavelet_weight: float = 0.0,
         offset: float = 0.0,
         sample_range: tuple[float, float] = (-1.0, 1.0),
+        hyperprior: int = 0,
     ):
         super().__init__()
         if dims not in (1, 2):
             raise ValueError(f"dims must be 1 or 2, not {dims}")
+        if hyperprior and dims != 2:
+            raise ValueError("the WaLLoC hyperprior is for images only (its integer h_s is 2-D)")
         self.dims, self.levels, self.wavelet = dims, levels, wavelet
         self.channels, self.latent_dim = channels, latent_dim
         self.packets = channels * 2 ** (dims * levels)
@@ -259,7 +270,10 @@ class WaLLoC(nn.Module):
         projection = _conv(dims, encoder_width or self.packets, latent_dim, 1)
         nn.init.zeros_(projection.bias)
         self.compander = Compander(bits) if bits is not None else None
-        self.entropy_bottleneck = FactorizedPrior(latent_dim)
+        if hyperprior:
+            self.hyperprior = LatentHyperprior(latent_dim, hyperprior)
+        else:
+            self.entropy_bottleneck = FactorizedPrior(latent_dim)
         self.decoder = Decoder(dims, latent_dim, self.packets, decoder_width, decoder_blocks)
         if encoder_width:
             nn.init.orthogonal_(projection.weight)  # unit-norm rows: the latent has the features' scale
@@ -277,8 +291,14 @@ class WaLLoC(nn.Module):
 
     @property
     def step(self) -> int:
-        """Inputs are padded to a multiple of this (``2**levels``) along each side."""
+        """The latent's downsampling along each side: ``2**levels``."""
         return 2**self.levels
+
+    @property
+    def pad_step(self) -> int:
+        """Inputs are padded to a multiple of this along each side: :attr:`step`, times 4 with a
+        hyperprior (the side of ``z``'s cells)."""
+        return self.step * (4 if hasattr(self, "hyperprior") else 1)
 
     # -- the transforms ------------------------------------------------------------------------
 
@@ -313,24 +333,37 @@ class WaLLoC(nn.Module):
         """
         with torch.autocast(x.device.type, enabled=False):
             X = self.analysis(x.float())
-            y = self.encode_latent(X)
-            _, likelihoods = self.entropy_bottleneck(y, mode="noise" if self.training else "ste")
-            y_hat = self.entropy_bottleneck.quantize(y, "ste")
+            y_hat, likelihoods = self.quantize_latent(
+                self.encode_latent(X), "noise" if self.training else "ste"
+            )
         X_hat = self.decode_latent(y_hat).float()
         with torch.autocast(x.device.type, enabled=False):
             x_hat = self.synthesis(X_hat)
         return {
             "x_hat": x_hat,
-            "likelihoods": {"y": likelihoods},
+            "likelihoods": likelihoods,
             "loss_terms": {"wavelet_mse": self.wavelet_weight * torch.mean((X_hat - X) ** 2)},
         }
 
+    def quantize_latent(self, y: Tensor, mode: str) -> tuple[Tensor, dict]:
+        """``(y_hat, likelihoods)``: ``y`` rounded as coded (straight-through; around the
+        hyperprior's means when there is one) and the likelihoods of the rate terms under ``mode``."""
+        if hasattr(self, "hyperprior"):
+            return self.hyperprior(y, mode)
+        _, likelihoods = self.entropy_bottleneck(y, mode=mode)
+        return self.entropy_bottleneck.quantize(y, "ste"), {"y": likelihoods}
+
+    @property
+    def prior(self) -> FactorizedPrior | LatentHyperprior:
+        """What codes ``y``: the factorized prior or the hyperprior."""
+        return self.hyperprior if hasattr(self, "hyperprior") else self.entropy_bottleneck
+
     def aux_loss(self) -> Tensor:
-        return self.entropy_bottleneck.aux_loss()
+        return self.prior.aux_loss()
 
     def update_tables(self) -> None:
         """Build the prior's integer CDF tables once, after training (they travel with the state_dict)."""
-        self.entropy_bottleneck.update_tables()
+        self.prior.update_tables()
 
 
 class WaLLoCImage(WaLLoC):

@@ -62,6 +62,7 @@ class TrainConfig:
     bf16: bool = True
     log_every: int = 50
     checkpoint_every: int = 1000
+    init: str = ""  # a run folder (or checkpoint folder) whose weights start a new run
 
 
 class Trainer:
@@ -167,6 +168,29 @@ class Trainer:
             g["lr"] = meta["lr"]
         return True
 
+    def init_weights(self, run: str | Path) -> tuple[int, int]:
+        """Start from the weights of another run (its EMA when it kept one): every tensor whose
+        name and shape match this model's; the rest keep their initialization (e.g. a
+        hyperprior added to a trained WaLLoC). Returns (tensors taken, tensors of this model)."""
+        folder = Path(run)
+        if (folder / "checkpoint").is_dir():
+            folder = folder / "checkpoint"
+        if not has_checkpoint(folder):
+            raise ValueError(f"--init {run}: no checkpoint there")
+        tensors, _ = load_checkpoint(folder, self.device)
+        prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
+        source = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        own = self.model.state_dict()
+        taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+        if not taken:
+            raise ValueError(
+                f"--init {run}: none of its weights fit a {self.config.model} of this architecture"
+            )
+        self.model.load_state_dict(taken, strict=False)
+        if self.ema is not None:
+            self.ema = WeightAverage(self.model, self.config.ema)
+        return len(taken), len(own)
+
     # -- the loop ---------------------------------------------------------------------------
 
     def _autocast(self):
@@ -255,6 +279,9 @@ class Trainer:
         bar = tqdm(total=c.steps, initial=self.step, disable=not progress, desc="train", dynamic_ncols=True)
         if resumed:
             bar.write(f"resumed at step {self.step}")
+        elif c.init:
+            taken, total = self.init_weights(c.init)
+            bar.write(f"started from {taken} of {total} weight tensors of {c.init}")
         t0 = time.perf_counter()
         while self.step < stop:
             if time_limit is not None and time.perf_counter() - t0 > time_limit:
