@@ -408,6 +408,17 @@ def test_a_run_starts_from_the_matching_weights_of_another(tmp_path):
     assert all(torch.equal(start[k[6:]], v) for k, v in plain.items() if k.startswith("model.encoder"))
     assert cli.main([*base, "--out", str(tmp_path / "c"), "--init", str(tmp_path / "nothing")]) == 2
 
+    # the new hyperprior alone, the rest frozen where --init put it
+    only = [*hyper, "--train-only", "hyperprior"]
+    assert cli.main([*base, "--out", str(tmp_path / "only"), *only]) == 0
+    trained, _ = load_checkpoint(tmp_path / "only" / "checkpoint")
+    for name, value in plain.items():
+        if name.startswith(("model.encoder", "model.decoder")):
+            assert torch.equal(trained[name], value), name
+    fresh = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16, "hyperprior": 8})).model
+    assert not torch.equal(trained["model.hyperprior.h_a.0.weight"], fresh.state_dict()["hyperprior.h_a.0.weight"])
+    assert cli.main([*base, "--out", str(tmp_path / "d"), "--train-only", "nothing"]) == 2
+
 
 def test_default_architecture_comes_from_the_registry():
     trainer = Trainer(TrainConfig(model="toy-audio"))

@@ -939,6 +939,11 @@ def _parser() -> argparse.ArgumentParser:
         "e.g. a trained WaLLoC for one with a hyperprior)",
     )
     train.add_argument(
+        "--train-only",
+        metavar="PREFIX,...",
+        help="train only the parameters whose names start so (e.g. hyperprior); freeze the rest",
+    )
+    train.add_argument(
         "--time-limit",
         type=float,
         metavar="SECONDS",
@@ -1008,6 +1013,7 @@ def _train(args: argparse.Namespace, console: _Console) -> None:
         distortion=args.distortion, lr=args.lr, lr_schedule=args.lr_schedule, warmup=args.warmup,
         clip=args.clip, ema=args.ema, val=args.val, val_split=args.val_split, val_every=args.val_every,
         channels_last=args.channels_last, seed=args.seed, device=args.device, init=args.init or "",
+        train_only=args.train_only or "",
     )  # fmt: skip
     try:
         trainer = Trainer(config)

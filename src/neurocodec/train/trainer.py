@@ -63,6 +63,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 1000
     init: str = ""  # a run folder (or checkpoint folder) whose weights start a new run
+    train_only: str = ""  # comma-separated parameter-name prefixes: train those, freeze the rest
 
 
 class Trainer:
@@ -81,6 +82,15 @@ class Trainer:
         aux = {n for n, _ in self.model.named_parameters() if n.endswith("quantiles")}
         self.aux_params = [p for n, p in self.model.named_parameters() if n in aux]
         self.main_params = [p for n, p in self.model.named_parameters() if n not in aux]
+        if c.train_only:
+            prefixes = tuple(p.strip() for p in c.train_only.split(",") if p.strip())
+            names = [n for n, _ in self.model.named_parameters() if n not in aux]
+            if not any(n.startswith(prefixes) for n in names):
+                raise ValueError(f"--train-only {c.train_only}: no parameter of {c.model} starts so")
+            for n, p in self.model.named_parameters():
+                if n not in aux and not n.startswith(prefixes):
+                    p.requires_grad_(False)  # frozen: no gradient, no optimizer state
+            self.main_params = [p for p in self.main_params if p.requires_grad]
         self.opt = torch.optim.Adam(self.main_params, lr=c.lr)
         self.aux_opt = torch.optim.Adam(self.aux_params, lr=c.aux_lr) if self.aux_params else None
         self.ema = WeightAverage(self.model, c.ema) if c.ema else None
