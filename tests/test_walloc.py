@@ -114,6 +114,17 @@ def test_audio_round_trip_through_the_file(weights: Path, samples: int) -> None:
     assert container.unpack(codec.encode(x, sample_rate=48000))[0].geometry.sample_rate == 48000
 
 
+def decode_on_1_and_2_threads(codec, data: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = codec.decode(data)
+        torch.set_num_threads(2)
+        return one, codec.decode(data)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_decoding_is_deterministic_across_threads_and_batches() -> None:
     codec = small_codec(WaLLoCImageCodec)
     data = codec.encode(photo())
@@ -121,14 +132,7 @@ def test_decoding_is_deterministic_across_threads_and_batches() -> None:
     shape = codec._latent_shape((header.geometry.height, header.geometry.width))
     reference = codec.model.entropy_bottleneck.decompress(sections["y"], shape)
     assert torch.equal(reference, codec.latent(photo().unsqueeze(0)))  # the file holds latent()
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = codec.decode(data)
-        torch.set_num_threads(2)
-        two = codec.decode(data)
-    finally:
-        torch.set_num_threads(threads)
+    one, two = decode_on_1_and_2_threads(codec, data)
     assert torch.equal(one, two)
     # a batch of inputs gives each one the latent it gets alone (what a latent dataset relies on)
     batch = torch.stack([photo(), photo().flip(-1)])
@@ -148,14 +152,7 @@ def test_hyperprior_files_decode_the_same_everywhere() -> None:
     means = y_hat - torch.round(y_hat)
     assert bool((means != 0).any())  # rounded around the predicted means, on their 1/16 grid
     assert torch.equal(torch.round(y_hat * 16), y_hat * 16)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = codec.decode(data)
-        torch.set_num_threads(2)
-        two = codec.decode(data)
-    finally:
-        torch.set_num_threads(threads)
+    one, two = decode_on_1_and_2_threads(codec, data)
     assert torch.equal(one, two) and one.shape == x.shape
     truncated = container.pack(header, {"y": sections["y"]})
     with pytest.raises(nc.BitstreamError, match="lacks its z section"):
