@@ -51,8 +51,8 @@ def audio_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def image_codec() -> WaLLoCImageCodec:
-    return small_codec(WaLLoCImageCodec, levels=2, latent_dim=6)
+def image_codec(hyperprior: int = 0) -> WaLLoCImageCodec:
+    return small_codec(WaLLoCImageCodec, levels=2, latent_dim=6, hyperprior=hyperprior)
 
 
 def audio_codec() -> WaLLoCAudioCodec:
@@ -142,10 +142,14 @@ def test_refusals(image_dir: Path, tmp_path: Path) -> None:
         list(encode_latents(image_codec(), tmp_path / "empty", progress=False))
 
 
-@pytest.mark.parametrize("shard_size", [1, 3, 100])
-def test_saved_shards_reload_identically(image_dir: Path, tmp_path: Path, shard_size: int) -> None:
-    codec = image_codec()
+@pytest.mark.parametrize(("shard_size", "hyperprior"), [(1, 0), (3, 0), (100, 0), (3, 8)])
+def test_saved_shards_reload_identically(
+    image_dir: Path, tmp_path: Path, shard_size: int, hyperprior: int
+) -> None:
+    codec = image_codec(hyperprior)
     items = list(encode_latents(codec, image_dir, progress=False))
+    # a hyperprior's latents are the rounded residuals plus its means, off the integers
+    assert any(not torch.equal(item.latent, item.latent.round()) for item in items) == bool(hyperprior)
     out = tmp_path / "latents"
     index = save_latents(iter(items), out, shard_size, codec=codec)
     shards = sorted(out.glob("shard-*.safetensors"))

@@ -416,7 +416,9 @@ def test_a_run_starts_from_the_matching_weights_of_another(tmp_path):
         if name.startswith(("model.encoder", "model.decoder")):
             assert torch.equal(trained[name], value), name
     fresh = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16, "hyperprior": 8})).model
-    assert not torch.equal(trained["model.hyperprior.h_a.0.weight"], fresh.state_dict()["hyperprior.h_a.0.weight"])
+    assert not torch.equal(
+        trained["model.hyperprior.h_a.0.weight"], fresh.state_dict()["hyperprior.h_a.0.weight"]
+    )
     assert cli.main([*base, "--out", str(tmp_path / "d"), "--train-only", "nothing"]) == 2
 
 

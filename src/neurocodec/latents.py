@@ -14,8 +14,9 @@ without decoding. This module turns media files into those latents and keeps the
 - :class:`LatentDataset` reads such a folder back as a :class:`torch.utils.data.Dataset`,
   without the codec.
 
-A latent is the integer latent the file would code (``codec.latent(x)``: rounded, held as
-float32), one item per file, without a batch dimension. Items of different sizes:
+A latent is the latent as a decoder gets it from the file (``codec.latent(x)``, as float32:
+the rounded latent, or with a hyperprior the rounded residuals plus its predicted means), one
+item per file, without a batch dimension. Items of different sizes:
 ``crop=None`` (default) encodes each file at its own size, so latents differ in size and
 batches hold runs of consecutive same-size files; ``crop=(H, W)`` (images) or ``crop=T``
 (audio) takes the centred crop of that size of every file first, so every latent has the
@@ -230,7 +231,10 @@ def _encode_batch(codec: Codec, batch: list[tuple[torch.Tensor, LatentItem]]) ->
 
 
 def _stored(latent: torch.Tensor) -> torch.Tensor:
-    """The integer latent in the narrowest of int16 / int32 that holds it (half the bytes of float32)."""
+    """An integer-valued latent in the narrowest of int16 / int32 that holds it (half the bytes
+    of float32); any other (a hyperprior's, on its means' grid) as float32, exactly."""
+    if not bool(torch.equal(latent, torch.round(latent))):
+        return latent.to(torch.float32).contiguous()
     limit = float(latent.abs().max()) if latent.numel() else 0.0
     if limit >= 2**31:
         raise ConfigError(f"a latent value of {limit:g} does not fit in int32")
@@ -248,8 +252,8 @@ def save_latents(
     """Write ``items`` as ``shard-NNNNN.safetensors`` files of ``shard_size`` items and an index.
 
     ``items`` is consumed as it comes (a generator of :func:`encode_latents` streams to disk,
-    one shard in memory). Latents are stored as integers (they are integer-valued) and read
-    back as float32. The index (``index.json``) lists each item's file, original shape, sample
+    one shard in memory). Integer-valued latents are stored as integers, others (a
+    hyperprior's) as float32; all are read back as float32. The index (``index.json``) lists each item's file, original shape, sample
     rate, shard and latent shape, and, given ``codec``, its name, quality and weights hash; it
     is written last, so an interrupted run leaves no loadable dataset. An existing dataset in
     ``out_dir`` is replaced only with ``overwrite=True``. Returns the path of the index.
