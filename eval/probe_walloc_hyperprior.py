@@ -1,21 +1,24 @@
-"""Would a hyperprior pay for WaLLoC's latent? A probe on the shipped walloc-image weights.
+"""Would a hyperprior pay for WaLLoC's latent? A probe on trained factorized-prior walloc-image weights.
 
 WaLLoC's encoder is linear and fixed once trained, so the question "how much would a mean-scale
-hyperprior save over the shipped per-channel factorized prior" can be answered without
-retraining the codec: train only a hyperprior (``h_a``, a factorized prior on ``z`` and the
-integer ``h_s`` of :mod:`neurocodec.models.hyperprior`) on the frozen latents of training
+hyperprior save over the trained per-channel factorized prior" can be answered without
+retraining the codec: train only a hyperprior (:class:`~neurocodec.models.hyperprior.LatentHyperprior`:
+``h_a``, a factorized prior on ``z``, the integer ``h_s``) on the frozen latents of training
 crops, then measure on Kodak
 
-- the ideal rate (``-log2`` likelihoods) of the factorized prior on ``round(y)``: the shipped codec;
+- the ideal rate (``-log2`` likelihoods) of the factorized prior on ``round(y)``: the trained codec;
 - the ideal rate of ``y`` under the hyperprior's Gaussian, coded around its means, plus ``z``;
-- the PSNR of each latent through the shipped decoder (rounding around the means moves
+- the PSNR of each latent through the trained decoder (rounding around the means moves
   ``y_hat`` a little, so the distortion is reported too).
 
 Ideal rates on both sides: the coder's overhead is about the same for both (below 1 %).
 The decoder is not fine-tuned to the new quantization, so this underestimates what a codec
 trained end to end with a hyperprior would reach.
 
-    python eval/probe_walloc_hyperprior.py --quality 3 --out eval/probe_walloc_hyperprior.json
+    python eval/probe_walloc_hyperprior.py --run runs/wi-q2 --out eval/probe_walloc_hyperprior.json
+
+(``runs/wi-q2`` is the factorized q3 run of docs/training.md's WaLLoC recipe, whose weights
+were shipped as walloc-image q3 before the hyperprior.)
 """
 
 from __future__ import annotations
@@ -28,44 +31,25 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
-import neurocodec as nc
 from neurocodec.codecs.base import pad_to_multiple
-from neurocodec.entropy.models.factorized import FactorizedPrior
-from neurocodec.entropy.models.gaussian import GaussianConditional
+from neurocodec.codecs.walloc import WaLLoCImageCodec
 from neurocodec.io.image import read_image
 from neurocodec.metrics import psnr
-from neurocodec.models.hyperprior import HyperSynthesis
-from neurocodec.models.integer import round_ste
-from neurocodec.models.layers import conv
+from neurocodec.models.hyperprior import LatentHyperprior
+from neurocodec.train.checkpoint import load_checkpoint, model_weights
 from neurocodec.train.data import image_files
 
 
-class LatentHyperprior(nn.Module):
-    """A mean-scale hyperprior for a fixed ``M``-channel latent: ``y -> (y_hat, likelihoods)``."""
-
-    def __init__(self, M: int, N: int):
-        super().__init__()
-        self.h_a = nn.Sequential(
-            conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)
-        )
-        self.entropy_bottleneck = FactorizedPrior(N)
-        self.gaussian = GaussianConditional()
-        scales = torch.as_tensor(self.gaussian.scale_table)
-        self.h_s = HyperSynthesis(N, M, num_scales=len(scales))
-        self.register_buffer("log_scale0", scales[0].log().float(), persistent=False)
-        self.register_buffer(
-            "log_scale_step", ((scales[-1] / scales[0]).log() / (len(scales) - 1)).float(), persistent=False
-        )
-
-    def forward(self, y: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        z = self.h_a(y)
-        _, z_likelihoods = self.entropy_bottleneck(z, mode)
-        index, means = self.h_s(round_ste(z))
-        scales = torch.exp(self.log_scale0 + index * self.log_scale_step)
-        _, y_likelihoods = self.gaussian(y, scales, means, mode)
-        return self.gaussian.quantize(y, "ste", means), y_likelihoods, z_likelihoods
+def factorized_codec(run: str) -> WaLLoCImageCodec:
+    """The walloc-image codec of a training run with the factorized prior (its final weights)."""
+    tensors, meta = load_checkpoint(Path(run) / "checkpoint")
+    arch = meta["config"]["arch"]
+    if arch.get("hyperprior"):
+        raise SystemExit(f"{run} already has a hyperprior: give a factorized-prior run")
+    codec = WaLLoCImageCodec(**arch).eval()
+    codec.model.load_state_dict(model_weights(tensors)[0])
+    return codec
 
 
 def bits(likelihoods: torch.Tensor) -> float:
@@ -104,9 +88,9 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = lr / 10
         y = latents[torch.randint(0, len(latents), (batch,), generator=g)]
-        _, y_lik, z_lik = prior(y, "noise")
-        rate = (bits(y_lik) + bits(z_lik)) / y.numel()  # bits per latent element, for the log
-        loss = -(torch.log2(y_lik).sum() + torch.log2(z_lik).sum()) / y.numel()
+        _, likelihoods = prior(y, "noise")
+        rate = sum(bits(lik) for lik in likelihoods.values()) / y.numel()  # bits per latent element
+        loss = -sum(torch.log2(lik).sum() for lik in likelihoods.values()) / y.numel()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -133,13 +117,13 @@ def measure(codec, prior: LatentHyperprior, path: Path) -> dict:
         return psnr(x[None], x_hat)
 
     y_fact, lik_fact = m.entropy_bottleneck(y, "ste")
-    y_hyper, y_lik, z_lik = prior(y, "ste")
+    y_hyper, likelihoods = prior(y, "ste")
     return {
         "file": path.name,
         "factorized": {"bpp": bits(lik_fact) / pixels, "psnr": quality(y_fact)},
         "hyperprior": {
-            "bpp": (bits(y_lik) + bits(z_lik)) / pixels,
-            "bpp_z": bits(z_lik) / pixels,
+            "bpp": (bits(likelihoods["y"]) + bits(likelihoods["z"])) / pixels,
+            "bpp_z": bits(likelihoods["z"]) / pixels,
             "psnr": quality(y_hyper),
         },
     }
@@ -147,7 +131,9 @@ def measure(codec, prior: LatentHyperprior, path: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quality", type=int, default=3)
+    parser.add_argument(
+        "--run", default="runs/wi-q2", help="a factorized walloc-image run (runs/wi-q2: the recipe's q3)"
+    )
     parser.add_argument("--train", default="../shared/data/train")
     parser.add_argument("--kodak", default="../shared/data/kodak")
     parser.add_argument("--hidden", type=int, default=64, help="N: the hyper-latent's channels")
@@ -161,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
-    codec = nc.load("walloc-image", args.quality)
+    codec = factorized_codec(args.run)
     t0 = time.perf_counter()
     latents = training_latents(codec, image_files(args.train), args.crop, args.per_image, args.seed)
     print(f"{len(latents)} training latents {tuple(latents.shape[1:])} in {time.perf_counter() - t0:.0f} s")
@@ -189,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "eval/probe_walloc_hyperprior.py",
         "command": "python " + " ".join(["eval/probe_walloc_hyperprior.py", *(argv or sys.argv[1:])]),
-        "codec": f"walloc-image q{args.quality} (shipped), decoder and encoder frozen",
-        "hyperprior": {"N": args.hidden, "h_s": "integer HyperSynthesis (models/hyperprior.py)"},
+        "codec": f"walloc-image with the factorized prior, run {args.run}; decoder and encoder frozen",
+        "hyperprior": {"N": args.hidden, "model": "models.hyperprior.LatentHyperprior (integer h_s)"},
         "training": {
             **{k: getattr(args, k) for k in ("crop", "per_image", "steps", "batch", "lr", "seed")},
             "latents": len(latents),

@@ -253,10 +253,11 @@ def save_latents(
 
     ``items`` is consumed as it comes (a generator of :func:`encode_latents` streams to disk,
     one shard in memory). Integer-valued latents are stored as integers, others (a
-    hyperprior's) as float32; all are read back as float32. The index (``index.json``) lists each item's file, original shape, sample
-    rate, shard and latent shape, and, given ``codec``, its name, quality and weights hash; it
-    is written last, so an interrupted run leaves no loadable dataset. An existing dataset in
-    ``out_dir`` is replaced only with ``overwrite=True``. Returns the path of the index.
+    hyperprior's) as float32; all are read back as float32. The index (``index.json``) lists
+    each item's file, original shape, sample rate, shard and latent shape, and, given
+    ``codec``, its name, quality and weights hash; it is written last, so an interrupted run
+    leaves no loadable dataset. An existing dataset in ``out_dir`` is replaced only with
+    ``overwrite=True``. Returns the path of the index.
     """
     if shard_size < 1:
         raise ConfigError(f"shard_size must be at least 1, not {shard_size}")

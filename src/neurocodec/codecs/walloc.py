@@ -6,8 +6,9 @@ integer tables shipped with the weights, and entropy decoding is bit-exact on an
 Image weights with a hyperprior (``hyperprior=N``) write sections ``z`` (the hyper-latent,
 factorized prior) and ``y`` (Gaussian conditional, table index and mean per element from the
 integer ``h_s``, as in the ``hyperprior`` codec): also bit-exact on any device.
-The input is padded to a multiple of ``2**levels`` (4 times that with a hyperprior) on each side (images: edge replication;
-audio: zeros after the end) and the decoder crops to the geometry in the header.
+The input is padded to a multiple of ``2**levels`` (4 times that with a hyperprior) on each
+side (images: edge replication; audio: zeros after the end) and the decoder crops to the
+geometry in the header.
 
 Encoding costs the wavelet packet transform, one 1x1 projection, a rounding and the rANS
 coder: no deep network runs on the encoder side. Qualities are operating points (latent

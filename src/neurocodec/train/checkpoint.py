@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["has_checkpoint", "load_checkpoint", "pack_checkpoint", "save_checkpoint"]
+__all__ = ["has_checkpoint", "load_checkpoint", "model_weights", "pack_checkpoint", "save_checkpoint"]
 
 MAX_SHARD_BYTES = 15 * 2**20
 
@@ -78,6 +78,14 @@ def load_checkpoint(
 
 
 MOMENTS = ("exp_avg", "exp_avg_sq")  # Adam's moment estimates, by their state names
+
+
+def model_weights(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
+    """The model's state_dict in a checkpoint's tensors: the EMA (``ema.*``) when the run kept
+    one, else the live weights (``model.*``); and whether it is the EMA."""
+    ema = any(k.startswith("ema.") for k in tensors)
+    prefix = "ema." if ema else "model."
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, ema
 
 
 def pack_checkpoint(src: str | Path, dst: str | Path, moments: torch.dtype = torch.bfloat16) -> list[Path]:

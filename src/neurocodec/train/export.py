@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from neurocodec.errors import ConfigError
 from neurocodec.rd import evaluate_audio, evaluate_images, mean_curve, mean_point
 from neurocodec.registry import WEIGHTS_DIR, WeightConfig, _codec_class
-from neurocodec.train.checkpoint import load_checkpoint
+from neurocodec.train.checkpoint import load_checkpoint, model_weights
 from neurocodec.train.data import audio_files, image_files
 from neurocodec.train.models import trainable
 
@@ -77,8 +77,8 @@ def export_weights(
     if codec_class is None:
         raise ConfigError(f"no codec is registered under the name {name!r}: nothing to export to")
     codec = codec_class(**config["arch"])
-    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
-    codec.model.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+    weights, is_ema = model_weights(tensors)
+    codec.model.load_state_dict(weights)
     codec.model.update_tables()
     codec.eval()
 
@@ -101,7 +101,7 @@ def export_weights(
         "commit": _commit(),
         "rd_kodak": [],
     }
-    if prefix == "ema.":
+    if is_ema:
         card["ema_decay"] = config["ema"]  # the shipped weights are the run's moving average
     if notes:
         card["notes"] = notes

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, model_weights, save_checkpoint
 from neurocodec.train.data import AudioClips, ImageCrops, VideoClips, audio_files, image_files, video_files
 from neurocodec.train.ema import WeightAverage
 from neurocodec.train.losses import check_distortion, rd_loss
@@ -187,9 +187,7 @@ class Trainer:
             folder = folder / "checkpoint"
         if not has_checkpoint(folder):
             raise ValueError(f"--init {run}: no checkpoint there")
-        tensors, _ = load_checkpoint(folder, self.device)
-        prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
-        source = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        source, _ = model_weights(load_checkpoint(folder, self.device)[0])
         own = self.model.state_dict()
         taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         if not taken:
