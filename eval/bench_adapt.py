@@ -1,6 +1,7 @@
 """Encoder-side adaptation (``--effort``, stochastic Gumbel annealing) on Kodak: R-D and time.
 
-With the shipped ``hyperprior`` weights, every quality codes each image twice, at effort 0 (the
+With a codec's weights (``--codec``, default the shipped ``hyperprior``; weights outside the
+package through ``NEUROCODEC_WEIGHTS_PATH``, see :mod:`neurocodec.registry`), every quality codes each image twice, at effort 0 (the
 plain encoder) and at effort N (N SGA iterations, :mod:`neurocodec.codecs.adapt`); both files
 are decoded by the same, unchanged decoder. Per file and per quality: bpp from the real file
 size, PSNR and MS-SSIM of the 8-bit output (:func:`neurocodec.rd.rd_row`), encode and decode
@@ -12,7 +13,7 @@ the PSNR interval both cover), the encode-time ratio and the seconds per iterati
 The JSON is rewritten after each quality, so a cut-off run keeps what it measured;
 ``--resummarize`` recomputes the summary of an existing JSON from its rows, without coding.
 
-    python eval/bench_adapt.py [--effort 40] [--limit 24] [--qualities 1,2,3,4] [--threads 1]
+    python eval/bench_adapt.py [--codec hyperprior] [--effort 40] [--limit 24] [--qualities 1,2,3,4] [--threads 1]
                                [--data ../shared/data/kodak] [--out eval/bench_adapt.json]
     python eval/bench_adapt.py --resummarize [--out eval/bench_adapt.json]
 """
@@ -69,6 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--codec", default="hyperprior", help="a codec that adapts (hyperprior, mlic)")
     parser.add_argument("--effort", type=int, default=40, help="SGA iterations of the adapted encodes")
     parser.add_argument("--limit", type=int, default=24, help="the first LIMIT Kodak images (sorted)")
     parser.add_argument("--qualities", default="1,2,3,4")
@@ -89,6 +91,7 @@ def main() -> int:
     import neurocodec as nc
     from neurocodec.io.image import read_image
     from neurocodec.rd import cpu_model, rd_row
+    from neurocodec.registry import weight_configs
 
     paths = sorted(Path(args.data).glob("*.png"))[: args.limit]
     images = [(p, read_image(p)[0]) for p in paths]
@@ -99,7 +102,7 @@ def main() -> int:
         "benchmark": "eval/bench_adapt.py",
         "command": "python " + " ".join(sys.argv),
         "commit": commit,
-        "codec": "hyperprior (shipped CPU-preview weights)",
+        "codec": args.codec,
         "effort": args.effort,
         "data": f"{Path(args.data).name}: {len(paths)} images ({paths[0].name} .. {paths[-1].name})",
         "threads": args.threads,
@@ -111,8 +114,10 @@ def main() -> int:
     }
     rows: dict[str, dict[str, list[dict]]] = {}
     for q in [int(q) for q in args.qualities.split(",")]:
-        codec = nc.load("hyperprior", quality=q)
+        codec = nc.load(args.codec, quality=q)
         result.setdefault("lambda", {})[str(q)] = codec.lmbda
+        card = next(c for c in weight_configs() if (c.codec, c.quality) == (args.codec, q))
+        result.setdefault("weights", {})[str(q)] = {"file": str(card.path), "sha256": card.sha256}
         rows[str(q)] = {"0": [], str(args.effort): []}
         for path, x in images:
             plain = None

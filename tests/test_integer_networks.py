@@ -130,8 +130,34 @@ def test_int8_path_matches_reference_for_activations(cls, k, stride, weights):
     x[1, :, :3] = 0
     reference = layer(x.double())
     fast = layer.forward_integer(x)
-    assert fast.dtype == torch.int64
+    assert fast.dtype == torch.uint8  # QReLU outputs in [0, 255]
     assert torch.equal(fast.double(), reference)
+    assert torch.equal(layer.forward_integer(x.to(torch.uint8)), fast)  # read without a scan
+
+
+@pytest.mark.parametrize(("cls", "k", "stride"), [layout for layout in LAYOUTS if layout[1] != 4])
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("fits", [True, False])
+def test_one_digit_weights_accumulate_in_int32_only_where_it_cannot_overflow(cls, k, stride, sign, fits):
+    """Weights of one int8 digit (``|W| <= 127``) with QReLU inputs: the deepest phase's constant
+    ``128 * sum(W) + B`` is put 1024 inside (int32 path) or outside (int64 path) the bound that
+    keeps every int32 sum exact, and the largest accumulators are reached. A transposed layer's
+    shallower phases stay inside it, so its plan mixes both paths."""
+    layer = cls(16, 8, k, stride, weight_bits=8, act_bits=None)
+    with torch.no_grad():
+        layer.weight.fill_(sign * 127 / 2**layer.weight_frac)
+        deepest = max(layer._plan().phases, key=lambda phase: phase.weights.shape[0])
+        limit = 2**31 - 1 - deepest.weights.shape[0] * 128 * 128
+        constant = sign * (limit - 1024 if fits else limit + 1024)
+        layer.bias.copy_((constant - 128 * deepest.tap_sums.double()) / 2**layer.shift)
+    phases = layer._plan().phases
+    narrow = [128 in phase.narrow_terms for phase in phases]
+    assert narrow[phases.index(max(phases, key=lambda phase: phase.weights.shape[0]))] == fits
+    if layer.transposed and not fits:
+        assert any(narrow)
+    x = torch.randint(0, 256, (2, 16, 7, 6), generator=torch.Generator().manual_seed(k))
+    x[0] = 255 if sign > 0 else 0  # |A| at its largest
+    assert torch.equal(layer.forward_integer(x).double(), layer(x.double()))
 
 
 @pytest.mark.parametrize(("cls", "k", "stride"), LAYOUTS)

@@ -159,7 +159,9 @@ class _Phase:
 
     ``offsets`` are the ``(dy, dx)`` of each tap in the padded input (rows ``in_stride * m + dy``);
     ``weights`` the weight digit matrices side by side, ``(taps * C_in, digits * C_out)`` int8;
-    ``tap_sums`` the exact sum of the integer weights over the taps, per output (int64).
+    ``tap_sums`` the exact sum of the integer weights over the taps, per output (int64);
+    ``narrow_terms[offset]`` the constant ``offset * tap_sums + bias`` as int32, for the input
+    offsets (0, 128) where the single-digit accumulator fits int32 (see :func:`_narrow_terms`).
     """
 
     offsets: list[tuple[int, int]]
@@ -167,6 +169,29 @@ class _Phase:
     out_x: int
     weights: torch.Tensor
     tap_sums: torch.Tensor
+    narrow_terms: dict[int, torch.Tensor]
+
+
+INT32_MAX = 2**31 - 1
+
+
+def _narrow_terms(weights: torch.Tensor, tap_sums: torch.Tensor, bias: torch.Tensor, digits: int) -> dict[int, torch.Tensor]:
+    """The int32 constants of the accumulator, per input offset, where int32 arithmetic is exact.
+
+    With one weight digit and one input plane, ``A = G + offset * tap_sums + B`` where ``G`` is
+    the int32 GEMM result, ``|G| <= depth * 128 * 128``. If that bound plus the largest constant
+    stays within int32, the sum, the shift and the clamp can run in int32 in place, with no
+    int64 copies: the same integers, since no int32 operation can overflow.
+    """
+    if digits != 1:
+        return {}
+    gemm_bound = weights.shape[0] * 128 * 128
+    terms = {}
+    for offset in (0, 128):
+        constant = offset * tap_sums + bias
+        if gemm_bound + int(constant.abs().max()) <= INT32_MAX:
+            terms[offset] = constant.to(torch.int32)
+    return terms
 
 
 @dataclass
@@ -310,6 +335,7 @@ class _IntegerConv(nn.Module):
             w = w.transpose(0, 1)  # (C_in, C_out, k, k) like a transposed layer's
         pad, in_stride, out_stride, phases_1d = self._tap_layout()
         digit_planes = int8_digits(w)
+        bias = self.integer_bias().detach().to(torch.int64)
         phases = []
         for ry, taps_y in phases_1d:
             for rx, taps_x in phases_1d:
@@ -317,16 +343,18 @@ class _IntegerConv(nn.Module):
                 # rows ordered tap-major, channel-minor: the channels-last im2col layout
                 mats = [torch.stack([d[:, :, ty, tx] for ty, tx, _, _ in taps]) for d in digit_planes]
                 exact = torch.stack([w[:, :, ty, tx] for ty, tx, _, _ in taps])
+                weights = torch.cat([m.reshape(-1, self.out_channels) for m in mats], dim=1)
+                tap_sums = exact.sum(dim=(0, 1))
                 phases.append(
                     _Phase(
                         offsets=[(dy, dx) for _, _, dy, dx in taps],
                         out_y=ry,
                         out_x=rx,
-                        weights=torch.cat([m.reshape(-1, self.out_channels) for m in mats], dim=1),
-                        tap_sums=exact.sum(dim=(0, 1)),
+                        weights=weights,
+                        tap_sums=tap_sums,
+                        narrow_terms=_narrow_terms(weights, tap_sums, bias, len(digit_planes)),
                     )
                 )
-        bias = self.integer_bias().detach().to(torch.int64)
         self._plan_cache = _Plan(key, pad, in_stride, out_stride, len(digit_planes), bias, phases)
         return self._plan_cache
 
@@ -336,8 +364,15 @@ class _IntegerConv(nn.Module):
         shallow = self.in_channels * self.kernel_size**2 <= MAX_GEMM_DEPTH
         return fast_int8_matmul(device) and shallow and (odd_upsampling or not self.transposed)
 
+    @property
+    def integer_dtype(self) -> torch.dtype:
+        """The dtype of :meth:`forward_integer`'s output: uint8 for QReLU activations of at most
+        8 bits (a next layer reads them as one int8 plane without scanning them), else int64."""
+        return torch.uint8 if self.act_bits is not None and self.act_bits <= 8 else torch.int64
+
     def forward_integer(self, x: torch.Tensor) -> torch.Tensor:
-        """The coding-time output for integer ``x`` (an integer dtype, ``|x| <= input_bound``), int64.
+        """The coding-time output for integer ``x`` (an integer dtype, ``|x| <= input_bound``), in
+        :attr:`integer_dtype`.
 
         Computes exactly the integers of the float64 reference path (see the module docstring)
         with int8 matrix products, or with the reference path itself where
@@ -345,7 +380,7 @@ class _IntegerConv(nn.Module):
         next layer reads, so chaining layers copies nothing.
         """
         if not self.int8_supported(x.device):
-            return self.forward(x.to(torch.float64)).to(torch.int64)
+            return self.forward(x.to(torch.float64)).to(self.integer_dtype)
         plan = self._plan()
         n, _, h, w = x.shape
         nhwc = x.permute(0, 2, 3, 1)
@@ -357,9 +392,10 @@ class _IntegerConv(nn.Module):
         else:
             oh = (h + before + after - self.kernel_size) // s_in + 1
             ow = (w + before + after - self.kernel_size) // s_in + 1
-        out = torch.empty(n, oh, s_out, ow, s_out, cout, dtype=torch.int64, device=x.device)
+        out = torch.empty(n, oh, s_out, ow, s_out, cout, dtype=self.integer_dtype, device=x.device)
         for phase in plan.phases:
-            acc = offset * phase.tap_sums + plan.bias
+            narrow = phase.narrow_terms.get(offset) if len(planes) == 1 else None
+            acc = None if narrow is not None else offset * phase.tap_sums + plan.bias
             for i, plane in enumerate(planes):
                 cols = torch.cat(
                     [
@@ -369,15 +405,17 @@ class _IntegerConv(nn.Module):
                     dim=3,
                 ).reshape(n * oh * ow, -1)
                 prod = int8_matmul(cols, phase.weights)
+                if narrow is not None:  # exact in int32 (_narrow_terms), in place
+                    acc = prod.add_(narrow)
+                    continue
                 for j in range(plan.digits):
                     part = prod[:, j * cout : (j + 1) * cout]  # int32: scale it in int64
                     acc = acc + (part if i + j == 0 else part.to(torch.int64) * 256 ** (i + j))
             acc = acc.bitwise_right_shift_(self.shift).view(n, oh, ow, cout)  # arithmetic: floor(A / 2^shift)
             target = out[:, :, phase.out_y, :, phase.out_x]
             if self.act_bits is not None:
-                torch.clamp(acc, 0, 2**self.act_bits - 1, out=target)
-            else:
-                target.copy_(acc)
+                acc = acc.clamp_(0, 2**self.act_bits - 1)
+            target.copy_(acc)
         return out.view(n, oh * s_out, ow * s_out, cout).permute(0, 3, 1, 2)
 
 
@@ -385,7 +423,10 @@ def _input_digits(x: torch.Tensor, pad: tuple[int, ...]) -> tuple[list[torch.Ten
     """``(int8 digit planes, offset)`` of the zero-padded integer tensor ``x``: ``x_padded - offset
     = sum_j 256^j planes[j]``. Values in ``[-128, 127]`` are one plane as they are; values in
     ``[0, 255]`` (QReLU activations) one plane shifted by ``offset = 128``; others balanced digits.
+    A uint8 ``x`` is in ``[0, 255]`` without a look: ``(x ^ 128)`` read as int8 is ``x - 128``.
     """
+    if x.dtype == torch.uint8:
+        return [F.pad(torch.bitwise_xor(x, 128).view(torch.int8), pad, value=-128)], 128
     lo, hi = (int(v) for v in torch.aminmax(x))
     if -128 <= lo and hi <= 127:
         return [F.pad(x.to(torch.int8), pad)], 0
