@@ -11,8 +11,13 @@ file sizes of the integer path are reported too (they add the coder's and contai
 
 This measures what the integer arithmetic costs *these weights*; the weights were trained with
 that arithmetic (straight-through), so a float model trained on its own could differ further.
+``--twins INTEGER_RUN FLOAT_RUN`` measures that: two training runs of the same recipe, one with
+the integer ``h_s`` and one with ``--arch ...,float_prior=1`` (``h_s`` trained as its float twin,
+:meth:`~neurocodec.models.hyperprior.HyperSynthesis.float_forward`), each on Kodak through its own
+prior path (ideal rates), with the R-D loss ``lambda * 255^2 * MSE + bpp`` of each.
 
     python eval/bench_integer_prior.py --data ../shared/data/kodak --out eval/bench_integer_prior.json
+    python eval/bench_integer_prior.py --twins runs/twin-integer runs/twin-float --out eval/bench_float_twin.json
 """
 
 from __future__ import annotations
@@ -30,20 +35,8 @@ import neurocodec as nc
 from neurocodec.codecs.base import pad_to_multiple
 from neurocodec.io.image import read_image
 from neurocodec.metrics import psnr
-from neurocodec.models.hyperprior import Z_BOUND, HyperSynthesis
 from neurocodec.rd import bd_rate, cpu_model
 from neurocodec.train.data import image_files
-
-
-def float_prior(h_s: HyperSynthesis, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``h_s`` as a float network: continuous (index, mean) from the same parameters."""
-    x = torch.clamp(z_hat, -Z_BOUND, Z_BOUND)
-    for layer in (h_s.up1, h_s.up2, h_s.out):
-        x = layer._conv(x, layer.weight, layer.bias)  # conv(x, w) + b: the integer layer before rounding
-        if layer.act_bits is not None:
-            x = torch.clamp(x, 0, 2**layer.act_bits - 1)
-    index, mean = x.chunk(2, dim=1)
-    return torch.clamp(index, 0, h_s.num_scales - 1), mean * 2.0**-h_s.mean_bits
 
 
 def bits(likelihoods: torch.Tensor) -> float:
@@ -51,37 +44,95 @@ def bits(likelihoods: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def measure(codec, path: Path) -> dict:
-    x, _ = read_image(path)
-    m = codec.model
+def ideal_points(m, x: torch.Tensor, priors: tuple[str, ...] = ("integer", "float")) -> dict:
+    """``{prior: {"bpp", "psnr"}}`` of image ``x`` through model ``m`` with each prior path
+    ("integer": the exact coded integers; "float": the float twin of the same parameters), the
+    rate ideal (``-log2`` of the likelihoods)."""
     _, h, w = x.shape
     y = m.g_a(pad_to_multiple(x[None], m.downsampling))
     z_hat, z_likelihoods = m.entropy_bottleneck(m.h_a(y), "ste")
     z_bits = bits(z_likelihoods)
-    row = {"file": path.name}
-    index, means = m.prior(z_hat)  # the coded path: exact integers
-    float_index, float_means = float_prior(m.h_s, z_hat)
-    paths = {
-        "integer": (m.scales_of(index.float()), means.float()),
-        "float": (m.scales_of(float_index), float_means),
-    }
-    for name, (scales, mu) in paths.items():
+    row = {}
+    for name in priors:
+        if name == "integer":
+            index, means = m.prior(z_hat)  # the coded path: exact integers
+            scales, mu = m.scales_of(index.float()), means.float()
+        else:
+            index, mu = m.h_s.float_forward(z_hat)
+            scales = m.scales_of(index)
         y_hat, y_likelihoods = m.gaussian(y, scales, mu, "ste")
         x_hat = m.g_s(y_hat)[0, :, :h, :w].clamp(0, 1)
         row[name] = {"bpp": (bits(y_likelihoods) + z_bits) / (h * w), "psnr": psnr(x, x_hat)}
+    return row
+
+
+@torch.no_grad()
+def measure(codec, path: Path) -> dict:
+    x, _ = read_image(path)
+    _, h, w = x.shape
+    row = {"file": path.name, **ideal_points(codec.model, x)}
     data = codec.encode(x)
     row["integer_file"] = {"bpp": 8 * len(data) / (h * w), "psnr": psnr(x, codec.decode(data))}
     return row
+
+
+def run_model(run: str):
+    """The hyperprior a training run trained (its EMA weights if it kept them), tables built."""
+    from neurocodec.models.hyperprior import MeanScaleHyperprior
+    from neurocodec.train.checkpoint import load_checkpoint, model_weights
+
+    tensors, meta = load_checkpoint(Path(run) / "checkpoint")
+    model = MeanScaleHyperprior(**meta["config"]["arch"])
+    model.load_state_dict(model_weights(tensors)[0])
+    model.update_tables()
+    return model.eval(), meta
+
+
+def twins(integer_run: str, float_run: str, files: list[Path]) -> dict:
+    """Each run through its own prior path on ``files``: mean bpp, PSNR and R-D loss."""
+    out = {}
+    for run, prior in ((integer_run, "integer"), (float_run, "float")):
+        model, meta = run_model(run)
+        config = meta["config"]
+        if model.float_prior != (prior == "float"):
+            raise SystemExit(f"{run}: expected a run with float_prior={prior == 'float'}")
+        rows = [ideal_points(model, read_image(path)[0], (prior,))[prior] for path in files]
+        bpp = sum(r["bpp"] for r in rows) / len(rows)
+        db = sum(r["psnr"] for r in rows) / len(rows)
+        loss = sum(config["lmbda"] * 255**2 * 10 ** (-r["psnr"] / 10) + r["bpp"] for r in rows) / len(rows)
+        out[prior] = {
+            "run": run, "arch": config["arch"], "lambda": config["lmbda"], "step": meta["step"],
+            "bpp": round(bpp, 5), "psnr": round(db, 4), "rd_loss": round(loss, 5),
+        }  # fmt: skip
+        print(prior, out[prior], flush=True)
+    out["rd_loss_float_vs_integer_pct"] = round(100 * (out["float"]["rd_loss"] / out["integer"]["rd_loss"] - 1), 3)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data/kodak")
     parser.add_argument("--qualities", default="1,2,3,4")
+    parser.add_argument("--twins", nargs=2, metavar=("INTEGER_RUN", "FLOAT_RUN"))
     parser.add_argument("--out", default="eval/bench_integer_prior.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     files = image_files(args.data)
+    if args.twins:
+        start = time.perf_counter()
+        result = {
+            "benchmark": "eval/bench_integer_prior.py --twins",
+            "command": "python " + " ".join(sys.argv),
+            "machine": {"cpu": cpu_model(), "python": platform.python_version(), "torch": torch.__version__},
+            "data": f"{Path(args.data).name} ({len(files)} images)",
+            "metrics": "ideal rates (-log2 likelihoods of y and z), PSNR of the 8-bit-clamped float "
+            "reconstruction, means over images; rd_loss = lambda * 255^2 * MSE + bpp per image, averaged",
+            **twins(*args.twins, files),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(result["rd_loss_float_vs_integer_pct"], "% ->", args.out)
+        return
     curves: dict[str, list[tuple[float, float]]] = {"integer": [], "float": [], "integer_file": []}
     per_quality = []
     start = time.perf_counter()
@@ -108,7 +159,7 @@ def main() -> None:
         },
         "seconds": round(time.perf_counter() - start, 1),
         "notes": "float = the same trained parameters without the integer rounding (weights, activations, "
-        "table index, mean grid); a float model trained on its own is still to be measured (GPU work).",
+        "table index, mean grid); a float model trained on its own: --twins (eval/bench_float_twin.json).",
     }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(result["bd_rate_pct"], "->", args.out)

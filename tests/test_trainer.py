@@ -167,3 +167,24 @@ def test_interrupted_checkpoint_swap_still_resumes(tmp_path):
     folder.rename(folder.with_name("checkpoint.old"))
     again = Trainer(config(tmp_path, data, "swap", 4))
     assert again.try_resume() and again.step == 2
+
+
+def test_float_twin_trains_its_h_s_in_float_and_is_not_exported(tmp_path):
+    """``float_prior=1`` trains ``h_s`` unrounded (continuous table indexes) for measurement; it has
+    no exact coding path, so export refuses it with one clear error."""
+    from neurocodec.errors import ConfigError
+    from neurocodec.train.export import export_weights
+
+    data = make_images(tmp_path / "data", count=2)
+    cfg = config(tmp_path, data, "twin", 2)
+    cfg.arch = {**TINY, "float_prior": 1}
+    trainer = Trainer(cfg)
+    before = trainer.model.h_s.out.weight.detach().clone()
+    trainer.run(progress=False)
+    m = trainer.model
+    assert m.float_prior and not torch.equal(before, m.h_s.out.weight)
+    index, _ = m.h_s.float_forward(torch.randint(-3, 4, (1, 8, 2, 2)).float())
+    assert not torch.equal(index, index.round())  # continuous, where the integer h_s gives integers
+    with pytest.raises(ConfigError, match="cannot code the architecture"):
+        export_weights(tmp_path / "twin" / "checkpoint", 1, out_dir=tmp_path / "weights")
+    assert not (tmp_path / "weights").exists() or not any((tmp_path / "weights").iterdir())

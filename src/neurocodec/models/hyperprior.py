@@ -61,6 +61,22 @@ class HyperSynthesis(nn.Module):
         index = torch.clamp(index_raw, 0, self.num_scales - 1)
         return index, mean_raw * 2.0**-self.mean_bits
 
+    def float_forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """The same parameters as a plain float network: continuous ``(index, mean)``.
+
+        Each layer computes ``conv(x, w) + b`` without rounding its weights or flooring its
+        output (the integer layer before rounding), hidden outputs clamped to ``[0, 255]``.
+        This is the float twin that ``eval/bench_integer_prior.py`` measures the integer
+        arithmetic against; it is not exact across devices, so no codec codes with it.
+        """
+        x = torch.clamp(z_hat, -Z_BOUND, Z_BOUND)
+        for layer in (self.up1, self.up2, self.out):
+            x = layer._conv(x, layer.weight, layer.bias)
+            if layer.act_bits is not None:
+                x = torch.clamp(x, 0, 2**layer.act_bits - 1)
+        index, mean = x.chunk(2, dim=1)
+        return torch.clamp(index, 0, self.num_scales - 1), mean * 2.0**-self.mean_bits
+
     def forward_integer(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
         """The coding-time ``(int32 table indexes, float64 means)`` of integer-valued ``z_hat`` (any
         dtype) with the int8 path of the integer layers: the same numbers as :meth:`forward` on
@@ -163,9 +179,13 @@ class MeanScaleHyperprior(nn.Module):
 
     downsampling = 64  # inputs are padded to a multiple of this
 
-    def __init__(self, N: int = 128, M: int = 192, scale_table=None):
+    def __init__(self, N: int = 128, M: int = 192, scale_table=None, float_prior: bool = False):
+        """``float_prior``: train ``h_s`` as its float twin (:meth:`HyperSynthesis.float_forward`)
+        instead of with integer arithmetic, to measure what the integer prior costs; such a model
+        has no exact coding path, so it is not exported as a codec."""
         super().__init__()
         self.N, self.M = N, M
+        self.float_prior = bool(float_prior)
         self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
         self.g_s = nn.Sequential(
             deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
@@ -191,7 +211,8 @@ class MeanScaleHyperprior(nn.Module):
         synthesis sees too. ``h_s`` always sees ``round(z)`` (straight-through), as when coding.
         """
         _, z_likelihoods = self.entropy_bottleneck(z, mode)
-        index, means = self.h_s(round_ste(z))
+        h_s = self.h_s.float_forward if self.float_prior else self.h_s
+        index, means = h_s(round_ste(z))
         y_hat, y_likelihoods = self.gaussian(y, self.scales_of(index), means, mode)
         if not callable(mode):
             y_hat = self.gaussian.quantize(y, "ste", means)

@@ -76,7 +76,10 @@ def export_weights(
     codec_class = _codec_class(name)
     if codec_class is None:
         raise ConfigError(f"no codec is registered under the name {name!r}: nothing to export to")
-    codec = codec_class(**config["arch"])
+    try:
+        codec = codec_class(**config["arch"])
+    except TypeError as e:  # e.g. a measurement-only variant (the hyperprior's float_prior)
+        raise ConfigError(f"{name} cannot code the architecture {config['arch']} of {checkpoint}: {e}") from None
     weights, is_ema = model_weights(tensors)
     codec.model.load_state_dict(weights)
     codec.model.update_tables()
