@@ -105,7 +105,9 @@ def twins(integer_run: str, float_run: str, files: list[Path]) -> dict:
             "bpp": round(bpp, 5), "psnr": round(db, 4), "rd_loss": round(loss, 5),
         }  # fmt: skip
         print(prior, out[prior], flush=True)
-    out["rd_loss_float_vs_integer_pct"] = round(100 * (out["float"]["rd_loss"] / out["integer"]["rd_loss"] - 1), 3)
+    out["rd_loss_float_vs_integer_pct"] = round(
+        100 * (out["float"]["rd_loss"] / out["integer"]["rd_loss"] - 1), 3
+    )
     return out
 
 

@@ -175,7 +175,9 @@ class _Phase:
 INT32_MAX = 2**31 - 1
 
 
-def _narrow_terms(weights: torch.Tensor, tap_sums: torch.Tensor, bias: torch.Tensor, digits: int) -> dict[int, torch.Tensor]:
+def _narrow_terms(
+    weights: torch.Tensor, tap_sums: torch.Tensor, bias: torch.Tensor, digits: int
+) -> dict[int, torch.Tensor]:
     """The int32 constants of the accumulator, per input offset, where int32 arithmetic is exact.
 
     With one weight digit and one input plane, ``A = G + offset * tap_sums + B`` where ``G`` is
@@ -411,7 +413,8 @@ class _IntegerConv(nn.Module):
                 for j in range(plan.digits):
                     part = prod[:, j * cout : (j + 1) * cout]  # int32: scale it in int64
                     acc = acc + (part if i + j == 0 else part.to(torch.int64) * 256 ** (i + j))
-            acc = acc.bitwise_right_shift_(self.shift).view(n, oh, ow, cout)  # arithmetic: floor(A / 2^shift)
+            # arithmetic: floor(A / 2^shift); reshape, as a CUDA GEMM result may be a padded slice
+            acc = acc.bitwise_right_shift_(self.shift).reshape(n, oh, ow, cout)
             target = out[:, :, phase.out_y, :, phase.out_x]
             if self.act_bits is not None:
                 acc = acc.clamp_(0, 2**self.act_bits - 1)

@@ -79,7 +79,9 @@ def export_weights(
     try:
         codec = codec_class(**config["arch"])
     except TypeError as e:  # e.g. a measurement-only variant (the hyperprior's float_prior)
-        raise ConfigError(f"{name} cannot code the architecture {config['arch']} of {checkpoint}: {e}") from None
+        raise ConfigError(
+            f"{name} cannot code the architecture {config['arch']} of {checkpoint}: {e}"
+        ) from None
     weights, is_ema = model_weights(tensors)
     codec.model.load_state_dict(weights)
     codec.model.update_tables()
