@@ -11,13 +11,16 @@ file sizes of the integer path are reported too (they add the coder's and contai
 
 This measures what the integer arithmetic costs *these weights*; the weights were trained with
 that arithmetic (straight-through), so a float model trained on its own could differ further.
-``--twins INTEGER_RUN FLOAT_RUN`` measures that: two training runs of the same recipe, one with
-the integer ``h_s`` and one with ``--arch ...,float_prior=1`` (``h_s`` trained as its float twin,
+``--twins INTEGER_RUN FLOAT_RUN`` (repeatable, one pair per lambda) measures that: two training
+runs of the same recipe, one with the integer ``h_s`` and one with ``--arch ...,float_prior=1``
+(``h_s`` trained as its float twin,
 :meth:`~neurocodec.models.hyperprior.HyperSynthesis.float_forward`), each on Kodak through its own
-prior path (ideal rates), with the R-D loss ``lambda * 255^2 * MSE + bpp`` of each.
+prior path (ideal rates), with the R-D loss ``lambda * 255^2 * MSE + bpp`` of each, and with two
+pairs or more the BD-rate of the integer runs' curve against the float runs'.
 
     python eval/bench_integer_prior.py --data ../shared/data/kodak --out eval/bench_integer_prior.json
-    python eval/bench_integer_prior.py --twins runs/twin-integer runs/twin-float --out eval/bench_float_twin.json
+    python eval/bench_integer_prior.py --twins runs/twin-integer runs/twin-float \
+        --twins runs/twin-integer-l0018 runs/twin-float-l0018 --out eval/bench_float_twin.json
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data/kodak")
     parser.add_argument("--qualities", default="1,2,3,4")
-    parser.add_argument("--twins", nargs=2, metavar=("INTEGER_RUN", "FLOAT_RUN"))
+    parser.add_argument("--twins", nargs=2, action="append", metavar=("INTEGER_RUN", "FLOAT_RUN"))
     parser.add_argument("--out", default="eval/bench_integer_prior.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -129,11 +132,14 @@ def main() -> None:
             "data": f"{Path(args.data).name} ({len(files)} images)",
             "metrics": "ideal rates (-log2 likelihoods of y and z), PSNR of the 8-bit-clamped float "
             "reconstruction, means over images; rd_loss = lambda * 255^2 * MSE + bpp per image, averaged",
-            **twins(*args.twins, files),
-            "seconds": round(time.perf_counter() - start, 1),
+            "pairs": [twins(*pair, files) for pair in args.twins],
         }
+        curves = {p: [(r[p]["bpp"], r[p]["psnr"]) for r in result["pairs"]] for p in ("integer", "float")}
+        if len(args.twins) >= 2:
+            result["bd_rate_integer_vs_float_pct"] = round(bd_rate(curves["float"], curves["integer"]), 3)
+        result["seconds"] = round(time.perf_counter() - start, 1)
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-        print(result["rd_loss_float_vs_integer_pct"], "% ->", args.out)
+        print({k: v for k, v in result.items() if k.startswith("bd_rate")}, "->", args.out)
         return
     curves: dict[str, list[tuple[float, float]]] = {"integer": [], "float": [], "integer_file": []}
     per_quality = []
