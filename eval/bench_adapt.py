@@ -1,9 +1,9 @@
 """Encoder-side adaptation (``--effort``, stochastic Gumbel annealing) on Kodak: R-D and time.
 
 With a codec's weights (``--codec``, default the shipped ``hyperprior``; weights outside the
-package through ``NEUROCODEC_WEIGHTS_PATH``, see :mod:`neurocodec.registry`), every quality codes each image twice, at effort 0 (the
-plain encoder) and at effort N (N SGA iterations, :mod:`neurocodec.codecs.adapt`); both files
-are decoded by the same, unchanged decoder. Per file and per quality: bpp from the real file
+package through ``NEUROCODEC_WEIGHTS_PATH``, see :mod:`neurocodec.registry`), every quality
+codes each image twice, at effort 0 (the plain encoder) and at effort N (N SGA iterations,
+:mod:`neurocodec.codecs.adapt`); both files are decoded by the same, unchanged decoder. Per file and per quality: bpp from the real file
 size, PSNR and MS-SSIM of the 8-bit output (:func:`neurocodec.rd.rd_row`), encode and decode
 seconds, and whether the adapted file is the plain one (the refined latents were rejected as not
 better). Summary: the mean R-D point of each effort per quality, the BD-rate and BD-PSNR of
@@ -13,8 +13,8 @@ the PSNR interval both cover), the encode-time ratio and the seconds per iterati
 The JSON is rewritten after each quality, so a cut-off run keeps what it measured;
 ``--resummarize`` recomputes the summary of an existing JSON from its rows, without coding.
 
-    python eval/bench_adapt.py [--codec hyperprior] [--effort 40] [--limit 24] [--qualities 1,2,3,4] [--threads 1]
-                               [--data ../shared/data/kodak] [--out eval/bench_adapt.json]
+    python eval/bench_adapt.py [--codec hyperprior] [--effort 40] [--limit 24] [--qualities 1,2,3,4]
+                               [--threads 1] [--data ../shared/data/kodak] [--out eval/bench_adapt.json]
     python eval/bench_adapt.py --resummarize [--out eval/bench_adapt.json]
 """
 

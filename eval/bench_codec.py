@@ -11,6 +11,10 @@ and each step is timed directly:
   and means (ours: the exact integer h_s outputs them; CompressAI: `build_indexes` on its
   float scales), and the z and y streams coded and decoded once.
 
+For ours, ``h_s_gemms`` times the int8 matrix products of one h_s pass alone (random int8
+operands of the shapes the int8 path multiplies for this image, one input digit per layer):
+the floor under h_s that the integer path's other work (im2col, sums, shifts) sits on.
+
 Our encoder runs g_a on contiguous tensors with its original arithmetic (files must stay
 byte-identical across versions); our decoder runs g_s channels-last with faster but
 differently rounded routes (`models/layers.py`).
@@ -78,8 +82,28 @@ def interleaved(steps: dict[str, Callable[[], object]], reps: int) -> dict[str, 
     }
 
 
+def h_s_gemm_operands(h_s, z_shape: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(columns, weights)`` of every int8 GEMM one pass of the integer ``h_s`` runs for a
+    hyper-latent of ``z_shape`` (random columns; each layer's input taken as one int8 digit)."""
+    n, _, h, w = z_shape
+    g = torch.Generator().manual_seed(0)
+    operands = []
+    for layer in (h_s.up1, h_s.up2, h_s.out):
+        if not layer.transposed:  # odd kernel, padding k // 2
+            h, w = -(-h // layer.stride), -(-w // layer.stride)
+        for phase in layer._plan().phases:
+            cols = torch.randint(
+                -128, 128, (n * h * w, phase.weights.shape[0]), generator=g, dtype=torch.int8
+            )
+            operands.append((cols, phase.weights))
+        if layer.transposed:
+            h, w = h * layer.stride, w * layer.stride
+    return operands
+
+
 def our_steps(x: torch.Tensor) -> tuple[dict[str, Callable[[], object]], dict]:
     from neurocodec.codecs.hyperprior import HyperpriorCodec
+    from neurocodec.models.integer import int8_matmul
 
     codec = HyperpriorCodec(N=128, M=192, quality=1).eval()
     codec.model.update_tables()
@@ -92,6 +116,7 @@ def our_steps(x: torch.Tensor) -> tuple[dict[str, Callable[[], object]], dict]:
     index, means = m.prior(z_hat)
     ys = m.gaussian.compress(y, index, means)
     y_hat = m.gaussian.decompress(ys, index, means).to(torch.float32).contiguous(memory_format=CHANNELS_LAST)
+    gemms = h_s_gemm_operands(m.h_s, z_hat.shape)
     steps = {
         "encode": lambda: codec.encode(x),
         "decode": lambda: codec.decode(data),
@@ -99,12 +124,14 @@ def our_steps(x: torch.Tensor) -> tuple[dict[str, Callable[[], object]], dict]:
         "g_s": lambda: m.g_s(y_hat),
         "h_a": lambda: m.h_a(y),
         "h_s_and_indexes": lambda: m.prior(z_hat),  # exact int8 path: int32 indexes + means
+        "h_s_gemms": lambda: [int8_matmul(a, b) for a, b in gemms],
         "z_coding": lambda: m.entropy_bottleneck.decompress(m.entropy_bottleneck.compress(z), z.shape),
         "y_coding": lambda: m.gaussian.decompress(m.gaussian.compress(y, index, means), index, means),
     }
     info = {
         "bytes": len(data),
         "h_s_weight_digits": [layer._plan().digits for layer in (m.h_s.up1, m.h_s.up2, m.h_s.out)],
+        "h_s_gemm_multiply_adds": sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b in gemms),
     }
     return steps, info
 
@@ -234,6 +261,10 @@ def main() -> int:
             print(f"  {name:40s} " + "  ".join(
                 f"{p[:-2].replace('_', ' ')} {row['cpu'][p] * 1e3:6.0f} ({row[p] * 1e3:6.0f}) ms" for p in parts
             ))  # fmt: skip
+        ours = r["rows"]["neurocodec hyperprior"]
+        gemm_s = ours["steps"]["h_s_gemms"]["cpu_median_s"]
+        print(f"  ours: h_s {ours['steps']['h_s_and_indexes']['cpu_median_s'] * 1e3:.1f} ms, of which its int8 GEMMs "
+              f"{gemm_s * 1e3:.1f} ms ({ours['h_s_gemm_multiply_adds'] / gemm_s / 1e9:.0f} G multiply-adds/s)")  # fmt: skip
         for clock, ratios in r["ratios"].items():
             print(f"  compressai (its faster layout) / ours, {clock}: " + ", ".join(
                 f"{k} {v['compressai / ours']:.2f}x" for k, v in ratios.items()

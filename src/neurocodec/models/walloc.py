@@ -26,7 +26,7 @@ Differences from the paper's code, and why:
   rANS coder (real bits), where the paper stores the 8-bit latent as a lossless PNG/WebP; so
   the training loss has a rate term, and ``bits`` (the paper's compander) is optional. The
   hyperprior costs the encoder ``h_a`` and ``h_s`` on the small latent (about as much as the
-  packet transform) and saves 11-19 % of the rate on Kodak with the shipped weights
+  packet transform) and saves 15-24 % of the rate on Kodak with the shipped weights
   (``eval/probe_walloc_hyperprior.py`` measured what it could save beforehand);
 - ``latent_scale`` is a fixed gain in front of the quantizer (the decoder divides it out): it
   sets the initial quantization step, so Adam trains the projection at unit scale rather than
