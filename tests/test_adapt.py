@@ -14,9 +14,11 @@ import torch
 
 import neurocodec as nc
 import neurocodec.codecs.hyperprior as hyperprior_module
+import neurocodec.codecs.walloc as walloc_module
 from neurocodec.codecs.adapt import sga_round, temperature
 from neurocodec.codecs.hyperprior import HyperpriorCodec
 from neurocodec.codecs.mlic import MLICCodec
+from neurocodec.codecs.walloc import WaLLoCAudioCodec, WaLLoCImageCodec
 from neurocodec.errors import ConfigError
 from neurocodec.io.image import read_image
 from neurocodec.metrics import psnr
@@ -24,6 +26,7 @@ from neurocodec.registry import WEIGHTS_DIR
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 SHIPPED = sorted(WEIGHTS_DIR.glob("hyperprior-q*.json"))
+SHIPPED_WALLOC = sorted(WEIGHTS_DIR.glob("walloc-image-q*.json"))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -120,6 +123,51 @@ def test_mlic_effort_roundtrip():
     assert x_hat.shape == x.shape and bool(torch.isfinite(x_hat).all())
 
 
+@pytest.fixture(scope="module", params=[8, 0], ids=["hyperprior", "factorized"])
+def walloc(request):
+    """A small, untrained ``walloc-image`` with a hyperprior (``z`` of 8 channels) or a factorized prior."""
+    torch.manual_seed(0)
+    c = WaLLoCImageCodec(quality=1, weights_hash=b"\x09\x0a\x0b\x0c", latent_dim=12, decoder_width=16,
+                         decoder_blocks=0, hyperprior=request.param).eval()  # fmt: skip
+    c.model.update_tables()
+    c.lmbda = 0.0067
+    return c
+
+
+def test_walloc_latent_forward_is_the_eval_forward(walloc):
+    m = walloc.model
+    x = image(64, 96)[None]
+    with torch.no_grad():
+        y = m.encode_latent(m.analysis(x))
+        a, b = m(x), m.latent_forward(y, m.hyper_latent(y), "ste")
+    assert torch.equal(a["x_hat"], b["x_hat"])
+    assert a["likelihoods"].keys() == b["likelihoods"].keys() == ({"y", "z"} if walloc.hyperprior else {"y"})
+    for key, likelihoods in a["likelihoods"].items():
+        assert torch.equal(likelihoods, b["likelihoods"][key])
+
+
+def test_walloc_effort_roundtrip(walloc, monkeypatch):
+    x = image(70, 90, seed=3)
+    data = walloc.encode(x, effort=4)
+    assert walloc.encode(x, effort=4) == data
+    x_hat = walloc.decode(data)
+    assert x_hat.shape == x.shape and bool(torch.isfinite(x_hat).all())
+    assert walloc.encode(x) != data  # it did adapt
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("effort 0 must not adapt")
+
+    monkeypatch.setattr(walloc_module, "refine", refuse)
+    walloc.encode(x, effort=0)
+
+
+def test_walloc_audio_has_no_effort():
+    c = WaLLoCAudioCodec(latent_dim=8, decoder_width=16, decoder_blocks=0)
+    c.lmbda = 0.1
+    with pytest.raises(ConfigError, match="no encoder-side adaptation"):
+        c.encode(torch.zeros(2, 4096), sample_rate=44100, effort=2)
+
+
 def test_effort_errors(codec):
     x = image(32, 32)
     for bad in (-1, 1.5, True):
@@ -147,6 +195,17 @@ def test_shipped_effort_is_not_worse_in_real_rate_distortion(shipped):
     data = codec.encode(x, effort=20)
     assert data == codec.encode(x, effort=20)
     assert rd_loss_of_file(codec, x, data) <= plain
+
+
+@pytest.mark.skipif(
+    not SHIPPED_WALLOC or not KODAK.is_dir(), reason="needs the shipped walloc-image weights and Kodak"
+)
+def test_shipped_walloc_effort_is_not_worse_in_real_rate_distortion(shipped):
+    codec = nc.load("walloc-image", quality=2)
+    assert codec.lmbda == 0.0035  # from the model card
+    x = read_image(KODAK / "kodim23.png")[0][:, 96:224, 192:384].contiguous()  # a 128x192 crop
+    plain = rd_loss_of_file(codec, x, codec.encode(x))
+    assert rd_loss_of_file(codec, x, codec.encode(x, effort=10)) < plain
 
 
 @pytest.mark.skipif(

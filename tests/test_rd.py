@@ -370,6 +370,7 @@ def test_eval_learned_codec_against_a_baseline(
         (("jpeg", "--data", "."), "--data: no images under ."),
         (("jpeg", "--data", ".", "--sweep", "gif=1"), "--sweep gif=1: unknown baseline 'gif'"),
         (("hyperprior", "--data", ".", "--limit", "0"), "--limit must be at least 1"),
+        (("jpeg", "--data", ".", "--effort", "-1"), "--effort must be 0 or more"),
         (("jpeg",), "the following arguments are required: --data"),
     ],
 )
@@ -380,6 +381,38 @@ def test_eval_usage_errors(
     assert status == 2
     assert message in err.splitlines()[-1]
     assert "Traceback" not in err
+
+
+def test_eval_effort(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    crops: list[Path],
+    shipped,
+) -> None:
+    """--effort reaches the learned codec's encoder and the report; a codec without adaptation
+    is refused before anything runs or is written."""
+    args = ("--data", crops[1], "--baselines", "jpeg", "--sweep", "jpeg=50,90", "--qualities", "1", "--quiet")
+    assert in_process("walloc-image", *args, "--effort", "5", "--out", "e5", cwd=tmp_path, capsys=capsys) == (
+        0,
+        "",
+        "",
+    )
+    assert in_process("walloc-image", *args, "--out", "e0", cwd=tmp_path, capsys=capsys) == (0, "", "")
+    adapted, plain = (json.loads((tmp_path / d / "results.json").read_text())["codecs"]["walloc-image"] for d in ("e5", "e0"))  # fmt: skip
+    assert (adapted["effort"], plain["effort"]) == (5, 0) and adapted["description"].endswith(", effort 5")
+    assert adapted["per_file"][0]["bytes"] != plain["per_file"][0]["bytes"]
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    toy_codec.write_weights(weights, 1)
+    monkeypatch.setenv("NEUROCODEC_WEIGHTS_PATH", str(weights))
+    monkeypatch.setenv("NEUROCODEC_CODEC_MODULES", toy_codec.MODULES)
+    status, _, err = in_process(
+        toy_codec.NAME, *args, "--effort", "2", "--out", "toy", cwd=tmp_path, capsys=capsys
+    )
+    assert status == 2 and "--effort:" in err and "no encoder-side adaptation" in err
+    assert not (tmp_path / "toy").exists()
 
 
 def test_spread_keeps_the_ends() -> None:

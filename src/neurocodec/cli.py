@@ -615,6 +615,8 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
         raise UsageError(f"--qualities must look like 1,2,3, not {args.qualities!r}") from None
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
+    if args.effort < 0:
+        raise UsageError("--effort must be 0 or more")
     if args.frames is not None and args.frames < 0:
         raise UsageError("--frames must be 0 (all) or more")
     lister = {"image": image_files, "audio": audio_files, "video": video_files}[media]
@@ -627,10 +629,6 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
     for path in (out / "results.json", *(out / plot for *_, plot in metrics)):
         if os.path.lexists(path) and not args.force:
             raise OutputExistsError(f"{path} already exists (use -f to replace it)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create the output directory {out}: {e.strerror or e}") from None
 
     # The settings of each codec: a baseline's sweep, a learned codec's shipped qualities.
     settings: dict[str, tuple] = {}
@@ -647,6 +645,18 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
             )
         if chosen:
             settings[name] = chosen
+    for name, qualities in settings.items():  # before anything runs: the learned codecs take the effort
+        if name not in known:
+            try:
+                load(name, qualities[0], args.device).check_effort(args.effort)
+            except ConfigError as e:
+                raise UsageError(f"--effort: {e}") from None
+    if args.effort:
+        notes.append(f"the learned codecs encode with {args.effort} iterations of adaptation (--effort)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the output directory {out}: {e.strerror or e}") from None
     frames = VIDEO_FRAMES if args.frames is None else args.frames or None
     if media == "video" and frames:
         notes.append(f"each video is coded from its first {frames} frames at most (--frames; 0: all)")
@@ -674,14 +684,17 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
                 for quality in settings[name]:
                     codec = load(name, quality, args.device)
                     weights[quality] = codec.weights_hash.hex()
+                    effort = {"effort": args.effort} if args.effort else {}
                     for path in paths:
-                        rows += [{"setting": quality, **row} for row in evaluate(codec, [path])]
+                        rows += [{"setting": quality, **row} for row in evaluate(codec, [path], **effort)]
                         bar.update(1)
                 entry = {
                     "kind": "learned",
-                    "description": f"{name}, neurocodec {__version__}",
+                    "description": f"{name}, neurocodec {__version__}"
+                    + (f", effort {args.effort}" if args.effort else ""),
                     "setting": "quality",
                     "weights": weights,
+                    "effort": args.effort,
                 }
             curve = mean_curve(rows)
             entry["mean"] = curve
@@ -802,7 +815,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="adapt the latents to each image by N iterations of stochastic Gumbel annealing: a better "
         "rate-distortion trade-off, same decoder and decoding time, ~N synthesis passes slower "
-        "(default 0: off; hyperprior and mlic; see docs/codecs.md)",
+        "(default 0: off; hyperprior, mlic and walloc-image; see docs/codecs.md)",
     )
     encode.add_argument(
         "--metrics", action="store_true", help="also decode and print the PSNR (images) or SNR (audio)"
@@ -877,6 +890,14 @@ def _parser() -> argparse.ArgumentParser:
         help="settings of a baseline instead of its default sweep, e.g. avif=30,50,70 (repeatable)",
     )
     eval_.add_argument("--limit", type=int, metavar="N", help="only the first N files")
+    eval_.add_argument(
+        "--effort",
+        type=int,
+        default=0,
+        metavar="N",
+        help="encode with N iterations of encoder-side adaptation (as encode --effort; learned image codecs "
+        "that have it; default 0)",
+    )
     eval_.add_argument(
         "--frames",
         type=int,

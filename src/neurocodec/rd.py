@@ -71,14 +71,15 @@ Point = tuple[float, float]  # (bpp, PSNR in dB)
 METHODS = ("pchip", "cubic")
 
 
-def evaluate_images(codec: Codec, paths: Sequence[str | Path]) -> list[dict]:
+def evaluate_images(codec: Codec, paths: Sequence[str | Path], effort: int = 0) -> list[dict]:
     """Per file: bytes and bpp of the complete file, PSNR and MS-SSIM (RGB, 8-bit output),
-    encode/decode seconds (see :func:`rd_row`)."""
+    encode/decode seconds (see :func:`rd_row`); each file encoded with ``effort`` (see
+    :meth:`~neurocodec.codecs.base.Codec.encode`)."""
     rows = []
     for path in paths:
         x, _ = read_image(path)
         t0 = time.perf_counter()
-        data = codec.encode(x)
+        data = codec.encode(x, effort=effort)
         t1 = time.perf_counter()
         x_hat = codec.decode(data)
         t2 = time.perf_counter()

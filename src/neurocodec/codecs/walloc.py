@@ -11,7 +11,9 @@ side (images: edge replication; audio: zeros after the end) and the decoder crop
 geometry in the header.
 
 Encoding costs the wavelet packet transform, one 1x1 projection, a rounding and the rANS
-coder: no deep network runs on the encoder side. Qualities are operating points (latent
+coder: no deep network runs on the encoder side. ``walloc-image`` also takes ``effort``
+(encoder-side adaptation, :mod:`neurocodec.codecs.adapt`): N descents through the decoder,
+for a better file from the same decoder, at N synthesis passes' cost. Qualities are operating points (latent
 channels x lambda, and optionally the compander's bits), each its own weights.
 """
 
@@ -22,6 +24,7 @@ from typing import ClassVar
 import torch
 
 from neurocodec import container
+from neurocodec.codecs.adapt import refine
 from neurocodec.codecs.base import Codec, blocks, pad_to_multiple
 from neurocodec.container import AudioGeometry, Geometry, Header, ImageGeometry
 from neurocodec.errors import BitstreamError
@@ -52,11 +55,16 @@ class _WaLLoCCodec(Codec):
         m = self.model
         return m.encode_latent(m.analysis(self._padded(x)))
 
-    def _sections(self, x: torch.Tensor) -> dict[str, bytes]:
+    def _sections(self, x: torch.Tensor, effort: int = 0) -> dict[str, bytes]:
+        m = self.model
         y = self._latent(x)
-        if self.hyperprior:
-            return self.model.hyperprior.compress(y)
-        return {"y": self.model.entropy_bottleneck.compress(y)}
+        if effort:  # SGA: latents adapted to x, then coded as the encoder's are
+            y, z = refine(m, x, y, m.hyper_latent(y), self.lmbda, effort)
+            if self.hyperprior:
+                return m.hyperprior.compress(y, z)
+        elif self.hyperprior:
+            return m.hyperprior.compress(y)
+        return {"y": m.entropy_bottleneck.compress(y)}
 
     @property
     def hyperprior(self) -> bool:
@@ -92,10 +100,11 @@ class WaLLoCImageCodec(_WaLLoCCodec):
     media = "image"
     channels = (3,)
     model_class = WaLLoCImage
+    adaptive = True
 
-    def _encode(self, x: torch.Tensor) -> tuple[Geometry, dict[str, bytes]]:
+    def _encode(self, x: torch.Tensor, effort: int = 0) -> tuple[Geometry, dict[str, bytes]]:
         _, c, h, w = x.shape
-        return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), self._sections(x)
+        return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), self._sections(x, effort)
 
     def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
         g = header.geometry

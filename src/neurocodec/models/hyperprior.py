@@ -27,7 +27,13 @@ from neurocodec.entropy.models.base import Mode
 from neurocodec.models.integer import IntegerConv2d, IntegerConvTranspose2d, round_ste
 from neurocodec.models.layers import GDN, conv, deconv
 
-__all__ = ["HyperSynthesis", "LatentHyperprior", "MeanScaleHyperprior", "hyper_analysis"]
+__all__ = [
+    "HyperSynthesis",
+    "LatentHyperprior",
+    "MeanScaleHyperprior",
+    "hyper_analysis",
+    "mean_scale_latents",
+]
 
 Z_BOUND = 2**15  # hyper-latents are clamped to [-Z_BOUND, Z_BOUND] before h_s (bounds the accumulators)
 
@@ -116,6 +122,30 @@ class _LogUniformScales(nn.Module):
         return torch.exp(self.log_scale0 + index * self.log_scale_step)
 
 
+def mean_scale_latents(
+    prior: LatentHyperprior | MeanScaleHyperprior,
+    y: Tensor,
+    z: Tensor,
+    mode: Mode | None,
+    float_prior: bool = False,
+) -> tuple[Tensor, dict]:
+    """The mean-scale step of a hyperprior's training pass: ``(y_hat, {"y", "z"} likelihoods)``.
+
+    ``mode`` quantizes for the rates: "noise" (training) or "ste" (eval), ``y_hat`` being
+    ``round(y - means) + means`` (straight-through) either way; or a relaxed rounding
+    (:mod:`neurocodec.codecs.adapt`) of ``y - means`` and ``z``, whose values ``y_hat`` holds
+    then. ``h_s`` always sees ``round(z)`` (straight-through), as when coding; ``float_prior``
+    runs it as its float twin (:meth:`HyperSynthesis.float_forward`).
+    """
+    _, z_likelihoods = prior.entropy_bottleneck(z, mode)
+    h_s = prior.h_s.float_forward if float_prior else prior.h_s
+    index, means = h_s(round_ste(z))
+    y_hat, y_likelihoods = prior.gaussian(y, prior.scales_of(index), means, mode)
+    if not callable(mode):
+        y_hat = prior.gaussian.quantize(y, "ste", means)
+    return y_hat, {"y": y_likelihoods, "z": z_likelihoods}
+
+
 class LatentHyperprior(nn.Module):
     """A mean-scale hyperprior for a given ``M``-channel latent ``y`` (e.g. WaLLoC's): ``h_a``
     (float), a factorized prior on ``z`` (``N`` channels at 1/4 of ``y``'s resolution), the integer
@@ -131,23 +161,20 @@ class LatentHyperprior(nn.Module):
         self.h_s = HyperSynthesis(N, M, num_scales=len(self.gaussian.scale_table))
         self.scales_of = _LogUniformScales(self.gaussian)
 
-    def forward(self, y: Tensor, mode: Mode | None = None) -> tuple[Tensor, dict]:
-        """``(y_hat, {"y": likelihoods, "z": likelihoods})``; ``y_hat = round(y - means) + means``
-        (straight-through), as coded."""
-        z = self.h_a(y)
-        _, z_likelihoods = self.entropy_bottleneck(z, mode)
-        index, means = self.h_s(round_ste(z))
-        _, y_likelihoods = self.gaussian(y, self.scales_of(index), means, mode)
-        return self.gaussian.quantize(y, "ste", means), {"y": y_likelihoods, "z": z_likelihoods}
+    def forward(self, y: Tensor, mode: Mode | None = None, z: Tensor | None = None) -> tuple[Tensor, dict]:
+        """``(y_hat, {"y": likelihoods, "z": likelihoods})`` with ``z = h_a(y)``, or the given
+        ``z`` (encoder-side adaptation refines ``y`` and ``z`` apart): see :func:`mean_scale_latents`."""
+        return mean_scale_latents(self, y, self.h_a(y) if z is None else z, mode)
 
-    def _coding_prior(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(z symbols, int32 table indexes, float64 means)`` of ``y``, exactly as coded."""
-        z_symbols = torch.round(self.h_a(y))
+    def _coding_prior(self, y: Tensor, z: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(z symbols, int32 table indexes, float64 means)`` of ``y`` (and ``z``, default
+        ``h_a(y)``), exactly as coded."""
+        z_symbols = torch.round(self.h_a(y) if z is None else z)
         return (z_symbols, *self.h_s.forward_integer(z_symbols))
 
-    def compress(self, y: Tensor) -> dict[str, bytes]:
-        """The sections ``{"z", "y"}`` of ``y``."""
-        z_symbols, index, means = self._coding_prior(y)
+    def compress(self, y: Tensor, z: Tensor | None = None) -> dict[str, bytes]:
+        """The sections ``{"z", "y"}`` of ``y``, with the hyper-latent ``z`` (default ``h_a(y)``)."""
+        z_symbols, index, means = self._coding_prior(y, z)
         return {
             "z": self.entropy_bottleneck.compress(z_symbols),
             "y": self.gaussian.compress(y, index, means),
@@ -203,21 +230,10 @@ class MeanScaleHyperprior(nn.Module):
         return self.latent_forward(y, self.h_a(y))
 
     def latent_forward(self, y: Tensor, z: Tensor, mode: Mode | None = None) -> dict:
-        """:meth:`forward` from the latents ``y`` and ``z`` on: ``{"x_hat", "likelihoods"}``.
-
-        ``mode`` quantizes for the rates: "noise" (default in training) or "ste" (in eval), the
-        synthesis seeing ``round(y - means) + means`` (straight-through) either way; or a relaxed
-        rounding (:mod:`neurocodec.codecs.adapt`) of ``y - means`` and ``z``, whose values the
-        synthesis sees too. ``h_s`` always sees ``round(z)`` (straight-through), as when coding.
-        """
-        _, z_likelihoods = self.entropy_bottleneck(z, mode)
-        h_s = self.h_s.float_forward if self.float_prior else self.h_s
-        index, means = h_s(round_ste(z))
-        y_hat, y_likelihoods = self.gaussian(y, self.scales_of(index), means, mode)
-        if not callable(mode):
-            y_hat = self.gaussian.quantize(y, "ste", means)
-        x_hat = self.g_s(y_hat)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        """:meth:`forward` from the latents ``y`` and ``z`` on: ``{"x_hat", "likelihoods"}``, the
+        synthesis seeing the ``y_hat`` of :func:`mean_scale_latents` (``mode`` as there)."""
+        y_hat, likelihoods = mean_scale_latents(self, y, z, mode, float_prior=self.float_prior)
+        return {"x_hat": self.g_s(y_hat), "likelihoods": likelihoods}
 
     def aux_loss(self) -> Tensor:
         return self.entropy_bottleneck.aux_loss()

@@ -346,13 +346,29 @@ class WaLLoC(nn.Module):
             "loss_terms": {"wavelet_mse": self.wavelet_weight * torch.mean((X_hat - X) ** 2)},
         }
 
-    def quantize_latent(self, y: Tensor, mode: str) -> tuple[Tensor, dict]:
+    def quantize_latent(self, y: Tensor, mode, z: Tensor | None = None) -> tuple[Tensor, dict]:
         """``(y_hat, likelihoods)``: ``y`` rounded as coded (straight-through; around the
-        hyperprior's means when there is one) and the likelihoods of the rate terms under ``mode``."""
+        hyperprior's means when there is one) and the likelihoods of the rate terms under ``mode``
+        (a mode of :meth:`~neurocodec.entropy.models.base.EntropyModel.quantize`; under a relaxed
+        rounding, ``y_hat`` is that rounding). ``z``: the hyper-latent, default ``h_a(y)``
+        (ignored without a hyperprior)."""
         if hasattr(self, "hyperprior"):
-            return self.hyperprior(y, mode)
-        _, likelihoods = self.entropy_bottleneck(y, mode=mode)
-        return self.entropy_bottleneck.quantize(y, "ste"), {"y": likelihoods}
+            return self.hyperprior(y, mode, z)
+        y_hat, likelihoods = self.entropy_bottleneck(y, mode=mode)
+        if not callable(mode):
+            y_hat = self.entropy_bottleneck.quantize(y, "ste")
+        return y_hat, {"y": likelihoods}
+
+    def hyper_latent(self, y: Tensor) -> Tensor:
+        """``z = h_a(y)`` with a hyperprior, else an empty tensor (there is no ``z``)."""
+        return self.hyperprior.h_a(y) if hasattr(self, "hyperprior") else y.new_zeros(0)
+
+    def latent_forward(self, y: Tensor, z: Tensor, mode=None) -> dict:
+        """The training pass from the latents ``y`` and ``z`` (:meth:`hyper_latent`) on:
+        ``{"x_hat", "likelihoods"}``, what encoder-side adaptation (:mod:`neurocodec.codecs.adapt`)
+        descends. ``mode`` as in :meth:`quantize_latent`."""
+        y_hat, likelihoods = self.quantize_latent(y, mode, z if hasattr(self, "hyperprior") else None)
+        return {"x_hat": self.synthesis(self.decode_latent(y_hat)), "likelihoods": likelihoods}
 
     @property
     def prior(self) -> FactorizedPrior | LatentHyperprior:
