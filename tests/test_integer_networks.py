@@ -9,7 +9,9 @@ import torch
 from neurocodec.models.hyperprior import Z_BOUND, HyperSynthesis
 from neurocodec.models.integer import (
     MAX_GEMM_DEPTH,
+    IntegerConv1d,
     IntegerConv2d,
+    IntegerConvTranspose1d,
     IntegerConvTranspose2d,
     int8_digits,
     int8_matmul,
@@ -29,6 +31,24 @@ def int64_conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np
             patch = xp[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride]
             out += np.einsum("nchw,oc->nohw", patch, w[:, :, i, j])
     return out + b[None, :, None, None]
+
+
+def int64_conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndarray:
+    """The 1-D oracle: integer convolution in int64 numpy (zero padding k//2)."""
+    n, _c, t = x.shape
+    o, _, k = w.shape
+    p = k // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p)))
+    ot = (t + 2 * p - k) // stride + 1
+    out = np.zeros((n, o, ot), np.int64)
+    for i in range(k):
+        out += np.einsum("nct,oc->not", xp[:, :, i : i + stride * ot : stride], w[:, :, i])
+    return out + b[None, :, None]
+
+
+def for_layer(cls, x: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, C, H, W) as the layer's input: a 1-D layer reads its rows one after another."""
+    return x.flatten(2) if cls.dims == 1 else x
 
 
 def random_layer(cls, seed, cin=24, cout=16, k=5, stride=2, **kw):
@@ -51,10 +71,12 @@ def test_matches_int64_oracle():
     np.testing.assert_array_equal(got, np.floor_divide(acc, 2**layer.shift))
 
 
-@pytest.mark.parametrize("cls", [IntegerConv2d, IntegerConvTranspose2d])
+@pytest.mark.parametrize(
+    "cls", [IntegerConv2d, IntegerConvTranspose2d, IntegerConv1d, IntegerConvTranspose1d]
+)
 def test_identical_across_threads_batches_and_layouts(cls):
     layer = random_layer(cls, 1)
-    x = torch.randint(0, 256, (3, 24, 16, 12)).double()
+    x = for_layer(cls, torch.randint(0, 256, (3, 24, 16, 12)).double())
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -64,7 +86,9 @@ def test_identical_across_threads_batches_and_layouts(cls):
     finally:
         torch.set_num_threads(threads)
     one_by_one = torch.cat([layer(x[i : i + 1]) for i in range(3)])
-    channels_last = layer(x.contiguous(memory_format=torch.channels_last))
+    channels_last = layer(
+        x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x.mT.contiguous().mT
+    )
     for other in (multi, one_by_one, channels_last):
         assert torch.equal(single, other)
     assert torch.equal(single, torch.floor(single))  # integers
@@ -116,6 +140,13 @@ LAYOUTS = [
     (IntegerConv2d, 5, 2),
     (IntegerConv2d, 1, 1),  # context networks
     (IntegerConv2d, 4, 1),
+    (IntegerConvTranspose1d, 5, 2),  # a 1-D h_s (audio)
+    (IntegerConvTranspose1d, 3, 2),
+    (IntegerConvTranspose1d, 4, 2),
+    (IntegerConv1d, 3, 1),
+    (IntegerConv1d, 5, 2),
+    (IntegerConv1d, 1, 1),
+    (IntegerConv1d, 4, 1),
 ]
 
 
@@ -128,6 +159,7 @@ def test_int8_path_matches_reference_for_activations(cls, k, stride, weights):
     x = torch.randint(0, 256, (2, 16, 7, 6), generator=g)
     x[0] = 255  # the largest accumulators (with all-max weights)
     x[1, :, :3] = 0
+    x = for_layer(cls, x)
     reference = layer(x.double())
     fast = layer.forward_integer(x)
     assert fast.dtype == torch.uint8  # QReLU outputs in [0, 255]
@@ -157,6 +189,7 @@ def test_one_digit_weights_accumulate_in_int32_only_where_it_cannot_overflow(cls
         assert any(narrow)
     x = torch.randint(0, 256, (2, 16, 7, 6), generator=torch.Generator().manual_seed(k))
     x[0] = 255 if sign > 0 else 0  # |A| at its largest
+    x = for_layer(cls, x)
     assert torch.equal(layer.forward_integer(x).double(), layer(x.double()))
 
 
@@ -169,6 +202,7 @@ def test_int8_path_matches_reference_for_wide_inputs(cls, k, stride):
     x[0, :, 0] = Z_BOUND
     x[0, :, 1] = -Z_BOUND
     x[1, :, 2] = torch.tensor([127, 128, -128, -129, 255, 256, -32640, 32639])[:7].repeat(16, 1)
+    x = for_layer(cls, x)
     reference = layer(x.double())
     assert torch.equal(layer.forward_integer(x).double(), reference)
     small = x.clamp(-128, 127)  # the one-digit case
@@ -184,6 +218,20 @@ def test_int8_path_matches_int64_oracle():
     acc = int64_conv2d(x, w, b, stride=2)
     got = layer.forward_integer(torch.from_numpy(x)).numpy()
     np.testing.assert_array_equal(got, np.floor_divide(acc, 2**layer.shift))
+
+
+def test_int8_path_matches_int64_oracle_1d():
+    layer = extreme_layer(IntegerConv1d, 5, 2, "mixed", act_bits=None, input_bound=Z_BOUND)
+    x = np.random.default_rng(1).integers(-Z_BOUND, Z_BOUND + 1, size=(2, 16, 29))
+    w = layer.integer_weight().detach().numpy().astype(np.int64)
+    b = layer.integer_bias().detach().numpy().astype(np.int64)
+    acc = int64_conv1d(x, w, b, stride=2)
+    np.testing.assert_array_equal(
+        layer.forward_integer(torch.from_numpy(x)).numpy(), np.floor_divide(acc, 2**layer.shift)
+    )
+    assert torch.equal(
+        layer(torch.from_numpy(x).double()), torch.from_numpy(np.floor_divide(acc, 2**layer.shift)).double()
+    )
 
 
 def test_without_fast_int8_gemms_the_reference_path_runs():

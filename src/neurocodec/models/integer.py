@@ -77,7 +77,9 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "IntegerConv1d",
     "IntegerConv2d",
+    "IntegerConvTranspose1d",
     "IntegerConvTranspose2d",
     "fast_int8_matmul",
     "floor_ste",
@@ -201,16 +203,40 @@ class _Plan:
     """The cached int8 form of a layer (see :meth:`_IntegerConv._plan`)."""
 
     key: tuple
-    pad: tuple[int, int]  # zero padding before / after, both spatial dims
-    in_stride: int
-    out_stride: int
+    pad: tuple[tuple[int, int], tuple[int, int]]  # zero padding (before, after) of rows, of columns
+    in_stride: tuple[int, int]  # rows, columns
+    out_stride: tuple[int, int]
     digits: int
     bias: torch.Tensor  # int64
     phases: list[_Phase]
 
 
+@dataclass
+class _AxisLayout:
+    """How one spatial axis of a layer maps to the int8 path: zero ``pad`` (before, after) of the
+    input, the input stride of a phase's taps, the output stride (``s`` for a transposed layer:
+    its ``s`` phases interleave) and the phases, each ``(r, [(tap, offset in the padded input), ...])``."""
+
+    pad: tuple[int, int]
+    in_stride: int
+    out_stride: int
+    phases: list[tuple[int, list[tuple[int, int]]]]
+
+
+def _axis_layout(k: int, s: int, transposed: bool) -> _AxisLayout:
+    """The :class:`_AxisLayout` of an axis with kernel ``k``, stride ``s`` and ``padding = k // 2``."""
+    p = k // 2
+    if not transposed:  # out[m] = sum_k x_padded[s * m + k] W[k]
+        return _AxisLayout((p, p), s, 1, [(0, [(t, t) for t in range(k)])])
+    # out[s * m + r] = sum over taps t = r + p (mod s) of x[m + (r + p - t) / s] W[t]
+    phases = [(r, [(t, (r + p - t) // s) for t in range(k) if (t - r - p) % s == 0]) for r in range(s)]
+    shifts = [d for _, taps in phases for _, d in taps] or [0]
+    before, after = max(0, -min(shifts)), max(0, max(shifts))
+    return _AxisLayout((before, after), 1, s, [(r, [(t, d + before) for t, d in taps]) for r, taps in phases])
+
+
 class _IntegerConv(nn.Module):
-    """Shared parameters and arithmetic of :class:`IntegerConv2d` / :class:`IntegerConvTranspose2d`.
+    """Shared parameters and arithmetic of the integer layers, 1-D and 2-D, plain and transposed.
 
     ``weight_frac`` fixed-point bits scale the float weights to integers (``|W| <= 2^(weight_bits-1) - 1``);
     ``shift`` is the power-of-two rescaling of the accumulator (with ``shift == weight_frac`` the
@@ -219,6 +245,7 @@ class _IntegerConv(nn.Module):
     """
 
     transposed = False
+    dims = 2  # spatial dimensions: 2 for images, 1 for signals (a 1-D layer is a 2-D one of height 1)
 
     def __init__(
         self,
@@ -242,11 +269,11 @@ class _IntegerConv(nn.Module):
         self.input_bound = input_bound
         shape = (in_channels, out_channels) if self.transposed else (out_channels, in_channels)
         # inputs reaching one output: a transposed convolution spreads each input over stride^2 outputs
-        fan_in = in_channels * kernel_size * kernel_size / (stride * stride if self.transposed else 1)
+        fan_in = in_channels * kernel_size**self.dims / (stride**self.dims if self.transposed else 1)
         # init_gain ~ the output's std per unit of input rms: integer activations need values of
         # tens to resolve anything, so hidden layers are initialized to use the [0, 255] range
         self.weight = nn.Parameter(
-            torch.randn(*shape, kernel_size, kernel_size) * init_gain / math.sqrt(fan_in)
+            torch.randn(*shape, *(kernel_size,) * self.dims) * init_gain / math.sqrt(fan_in)
         )
         self.bias = nn.Parameter(torch.zeros(out_channels))
         bound = self.accumulator_bound()
@@ -262,7 +289,7 @@ class _IntegerConv(nn.Module):
 
     def accumulator_bound(self) -> int:
         """An upper bound on |A| at coding time (worst-case inputs, weights and bias)."""
-        terms = self.in_channels * self.kernel_size * self.kernel_size
+        terms = self.in_channels * self.kernel_size**self.dims
         bias_max = 2**31  # biases are stored as int32
         return terms * self.weight_max * self.input_bound + bias_max
 
@@ -297,16 +324,10 @@ class _IntegerConv(nn.Module):
 
     # -- the int8 coding path -------------------------------------------------------------------
 
-    def _tap_layout(self) -> tuple[tuple[int, int], int, int, list[tuple[int, list[tuple[int, int]]]]]:
-        """``(pad, in_stride, out_stride, phases)``, each phase ``(r, [(k, offset), ...])`` in 1-D."""
-        k, s, p = self.kernel_size, self.stride, self.kernel_size // 2
-        if not self.transposed:  # out[m] = sum_k x_padded[s * m + k] W[k]
-            return (p, p), s, 1, [(0, [(t, t) for t in range(k)])]
-        # out[s * m + r] = sum over taps t = r + p (mod s) of x[m + (r + p - t) / s] W[t]
-        phases = [(r, [(t, (r + p - t) // s) for t in range(k) if (t - r - p) % s == 0]) for r in range(s)]
-        shifts = [d for _, taps in phases for _, d in taps] or [0]
-        before, after = max(0, -min(shifts)), max(0, max(shifts))
-        return (before, after), 1, s, [(r, [(t, d + before) for t, d in taps]) for r, taps in phases]
+    def _tap_layout(self) -> tuple[_AxisLayout, _AxisLayout]:
+        """The layouts of the rows and of the columns (a 1-D layer's rows: one row, one tap)."""
+        columns = _axis_layout(self.kernel_size, self.stride, self.transposed)
+        return (columns if self.dims == 2 else _axis_layout(1, 1, self.transposed)), columns
 
     def _plan_key(self) -> tuple:
         """What identifies the weights the cached plan was built from.
@@ -335,12 +356,14 @@ class _IntegerConv(nn.Module):
         w = self.integer_weight().detach().to(torch.int64)
         if not self.transposed:
             w = w.transpose(0, 1)  # (C_in, C_out, k, k) like a transposed layer's
-        pad, in_stride, out_stride, phases_1d = self._tap_layout()
+        if self.dims == 1:
+            w = w.unsqueeze(2)  # (C_in, C_out, 1, k): a 2-D layer of height 1
+        rows, columns = self._tap_layout()
         digit_planes = int8_digits(w)
         bias = self.integer_bias().detach().to(torch.int64)
         phases = []
-        for ry, taps_y in phases_1d:
-            for rx, taps_x in phases_1d:
+        for ry, taps_y in rows.phases:
+            for rx, taps_x in columns.phases:
                 taps = [(ty, tx, dy, dx) for ty, dy in taps_y for tx, dx in taps_x]
                 # rows ordered tap-major, channel-minor: the channels-last im2col layout
                 mats = [torch.stack([d[:, :, ty, tx] for ty, tx, _, _ in taps]) for d in digit_planes]
@@ -357,13 +380,21 @@ class _IntegerConv(nn.Module):
                         narrow_terms=_narrow_terms(weights, tap_sums, bias, len(digit_planes)),
                     )
                 )
-        self._plan_cache = _Plan(key, pad, in_stride, out_stride, len(digit_planes), bias, phases)
+        self._plan_cache = _Plan(
+            key,
+            (rows.pad, columns.pad),
+            (rows.in_stride, columns.in_stride),
+            (rows.out_stride, columns.out_stride),
+            len(digit_planes),
+            bias,
+            phases,
+        )
         return self._plan_cache
 
     def int8_supported(self, device: torch.device) -> bool:
         """Whether :meth:`forward_integer` runs int8 GEMMs on ``device`` (else the reference path)."""
         odd_upsampling = self.kernel_size % 2 == 1 and self.kernel_size >= self.stride
-        shallow = self.in_channels * self.kernel_size**2 <= MAX_GEMM_DEPTH
+        shallow = self.in_channels * self.kernel_size**self.dims <= MAX_GEMM_DEPTH
         return fast_int8_matmul(device) and shallow and (odd_upsampling or not self.transposed)
 
     @property
@@ -384,24 +415,28 @@ class _IntegerConv(nn.Module):
         if not self.int8_supported(x.device):
             return self.forward(x.to(torch.float64)).to(self.integer_dtype)
         plan = self._plan()
+        if self.dims == 1:
+            x = x.unsqueeze(2)  # (N, C, 1, T)
         n, _, h, w = x.shape
         nhwc = x.permute(0, 2, 3, 1)
-        before, after = plan.pad
-        planes, offset = _input_digits(nhwc, (0, 0, before, after, before, after))
-        s_in, s_out, cout = plan.in_stride, plan.out_stride, self.out_channels
+        (top, bottom), (left, right) = plan.pad
+        planes, offset = _input_digits(nhwc, (0, 0, left, right, top, bottom))
+        (sy_in, sx_in), (sy_out, sx_out), cout = plan.in_stride, plan.out_stride, self.out_channels
         if self.transposed:
             oh, ow = h, w
         else:
-            oh = (h + before + after - self.kernel_size) // s_in + 1
-            ow = (w + before + after - self.kernel_size) // s_in + 1
-        out = torch.empty(n, oh, s_out, ow, s_out, cout, dtype=self.integer_dtype, device=x.device)
+            oh = (h + top + bottom - (self.kernel_size if self.dims == 2 else 1)) // sy_in + 1
+            ow = (w + left + right - self.kernel_size) // sx_in + 1
+        out = torch.empty(n, oh, sy_out, ow, sx_out, cout, dtype=self.integer_dtype, device=x.device)
         for phase in plan.phases:
             narrow = phase.narrow_terms.get(offset) if len(planes) == 1 else None
             acc = None if narrow is not None else offset * phase.tap_sums + plan.bias
             for i, plane in enumerate(planes):
                 cols = torch.cat(
                     [
-                        plane[:, dy : dy + s_in * (oh - 1) + 1 : s_in, dx : dx + s_in * (ow - 1) + 1 : s_in]
+                        plane[
+                            :, dy : dy + sy_in * (oh - 1) + 1 : sy_in, dx : dx + sx_in * (ow - 1) + 1 : sx_in
+                        ]
                         for dy, dx in phase.offsets
                     ],
                     dim=3,
@@ -419,7 +454,8 @@ class _IntegerConv(nn.Module):
             if self.act_bits is not None:
                 acc = acc.clamp_(0, 2**self.act_bits - 1)
             target.copy_(acc)
-        return out.view(n, oh * s_out, ow * s_out, cout).permute(0, 3, 1, 2)
+        out = out.view(n, oh * sy_out, ow * sx_out, cout).permute(0, 3, 1, 2)
+        return out.squeeze(2) if self.dims == 1 else out
 
 
 def _input_digits(x: torch.Tensor, pad: tuple[int, ...]) -> tuple[list[torch.Tensor], int]:
@@ -436,6 +472,26 @@ def _input_digits(x: torch.Tensor, pad: tuple[int, ...]) -> tuple[list[torch.Ten
     if 0 <= lo and hi <= 255:
         return [F.pad((x - 128).to(torch.int8), pad, value=-128)], 128
     return int8_digits(F.pad(x.to(torch.int64), pad)), 0
+
+
+class IntegerConv1d(_IntegerConv):
+    """A 1-D convolution with integer arithmetic at coding time (``padding = kernel_size // 2``)."""
+
+    dims = 1
+
+    def _conv(self, x, w, b):
+        return F.conv1d(x, w, b, stride=self.stride, padding=self.kernel_size // 2)
+
+
+class IntegerConvTranspose1d(_IntegerConv):
+    """A transposed 1-D convolution that upsamples by ``stride`` exactly."""
+
+    transposed = True
+    dims = 1
+
+    def _conv(self, x, w, b):
+        pad = self.kernel_size // 2
+        return F.conv_transpose1d(x, w, b, stride=self.stride, padding=pad, output_padding=self.stride - 1)
 
 
 class IntegerConv2d(_IntegerConv):
