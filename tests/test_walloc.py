@@ -77,6 +77,7 @@ def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_weights(tmp_path, WaLLoCImageCodec, 2, latent_dim=6, bits=6, levels=2)
     write_weights(tmp_path, WaLLoCImageCodec, 3, hyperprior=8)
     write_weights(tmp_path, WaLLoCAudioCodec, 1, levels=4, latent_dim=8)
+    write_weights(tmp_path, WaLLoCAudioCodec, 2, levels=4, latent_dim=8, hyperprior=8)
     return tmp_path
 
 
@@ -101,13 +102,16 @@ def test_image_round_trip_through_the_file(weights: Path, quality: int, height: 
     assert torch.equal(codec.decode(data), x_hat)
 
 
+@pytest.mark.parametrize("quality", [1, 2])  # 2: with a hyperprior
 @pytest.mark.parametrize("samples", [1, 15, 16, 1001])
-def test_audio_round_trip_through_the_file(weights: Path, samples: int) -> None:
-    codec = nc.load("walloc-audio")
+def test_audio_round_trip_through_the_file(weights: Path, quality: int, samples: int) -> None:
+    codec = nc.load("walloc-audio", quality=quality)
     x = music(samples)
     data = codec.encode(x)
-    g = container.unpack(data)[0].geometry
+    header, sections = container.unpack(data)
+    g = header.geometry
     assert (g.sample_rate, g.channels, g.samples) == (44100, 2, samples)
+    assert set(sections) == ({"z", "y"} if quality == 2 else {"y"})
     x_hat = nc.decode(data)
     assert x_hat.shape == (2, samples) and x_hat.abs().max() <= 1
     assert torch.equal(codec.decode(data), x_hat)
@@ -157,6 +161,26 @@ def test_hyperprior_files_decode_the_same_everywhere() -> None:
     truncated = container.pack(header, {"y": sections["y"]})
     with pytest.raises(nc.BitstreamError, match="lacks its z section"):
         codec.decode(truncated)
+
+
+def test_audio_hyperprior_files_decode_the_same_everywhere() -> None:
+    """The 1-D hyperprior: y rounded around the integer h_s's means, the same on any thread count."""
+    codec = small_codec(WaLLoCAudioCodec, levels=4, latent_dim=8, hyperprior=8)
+    assert codec.model.pad_step == 64 and codec.hyperprior
+    x = music(1000)
+    data = codec.encode(x)
+    header, sections = container.unpack(data)
+    y_hat = codec.model.hyperprior.decompress(sections, codec._latent_shape((1000,)))
+    assert y_hat.shape == (1, 8, 64)  # 1000 samples padded to 1024, at 1/16
+    assert torch.equal(y_hat.float(), codec.latent(x.unsqueeze(0)))
+    assert bool((y_hat != torch.round(y_hat)).any()) and torch.equal(torch.round(y_hat * 16), y_hat * 16)
+    m = codec.model
+    z = torch.round(m.hyper_latent(codec._latent(x.unsqueeze(0))))
+    index, means = m.hyperprior.h_s.forward_integer(z)  # the int8 path
+    reference = m.hyperprior.h_s(z.double())  # the float64 reference path
+    assert torch.equal(index, reference[0].to(torch.int32)) and torch.equal(means, reference[1])
+    one, two = decode_on_1_and_2_threads(codec, data)
+    assert torch.equal(one, two) and one.shape == x.shape
 
 
 def _fit_prior(model, y: torch.Tensor, steps: int = 200) -> None:
@@ -223,8 +247,9 @@ def test_training_contract() -> None:
     assert sum(p.numel() for p in model.encoder.parameters()) == 192 * 12 + 12  # the paper's 2,316
     audio = WaLLoCAudio(**SMALL)
     assert audio(music(1024).unsqueeze(0))["likelihoods"]["y"].shape == (1, 64, 4)
-    with pytest.raises(ValueError, match="images only"):
-        WaLLoCAudio(**SMALL, hyperprior=8)
+    audio_hyper = WaLLoCAudio(**SMALL, hyperprior=8).train()  # a 1-D hyperprior
+    out = audio_hyper(music(4096).unsqueeze(0))
+    assert out["likelihoods"]["y"].shape == (1, 64, 16) and out["likelihoods"]["z"].shape == (1, 8, 4)
     hyper = WaLLoCImage(**SMALL, hyperprior=8).train()
     out = hyper(photo(64, 128).unsqueeze(0))
     assert out["likelihoods"]["y"].shape == (1, 12, 8, 16) and out["likelihoods"]["z"].shape == (1, 8, 2, 4)

@@ -3,7 +3,7 @@
 File section: ``y``, the latent, rounded and coded with the factorized prior (one CDF table per
 latent channel, so every table index is the channel number: the decoder needs nothing but the
 integer tables shipped with the weights, and entropy decoding is bit-exact on any device).
-Image weights with a hyperprior (``hyperprior=N``) write sections ``z`` (the hyper-latent,
+Weights with a hyperprior (``hyperprior=N``) write sections ``z`` (the hyper-latent,
 factorized prior) and ``y`` (Gaussian conditional, table index and mean per element from the
 integer ``h_s``, as in the ``hyperprior`` codec): also bit-exact on any device.
 The input is padded to a multiple of ``2**levels`` (4 times that with a hyperprior) on each

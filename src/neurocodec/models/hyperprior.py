@@ -24,7 +24,13 @@ from torch import Tensor, nn
 
 from neurocodec.entropy.models import FactorizedPrior, GaussianConditional
 from neurocodec.entropy.models.base import Mode
-from neurocodec.models.integer import IntegerConv2d, IntegerConvTranspose2d, round_ste
+from neurocodec.models.integer import (
+    IntegerConv1d,
+    IntegerConv2d,
+    IntegerConvTranspose1d,
+    IntegerConvTranspose2d,
+    round_ste,
+)
 from neurocodec.models.layers import GDN, conv, deconv
 
 __all__ = [
@@ -43,17 +49,20 @@ class HyperSynthesis(nn.Module):
 
     Two upsampling integer layers with QReLU activations in [0, 255], then a 3x3 integer layer
     with ``2M`` outputs: the first ``M`` are table indexes (clamped to ``[0, num_scales - 1]``),
-    the last ``M`` are means in units of ``2^-mean_bits``.
+    the last ``M`` are means in units of ``2^-mean_bits``. ``dims``: 2 for images, 1 for signals.
     """
 
-    def __init__(self, N: int, M: int, num_scales: int, mean_bits: int = 4):
+    def __init__(self, N: int, M: int, num_scales: int, mean_bits: int = 4, dims: int = 2):
         super().__init__()
         self.num_scales, self.mean_bits = num_scales, mean_bits
         mid = M * 3 // 2
+        up, same = (
+            (IntegerConvTranspose1d, IntegerConv1d) if dims == 1 else (IntegerConvTranspose2d, IntegerConv2d)
+        )
         # gains: z has an rms of a few units; hidden activations should span tens in [0, 255]
-        self.up1 = IntegerConvTranspose2d(N, M, 5, 2, input_bound=Z_BOUND, init_gain=10.0)
-        self.up2 = IntegerConvTranspose2d(M, mid, 5, 2, init_gain=2.0)
-        self.out = IntegerConv2d(mid, 2 * M, 3, 1, act_bits=None, init_gain=0.5)
+        self.up1 = up(N, M, 5, 2, input_bound=Z_BOUND, init_gain=10.0)
+        self.up2 = up(M, mid, 5, 2, init_gain=2.0)
+        self.out = same(mid, 2 * M, 3, 1, act_bits=None, init_gain=0.5)
         with torch.no_grad():
             self.up1.bias.fill_(8.0)  # hidden QReLUs start inside [0, 255] even for z = 0
             self.up2.bias.fill_(8.0)
@@ -94,10 +103,15 @@ class HyperSynthesis(nn.Module):
         return index, (mean_raw.to(torch.float64) * 2.0**-self.mean_bits).contiguous()
 
 
-def hyper_analysis(M: int, N: int) -> nn.Sequential:
-    """``h_a`` of ``mbt2018-mean``: ``M`` latent channels -> ``N`` at 1/4 of the resolution."""
+def hyper_analysis(M: int, N: int, dims: int = 2) -> nn.Sequential:
+    """``h_a`` of ``mbt2018-mean``: ``M`` latent channels -> ``N`` at 1/4 of the resolution
+    (``dims``: 2 for images, 1 for signals)."""
     return nn.Sequential(
-        conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)
+        conv(M, N, 3, 1, dims),
+        nn.LeakyReLU(inplace=True),
+        conv(N, N, dims=dims),
+        nn.LeakyReLU(inplace=True),
+        conv(N, N, dims=dims),
     )
 
 
@@ -150,15 +164,15 @@ class LatentHyperprior(nn.Module):
     """A mean-scale hyperprior for a given ``M``-channel latent ``y`` (e.g. WaLLoC's): ``h_a``
     (float), a factorized prior on ``z`` (``N`` channels at 1/4 of ``y``'s resolution), the integer
     ``h_s`` and the Gaussian conditional, as in :class:`MeanScaleHyperprior`. ``y``'s sides must be
-    multiples of 4."""
+    multiples of 4. ``dims``: 2 for an image's latent ``(n, M, h, w)``, 1 for a signal's ``(n, M, t)``."""
 
-    def __init__(self, M: int, N: int, scale_table=None):
+    def __init__(self, M: int, N: int, scale_table=None, dims: int = 2):
         super().__init__()
         self.M, self.N = M, N
-        self.h_a = hyper_analysis(M, N)
+        self.h_a = hyper_analysis(M, N, dims)
         self.entropy_bottleneck = FactorizedPrior(N)
         self.gaussian = GaussianConditional(scale_table)
-        self.h_s = HyperSynthesis(N, M, num_scales=len(self.gaussian.scale_table))
+        self.h_s = HyperSynthesis(N, M, num_scales=len(self.gaussian.scale_table), dims=dims)
         self.scales_of = _LogUniformScales(self.gaussian)
 
     def forward(self, y: Tensor, mode: Mode | None = None, z: Tensor | None = None) -> tuple[Tensor, dict]:

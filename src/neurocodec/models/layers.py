@@ -22,9 +22,13 @@ from torch import Tensor, nn
 __all__ = ["GDN", "Deconv2d", "conv", "deconv"]
 
 
-def conv(in_channels: int, out_channels: int, kernel_size: int = 5, stride: int = 2) -> nn.Conv2d:
-    """A convolution that divides the resolution by ``stride`` (``padding = kernel_size // 2``)."""
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2)
+def conv(
+    in_channels: int, out_channels: int, kernel_size: int = 5, stride: int = 2, dims: int = 2
+) -> nn.Conv1d | nn.Conv2d:
+    """A ``dims``-D convolution that divides the resolution by ``stride`` (``padding = kernel_size // 2``)."""
+    return (nn.Conv1d if dims == 1 else nn.Conv2d)(
+        in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2
+    )
 
 
 def deconv(in_channels: int, out_channels: int, kernel_size: int = 5, stride: int = 2) -> Deconv2d:

@@ -10,7 +10,7 @@ A shallow, asymmetric autoencoder sandwiched in a fixed, invertible wavelet pack
          after a small conv stack; times ``latent_scale``; optionally the Gaussian-CDF
          compander that bounds the latent to ``bits`` bits
       -> y: quantized (uniform noise in training, rounding when coding), entropy coded with a
-         learned factorized prior per latent channel (:class:`FactorizedPrior`), or (images,
+         learned factorized prior per latent channel (:class:`FactorizedPrior`), or (with
          ``hyperprior=N``) with a mean-scale hyperprior (:class:`LatentHyperprior`: a float
          ``h_a`` on the latent, the integer ``h_s``; ``y`` rounded around its means)
       -> decoder, the heavy side: a 1x1 linear synthesis plus a residual network (GroupNorm +
@@ -230,8 +230,8 @@ class WaLLoC(nn.Module):
         offset: subtracted from the input before the transform (0.5 centres images in [0, 1]).
         sample_range: the valid range of output samples (the reconstruction is clamped to it).
         hyperprior: 0 for the factorized prior; else the channels ``N`` of a mean-scale
-            hyperprior's ``z`` (images only: the integer ``h_s`` is 2-D). Inputs are then padded
-            to a multiple of ``4 * 2**levels``, ``z``'s grid.
+            hyperprior's ``z`` (its integer ``h_s`` is 2-D for images, 1-D for audio). Inputs are
+            then padded to a multiple of ``4 * 2**levels``, ``z``'s grid.
     """
 
     def __init__(
@@ -254,8 +254,6 @@ class WaLLoC(nn.Module):
         super().__init__()
         if dims not in (1, 2):
             raise ValueError(f"dims must be 1 or 2, not {dims}")
-        if hyperprior and dims != 2:
-            raise ValueError("the WaLLoC hyperprior is for images only (its integer h_s is 2-D)")
         self.dims, self.levels, self.wavelet = dims, levels, wavelet
         self.channels, self.latent_dim = channels, latent_dim
         self.packets = channels * 2 ** (dims * levels)
@@ -272,7 +270,7 @@ class WaLLoC(nn.Module):
         nn.init.zeros_(projection.bias)
         self.compander = Compander(bits) if bits is not None else None
         if hyperprior:
-            self.hyperprior = LatentHyperprior(latent_dim, hyperprior)
+            self.hyperprior = LatentHyperprior(latent_dim, hyperprior, dims=dims)
         else:
             self.entropy_bottleneck = FactorizedPrior(latent_dim)
         self.decoder = Decoder(dims, latent_dim, self.packets, decoder_width, decoder_blocks)
