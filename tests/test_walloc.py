@@ -169,7 +169,7 @@ def test_audio_hyperprior_files_decode_the_same_everywhere() -> None:
     assert codec.model.pad_step == 64 and codec.hyperprior
     x = music(1000)
     data = codec.encode(x)
-    header, sections = container.unpack(data)
+    _, sections = container.unpack(data)
     y_hat = codec.model.hyperprior.decompress(sections, codec._latent_shape((1000,)))
     assert y_hat.shape == (1, 8, 64)  # 1000 samples padded to 1024, at 1/16
     assert torch.equal(y_hat.float(), codec.latent(x.unsqueeze(0)))
