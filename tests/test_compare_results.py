@@ -1,0 +1,49 @@
+"""eval/compare_results.py: BD-rate of one codec across two `neurocodec eval` reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "eval" / "compare_results.py"
+
+
+def report(path: Path, scale: float, files: list[str]) -> Path:
+    """A report of `walloc-audio` on a straight SNR line, rates scaled by ``scale``."""
+    mean = [{"setting": q, "kbps": scale * r, "snr": 10 + 10 * q, "si_sdr": 9 + 10 * q} for q, r in ((1, 32), (2, 64), (3, 128))]  # fmt: skip
+    entry = {"mean": mean, "weights": {"1": "ab"}, "effort": 0}
+    body = {
+        "command": "neurocodec eval ...",
+        "date": "now",
+        "data": {"files": files},
+        "codecs": {"walloc-audio": entry},
+    }
+    path.write_text(json.dumps(body))
+    return path
+
+
+def run(*args: object) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(SCRIPT), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_rates_times_0_9_are_minus_10_percent(tmp_path: Path) -> None:
+    old, new = report(tmp_path / "a.json", 1.0, ["x.wav"]), report(tmp_path / "b.json", 0.9, ["x.wav"])
+    done = run(old, new, "--codec", "walloc-audio", "--out", tmp_path / "c.json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "c.json").read_text())
+    for metric in ("snr", "si-sdr"):
+        assert result[metric]["bd_rate_percent"] == pytest.approx(-10.0, abs=1e-6)
+        assert result[metric]["rate"] == "kbps"
+    assert result["anchor"]["report"] == str(old) and result["test"]["mean"][0]["kbps"] == pytest.approx(28.8)
+
+
+def test_refuses_other_files_or_a_missing_codec(tmp_path: Path) -> None:
+    old, new = report(tmp_path / "a.json", 1.0, ["x.wav"]), report(tmp_path / "b.json", 0.9, ["y.wav"])
+    assert "different files" in run(old, new, "--codec", "walloc-audio").stderr
+    assert "has no opus" in run(old, old, "--codec", "opus").stderr
