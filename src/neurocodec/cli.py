@@ -645,13 +645,13 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
             )
         if chosen:
             settings[name] = chosen
-    for name, qualities in settings.items():  # before anything runs: the learned codecs take the effort
-        if name not in known:
-            try:
-                load(name, qualities[0], args.device).check_effort(args.effort)
-            except ConfigError as e:
-                raise UsageError(f"--effort: {e}") from None
-    if args.effort:
+    if args.effort:  # checked before anything runs: every learned codec must take it
+        for name, qualities in settings.items():
+            if name not in known:
+                try:
+                    load(name, qualities[0], args.device).check_effort(args.effort)
+                except ConfigError as e:
+                    raise UsageError(f"--effort: {e}") from None
         notes.append(f"the learned codecs encode with {args.effort} iterations of adaptation (--effort)")
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -57,13 +57,11 @@ class _WaLLoCCodec(Codec):
 
     def _sections(self, x: torch.Tensor, effort: int = 0) -> dict[str, bytes]:
         m = self.model
-        y = self._latent(x)
+        y, z = self._latent(x), None  # z: the hyperprior's own h_a(y) unless adapted
         if effort:  # SGA: latents adapted to x, then coded as the encoder's are
             y, z = refine(m, x, y, m.hyper_latent(y), self.lmbda, effort)
-            if self.hyperprior:
-                return m.hyperprior.compress(y, z)
-        elif self.hyperprior:
-            return m.hyperprior.compress(y)
+        if self.hyperprior:
+            return m.hyperprior.compress(y, z)
         return {"y": m.entropy_bottleneck.compress(y)}
 
     @property

@@ -365,7 +365,7 @@ class WaLLoC(nn.Module):
         """The training pass from the latents ``y`` and ``z`` (:meth:`hyper_latent`) on:
         ``{"x_hat", "likelihoods"}``, what encoder-side adaptation (:mod:`neurocodec.codecs.adapt`)
         descends. ``mode`` as in :meth:`quantize_latent`."""
-        y_hat, likelihoods = self.quantize_latent(y, mode, z if hasattr(self, "hyperprior") else None)
+        y_hat, likelihoods = self.quantize_latent(y, mode, z)
         return {"x_hat": self.synthesis(self.decode_latent(y_hat)), "likelihoods": likelihoods}
 
     @property
