@@ -11,11 +11,14 @@ effort N against effort 0 over the four qualities (:func:`neurocodec.rd.bd_rate`
 the PSNR interval both cover), the encode-time ratio and the seconds per iteration.
 
 The JSON is rewritten after each quality, so a cut-off run keeps what it measured;
-``--resummarize`` recomputes the summary of an existing JSON from its rows, without coding.
+``--resummarize`` recomputes the summary of an existing JSON from its rows, without coding;
+``--merge`` joins runs over disjoint ``--qualities`` (e.g. two processes, one per core) into
+``--out`` with one summary.
 
     python eval/bench_adapt.py [--codec hyperprior] [--effort 40] [--limit 24] [--qualities 1,2,3,4]
                                [--threads 1] [--data ../shared/data/kodak] [--out eval/bench_adapt.json]
     python eval/bench_adapt.py --resummarize [--out eval/bench_adapt.json]
+    python eval/bench_adapt.py --merge part-a.json part-b.json --out eval/bench_adapt.json
 """
 
 from __future__ import annotations
@@ -66,6 +69,30 @@ def summary(rows: dict, effort: int) -> dict:
     return out
 
 
+def merge(parts: list[str], out: str) -> int:
+    """One result from runs of the same codec, effort and images over disjoint qualities."""
+    runs = [json.loads(Path(p).read_text()) for p in parts]
+    first = runs[0]
+    for run in runs[1:]:
+        for key in ("codec", "effort", "data", "threads", "commit"):
+            if run[key] != first[key]:
+                raise SystemExit(f"cannot merge: {key} differs ({first[key]!r} vs {run[key]!r})")
+        if set(run["rows"]) & set(first["rows"]):
+            raise SystemExit(f"cannot merge: qualities {sorted(set(run['rows']) & set(first['rows']))} twice")
+    result = {k: v for k, v in first.items() if k not in ("command", "load_average", "summary", "rows")}
+    result["command"] = "python " + " ".join(sys.argv)
+    result["parts"] = {
+        p: {"command": r["command"], "load_average": r["load_average"]}
+        for p, r in zip(parts, runs, strict=True)
+    }
+    for key in ("lambda", "weights", "rows"):
+        result[key] = {q: v for r in runs for q, v in sorted(r[key].items())}
+    result["summary"] = summary(result["rows"], result["effort"])
+    Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    print({k: v for k, v in result["summary"].items() if k != "curves"})
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -78,7 +105,12 @@ def main() -> int:
     parser.add_argument("--data", default=str(KODAK))
     parser.add_argument("--out", default=str(ROOT / "eval" / "bench_adapt.json"))
     parser.add_argument("--resummarize", action="store_true", help="recompute --out's summary from its rows")
+    parser.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="join runs over disjoint qualities into --out"
+    )
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge, args.out)
     if args.resummarize:
         result = json.loads(Path(args.out).read_text())
         result["summary"] = summary(result["rows"], result["effort"])

@@ -422,6 +422,27 @@ def test_a_run_starts_from_the_matching_weights_of_another(tmp_path):
     assert cli.main([*base, "--out", str(tmp_path / "d"), "--train-only", "nothing"]) == 2
 
 
+def test_a_run_starts_from_an_exported_weight_file(tmp_path):
+    from safetensors.torch import save_file
+
+    from neurocodec import cli
+
+    source = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16})).model
+    weights = tmp_path / "walloc-image-q1.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(weights))
+    moved = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16}, seed=7))
+    assert moved.init_weights(weights) == (len(source.state_dict()),) * 2
+    assert all(torch.equal(moved.model.state_dict()[k], v) for k, v in source.state_dict().items())
+
+    data = make_images(tmp_path / "data", count=2, size=(96, 96))
+    base = ["train", "walloc-image", "--data", str(data), "--lmbda", "0.01", "--steps", "1", "--quiet"]
+    base += ["--crop", "64", "--batch-size", "1", "--arch", "decoder_width=16"]
+    assert cli.main([*base, "--out", str(tmp_path / "a"), "--init", str(weights)]) == 0
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a weight file")
+    assert cli.main([*base, "--out", str(tmp_path / "b"), "--init", str(garbage)]) == 2
+
+
 def test_default_architecture_comes_from_the_registry():
     trainer = Trainer(TrainConfig(model="toy-audio"))
     assert trainer.config.arch == {}

@@ -956,8 +956,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--init",
         metavar="RUN",
-        help="start a new run from the weights of another (those whose names and shapes match; "
-        "e.g. a trained WaLLoC for one with a hyperprior)",
+        help="start a new run from the weights of another run, or of an exported .safetensors "
+        "file such as a shipped one (those whose names and shapes match; e.g. a trained WaLLoC "
+        "for one with a hyperprior)",
     )
     train.add_argument(
         "--train-only",

@@ -66,6 +66,23 @@ class TrainConfig:
     train_only: str = ""  # comma-separated parameter-name prefixes: train those, freeze the rest
 
 
+def _init_source(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
+    """The model weights ``--init`` names: a run folder, its checkpoint folder, or an exported
+    ``.safetensors`` weight file."""
+    if path.is_file():
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device=str(device))
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"--init {path}: not a readable safetensors weight file ({e})") from None
+    folder = path / "checkpoint" if (path / "checkpoint").is_dir() else path
+    if not has_checkpoint(folder):
+        raise ValueError(f"--init {path}: no checkpoint there")
+    return model_weights(load_checkpoint(folder, device)[0])[0]
+
+
 class Trainer:
     def __init__(self, config: TrainConfig):
         self.config = c = config
@@ -179,15 +196,11 @@ class Trainer:
         return True
 
     def init_weights(self, run: str | Path) -> tuple[int, int]:
-        """Start from the weights of another run (its EMA when it kept one): every tensor whose
-        name and shape match this model's; the rest keep their initialization (e.g. a
-        hyperprior added to a trained WaLLoC). Returns (tensors taken, tensors of this model)."""
-        folder = Path(run)
-        if (folder / "checkpoint").is_dir():
-            folder = folder / "checkpoint"
-        if not has_checkpoint(folder):
-            raise ValueError(f"--init {run}: no checkpoint there")
-        source, _ = model_weights(load_checkpoint(folder, self.device)[0])
+        """Start from the weights of another run (its EMA when it kept one), or of an exported
+        weight file (``<codec>-q<Q>.safetensors``, e.g. a shipped one): every tensor whose name
+        and shape match this model's; the rest keep their initialization (e.g. a hyperprior
+        added to a trained WaLLoC). Returns (tensors taken, tensors of this model)."""
+        source = _init_source(Path(run), self.device)
         own = self.model.state_dict()
         taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         if not taken:
