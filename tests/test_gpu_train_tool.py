@@ -1,8 +1,9 @@
-"""tools/gpu_train.py: runs go back through the device's file limits (parts of 15 MiB, at most 8)."""
+"""tools/gpu_train.py: runs go back through the device's file limits (parts of 15 MiB, 64 MiB in all)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,25 @@ def test_moments_are_dropped_when_the_parts_would_not_fit(tmp_path, monkeypatch,
     kept = [load_checkpoint(tmp_path / "back" / "runs" / n / "checkpoint")[0] for n in ("a", "b")]
     assert any(not any(k.startswith("opt.") for k in t) for t in kept)  # a run lost its moments
     assert all(any(k.startswith("model.") for k in t) for t in kept)  # never its weights
+
+
+def test_every_plan_in_tools_parses_and_its_weights_fit_the_returned_files(one_thread):
+    """A plan is run on a lent GPU without a rehearsal: its arguments must parse, its runs must
+    read the carried ``data_gpu`` folder, and their fp32 weights must fit the parts a call returns
+    (Adam's moments, in bf16, come back only where they fit too; the tool drops them and says so)."""
+    from neurocodec.cli import _arch, _parser
+    from neurocodec.train.models import trainable
+
+    tool = _tool()
+    plans = sorted(TOOL.parent.glob("gpu_plan*.json"))
+    assert plans
+    for plan in plans:
+        runs = json.loads(plan.read_text())
+        weight_bytes = 0
+        for run in runs:
+            args = _parser().parse_args(["train", *run["args"], "--out", run["out"]])
+            assert args.data == "data_gpu" and args.out.startswith("runs/"), plan
+            model = trainable(args.model).build(_arch(args.arch) if args.arch else trainable(args.model).arch)
+            params = sum(p.numel() for p in model.parameters())
+            weight_bytes += 4 * params
+        assert weight_bytes <= tool.PART_BYTES * tool.MAX_PARTS, f"{plan.name}: the weights alone do not fit"

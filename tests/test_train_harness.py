@@ -353,6 +353,8 @@ def test_train_command_line(tmp_path, capsys):
     assert cli.main([*base, "--out", str(tmp_path / "b"), "--val-split", "3"]) == 2
     assert "cannot hold 3 of the 3 files" in capsys.readouterr().err
     assert cli.main([*base, "--out", str(tmp_path / "c"), "--arch", "N=x"]) == 2
+    assert cli.main([*base, "--out", str(tmp_path / "c"), "--arch", "N=8,M"]) == 2
+    assert "--arch must look like N=128,M=192" in capsys.readouterr().err
 
     args = ["--arch", "N=8,M=12", "--crop", "64", "--batch-size", "1", "--val-split", "1", "--val-every", "1"]
     assert (

@@ -8,7 +8,8 @@ runs. This script is that call. It
    checkpoint before the call's limit);
 2. packs each run's checkpoint (``pack_checkpoint``: Adam's moments in bf16), plus its log,
    into one tar, and splits the tar into parts of at most 15 MiB under ``$OUT``, because a
-   call returns at most 8 files of 16 MiB. If the parts would be more than 8, it drops the
+   call returns at most 8 files of 16 MiB and 64 MiB in all (../.library/device/README.md,
+   "Limits"). If the parts would be more than 4, it drops the
    moments of the largest runs until they fit (such a run resumes with fresh moments), and
    fails, saying so, if even the weights do not fit.
 
@@ -17,9 +18,10 @@ back to); the next call carries ``runs`` and resumes every run where it stopped.
 
 The plan is a JSON list, one object per run: ``{"out": "runs/hp-q3", "args": ["hyperprior",
 "--data", "data_gpu", "--lmbda", "0.0067", ...]}`` (``--out``, ``--device`` and
-``--time-limit`` are added). ``tools/gpu_plan.json`` is the plan for the next session.
+``--time-limit`` are added). ``tools/gpu_plan_*.json`` are the plans for the next sessions
+(docs/training.md says in which order).
 
-    python tools/gpu_train.py tools/gpu_plan.json --seconds 500     # on the device, OUT=$OUT
+    python tools/gpu_train.py tools/gpu_plan_mlic.json --seconds 500     # on the device, OUT=$OUT
     python tools/gpu_train.py --unpack /path/to/returned/files       # here, afterwards
 """
 
@@ -38,7 +40,7 @@ from pathlib import Path
 from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, pack_checkpoint, save_checkpoint
 
 PART_BYTES = 15 * 2**20
-MAX_PARTS = 8
+MAX_PARTS = 4  # 4 x 15 MiB: a call returns 64 MiB in all
 PART_NAME = "runs.tar.part"
 
 

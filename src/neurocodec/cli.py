@@ -467,6 +467,15 @@ def _arch_value(text: str) -> int | float | str:
         return text
 
 
+def _arch(text: str) -> dict[str, int | float | str]:
+    """``--arch N=128,M=192`` (or ``preset=tiny``) as the architecture dict."""
+    try:
+        pairs = [pair.split("=") for pair in text.split(",")]
+        return {key.strip(): _arch_value(value.strip()) for key, value in pairs}
+    except ValueError:
+        raise UsageError(f"--arch must look like N=128,M=192 or preset=tiny, not {text!r}") from None
+
+
 def _eval_plan(
     args: argparse.Namespace,
 ) -> tuple[list[tuple[str, object]], list[str], list[str], list[str], str]:
@@ -1020,13 +1029,7 @@ def _train(args: argparse.Namespace, console: _Console) -> None:
     from neurocodec.train.models import trainable
     from neurocodec.train.trainer import TrainConfig, Trainer
 
-    arch = dict(trainable(args.model).arch)
-    if args.arch:
-        try:
-            pairs = [pair.split("=") for pair in args.arch.split(",")]
-            arch = {key.strip(): _arch_value(value.strip()) for key, value in pairs}
-        except ValueError:
-            raise UsageError(f"--arch must look like N=128,M=192 or preset=tiny, not {args.arch!r}") from None
+    arch = _arch(args.arch) if args.arch else dict(trainable(args.model).arch)
     if args.val and args.val_split:
         raise UsageError("give --val or --val-split, not both")
     config = TrainConfig(
