@@ -13,7 +13,8 @@ the PSNR interval both cover), the encode-time ratio and the seconds per iterati
 The JSON is rewritten after each quality, so a cut-off run keeps what it measured;
 ``--resummarize`` recomputes the summary of an existing JSON from its rows, without coding;
 ``--merge`` joins runs over disjoint ``--qualities`` (e.g. two processes, one per core) into
-``--out`` with one summary.
+``--out`` with one summary; parts run at different commits are joined, and the result lists the
+files under ``src/`` that differ between those commits.
 
     python eval/bench_adapt.py [--codec hyperprior] [--effort 40] [--limit 24] [--qualities 1,2,3,4]
                                [--threads 1] [--data ../shared/data/kodak] [--out eval/bench_adapt.json]
@@ -52,12 +53,15 @@ def summary(rows: dict, effort: int) -> dict:
     out = {"curves": curves}
     anchor, test = (curve_points(curves[e]) for e in ("0", str(effort)))
     if len(anchor) >= 2:
-        out["bd_rate_percent"] = bd_rate(anchor, test)
-        out["bd_psnr_db"] = bd_psnr(anchor, test)
-        out["psnr_interval_db"] = overlap(anchor, test)
-        out["bd_rate_ms_ssim_percent"] = bd_rate(
-            *(curve_points(curves[e], "ms-ssim") for e in ("0", str(effort)))
-        )
+        try:
+            out["bd_rate_percent"] = bd_rate(anchor, test)
+            out["bd_psnr_db"] = bd_psnr(anchor, test)
+            out["psnr_interval_db"] = overlap(anchor, test)
+            out["bd_rate_ms_ssim_percent"] = bd_rate(
+                *(curve_points(curves[e], "ms-ssim") for e in ("0", str(effort)))
+            )
+        except ValueError as e:  # e.g. two qualities whose curves do not overlap: no delta
+            out["no_bd_rate"] = str(e)
     files = [(a, b) for r in rows.values() for a, b in zip(r["0"], r[str(effort)], strict=True)]
     enc0, encn = sum(a["encode_s"] for a, _ in files), sum(b["encode_s"] for _, b in files)
     dec0, decn = sum(a["decode_s"] for a, _ in files), sum(b["decode_s"] for _, b in files)
@@ -74,7 +78,7 @@ def merge(parts: list[str], out: str) -> int:
     runs = [json.loads(Path(p).read_text()) for p in parts]
     first = runs[0]
     for run in runs[1:]:
-        for key in ("codec", "effort", "data", "threads", "commit"):
+        for key in ("codec", "effort", "data", "threads"):
             if run[key] != first[key]:
                 raise SystemExit(f"cannot merge: {key} differs ({first[key]!r} vs {run[key]!r})")
         if set(run["rows"]) & set(first["rows"]):
@@ -82,9 +86,19 @@ def merge(parts: list[str], out: str) -> int:
     result = {k: v for k, v in first.items() if k not in ("command", "load_average", "summary", "rows")}
     result["command"] = "python " + " ".join(sys.argv)
     result["parts"] = {
-        p: {"command": r["command"], "load_average": r["load_average"]}
+        p: {"command": r["command"], "commit": r["commit"], "load_average": r["load_average"]}
         for p, r in zip(parts, runs, strict=True)
     }
+    commits = sorted({r["commit"] for r in runs})
+    if len(commits) > 1:  # parts run at other commits: say what library code differs between them
+        changed = set()
+        for other in commits[1:]:
+            diff = ["git", "diff", "--name-only", commits[0], other, "--", "src"]
+            changed |= set(subprocess.run(diff, capture_output=True, text=True, cwd=ROOT).stdout.split())
+        changed = sorted(changed)
+        result["commit"] = commits
+        result["src_changed_between_parts"] = changed
+        print(f"parts from {len(commits)} commits; src changed between them: {changed or 'nothing'}")
     for key in ("lambda", "weights", "rows"):
         result[key] = {q: v for r in runs for q, v in sorted(r[key].items())}
     result["summary"] = summary(result["rows"], result["effort"])
@@ -170,8 +184,8 @@ def main() -> int:
                 flush=True,
             )
         result["load_average"]["after"] = os.getloadavg()
-        result["summary"] = summary(rows, args.effort)
         result["rows"] = rows
+        result["summary"] = summary(rows, args.effort)
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     s = result["summary"]
     for e, curve in s["curves"].items():
