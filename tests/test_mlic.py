@@ -3,6 +3,8 @@ files, determinism of the integer prior path, rate agreement, a short overfit, t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -14,7 +16,7 @@ from neurocodec.errors import BitstreamError
 from neurocodec.io.image import read_image
 from neurocodec.models.mlic import PRESETS, IntegerLinearAttention, IntegerRoPE2d, MLICv2, floor_divide
 
-KODAK = "/work/shared/data/kodak/kodim23.png"
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
 TINY = dict(
     N=16, M=24, num_slices=3, channel_context=(16, 8), attention=8, heads=1, head_dim=8, head_hidden=(32, 16), lrp=(16, 8)
 )  # fmt: skip
