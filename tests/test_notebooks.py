@@ -62,8 +62,10 @@ def test_rd_images_runs(small_run: Path) -> None:
     text = outputs(execute("rd_images.ipynb"))
     assert "3 images from" in text
     assert "BD-rate over PSNR, 3 images" in text and "BD-rate over MS-SSIM (dB), 3 images" in text
-    assert text.count("image/png") == 2
+    assert text.count("image/png") == 3
     assert (small_run / "plots" / "rd.png").exists() and (small_run / "plots" / "rd-ms-ssim.png").exists()
+    assert (small_run / "plots" / "rd-published.png").exists()
+    assert "3 images: the published curves are means over all 24 Kodak images" in text
 
 
 def test_rd_audio_runs(small_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 import toy_codec
-from neurocodec import baselines, cli, rd
+from neurocodec import baselines, cli, published, rd
 from neurocodec.baselines import BASELINES, evaluate_baseline
 from neurocodec.metrics import ms_ssim, ms_ssim_db
 from neurocodec.rd import bd_psnr, bd_rate, curve_points, mean_curve, overlap, plot_rd, rd_row
@@ -65,20 +65,9 @@ JPEG2000 = list(
         strict=True,
     )
 )  # fmt: skip
-BPG = list(
-    zip(
-        [0.0678, 0.1610, 0.3516, 0.6847, 1.1997, 1.9297, 3.0579, 4.7031],
-        [26.20, 28.68, 31.59, 34.86, 38.26, 41.48, 44.70, 47.63],
-        strict=True,
-    )
-)
-VTM = list(
-    zip(
-        [0.0482, 0.1125, 0.2458, 0.4905, 0.8748, 1.4308, 2.3246, 3.6326],
-        [26.14, 28.49, 31.20, 34.26, 37.42, 40.42, 43.51, 46.59],
-        strict=True,
-    )
-)
+# VTM and BPG from the library's published curves: the BD-rates below check their transcription too
+BPG = curve_points(published.KODAK["BPG"].curve())
+VTM = curve_points(published.KODAK["VTM"].curve())
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,6 +124,26 @@ def test_test_and_anchor_swapped_is_the_inverse_rate() -> None:
 def test_published_kodak_bd_rates(anchor, test, published: float) -> None:
     """bjontegaard 1.3.0 (pchip) on CompressAI's Kodak curves, as ecosystem.md tabulates them."""
     assert bd_rate(anchor, test) == pytest.approx(published, abs=0.1)  # inputs and outputs are rounded
+
+
+def test_published_curves_are_monotone_and_compare_where_they_overlap() -> None:
+    for curve in published.KODAK.values():
+        assert len(curve.bpp) == len(curve.psnr) >= 4
+        assert curve.ms_ssim is None or len(curve.ms_ssim) == len(curve.bpp)
+        assert list(curve.bpp) == sorted(curve.bpp) and list(curve.psnr) == sorted(curve.psnr)
+    vtm = published.KODAK["VTM"].curve()
+    rows = {r["anchor"]: r for r in published.compare_published(vtm)}
+    assert rows["VTM"]["bd_rate_percent"] == pytest.approx(0, abs=1e-9)
+    assert rows["BPG"]["bd_rate_percent"] == pytest.approx(-18.0, abs=0.1)  # VTM against BPG, as published
+    # a curve below MLIC++'s lowest PSNR (29.16 dB) but within its rates: BD-PSNR only
+    low = [{"bpp": b, "psnr": q} for b, q in ((0.15, 26.0), (0.25, 27.0), (0.35, 27.8))]
+    row = next(r for r in published.compare_published(low) if r["anchor"] == "MLIC++")
+    assert row["bd_rate_percent"] is None and "do not overlap" in row["no_bd_rate"]
+    assert row["quality_interval_db"] is None and row["rate_interval_bpp"] == pytest.approx((0.15, 0.35))
+    assert -5 < row["bd_quality_db"] < -3
+    # MS-SSIM: MLIC++ publishes none, so it is left out
+    ssim = [{**p, "ms_ssim_db": p["psnr"] / 3} for p in low]
+    assert "MLIC++" not in {r["anchor"] for r in published.compare_published(ssim, metric="ms-ssim")}
 
 
 def test_pchip_integral_matches_scipy() -> None:
