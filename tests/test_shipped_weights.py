@@ -66,3 +66,34 @@ def test_cli_encode_decode_with_the_default_codec(tmp_path: Path) -> None:
     )  # fmt: skip
     assert decoded.returncode == 0, decoded.stderr
     assert Image.open(tmp_path / "a.png").size == (768, 512)
+
+
+def test_the_cross_device_script_dry_runs_on_the_cpu(tmp_path: Path, shipped: None) -> None:
+    """eval/cross_device.py (issue 3's CPU<->GPU check, run when a GPU is lent) on one Kodak crop
+    with both sides on the CPU: files from either side decode identically on both."""
+    if not (KODAK / "kodim01.png").exists():
+        pytest.skip("shared Kodak data not present")
+    crop = read_image(KODAK / "kodim01.png")[0][:, :128, :192]
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray((crop.permute(1, 2, 0) * 255).round().byte().numpy()).save(data / "crop.png")
+    script = Path(__file__).resolve().parents[1] / "eval" / "cross_device.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("NEUROCODEC_PACKAGE_WEIGHTS", None)
+    args = [
+        "--device",
+        "cpu",
+        "--codecs",
+        "mlic:1,hyperprior:1",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "r.json",
+    ]
+    done = subprocess.run(
+        [sys.executable, script, *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["passed"] == {"mlic:1": 1, "hyperprior:1": 1}
+    assert all(r["same_bytes"] for rows in report["rows"].values() for r in rows)

@@ -46,7 +46,6 @@ import numpy as np
 
 from neurocodec.codecs.base import Codec
 from neurocodec.io.atomic import write_atomic
-from neurocodec.io.audio import read_audio
 from neurocodec.io.image import read_image
 from neurocodec.metrics import ms_ssim, ms_ssim_db, psnr, si_sdr, snr, video_psnr
 
@@ -91,6 +90,8 @@ def evaluate_audio(codec: Codec, paths: Sequence[str | Path]) -> list[dict]:
     """Per audio file: bytes and kbit/s of the complete file, SNR and SI-SDR of the decoded
     float output, encode/decode seconds (see :func:`rd_row`). Each file is coded at its own
     sample rate, which the codec records (WaLLoC's audio model was trained at 44.1 kHz)."""
+    from neurocodec.io.audio import read_audio  # soundfile, only where audio is read
+
     rows = []
     for path in paths:
         x, info = read_audio(path)
