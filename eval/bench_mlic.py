@@ -39,15 +39,16 @@ def interleaved(jobs: dict[str, object], reps: int, device: str = "cpu") -> dict
     """The best time of each job over ``reps`` rounds, the jobs taking turns in every round (so a
     change in the machine's load during the run hits every job alike); on a GPU each job is timed
     until its kernels are done, after one untimed warm-up round."""
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    gpu = device.startswith("cuda")
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
     times = {name: [] for name in jobs}
-    for rep in range(reps + (device != "cpu")):
+    for rep in range(reps + gpu):
         for name, fn in jobs.items():
             sync()
             t0 = time.perf_counter()
             fn()
             sync()
-            if rep or device == "cpu":
+            if rep or not gpu:
                 times[name].append(time.perf_counter() - t0)
     return {name: min(t) for name, t in times.items()}
 

@@ -36,14 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 
 
-def levels(x: torch.Tensor) -> torch.Tensor:
-    """An image in [0, 1] as the 8-bit levels a decoder writes."""
-    return torch.round(x.detach().float().cpu().clamp(0, 1) * 255).to(torch.int16)
-
-
 def check(name: str, quality: int, device: str, images: list, tolerance: int) -> list[dict]:
     import neurocodec as nc
     from neurocodec.errors import NeurocodecError
+    from neurocodec.metrics import quantized
 
     codecs = {"cpu": nc.load(name, quality), "dev": nc.load(name, quality, device=device)}  # dev: --device
     rows = []
@@ -54,11 +50,11 @@ def check(name: str, quality: int, device: str, images: list, tolerance: int) ->
             outputs = {}
             for where, codec in codecs.items():
                 try:
-                    outputs[where] = levels(codec.decode(data))
+                    outputs[where] = quantized(codec.decode(data).float().cpu())
                 except NeurocodecError as e:
                     row["decodes"][f"{written}->{where}"] = f"error: {e}"
             if len(outputs) == len(codecs):
-                diff = int((outputs["cpu"] - outputs["dev"]).abs().max())
+                diff = round(float((outputs["cpu"] - outputs["dev"]).abs().max()) * 255)  # 8-bit levels
                 row["decodes"][f"written on {written}: max level difference of the two decodes"] = diff
                 row["ok"] &= diff <= tolerance
             else:

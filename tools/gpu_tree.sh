@@ -15,7 +15,7 @@ weights='src/neurocodec/weights/*.safetensors'
 exclude="$(git rev-parse --git-path info/exclude)"
 
 size() {
-    { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 du -cb | tail -n 1 | cut -f1
+    { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 stat -c %s | awk '{n += $1} END {print n}'
 }
 
 case "${1:-}" in

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from neurocodec.metrics import ms_ssim_db
-from neurocodec.rd import bd_psnr, bd_rate, curve_points
+from neurocodec.rd import bd_psnr, bd_rate, curve_points, overlap
 
 __all__ = ["KODAK", "PublishedCurve", "compare_published"]
 
@@ -105,12 +105,8 @@ def compare_published(
         if len(anchor) < 2:
             continue  # the source gives no such points (MLIC++ has no MS-SSIM)
         row: dict[str, object] = {"anchor": name, "source": reference.source}
-        qualities = [q for _, q in anchor], [q for _, q in test]
-        rates = [r for r, _ in anchor], [r for r, _ in test]
-        lo, hi = max(min(q) for q in qualities), min(max(q) for q in qualities)
-        row["quality_interval_db"] = (lo, hi) if lo < hi else None
-        lo, hi = max(min(r) for r in rates), min(max(r) for r in rates)
-        row["rate_interval_bpp"] = (lo, hi) if lo < hi else None
+        row["quality_interval_db"] = overlap(anchor, test)
+        row["rate_interval_bpp"] = overlap(*([(q, r) for r, q in points] for points in (anchor, test)))
         for key, delta, why in (
             ("bd_rate_percent", bd_rate, "no_bd_rate"),
             ("bd_quality_db", bd_psnr, "no_bd_quality"),
