@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from neurocodec import container
-from neurocodec.codecs.base import _shape_of as codec_shape
+from neurocodec.codecs.base import shape_of
 from neurocodec.errors import NeurocodecError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,29 +60,36 @@ def corrupt(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
     return bytes(b)
 
 
+def decode_outcome(codec, bad: bytes, judge, timeout: float) -> tuple[str, str | None]:
+    """Decode ``bad``: ("error", None) for a NeurocodecError, ``judge(output)`` for a decode,
+    ("crash", why) for any other exception, ("slow", why) past ``timeout`` seconds."""
+    t0 = time.perf_counter()
+    try:
+        outcome, why = judge(codec.decode(bad))
+    except NeurocodecError:
+        outcome, why = "error", None
+    except Exception as e:  # a crash: the finding this script exists for
+        outcome, why = "crash", f"{type(e).__name__}: {e}"
+    seconds = time.perf_counter() - t0
+    if seconds > timeout:
+        outcome, why = "slow", f"took {seconds:.1f} s"
+    return outcome, why
+
+
 def run(codec, data: bytes, reference: torch.Tensor, variants: int, seed: int, timeout: float) -> dict:
     rng = np.random.default_rng(seed)
     counts = {k: {"error": 0, "same": 0, "crash": 0, "wrong": 0, "slow": 0} for k in KINDS}
     problems = []
+
+    def judge(out: torch.Tensor) -> tuple[str, str | None]:
+        return ("same", None) if torch.equal(out, reference) else ("wrong", "decoded to a different output")
+
     for v in range(variants):
         kind = KINDS[v % len(KINDS)]
         bad = corrupt(data, kind, rng)
-        if bad == data:
-            counts[kind]["same"] += 1
-            continue
-        t0 = time.perf_counter()
-        try:
-            out = codec.decode(bad)
-            outcome = "same" if torch.equal(out, reference) else "wrong"
-        except NeurocodecError:
-            outcome = "error"
-        except Exception as e:  # a crash: the finding this script exists for
-            outcome = "crash"
-            problems.append({"variant": v, "kind": kind, "error": f"{type(e).__name__}: {e}"})
-        if time.perf_counter() - t0 > timeout:
-            outcome = "slow"
-        if outcome == "wrong":
-            problems.append({"variant": v, "kind": kind, "error": "decoded to a different image"})
+        outcome, why = ("same", None) if bad == data else decode_outcome(codec, bad, judge, timeout)
+        if why:
+            problems.append({"variant": v, "kind": kind, "error": why})
         counts[kind][outcome] += 1
     return {"counts": counts, "problems": problems[:50]}
 
@@ -125,24 +132,16 @@ def run_past_crc(codec, data: bytes, reference: torch.Tensor, variants: int, see
     low, high = (-1.0, 1.0) if codec.media == "audio" else (0.0, 1.0)
     for v in range(variants):
         kind, bad = corrupt_payload(data, rng)
-        t0 = time.perf_counter()
-        try:
-            out = codec.decode(bad)
-            shape = codec_shape(container.peek_header(bad).geometry)
+        shape = shape_of(container.peek_header(bad).geometry)
+
+        def judge(out: torch.Tensor) -> tuple[str, str | None]:
             if tuple(out.shape) != shape or not bool(torch.isfinite(out).all()) or out.min() < low or out.max() > high:
-                outcome = "bad-output"
-                problems.append({"variant": v, "kind": kind, "error": f"output {tuple(out.shape)}, file says {shape}"})
-            else:
-                outcome = "same" if torch.equal(out, reference) else "decoded"
-        except NeurocodecError:
-            outcome = "error"
-        except Exception as e:  # a crash: the finding this script exists for
-            outcome = "crash"
-            problems.append({"variant": v, "kind": kind, "error": f"{type(e).__name__}: {e}"})
-        seconds = time.perf_counter() - t0
-        if seconds > timeout:
-            outcome = "slow"
-            problems.append({"variant": v, "kind": kind, "error": f"took {seconds:.1f} s"})
+                return "bad-output", f"output {tuple(out.shape)} in [{out.min()}, {out.max()}], file says {shape}"
+            return ("same", None) if torch.equal(out, reference) else ("decoded", None)
+
+        outcome, why = decode_outcome(codec, bad, judge, timeout)
+        if why:
+            problems.append({"variant": v, "kind": kind, "error": why})
         row = counts.setdefault(kind, dict.fromkeys(PAST_CRC_OUTCOMES, 0))
         row[outcome] += 1
     return {"counts": dict(sorted(counts.items())), "problems": problems[:50]}

@@ -52,7 +52,7 @@ def pad_to_multiple(x: torch.Tensor, step: int, mode: str = "replicate") -> torc
     return torch.nn.functional.pad(x, pads, mode=mode) if any(pads) else x
 
 
-def _shape_of(geometry: Geometry) -> tuple[int, ...]:
+def shape_of(geometry: Geometry) -> tuple[int, ...]:
     """The shape of the decoded tensor a file's geometry describes (no batch dimension)."""
     if isinstance(geometry, ImageGeometry):
         return geometry.channels, geometry.height, geometry.width
@@ -154,7 +154,7 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
         self._check_header(header)
         with torch.inference_mode():
             y = self._decode(header, sections)
-        shape = _shape_of(header.geometry)
+        shape = shape_of(header.geometry)
         if y.ndim == len(shape) + 1:
             y = y[0]
         y = y[tuple(slice(0, n) for n in shape)]
