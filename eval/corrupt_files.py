@@ -13,7 +13,7 @@ geometry changed, and the file re-packed with a fresh CRC), so the header checks
 coder and the model's decoding path meet it. See `run_past_crc` for its outcomes.
 
     python eval/corrupt_files.py [--codecs mlic,hyperprior,walloc-image,walloc-audio]
-        [--variants 10000] [--past-crc 300] [--out eval/corrupt_files.json]
+        [--variants 10000] [--past-crc 1000] [--out eval/corrupt_files.json]
 
 Each codec runs at its default quality with its shipped weights, on kodim01 (images) or the
 solo-trumpet clip (audio).
@@ -124,19 +124,18 @@ def largest(geometry: container.Geometry, field: str) -> int:
 def run_past_crc(codec, data: bytes, reference: torch.Tensor, variants: int, seed: int, timeout: float) -> dict:
     """Decode ``variants`` files from :func:`corrupt_payload`. Outcomes: "error" (a NeurocodecError),
     "same", "decoded" (a different reconstruction, allowed: nothing can tell it is damaged, but it
-    must have the shape the file gives and finite samples in range), "crash", "bad-output" and
-    "slow" (the last three are bugs)."""
+    must have the shape the file gives and finite samples; `Codec.decode` clamps the range),
+    "crash", "bad-output" and "slow" (the last three are bugs)."""
     rng = np.random.default_rng(seed)
     counts: dict[str, dict[str, int]] = {}
     problems = []
-    low, high = (-1.0, 1.0) if codec.media == "audio" else (0.0, 1.0)
     for v in range(variants):
         kind, bad = corrupt_payload(data, rng)
         shape = shape_of(container.peek_header(bad).geometry)
 
         def judge(out: torch.Tensor) -> tuple[str, str | None]:
-            if tuple(out.shape) != shape or not bool(torch.isfinite(out).all()) or out.min() < low or out.max() > high:
-                return "bad-output", f"output {tuple(out.shape)} in [{out.min()}, {out.max()}], file says {shape}"
+            if tuple(out.shape) != shape or not bool(torch.isfinite(out).all()):
+                return "bad-output", f"output {tuple(out.shape)}, finite: {bool(torch.isfinite(out).all())}, file says {shape}"
             return ("same", None) if torch.equal(out, reference) else ("decoded", None)
 
         outcome, why = decode_outcome(codec, bad, judge, timeout)
@@ -174,7 +173,7 @@ def main() -> int:
     ap.add_argument("--image", default=str(data_dir / "kodak" / "kodim01.png"))
     ap.add_argument("--audio", default=str(data_dir / "audio" / "music" / "music_solo_trumpet_06_sorohanro_full.wav"))
     ap.add_argument("--variants", type=int, default=10_000, help="variants with the CRC left as it is")
-    ap.add_argument("--past-crc", type=int, default=300, help="variants re-packed with a fresh CRC")
+    ap.add_argument("--past-crc", type=int, default=1000, help="variants re-packed with a fresh CRC")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--out", default=str(ROOT / "eval" / "corrupt_files.json"))

@@ -53,6 +53,6 @@ def test_past_the_crc_variants_are_valid_files():
     codec, data = small_file()
     rng = np.random.default_rng(0)
     for _ in range(50):
-        kind, bad = corrupt_payload(data, rng)
+        _, bad = corrupt_payload(data, rng)
         header = container.peek_header(bad)  # the CRC and the header are fine: only the payload lies
         assert header.codec == codec.name
