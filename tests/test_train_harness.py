@@ -367,6 +367,26 @@ def test_train_command_line(tmp_path, capsys):
     assert meta["config"]["lr_schedule"] == "cosine" and meta["config"]["val_split"] == 1
 
 
+def test_train_command_line_checkpoints_every_k_steps(tmp_path, monkeypatch, capsys):
+    from neurocodec import cli
+    from neurocodec.train.trainer import Trainer
+
+    data = make_images(tmp_path / "data", count=2, size=(96, 96))
+    base = ["train", "hyperprior", "--data", str(data), "--lmbda", "0.01", "--steps", "5", "--quiet"]
+    base += ["--arch", "N=8,M=12", "--crop", "64", "--batch-size", "1"]
+    saved: list[int] = []
+    real_save = Trainer.save
+    monkeypatch.setattr(Trainer, "save", lambda self: (saved.append(self.step), real_save(self))[1])
+    assert cli.main([*base, "--out", str(tmp_path / "a"), "--checkpoint-every", "2"]) == 0
+    assert saved == [2, 4, 5]  # every 2 steps, and at the end
+    meta = json.loads((tmp_path / "a" / "checkpoint" / "meta.json").read_text())
+    assert meta["config"]["checkpoint_every"] == 2
+    for flag in ("--checkpoint-every", "--val-every"):
+        assert cli.main([*base, "--out", str(tmp_path / "b"), flag, "0"]) == 2
+        assert f"({flag}) must be at least 1 step, not 0" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
 def test_train_command_line_takes_a_named_preset(tmp_path):
     from neurocodec import cli
 

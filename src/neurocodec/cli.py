@@ -980,6 +980,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop (with a checkpoint) after this long; rerun to resume",
     )
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1000,
+        metavar="K",
+        help="write the checkpoint every K steps (and at the end); a killed run resumes from the last one",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 
@@ -1038,7 +1045,7 @@ def _train(args: argparse.Namespace, console: _Console) -> None:
         distortion=args.distortion, lr=args.lr, lr_schedule=args.lr_schedule, warmup=args.warmup,
         clip=args.clip, ema=args.ema, val=args.val, val_split=args.val_split, val_every=args.val_every,
         channels_last=args.channels_last, seed=args.seed, device=args.device, init=args.init or "",
-        train_only=args.train_only or "",
+        train_only=args.train_only or "", checkpoint_every=args.checkpoint_every,
     )  # fmt: skip
     try:
         trainer = Trainer(config)

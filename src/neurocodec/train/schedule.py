@@ -25,6 +25,13 @@ def check_schedule(name: str, warmup: int, steps: int) -> None:
         raise ConfigError(f"the warmup ({warmup} steps) must be shorter than the run ({steps} steps)")
 
 
+def check_periods(**periods: int) -> None:
+    """Every period (validate, log, checkpoint every K steps) is at least one step."""
+    for name, k in periods.items():
+        if k < 1:
+            raise ConfigError(f"{name} (--{name.replace('_', '-')}) must be at least 1 step, not {k}")
+
+
 def cosine_lr(step: int, base: float, steps: int, warmup: int = 0) -> float:
     """The rate of step ``step`` (0-based) of a ``steps``-step cosine schedule with ``warmup``."""
     if step < warmup:

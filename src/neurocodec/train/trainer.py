@@ -25,7 +25,7 @@ from neurocodec.train.data import AudioClips, ImageCrops, VideoClips, audio_file
 from neurocodec.train.ema import WeightAverage
 from neurocodec.train.losses import check_distortion, rd_loss
 from neurocodec.train.models import build_model, trainable
-from neurocodec.train.schedule import check_schedule, cosine_lr
+from neurocodec.train.schedule import check_periods, check_schedule, cosine_lr
 
 __all__ = ["TrainConfig", "Trainer", "build_model", "rd_loss"]
 
@@ -91,6 +91,7 @@ class Trainer:
             c.arch = dict(self.spec.arch)
         check_distortion(c.distortion, self.spec.data, c.crop)
         check_schedule(c.lr_schedule, c.warmup, c.steps)
+        check_periods(val_every=c.val_every, log_every=c.log_every, checkpoint_every=c.checkpoint_every)
         self.device = torch.device(c.device)
         torch.manual_seed(c.seed)
         self.model = build_model(c.model, c.arch).to(self.device)
