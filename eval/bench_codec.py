@@ -108,7 +108,7 @@ def our_steps(x: torch.Tensor) -> tuple[dict[str, Callable[[], object]], dict]:
     codec = HyperpriorCodec(N=128, M=192, quality=1).eval()
     codec.model.update_tables()
     m = codec.model
-    xb = x.unsqueeze(0)  # contiguous, as HyperpriorCodec.encode passes it to g_a
+    xb = x.unsqueeze(0).contiguous(memory_format=CHANNELS_LAST)  # as HyperpriorCodec.encode passes it to g_a
     data = codec.encode(x)
     y = m.g_a(xb)
     z = m.h_a(y)
