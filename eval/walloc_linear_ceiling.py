@@ -1,0 +1,73 @@
+"""How much can a WaLLoC latent of K channels hold? The linear ceiling, from PCA.
+
+WaLLoC's encoder is one 1x1 projection of the wavelet packets: per latent position, a linear map
+of ``3 * 4**J`` packet coefficients to ``K`` numbers. Whatever the decoder does, it sees only
+those ``K`` numbers. The best any *linear* decoder can do with them (no quantization, no rate) is
+the projection onto the top ``K`` principal components of the packet coefficients. This script
+fits that projection on Kodak itself (the most favourable case) and reports the PSNR of
+the reconstructions for several ``K``: where a ``K``-channel codec's curve must flatten out,
+give or take what the nonlinear decoder recovers.
+
+    python eval/walloc_linear_ceiling.py --out eval/walloc_linear_ceiling.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from neurocodec.io.image import read_image
+from neurocodec.metrics import psnr
+from neurocodec.train.data import image_files
+from neurocodec.transforms.wavelets import iwpt2d, wpt2d
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/kodak")
+    parser.add_argument("--levels", type=int, default=3)
+    parser.add_argument("--wavelet", default="bior4.4")
+    parser.add_argument("--channels", default="6,12,16,24,36,48")
+    parser.add_argument("--out", default="eval/walloc_linear_ceiling.json")
+    args = parser.parse_args(argv)
+
+    images = [read_image(f)[0] for f in image_files(args.data)]
+    packets = [wpt2d(x[None] - 0.5, args.levels, args.wavelet) for x in images]  # WaLLoC's offset
+    rows = torch.cat([p.permute(0, 2, 3, 1).reshape(-1, p.shape[1]) for p in packets]).double()
+    _, vectors = torch.linalg.eigh(rows.T @ rows / len(rows))
+    vectors = vectors.flip(1)  # largest eigenvalue first
+
+    ceiling = []
+    for k in (int(c) for c in args.channels.split(",")):
+        basis = vectors[:, :k]
+        values = []
+        for x, p in zip(images, packets):
+            kept = (p.permute(0, 2, 3, 1).double() @ basis @ basis.T).permute(0, 3, 1, 2).float()
+            x_hat = (iwpt2d(kept, args.levels, args.wavelet) + 0.5).clamp(0, 1)[0]
+            values.append(psnr(x, x_hat))
+        ceiling.append({"latent_channels": k, "psnr": round(sum(values) / len(values), 3)})
+        print(f"K={k:3d}: {ceiling[-1]['psnr']:.2f} dB")
+
+    result = {
+        "what": "PSNR on Kodak of the best linear K-dimensional projection of WaLLoC's wavelet "
+        "packets (PCA fitted on Kodak, no quantization): the ceiling of a K-channel linear "
+        "encoder with a linear decoder",
+        "command": "python " + " ".join(["eval/walloc_linear_ceiling.py", *(argv or sys.argv[1:])]),
+        "data": {"dir": args.data, "files": len(images)},
+        "levels": args.levels,
+        "wavelet": args.wavelet,
+        "packet_channels": rows.shape[1],
+        "ceiling": ceiling,
+        "machine": {"platform": platform.platform(), "torch": torch.__version__},
+    }
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
