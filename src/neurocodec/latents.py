@@ -1,7 +1,7 @@
 """Compressed learning: a folder of images or audio clips -> a dataset of codec latents.
 
-WaLLoC's latent is a small, dimension-reduced tensor (12 channels at 1/8 of an image's
-resolution; 1/256 of an audio clip's rate) that a downstream model can learn from directly,
+WaLLoC's latent is a small, dimension-reduced tensor (24 channels at 1/8 of an image's
+resolution with the shipped weights; 1/256 of an audio clip's rate) that a downstream model can learn from directly,
 without decoding. This module turns media files into those latents and keeps them on disk:
 
 - :func:`encode_latents` is a pure function over a list of files: the same files and codec
