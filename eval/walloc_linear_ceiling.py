@@ -23,8 +23,8 @@ import torch
 
 from neurocodec.io.image import read_image
 from neurocodec.metrics import psnr
+from neurocodec.models.walloc import WaLLoCImage
 from neurocodec.train.data import image_files
-from neurocodec.transforms.wavelets import iwpt2d, wpt2d
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="eval/walloc_linear_ceiling.json")
     args = parser.parse_args(argv)
 
+    model = WaLLoCImage(levels=args.levels, latent_dim=1, wavelet=args.wavelet)  # its packet transform only
     images = [read_image(f)[0] for f in image_files(args.data)]
-    packets = [wpt2d(x[None] - 0.5, args.levels, args.wavelet) for x in images]  # WaLLoC's offset
+    packets = [model.analysis(x[None]) for x in images]
     rows = torch.cat([p.permute(0, 2, 3, 1).reshape(-1, p.shape[1]) for p in packets]).double()
     _, vectors = torch.linalg.eigh(rows.T @ rows / len(rows))
     vectors = vectors.flip(1)  # largest eigenvalue first
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         values = []
         for x, p in zip(images, packets):
             kept = (p.permute(0, 2, 3, 1).double() @ basis @ basis.T).permute(0, 3, 1, 2).float()
-            x_hat = (iwpt2d(kept, args.levels, args.wavelet) + 0.5).clamp(0, 1)[0]
+            x_hat = model.synthesis(kept)[0]
             values.append(psnr(x, x_hat))
         ceiling.append({"latent_channels": k, "psnr": round(sum(values) / len(values), 3)})
         print(f"K={k:3d}: {ceiling[-1]['psnr']:.2f} dB")
