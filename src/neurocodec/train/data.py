@@ -71,6 +71,15 @@ def _flip(generator: torch.Generator) -> bool:
     return bool(torch.randint(2, (1,), generator=generator))
 
 
+def _rows(size: int, rows: range | None) -> range:
+    """The rows of a batch of ``size`` to materialize: all of them, or a checked slice."""
+    if rows is None:
+        return range(size)
+    if rows.step != 1 or not 0 <= rows.start <= rows.stop <= size:
+        raise ValueError(f"rows {rows} are not a contiguous slice of a batch of {size}")
+    return rows
+
+
 def _offset(room: int, generator: torch.Generator) -> int:
     """A random start in ``[0, room]``."""
     return int(torch.randint(room + 1, (1,), generator=generator))
@@ -101,19 +110,21 @@ class ImageCrops:
     def __len__(self) -> int:
         return len(self.images)
 
-    def batch(self, size: int, generator: torch.Generator) -> torch.Tensor:
-        """``size`` random crops as float32 in [0, 1], shape ``(size, 3, crop, crop)``, on the device."""
+    def batch(self, size: int, generator: torch.Generator, rows: range | None = None) -> torch.Tensor:
+        """``size`` random crops as float32 in [0, 1], shape ``(size, 3, crop, crop)``, on the device;
+        only the ``rows`` of them when given (the generator moves as for all ``size``)."""
+        rows = _rows(size, rows)
         picks = torch.randint(len(self.images), (size,), generator=generator).tolist()
-        out = torch.empty(size, 3, self.crop, self.crop, dtype=torch.uint8, device=self.device)
+        out = torch.empty(len(rows), 3, self.crop, self.crop, dtype=torch.uint8, device=self.device)
         for k, i in enumerate(picks):
             img = self.images[i]
             h, w = img.shape[1:]
             top = _offset(h - self.crop, generator)
             left = _offset(w - self.crop, generator)
-            crop = img[:, top : top + self.crop, left : left + self.crop]
-            if _flip(generator):
-                crop = crop.flip(-1)
-            out[k] = crop
+            flip = _flip(generator)
+            if k in rows:
+                crop = img[:, top : top + self.crop, left : left + self.crop]
+                out[k - rows.start] = crop.flip(-1) if flip else crop
         return out.float().div_(255.0)
 
     def validation_batch(self) -> torch.Tensor:
@@ -171,18 +182,20 @@ class AudioClips:
     def __len__(self) -> int:
         return len(self.clips)
 
-    def batch(self, size: int, generator: torch.Generator) -> torch.Tensor:
-        """``size`` random clips, float32 ``(size, channels, samples)``, on the device."""
+    def batch(self, size: int, generator: torch.Generator, rows: range | None = None) -> torch.Tensor:
+        """``size`` random clips, float32 ``(size, channels, samples)``, on the device; only the
+        ``rows`` of them when given (the generator moves as for all ``size``)."""
+        rows = _rows(size, rows)
         picks = torch.randint(len(self.clips), (size,), generator=generator).tolist()
-        out = torch.empty(size, self.channels, self.samples, device=self.device)
+        out = torch.empty(len(rows), self.channels, self.samples, device=self.device)
         for k, i in enumerate(picks):
             audio = self.clips[i]
             start = _offset(audio.shape[1] - self.samples, generator)
             gain = 10 ** (-self.gain_db * float(torch.rand(1, generator=generator)) / 20)
-            clip = audio[:, start : start + self.samples]
-            if _flip(generator) and self.channels == 2:
-                clip = clip.flip(0)
-            out[k] = clip * gain
+            swap = _flip(generator) and self.channels == 2
+            if k in rows:
+                clip = audio[:, start : start + self.samples]
+                out[k - rows.start] = (clip.flip(0) if swap else clip) * gain
         return out
 
     def validation_batch(self) -> torch.Tensor:
@@ -227,20 +240,24 @@ class VideoClips:
     def __len__(self) -> int:
         return len(self.videos)
 
-    def batch(self, size: int, generator: torch.Generator) -> torch.Tensor:
-        """``size`` random clips, float32 ``(size, 3, frames, crop, crop)`` in [0, 1], on the device."""
+    def batch(self, size: int, generator: torch.Generator, rows: range | None = None) -> torch.Tensor:
+        """``size`` random clips, float32 ``(size, 3, frames, crop, crop)`` in [0, 1], on the device;
+        only the ``rows`` of them when given (the generator moves as for all ``size``)."""
+        rows = _rows(size, rows)
         picks = torch.randint(len(self.videos), (size,), generator=generator).tolist()
-        out = torch.empty(size, 3, self.frames, self.crop, self.crop, dtype=torch.uint8, device=self.device)
+        out = torch.empty(
+            len(rows), 3, self.frames, self.crop, self.crop, dtype=torch.uint8, device=self.device
+        )
         for k, i in enumerate(picks):
             video = self.videos[i]
             t, h, w = video.shape[1:]
             first = _offset(t - self.frames, generator)
             top = _offset(h - self.crop, generator)
             left = _offset(w - self.crop, generator)
-            clip = video[:, first : first + self.frames, top : top + self.crop, left : left + self.crop]
-            if _flip(generator):
-                clip = clip.flip(-1)
-            out[k] = clip
+            flip = _flip(generator)
+            if k in rows:
+                clip = video[:, first : first + self.frames, top : top + self.crop, left : left + self.crop]
+                out[k - rows.start] = clip.flip(-1) if flip else clip
         return out.float().div_(255.0)
 
     def validation_batch(self) -> torch.Tensor:

@@ -8,6 +8,7 @@ loss on its own optimizer. Adam, gradient clipping, a learning-rate schedule (a 
 channels-last and EMA of the weights, periodic validation on held-out data, seeds, JSON-lines
 logs, checkpoints (sharded safetensors, see :mod:`neurocodec.train.checkpoint`) and exact
 resume: the model, the optimizers, the EMA, the step and the RNG states are restored.
+Under ``torchrun`` the same loop trains data-parallel (:mod:`neurocodec.train.distributed`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, model_weights, save_checkpoint
 from neurocodec.train.data import AudioClips, ImageCrops, VideoClips, audio_files, image_files, video_files
+from neurocodec.train.distributed import join
 from neurocodec.train.ema import WeightAverage
 from neurocodec.train.losses import check_distortion, rd_loss
 from neurocodec.train.models import build_model, trainable
@@ -92,11 +94,14 @@ class Trainer:
         check_distortion(c.distortion, self.spec.data, c.crop)
         check_schedule(c.lr_schedule, c.warmup, c.steps)
         check_periods(val_every=c.val_every, log_every=c.log_every, checkpoint_every=c.checkpoint_every)
-        self.device = torch.device(c.device)
+        self.world, device = join(c.device)
+        self.device = torch.device(device)
         torch.manual_seed(c.seed)
         self.model = build_model(c.model, c.arch).to(self.device)
         if c.channels_last and self.spec.data == "image":
             self.model = self.model.to(memory_format=torch.channels_last)
+        if self.world.distributed:  # the same weights everywhere; the noise differs per process
+            torch.manual_seed(c.seed + 7919 * self.world.rank)
         aux = {n for n, _ in self.model.named_parameters() if n.endswith("quantiles")}
         self.aux_params = [p for n, p in self.model.named_parameters() if n in aux]
         self.main_params = [p for n, p in self.model.named_parameters() if n not in aux]
@@ -109,6 +114,7 @@ class Trainer:
                 if n not in aux and not n.startswith(prefixes):
                     p.requires_grad_(False)  # frozen: no gradient, no optimizer state
             self.main_params = [p for p in self.main_params if p.requires_grad]
+        self.net = self._parallel(aux) if self.world.distributed else self.model  # what trains
         self.opt = torch.optim.Adam(self.main_params, lr=c.lr)
         self.aux_opt = torch.optim.Adam(self.aux_params, lr=c.aux_lr) if self.aux_params else None
         self.ema = WeightAverage(self.model, c.ema) if c.ema else None
@@ -117,6 +123,15 @@ class Trainer:
         self.out = Path(c.out)
         self.data: ImageCrops | AudioClips | VideoClips | None = None
         self.val_data: ImageCrops | AudioClips | VideoClips | None = None
+
+    def _parallel(self, aux: set[str]) -> torch.nn.Module:
+        """The model wrapped for data-parallel training. The quantiles are left out: only the aux
+        loss moves them, and it is the same in every process, so they stay equal unsynchronized."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, sorted(aux))
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
 
     def _optimizers(self) -> list[tuple[str, torch.optim.Optimizer]]:
         return [("opt", self.opt)] + ([("aux_opt", self.aux_opt)] if self.aux_opt is not None else [])
@@ -159,15 +174,27 @@ class Trainer:
             "step": self.step,
             "config": asdict(self.config),
             "generator": self.gen.get_state().tolist(),
-            "torch_rng": torch.get_rng_state().tolist(),  # the quantization noise
-            "cuda_rng": torch.cuda.get_rng_state().tolist() if self.device.type == "cuda" else None,
             "lr": self.opt.param_groups[0]["lr"],
         }
+        noise = self.world.gather(self._noise_rng())  # every process's, in rank order
+        meta.update(noise[0])
+        if self.world.distributed:
+            meta["processes"] = noise
         return tensors, meta
 
+    def _noise_rng(self) -> dict:
+        """This process's RNG states: the quantization noise (CPU, and CUDA on a GPU)."""
+        return {
+            "torch_rng": torch.get_rng_state().tolist(),
+            "cuda_rng": torch.cuda.get_rng_state().tolist() if self.device.type == "cuda" else None,
+        }
+
     def save(self) -> None:
+        """Writes the checkpoint (every process takes part; process 0 writes)."""
         tensors, meta = self._state()
-        save_checkpoint(self.out / "checkpoint", tensors, meta)
+        if self.world.leader:
+            save_checkpoint(self.out / "checkpoint", tensors, meta)
+        self.world.barrier()
 
     def try_resume(self) -> bool:
         folder = self.out / "checkpoint"
@@ -189,9 +216,14 @@ class Trainer:
             opt.load_state_dict(sd)
         self.step = meta["step"]
         self.gen.set_state(torch.tensor(meta["generator"], dtype=torch.uint8))
-        torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
-        if meta.get("cuda_rng") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(torch.tensor(meta["cuda_rng"], dtype=torch.uint8))
+        processes = meta.get("processes") or [meta]
+        if len(processes) == self.world.size:
+            rng = processes[self.world.rank]
+            torch.set_rng_state(torch.tensor(rng["torch_rng"], dtype=torch.uint8))
+            if rng.get("cuda_rng") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(torch.tensor(rng["cuda_rng"], dtype=torch.uint8))
+        else:  # another number of processes: the crops continue, the noise is new
+            torch.manual_seed(self.config.seed + 7919 * self.world.rank + self.step)
         for g in self.opt.param_groups:
             g["lr"] = meta["lr"]
         return True
@@ -247,7 +279,7 @@ class Trainer:
         c = self.config
         self.model.train()
         with self._autocast():
-            out = self.model(self._input(x))
+            out = self.net(self._input(x))
         loss, stats = rd_loss(out, x, c.lmbda, c.distortion, _PEAK[self.spec.data])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -291,43 +323,57 @@ class Trainer:
     def run(self, progress: bool = True, until: int | None = None, time_limit: float | None = None) -> None:
         """Trains to ``config.steps``; stops early after step ``until`` or once ``time_limit``
         seconds have passed, with a checkpoint, so that the same command resumes later."""
-        c = self.config
+        c, world = self.config, self.world
         stop = c.steps if until is None else min(until, c.steps)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if world.leader:
+            self.out.mkdir(parents=True, exist_ok=True)
+        world.barrier()
         resumed = self.try_resume()
         if self.data is None:
             self.load_data()
-        log = (self.out / "log.jsonl").open("a")
-        bar = tqdm(total=c.steps, initial=self.step, disable=not progress, desc="train", dynamic_ncols=True)
+        log = (self.out / "log.jsonl").open("a") if world.leader else None
+        bar = tqdm(
+            total=c.steps, initial=self.step, disable=not (progress and world.leader), desc="train",
+            dynamic_ncols=True,
+        )  # fmt: skip
+        say = bar.write if world.leader else lambda _: None
         if resumed:
-            bar.write(f"resumed at step {self.step}")
+            say(f"resumed at step {self.step}")
         elif c.init:
             taken, total = self.init_weights(c.init)
-            bar.write(f"started from {taken} of {total} weight tensors of {c.init}")
+            say(f"started from {taken} of {total} weight tensors of {c.init}")
+        if world.distributed:
+            say(f"{world.size} processes, {c.batch_size} crops each: {world.size * c.batch_size} a step")
+        rows = world.rows(c.batch_size)
         t0 = time.perf_counter()
         while self.step < stop:
-            if time_limit is not None and time.perf_counter() - t0 > time_limit:
+            if time_limit is not None and world.any(time.perf_counter() - t0 > time_limit):
                 self.save()
                 break
             self._set_lr()
-            stats = self.train_step(self.data.batch(c.batch_size, self.gen))
+            stats = self.train_step(self.data.batch(world.size * c.batch_size, self.gen, rows))
             self.step += 1
             bar.update(1)
             if self.step % c.log_every == 0 or self.step == c.steps:
+                stats = world.mean(stats)
                 stats.update(step=self.step, seconds=round(time.perf_counter() - t0, 1))
-                log.write(json.dumps(stats) + "\n")
-                log.flush()
+                if log is not None:
+                    log.write(json.dumps(stats) + "\n")
+                    log.flush()
                 bar.set_postfix(
                     loss=f"{stats['loss']:.3f}", bpp=f"{stats['bpp']:.3f}", psnr=f"{stats['psnr']:.2f}"
                 )
-            if self.val_data is not None and (self.step % c.val_every == 0 or self.step == c.steps):
+            if (
+                world.leader
+                and self.val_data is not None
+                and (self.step % c.val_every == 0 or self.step == c.steps)
+            ):
                 record = {"split": "val", **self.validate(), "step": self.step}
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-                bar.write(
-                    f"step {self.step}: validation bpp {record['bpp']:.4f}, PSNR {record['psnr']:.2f} dB"
-                )
+                say(f"step {self.step}: validation bpp {record['bpp']:.4f}, PSNR {record['psnr']:.2f} dB")
             if self.step % c.checkpoint_every == 0 or self.step == stop:
                 self.save()
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
