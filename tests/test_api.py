@@ -146,6 +146,13 @@ def test_invalid_model_card(weights: Path) -> None:
         nc.list_codecs()
 
 
+def spiked(value: float) -> torch.Tensor:
+    """A valid image but for one sample, ``value``."""
+    x = torch.rand(3, 4, 4)
+    x[1, 2, 3] = value
+    return x
+
+
 @pytest.mark.parametrize(
     ("x", "error", "match"),
     [
@@ -157,6 +164,9 @@ def test_invalid_model_card(weights: Path) -> None:
         (torch.rand(2, 8, 8), nc.UnsupportedMediaError, "codes 1 or 3 channels, not 2"),
         (torch.rand(1, 1, 70000), nc.GeometryError, "width 70000 is outside"),
         (torch.full((3, 4, 4), float("nan")), nc.UnsupportedMediaError, "finite"),
+        (spiked(float("nan")), nc.UnsupportedMediaError, "finite"),
+        (spiked(float("inf")), nc.UnsupportedMediaError, "finite"),
+        (spiked(-float("inf")), nc.UnsupportedMediaError, "finite"),
     ],
 )
 def test_encode_refuses_bad_input(weights: Path, x: torch.Tensor, error: type, match: str) -> None:

@@ -45,6 +45,13 @@ def blocks(sizes: Iterable[int], step: int) -> tuple[int, ...]:
     return tuple(-(-size // step) for size in sizes)
 
 
+def _within(x: torch.Tensor, low: float, high: float) -> bool:
+    """Whether every sample of ``x`` (not empty) is a number in ``[low, high]``: one pass,
+    :func:`torch.aminmax`, whose extremes are NaN when any sample is (and NaN fails both bounds)."""
+    lo, hi = (float(v) for v in torch.aminmax(x))
+    return low <= lo and hi <= high
+
+
 def pad_to_multiple(x: torch.Tensor, step: int, mode: str = "replicate") -> torch.Tensor:
     """``x`` (N, C, *S) padded after its end to a multiple of ``step`` along each side (the codec's
     padding; the decoder crops it away)."""
@@ -205,7 +212,7 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
         else:
             ImageGeometry(height=x.shape[-2], width=x.shape[-1], channels=x.shape[0], bit_depth=8)
         low, high = _RANGES[self.media]
-        if x.numel() == 0 or not bool(torch.isfinite(x).all()) or x.min() < low or x.max() > high:
+        if x.numel() == 0 or not _within(x, low, high):
             raise UnsupportedMediaError(f"{self.name} encodes finite samples in [{low:g}, {high:g}]")
         return x
 
