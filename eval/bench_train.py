@@ -5,8 +5,10 @@ Both models have the same architecture and channel counts (N=128, M=192). One st
 training loop does per batch, forward + rate-distortion loss + backward + gradient clipping at
 1.0 + Adam step + the auxiliary (quantiles) loss, its backward and its Adam step:
 
-- ours: :meth:`neurocodec.train.trainer.Trainer.train_step` (MSE loss, default settings), and
-  the same with ``channels_last=True`` (to measure whether channels-last helps here);
+- ours: :meth:`neurocodec.train.trainer.Trainer.train_step` (MSE loss, default settings), the
+  same with ``channels_last=True`` (to measure whether channels-last helps here), and with
+  ``bf16=True`` (bf16 autocast of the transforms, ``neurocodec train --bf16``; on the CPU it
+  needs bf16 units, which this AMD EPYC has: avx512_bf16);
 - CompressAI: ``compressai.zoo.mbt2018_mean(quality=Q, pretrained=False)`` with
   ``RateDistortionLoss(lmbda)`` and the two Adam optimizers built as ``configure_optimizers``
   in its ``examples/train.py`` builds them, and its ``train_one_epoch`` loop body.
@@ -44,10 +46,12 @@ LAMBDA = 0.0130  # mbt2018-mean quality 4, CompressAI's MSE lambda
 THEIRS = "compressai mbt2018-mean"
 
 
-def ours(channels_last: bool, workdir: str):
+def ours(channels_last: bool, workdir: str, bf16: bool | None = None):
     from neurocodec.train.trainer import TrainConfig, Trainer
 
-    config = TrainConfig(arch={"N": 128, "M": 192}, lmbda=LAMBDA, out=workdir, channels_last=channels_last)
+    config = TrainConfig(
+        arch={"N": 128, "M": 192}, lmbda=LAMBDA, out=workdir, channels_last=channels_last, bf16=bf16
+    )
     trainer = Trainer(config)
     return trainer.model, trainer.train_step
 
@@ -127,6 +131,7 @@ def main() -> int:
         for name, build in (
             ("neurocodec hyperprior", lambda: ours(False, workdir)),
             ("neurocodec hyperprior, channels-last", lambda: ours(True, workdir)),
+            ("neurocodec hyperprior, bf16 autocast", lambda: ours(False, workdir, bf16=True)),
             (THEIRS, compressai_step),
         ):
             torch.manual_seed(0)

@@ -411,6 +411,44 @@ def test_train_command_line_takes_a_named_preset(tmp_path):
     assert cli.main([*args, "--out", str(tmp_path / "c"), "--arch", "preset=a b"]) == 2
 
 
+@pytest.mark.parametrize(
+    ("model", "arch"),
+    [
+        ("hyperprior", TINY),
+        ("mlic", {"N": 16, "M": 24, "num_slices": 2}),
+        ("walloc-image", {"latent_dim": 6, "hyperprior": 8, "decoder_width": 16}),
+    ],
+)
+def test_bf16_autocast_trains_every_image_family_on_the_cpu(tmp_path, model, arch):
+    """``--bf16`` on the CPU (the path CUDA takes by default): the steps run, the weights stay
+    float32 and move, and the rates and the integer prior path stay float32 (in bf16 the
+    straight-through integers would not be the coding-time ones)."""
+    data = make_images(tmp_path / "data", count=2, size=(128, 128))
+    cfg = TrainConfig(
+        model=model, arch=arch, data=str(data), out=str(tmp_path / "run"), steps=2, batch_size=2,
+        crop=64, lr=1e-3, bf16=True,
+    )  # fmt: skip
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with trainer._autocast():
+        assert torch.is_autocast_enabled("cpu")
+    trainer.run(progress=False)
+    after = trainer.model.state_dict()
+    assert all(v.dtype != torch.bfloat16 for v in after.values())
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) for r in log)
+    with trainer._autocast():
+        out = trainer.model(torch.rand(1, 3, 64, 64))
+    assert all(v.dtype == torch.float32 for v in out["likelihoods"].values())
+
+
+def test_bf16_is_off_on_the_cpu_unless_asked(tmp_path):
+    trainer = Trainer(TrainConfig(arch=TINY, out=str(tmp_path / "run")))
+    with trainer._autocast():
+        assert not torch.is_autocast_enabled("cpu")
+
+
 def test_a_run_starts_from_the_matching_weights_of_another(tmp_path):
     from neurocodec import cli
 

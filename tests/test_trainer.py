@@ -34,21 +34,24 @@ def make_images(folder, count=3, size=(80, 72)):
     return folder
 
 
-def config(tmp_path, data, out, steps):
+def config(tmp_path, data, out, steps, **options):
     return TrainConfig(
         arch=TINY, data=str(data), out=str(tmp_path / out), steps=steps, batch_size=2, crop=64,
-        lr=1e-3, log_every=1, checkpoint_every=2, seed=3,
+        lr=1e-3, log_every=1, checkpoint_every=2, seed=3, **options,
     )  # fmt: skip
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("bf16", [None, True], ids=["float32", "bf16-autocast"])
+def test_resume_equals_uninterrupted(tmp_path, bf16):
     data = make_images(tmp_path / "data")
-    whole = Trainer(config(tmp_path, data, "whole", 4))
+    whole = Trainer(config(tmp_path, data, "whole", 4, bf16=bf16))
     whole.run(progress=False)
 
-    first = Trainer(config(tmp_path, data, "split", 4))
+    first = Trainer(config(tmp_path, data, "split", 4, bf16=bf16))
     first.run(progress=False, until=3)  # interrupted after step 3 (checkpointed)
-    resumed = Trainer(config(tmp_path, data, "split", 4))  # same folder: resumes from the checkpoint
+    resumed = Trainer(
+        config(tmp_path, data, "split", 4, bf16=bf16)
+    )  # same folder: resumes from the checkpoint
     resumed.run(progress=False)
     assert resumed.step == 4
     a, b = whole.model.state_dict(), resumed.model.state_dict()

@@ -1188,6 +1188,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--val-every", type=int, default=1000, metavar="K", help="validate every K steps")
     train.add_argument("--channels-last", action="store_true", help="channels-last memory format (images)")
+    train.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bf16 autocast of the transforms (default: on CUDA only; --bf16 on the CPU too, 1.4-1.7x faster "
+        "steps on a CPU with bf16 units; --no-bf16 never)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu")
     train.add_argument(
@@ -1314,8 +1321,8 @@ def _train(args: argparse.Namespace, console: _Console) -> None:
         batch_size=args.batch_size, crop=args.crop, samples=args.samples, frames=args.frames,
         distortion=args.distortion, lr=args.lr, lr_schedule=args.lr_schedule, warmup=args.warmup,
         clip=args.clip, ema=args.ema, val=args.val, val_split=args.val_split, val_every=args.val_every,
-        channels_last=args.channels_last, seed=args.seed, device=args.device, init=args.init or "",
-        train_only=args.train_only or "", checkpoint_every=args.checkpoint_every,
+        channels_last=args.channels_last, bf16=args.bf16, seed=args.seed, device=args.device,
+        init=args.init or "", train_only=args.train_only or "", checkpoint_every=args.checkpoint_every,
     )  # fmt: skip
     try:
         trainer = Trainer(config)

@@ -150,13 +150,19 @@ def mean_scale_latents(
     (:mod:`neurocodec.codecs.adapt`) of ``y - means`` and ``z``, whose values ``y_hat`` holds
     then. ``h_s`` always sees ``round(z)`` (straight-through), as when coding; ``float_prior``
     runs it as its float twin (:meth:`HyperSynthesis.float_forward`).
+
+    All of it runs in float32, even under bf16 autocast: the straight-through integers of the
+    integer ``h_s`` and of the roundings must be the coding-time ones, and bf16 holds 8
+    significant bits (its means would be off by up to 1/2 at 128, its noise lost beyond 256).
     """
-    _, z_likelihoods = prior.entropy_bottleneck(z, mode)
-    h_s = prior.h_s.float_forward if float_prior else prior.h_s
-    index, means = h_s(round_ste(z))
-    y_hat, y_likelihoods = prior.gaussian(y, prior.scales_of(index), means, mode)
-    if not callable(mode):
-        y_hat = prior.gaussian.quantize(y, "ste", means)
+    with torch.autocast(y.device.type, enabled=False):
+        y, z = y.float(), z.float()
+        _, z_likelihoods = prior.entropy_bottleneck(z, mode)
+        h_s = prior.h_s.float_forward if float_prior else prior.h_s
+        index, means = h_s(round_ste(z))
+        y_hat, y_likelihoods = prior.gaussian(y, prior.scales_of(index), means, mode)
+        if not callable(mode):
+            y_hat = prior.gaussian.quantize(y, "ste", means)
     return y_hat, {"y": y_likelihoods, "z": z_likelihoods}
 
 

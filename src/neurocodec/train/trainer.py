@@ -4,7 +4,8 @@ loss = distortion + lambda * rate (:func:`~neurocodec.train.losses.rd_loss`: MSE
 CompressAI's ``lambda * 255^2`` scale, or MS-SSIM) plus the terms the model adds itself
 (``loss_terms``, see :mod:`neurocodec.train.models`), and the entropy bottleneck's auxiliary
 loss on its own optimizer. Adam, gradient clipping, a learning-rate schedule (a 10x drop at
-``lr_drop_at`` of the run by default, or cosine with warmup), bf16 autocast on CUDA, optional
+``lr_drop_at`` of the run by default, or cosine with warmup), bf16 autocast (on CUDA by default; on
+the CPU when asked, where the CPU has bf16 units), optional
 channels-last and EMA of the weights, periodic validation on held-out data, seeds, JSON-lines
 logs, checkpoints (sharded safetensors, see :mod:`neurocodec.train.checkpoint`) and exact
 resume: the model, the optimizers, the EMA, the step and the RNG states are restored.
@@ -61,7 +62,7 @@ class TrainConfig:
     channels_last: bool = False
     seed: int = 0
     device: str = "cpu"
-    bf16: bool = True
+    bf16: bool | None = None  # bf16 autocast: None on CUDA only, True on any device, False never
     log_every: int = 50
     checkpoint_every: int = 1000
     init: str = ""  # a run folder (or checkpoint folder) whose weights start a new run
@@ -248,9 +249,9 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
 
     def _autocast(self):
-        return torch.autocast(
-            "cuda", dtype=torch.bfloat16, enabled=self.config.bf16 and self.device.type == "cuda"
-        )
+        bf16 = self.config.bf16
+        enabled = self.device.type == "cuda" if bf16 is None else bf16
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.channels_last and x.ndim == 4:
