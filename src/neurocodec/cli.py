@@ -464,6 +464,15 @@ def _qualities(text: str | None) -> list[int] | None:
         raise UsageError(f"--qualities must look like 1,2,3, not {text!r}") from None
 
 
+def _qualities_limit_effort(args: argparse.Namespace) -> list[int] | None:
+    """The ``--qualities`` of ``eval`` and ``bench``, once their ``--limit`` and ``--effort`` are checked."""
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    if args.effort < 0:
+        raise UsageError("--effort must be 0 or more")
+    return _qualities(args.qualities)
+
+
 def _arch_value(text: str) -> int | float | str:
     """An ``--arch`` value: a number, or a name (``preset=tiny``)."""
     try:
@@ -625,11 +634,7 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
             sweeps[name] = tuple(_number(v) for v in values.split(","))
         except ValueError:
             raise UsageError(f"--sweep must look like avif=30,50,70, not {item!r}") from None
-    wanted = _qualities(args.qualities)
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be at least 1")
-    if args.effort < 0:
-        raise UsageError("--effort must be 0 or more")
+    wanted = _qualities_limit_effort(args)
     if args.frames is not None and args.frames < 0:
         raise UsageError("--frames must be 0 (all) or more")
     lister = {"image": image_files, "audio": audio_files, "video": video_files}[media]
@@ -854,13 +859,9 @@ def _bench(args: argparse.Namespace, console: _Console) -> None:
         raise UsageError("--reps must be at least 1")
     if args.warmup < 0:
         raise UsageError("--warmup must be 0 or more")
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be at least 1")
-    if args.effort < 0:
-        raise UsageError("--effort must be 0 or more")
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be at least 1")
-    wanted = _qualities(args.qualities)
+    wanted = _qualities_limit_effort(args)
     import torch
 
     try:
