@@ -3,8 +3,9 @@
 
 The codec runs ``g_a``, the LRP and ``g_s`` channels-last (:mod:`neurocodec.codecs.mlic`). This
 switches the same codec object between the two layouts (the transforms' weights and the
-inputs the codec hands them), so both see the same weights, file and machine load. Files are
-the same bytes either way for kodim01; the decoded pixels may differ in their last bits.
+inputs the codec hands them), so both see the same weights, file and machine load. It also
+records whether the two layouts write the same file, and how many 8-bit values of the decoded
+image differ (the float synthesis may differ in its last bits).
 
     python eval/bench_mlic_layout.py [--image PATH] [--reps 5] [--out eval/bench_mlic_layout.json]
 """
@@ -53,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     for label, codec in codecs.items():
         data = codec.encode(x)
         times = {name: {"encode": [], "decode": []} for name in LAYOUTS}
+        files, pixels = {}, {}  # each layout's file of x, and its decode of the shared file
         for rep in range(args.reps + 1):  # the first round warms up
             for name, layout in LAYOUTS.items():
                 use_layout(codec, layout)
                 t0 = time.perf_counter()
-                codec.encode(x)
+                files[name] = codec.encode(x)
                 t1 = time.perf_counter()
-                codec.decode(data)
+                pixels[name] = codec.decode(data).mul(255).round()
                 t2 = time.perf_counter()
                 if rep:
                     times[name]["encode"].append(t1 - t0)
@@ -68,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         rows[label] = {
             "best_s": best,
             "speedup": {k: best["contiguous"][k] / best["channels_last"][k] for k in ("encode", "decode")},
+            "same_file_bytes": files["contiguous"] == files["channels_last"],
+            "decoded_8bit_values_differing": int((pixels["contiguous"] != pixels["channels_last"]).sum()),
+            "decoded_8bit_values": pixels["contiguous"].numel(),
+            "decoded_8bit_max_difference": float(
+                (pixels["contiguous"] - pixels["channels_last"]).abs().max()
+            ),
         }
         use_layout(codec, torch.channels_last)
         speed = rows[label]["speedup"]

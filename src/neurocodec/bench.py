@@ -1,6 +1,6 @@
 """Speed of the learned codecs: encode and decode times per file, from Python or ``neurocodec bench``.
 
-Each file is read once (:func:`read_input`, the readers of ``neurocodec encode``), then coded
+Each file is read once (:func:`~neurocodec.io.read_codec_input`, as ``neurocodec encode`` reads it), then coded
 ``warmup`` times untimed, then ``reps`` times timed, an encode and a decode in turn, each
 timed with :func:`time.perf_counter` (the CUDA device synchronized before and after on a GPU).
 A row (:func:`bench_input`, :func:`bench_file`) reports the median and the fastest of the
@@ -23,22 +23,9 @@ from pathlib import Path
 import torch
 
 from neurocodec.codecs.base import Codec
+from neurocodec.io import read_codec_input
 
-__all__ = ["bench_codec", "bench_file", "bench_input", "read_input", "summarize"]
-
-
-def read_input(path: str | Path, media: str) -> tuple[torch.Tensor, int | None]:
-    """The file at ``path`` as a codec's input of ``media`` ("image" or "audio"), and its sample
-    rate (None for images). Raises the readers' :class:`~neurocodec.errors.NeurocodecError`."""
-    if media == "audio":
-        from neurocodec.io.audio import read_audio
-
-        x, info = read_audio(path)
-        return x, info.sample_rate
-    from neurocodec.io.image import read_image
-
-    x, _ = read_image(path)
-    return x, None
+__all__ = ["bench_codec", "bench_file", "bench_input", "summarize"]
 
 
 def _ms(seconds: Sequence[float]) -> tuple[float, float]:
@@ -60,8 +47,6 @@ def bench_input(
     ``_all``: each rep)."""
     if reps < 1 or warmup < 0:
         raise ValueError(f"reps must be at least 1 and warmup at least 0, not {reps} and {warmup}")
-    if codec.media == "image" and x.shape[0] == 1 and 1 not in codec.channels:
-        x = x.expand(3, -1, -1)  # grey into a colour codec, as `neurocodec encode` does
     device = codec.device
 
     def sync() -> None:
@@ -133,7 +118,7 @@ def bench_input(
 
 def bench_file(codec: Codec, path: str | Path, reps: int = 5, warmup: int = 1, effort: int = 0) -> dict:
     """:func:`bench_input` of the file at ``path`` (read once), with its name as ``file``."""
-    x, sample_rate = read_input(path, codec.media)
+    x, sample_rate = read_codec_input(path, codec.media, codec.channels)
     return {"file": Path(path).name, **bench_input(codec, x, sample_rate, reps, warmup, effort)}
 
 

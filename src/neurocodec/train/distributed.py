@@ -35,7 +35,6 @@ class World:
 
     rank: int = 0
     size: int = 1
-    local_rank: int = 0
 
     @property
     def distributed(self) -> bool:
@@ -128,7 +127,7 @@ def join(device: str) -> tuple[World, str]:
         dist.init_process_group("nccl" if kind == "cuda" else "gloo")
     if dist.get_world_size() != size or dist.get_rank() != rank:
         raise ValueError("the process group disagrees with RANK/WORLD_SIZE")
-    return World(rank=rank, size=size, local_rank=local_rank), device
+    return World(rank=rank, size=size), device
 
 
 def leave(world: World) -> None:
