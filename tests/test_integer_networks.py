@@ -190,7 +190,10 @@ def test_one_digit_weights_accumulate_in_int32_only_where_it_cannot_overflow(cls
     x = torch.randint(0, 256, (2, 16, 7, 6), generator=torch.Generator().manual_seed(k))
     x[0] = 255 if sign > 0 else 0  # |A| at its largest
     x = for_layer(cls, x)
-    assert torch.equal(layer.forward_integer(x).double(), layer(x.double()))
+    fast = layer.forward_integer(x)
+    assert torch.equal(fast.double(), layer(x.double()))
+    # the output stays int32 only when every phase's accumulator provably fits it
+    assert fast.dtype == (torch.int32 if all(narrow) else torch.int64)
 
 
 @pytest.mark.parametrize(("cls", "k", "stride"), LAYOUTS)

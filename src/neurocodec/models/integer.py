@@ -405,7 +405,8 @@ class _IntegerConv(nn.Module):
 
     def forward_integer(self, x: torch.Tensor) -> torch.Tensor:
         """The coding-time output for integer ``x`` (an integer dtype, ``|x| <= input_bound``), in
-        :attr:`integer_dtype`.
+        :attr:`integer_dtype`, or int32 for an output layer whose accumulators provably fit int32
+        for this input (:func:`_narrow_terms`: one weight digit, one input plane).
 
         Computes exactly the integers of the float64 reference path (see the module docstring)
         with int8 matrix products, or with the reference path itself where
@@ -427,7 +428,9 @@ class _IntegerConv(nn.Module):
         else:
             oh = (h + top + bottom - (self.kernel_size if self.dims == 2 else 1)) // sy_in + 1
             ow = (w + left + right - self.kernel_size) // sx_in + 1
-        out = torch.empty(n, oh, sy_out, ow, sx_out, cout, dtype=self.integer_dtype, device=x.device)
+        narrow_only = len(planes) == 1 and all(offset in phase.narrow_terms for phase in plan.phases)
+        dtype = torch.int32 if narrow_only and self.act_bits is None else self.integer_dtype
+        out = torch.empty(n, oh, sy_out, ow, sx_out, cout, dtype=dtype, device=x.device)
         for phase in plan.phases:
             narrow = phase.narrow_terms.get(offset) if len(planes) == 1 else None
             acc = None if narrow is not None else offset * phase.tap_sums + plan.bias

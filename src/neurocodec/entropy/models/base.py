@@ -106,8 +106,10 @@ class EntropyModel(nn.Module):
             return q.detach() + (y - y.detach())  # exactly q, gradient of the identity
         if mode == "symbols":
             q = torch.round(y if means is None else y - means)
-            if q.numel() and not bool(((q >= _INT32_MIN) & (q <= _INT32_MAX)).all()):  # NaN fails too
-                raise ValueError("symbols must be finite and fit in int32")
+            if q.numel():
+                lo, hi = torch.aminmax(q)  # one pass; a NaN makes both NaN, and fails the test
+                if not (lo.item() >= _INT32_MIN and hi.item() <= _INT32_MAX):
+                    raise ValueError("symbols must be finite and fit in int32")
             return q.to(torch.int32)
         raise ValueError(f"unknown quantization mode {mode!r}; expected one of {QUANTIZE_MODES}")
 
