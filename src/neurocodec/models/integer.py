@@ -113,9 +113,11 @@ def int8_digits(x: torch.Tensor) -> list[torch.Tensor]:
     digits = []
     rest = x.to(torch.int64)
     while True:
-        digit = torch.remainder(rest + 128, 256) - 128
-        digits.append(digit.to(torch.int8))
-        rest = torch.div(rest - digit, 256, rounding_mode="floor")  # exact: a multiple of 256
+        # the low byte of the two's complement, read as int8: the one value of [-128, 127] that is
+        # congruent to rest modulo 256 (bit operations, no integer division)
+        digit = rest.bitwise_and(255).to(torch.uint8).view(torch.int8)
+        digits.append(digit)
+        rest = (rest - digit).bitwise_right_shift_(8)  # exact: rest - digit is a multiple of 256
         if not bool(rest.any()):
             return digits
 
@@ -474,7 +476,7 @@ def _input_digits(x: torch.Tensor, pad: tuple[int, ...]) -> tuple[list[torch.Ten
         return [F.pad(x.to(torch.int8), pad)], 0
     if 0 <= lo and hi <= 255:
         return [F.pad((x - 128).to(torch.int8), pad, value=-128)], 128
-    return int8_digits(F.pad(x.to(torch.int64), pad)), 0
+    return [F.pad(digit, pad) for digit in int8_digits(x)], 0  # a zero pads as zero digits
 
 
 class IntegerConv1d(_IntegerConv):
