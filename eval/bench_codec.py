@@ -14,6 +14,8 @@ and each step is timed directly:
 For ours, ``h_s_gemms`` times the int8 matrix products of one h_s pass alone (random int8
 operands of the shapes the int8 path multiplies for this image, one input digit per layer):
 the floor under h_s that the integer path's other work (im2col, sums, shifts) sits on.
+``h_s_gemms_float32`` runs the same products in float32, CompressAI's arithmetic: their ratio is
+what int8 buys on this CPU.
 ``ratios[...]["entropy part ceiling"]`` divides CompressAI's entropy part by ours at that floor,
 h_a + 2 x the GEMMs, as if coding both streams and all of h_s but its GEMMs took no time: the
 most any implementation of this exact integer h_s can reach on this CPU while h_a keeps the
@@ -121,6 +123,7 @@ def our_steps(x: torch.Tensor) -> tuple[dict[str, Callable[[], object]], dict]:
     ys = m.gaussian.compress(y, index, means)
     y_hat = m.gaussian.decompress(ys, index, means).to(torch.float32).contiguous(memory_format=CHANNELS_LAST)
     gemms = h_s_gemm_operands(m.h_s, z_hat.shape)
+    float_gemms = [(a.float(), b.float()) for a, b in gemms]  # the same products in float32
     steps = {
         "encode": lambda: codec.encode(x),
         "decode": lambda: codec.decode(data),
@@ -129,6 +132,7 @@ def our_steps(x: torch.Tensor) -> tuple[dict[str, Callable[[], object]], dict]:
         "h_a": lambda: m.h_a(y),
         "h_s_and_indexes": lambda: m.prior(z_hat),  # exact int8 path: int32 indexes + means
         "h_s_gemms": lambda: [int8_matmul(a, b) for a, b in gemms],
+        "h_s_gemms_float32": lambda: [a @ b for a, b in float_gemms],
         "z_coding": lambda: m.entropy_bottleneck.decompress(m.entropy_bottleneck.compress(z), z.shape),
         "y_coding": lambda: m.gaussian.decompress(m.gaussian.compress(y, index, means), index, means),
     }
@@ -276,7 +280,8 @@ def main() -> int:
         ours = r["rows"]["neurocodec hyperprior"]
         gemm_s = ours["steps"]["h_s_gemms"]["cpu_median_s"]
         print(f"  ours: h_s {ours['steps']['h_s_and_indexes']['cpu_median_s'] * 1e3:.1f} ms, of which its int8 GEMMs "
-              f"{gemm_s * 1e3:.1f} ms ({ours['h_s_gemm_multiply_adds'] / gemm_s / 1e9:.0f} G multiply-adds/s)")  # fmt: skip
+              f"{gemm_s * 1e3:.1f} ms ({ours['h_s_gemm_multiply_adds'] / gemm_s / 1e9:.0f} G multiply-adds/s; "
+              f"{ours['steps']['h_s_gemms_float32']['cpu_median_s'] * 1e3:.1f} ms in float32)")  # fmt: skip
         for clock, ratios in r["ratios"].items():
             print(f"  compressai (its faster layout) / ours, {clock}: " + ", ".join(
                 f"{k} {v['compressai / ours']:.2f}x" for k, v in ratios.items()
