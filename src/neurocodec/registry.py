@@ -52,7 +52,11 @@ CODEC_MODULES = {
     "mlic": "neurocodec.codecs.mlic",
     "walloc-image": "neurocodec.codecs.walloc",
     "walloc-audio": "neurocodec.codecs.walloc",
+    "c3": "neurocodec.codecs.c3",
 }
+# Families that fit each file and ship no weight file: their class's ``weight_configs()`` lists
+# one config per quality (``filename`` empty), so they load like any codec.
+WEIGHTLESS_CODECS = ("c3",)
 # Default codec per media type: the first of these with weights, else the first by name.
 # mlic leads: its shipped weights beat the hyperprior's on Kodak (eval/results/kodak-mlic).
 PREFERRED_CODECS = {"image": ("mlic", "hyperprior", "walloc-image"), "audio": ("walloc-audio",)}
@@ -194,7 +198,8 @@ def weight_configs() -> list[WeightConfig]:
     package = [] if os.environ.get("NEUROCODEC_PACKAGE_WEIGHTS", "1") == "0" else [WEIGHTS_DIR]
     directories = [*package, *map(Path, _env_list("NEUROCODEC_WEIGHTS_PATH", os.pathsep))]
     cards = [card for d in directories if d.is_dir() for card in sorted(d.glob("*.json"))]
-    return [WeightConfig.from_json(card) for card in cards] + _REGISTERED_WEIGHTS
+    weightless = [c for name in WEIGHTLESS_CODECS if (cls := _codec_class(name)) for c in cls.weight_configs()]
+    return [WeightConfig.from_json(card) for card in cards] + weightless + _REGISTERED_WEIGHTS
 
 
 def _codec_class(name: str) -> type[Codec] | None:
@@ -290,6 +295,8 @@ def _read_weights(config: WeightConfig) -> dict[str, torch.Tensor]:
     from safetensors.torch import load as load_safetensors
 
     what = f"weights of {config.codec} quality {config.quality}"
+    if not config.filename:  # a family without weights (WEIGHTLESS_CODECS)
+        return {}
     try:
         data = config.path.read_bytes()
     except OSError as e:
