@@ -198,7 +198,8 @@ def weight_configs() -> list[WeightConfig]:
     package = [] if os.environ.get("NEUROCODEC_PACKAGE_WEIGHTS", "1") == "0" else [WEIGHTS_DIR]
     directories = [*package, *map(Path, _env_list("NEUROCODEC_WEIGHTS_PATH", os.pathsep))]
     cards = [card for d in directories if d.is_dir() for card in sorted(d.glob("*.json"))]
-    weightless = [c for name in WEIGHTLESS_CODECS if (cls := _codec_class(name)) for c in cls.weight_configs()]
+    names = WEIGHTLESS_CODECS if package else ()  # part of the package, like its weights
+    weightless = [c for name in names if (cls := _codec_class(name)) for c in cls.weight_configs()]
     return [WeightConfig.from_json(card) for card in cards] + weightless + _REGISTERED_WEIGHTS
 
 

@@ -50,6 +50,7 @@ class Schedule:
     warmup: float = 0.08
     hard: float = 0.08
     lr: float = 1e-2
+    latent_lr: float = 4.0  # the latents' learning rate, in units of lr
     hard_lr: float = 1e-4
     temperature: tuple[float, float] = (0.3, 0.1)
     kumaraswamy: tuple[float, float] = (2.0, 1.0)
@@ -111,7 +112,10 @@ def fit(
     def new(i: int) -> tuple[ImageModel, torch.optim.Optimizer]:
         torch.manual_seed(seed + i)
         model = ImageModel(*padded_size, **arch).to(x.device)
-        return model, torch.optim.Adam(model.parameters(), lr=schedule.lr)
+        latents = list(model.latents.parameters())
+        networks = [p for name, p in model.named_parameters() if not name.startswith("latents.")]
+        groups = [{"params": latents, "scale": schedule.latent_lr}, {"params": networks, "scale": 1.0}]
+        return model, torch.optim.Adam(groups, lr=schedule.lr)
 
     def step(model: ImageModel, opt: torch.optim.Optimizer, quantize: Callable) -> float:
         loss, bpp, mse = model_loss(model, x, lmbda, quantize)
@@ -138,11 +142,11 @@ def fit(
     for i in range(main):
         progress_ = i / max(1, main - 1)
         for group in opt.param_groups:
-            group["lr"] = schedule.lr * 0.5 * (1 + math.cos(math.pi * progress_))
+            group["lr"] = group["scale"] * schedule.lr * 0.5 * (1 + math.cos(math.pi * progress_))
         step(model, opt, _soft(t0 + (t1 - t0) * progress_, a0 + (a1 - a0) * progress_))
     # hard phase: straight-through rounding at a low learning rate
     for group in opt.param_groups:
-        group["lr"] = schedule.hard_lr
+        group["lr"] = group["scale"] * schedule.hard_lr
     for _ in range(hard):
         step(model, opt, hard_round)
     bar.close()

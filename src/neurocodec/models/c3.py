@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from neurocodec.entropy.models.base import lower_bound
+
 GRIDS = 7
 PHASES = ((0, 0), (1, 1), (0, 1), (1, 0))  # decoding order of the 2x2 lattice (row, column parity)
 ACT_BITS = 8  # fixed-point fraction bits of the integer ARM's activations and outputs
@@ -324,4 +326,6 @@ class ImageModel(nn.Module):
             coarse = g.new_zeros(1, 1, -(-h // 2), -(-w // 2))
         mean, log_scale = self.arm(F.pad(g, (0, w % 2, 0, h % 2)), coarse)
         lo, hi = log_scale_bounds()
-        return mean[..., :h, :w], torch.exp(log_scale[..., :h, :w].clamp(lo, hi))
+        # bounded like the coding tables, with gradients that can still bring a log-scale back
+        log_scale = -lower_bound(-lower_bound(log_scale[..., :h, :w], lo), -hi)
+        return mean[..., :h, :w], torch.exp(log_scale)
