@@ -46,8 +46,8 @@ class Schedule:
     """The fitting schedule of ``iterations`` in all (fractions of it for warm-up and hard phase)."""
 
     iterations: int
-    candidates: int = 3
-    warmup: float = 0.08
+    candidates: int = 2
+    warmup: float = 0.1
     hard: float = 0.08
     lr: float = 1e-2
     latent_lr: float = 4.0  # the latents' learning rate, in units of lr
