@@ -157,7 +157,7 @@ def main() -> None:
                     row = measure_mlic(x, name, setting)
                 else:
                     row = measure_baseline(x, name, codec, setting)
-            except Exception as e:  # noqa: BLE001 - a codec that cannot run here is reported, not fatal
+            except Exception as e:
                 print(f"{codec} {setting} {name}: {type(e).__name__}: {e}", file=sys.stderr)
                 continue
             row.update(codec=codec, setting=setting, crop=args.crop, effort=args.effort if codec == "c3" else None)

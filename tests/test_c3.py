@@ -20,6 +20,7 @@ from neurocodec.models.c3 import (
     ACT_BITS,
     ACT_MAX,
     PHASES,
+    ContextModel,
     ImageModel,
     integer_phase,
     phase_masks,
@@ -146,6 +147,27 @@ def test_integer_arm_equals_an_int64_reference() -> None:
         assert all(torch.equal(a, b) for a, b in zip(integer_phase(arm, noisy, coarse, phase), got, strict=True))
 
 
+def test_float_arm_is_the_masked_window_mlp() -> None:
+    """The one-convolution float ARM (sub-grids as channels) equals the MLP over each phase's
+    masked window, position by position."""
+    torch.manual_seed(1)
+    arm = ContextModel(8, 5)
+    with torch.no_grad():
+        arm.head.weight.normal_()
+        arm.bias.normal_()
+    grid, coarse = torch.randn(1, 1, 8, 10), torch.randn(1, 1, 4, 5)
+    mean, log_scale = arm(grid, coarse)
+    g = F.pad(grid, (2, 2, 2, 2))[0, 0]
+    c = F.pad(coarse, (1, 1, 1, 1))[0, 0]
+    for y in range(8):
+        for x in range(10):
+            p = PHASES.index((y % 2, x % 2))
+            pre = (arm.same[p] * arm.masks[p] * g[y : y + 5, x : x + 5]).sum((1, 2))
+            pre = pre + (arm.coarse[p] * c[y // 2 : y // 2 + 3, x // 2 : x // 2 + 3]).sum((1, 2)) + arm.bias[p]
+            out = arm.head(torch.relu(arm.hidden(torch.relu(pre))))
+            assert torch.allclose(out, torch.stack([mean[0, 0, y, x], log_scale[0, 0, y, x]]), atol=1e-5)
+
+
 def test_phase_masks_only_see_earlier_passes() -> None:
     masks = phase_masks(5)
     assert not masks[0].any()  # the first pass has only the coarser grid
@@ -179,7 +201,7 @@ def test_latents_and_networks_roundtrip_and_rate_matches_the_model() -> None:
 
 def test_file_size_is_close_to_the_predicted_rate(coded) -> None:
     _, data, fit = coded
-    header, sections = container.unpack(data)
+    _, sections = container.unpack(data)
     latent_bits = len(sections["latents"]) * 8
     # a tiny image: a 1 % gap is out of reach (stream header, lanes); it is measured on Kodak
     assert latent_bits <= fit["predicted_latent_bits"] * 1.1 + 200

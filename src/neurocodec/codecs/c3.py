@@ -9,9 +9,9 @@ Quality ``q`` is the rate-distortion trade-off ``lambda`` (:data:`LAMBDAS`, loss
 File sections:
 
 - ``networks``: the architecture (ARM hidden width and window, synthesis width: 3 bytes), for
-  each of the 5 parameter groups its step exponent ``k`` (step ``2^-k``, int8) and exp-Golomb
-  order (uint8), then the bits of every parameter's integer, signed exp-Golomb (zigzag), in the
-  order of :func:`~neurocodec.codecs.c3_fit.groups`, zero-padded to a byte;
+  each of the 5 parameter groups its step exponent ``k`` (step ``2^-k``, int8) and the scale
+  index ``s`` (uint8) of the zero-mean Laplace table that codes it, then one rANS stream of every
+  parameter's integer (parameter / step), in the order of :func:`~neurocodec.codecs.c3_fit.groups`;
 - ``latents``: one rANS stream of every latent, grids coarse to fine, each in the four passes
   of :data:`~neurocodec.models.c3.PHASES` (row-major within a pass); latent ``y`` is coded as
   ``y - m`` with table ``s * 8 + f``, where the integer ARM's mean is ``m + f/8`` and its
@@ -21,7 +21,6 @@ File sections:
 
 from __future__ import annotations
 
-import functools
 import math
 import struct
 import sys
@@ -33,14 +32,12 @@ import torch.nn.functional as F
 from neurocodec.codecs import c3_fit
 from neurocodec.codecs.base import Codec, pad_to_multiple
 from neurocodec.container import Header, ImageGeometry
-from neurocodec.entropy import coder, tables
+from neurocodec.entropy import coder
 from neurocodec.errors import BitstreamError, ConfigError
 from neurocodec.models.c3 import (
     ACT_BITS,
     GRIDS,
     LATENT_MAX,
-    LOG_SCALE_0,
-    LOG_SCALE_STEP,
     MEAN_BITS,
     PHASES,
     SCALES,
@@ -50,6 +47,7 @@ from neurocodec.models.c3 import (
     check_integer_bounds,
     grid_sizes,
     integer_phase,
+    laplace_tables,
     table_of,
 )
 from neurocodec.registry import WeightConfig, register_codec
@@ -61,100 +59,29 @@ LAMBDAS = {1: 0.0018, 2: 0.0040, 3: 0.0087, 4: 0.0193, 5: 0.0424, 6: 0.0932}
 PRESETS = {"fast": 1000, "medium": 3000, "slow": 10000}  # fitting iterations
 ARCH = {"arm_hidden": 16, "arm_kernel": 5, "synthesis_width": 16}
 PADDING = 1 << (GRIDS - 1)
-TAIL_MASS = 2.0**-16
-
-
-def _laplace_pmf(mean: float, scale: float, low: int, high: int) -> list[float]:
-    """Masses of the integers ``low..high`` under Laplace(mean, scale), then the escape mass (math.exp only)."""
-
-    def below(t: float) -> float:  # P(Y < t)
-        return 0.5 * math.exp((t - mean) / scale) if t <= mean else 1 - 0.5 * math.exp((mean - t) / scale)
-
-    def above(t: float) -> float:  # P(Y > t), accurate in the upper tail
-        return 0.5 * math.exp((mean - t) / scale) if t >= mean else 1 - 0.5 * math.exp((t - mean) / scale)
-
-    masses = []
-    for j in range(low, high + 1):
-        if j + 0.5 <= mean:
-            masses.append(below(j + 0.5) - below(j - 0.5))
-        else:
-            masses.append(above(j - 0.5) - above(j + 0.5))
-    return [*masses, max(below(low - 0.5) + above(high + 0.5), tables.ESCAPE_FLOOR)]
-
-
-@functools.cache
-def laplace_tables() -> coder.TableSet:
-    """The coding tables: table ``s * 2^MEAN_BITS + f`` is Laplace(f / 2^MEAN_BITS, b_s) of the
-    integers ``-K..K+1`` (offset ``-K``, ``K = ceil(b_s ln(1/TAIL_MASS))``), ``b_s = exp((LOG_SCALE_0 +
-    s LOG_SCALE_STEP) / 2^ACT_BITS)``; built once (float64 scalar math, ~0.1 s) and hashed into
-    every stream, so a decoder with other tables refuses the file."""
-    cdfs, offsets = [], []
-    for s in range(SCALES):
-        scale = math.exp((LOG_SCALE_0 + s * LOG_SCALE_STEP) / 2**ACT_BITS)
-        k = max(1, math.ceil(scale * math.log(1 / TAIL_MASS)))
-        for f in range(1 << MEAN_BITS):
-            cdfs.append(tables.quantize_pmf(np.array(_laplace_pmf(f / (1 << MEAN_BITS), scale, -k, k + 1))))
-            offsets.append(-k)
-    return coder.TableSet(cdfs, np.array(offsets, dtype=np.int32))
 
 
 # --------------------------------------------------------------------------------------------
 # Bits of the networks
 
 
-class _BitWriter:
-    def __init__(self) -> None:
-        self.bits: list[str] = []
-
-    def exp_golomb(self, values: torch.Tensor, order: int) -> None:
-        for v in values.to(torch.int64).tolist():
-            u = (2 * v if v >= 0 else -2 * v - 1) + (1 << order)
-            n = u.bit_length()
-            self.bits.append("0" * (n - order - 1) + format(u, "b"))
-
-    def bytes(self) -> bytes:
-        s = "".join(self.bits)
-        s += "0" * (-len(s) % 8)
-        return int(s, 2).to_bytes(len(s) // 8, "big") if s else b""
-
-
-class _BitReader:
-    def __init__(self, data: bytes) -> None:
-        self.bits = "".join(format(b, "08b") for b in data)
-        self.pos = 0
-
-    def exp_golomb(self, count: int, order: int) -> torch.Tensor:
-        out = []
-        bits, pos = self.bits, self.pos
-        for _ in range(count):
-            one = bits.find("1", pos)
-            if one < 0 or one - pos > 40:
-                raise BitstreamError("the c3 networks section is corrupt or truncated")
-            n = one - pos + order + 1
-            if one + n > len(bits):
-                raise BitstreamError("the c3 networks section is truncated")
-            u = int(bits[one : one + n], 2) - (1 << order)
-            out.append(u // 2 if u % 2 == 0 else -(u + 1) // 2)
-            pos = one + n
-        self.pos = pos
-        return torch.tensor(out, dtype=torch.float64)
-
-
 _HEAD = struct.Struct("<3B")
-_GROUP = struct.Struct("<bB")
+_GROUP = struct.Struct("<bB")  # step exponent k (step 2^-k), scale index of the group's table
 
 
 def pack_networks(model: ImageModel, steps: dict[str, int], arch: dict) -> bytes:
     """The ``networks`` section of a fitted model whose groups are quantized with ``steps``."""
     out = bytearray(_HEAD.pack(arch["arm_hidden"], arch["arm_kernel"], arch["synthesis_width"]))
-    writer = _BitWriter()
+    values, indexes = [], []
     for name, tensors in c3_fit.groups(model):
         k = steps[name]
-        ints = torch.cat([c3_fit.coded_values(model, t).detach() * 2.0**k for t in tensors])
-        order = c3_fit.best_order(ints)[0]
-        out += _GROUP.pack(k, order)
-        writer.exp_golomb(ints, order)
-    return bytes(out) + writer.bytes()
+        ints = torch.cat([c3_fit.coded_values(model, t).detach() * 2.0**k for t in tensors]).to(torch.int64)
+        scale = c3_fit.parameter_cost(ints)[0]
+        out += _GROUP.pack(k, scale)
+        values.append(ints)
+        indexes.append(torch.full_like(ints, scale << MEAN_BITS))
+    stream = coder.encode(torch.cat(values).to(torch.int32), torch.cat(indexes).to(torch.int32), laplace_tables(), lanes=1)
+    return bytes(out) + stream
 
 
 def unpack_networks(data: bytes, height: int, width: int) -> tuple[ImageModel, dict[str, int]]:
@@ -168,21 +95,29 @@ def unpack_networks(data: bytes, height: int, width: int) -> tuple[ImageModel, d
         raise BitstreamError(f"the c3 networks section has an unsupported architecture ({hidden}, {kernel}, {width_})")
     arch = {"arm_hidden": hidden, "arm_kernel": kernel, "synthesis_width": width_}
     model = ImageModel(height, width, **arch)
-    reader = _BitReader(data[_HEAD.size + groups_len :])
-    steps = {}
+    groups = c3_fit.groups(model)
+    steps, indexes = {}, []
+    for i, (name, tensors) in enumerate(groups):
+        k, scale = _GROUP.unpack_from(data, _HEAD.size + i * _GROUP.size)
+        if not (-8 <= k <= 24 and scale < SCALES):
+            raise BitstreamError("the c3 networks section is corrupt")
+        steps[name] = k
+        count = sum(c3_fit.coded_values(model, t).numel() for t in tensors)
+        indexes.append(torch.full((count,), scale << MEAN_BITS, dtype=torch.int32))
+    values = torch.from_numpy(coder.decode(data[_HEAD.size + groups_len :], torch.cat(indexes), laplace_tables()))
+    values = values.to(torch.float64)
+    position = 0
     with torch.no_grad():
-        for i, (name, tensors) in enumerate(c3_fit.groups(model)):
-            k, order = _GROUP.unpack_from(data, _HEAD.size + i * _GROUP.size)
-            if not (-8 <= k <= 24 and order <= 40):
-                raise BitstreamError("the c3 networks section is corrupt")
-            steps[name] = k
+        for name, tensors in groups:
             for t in tensors:
-                values = reader.exp_golomb(c3_fit.coded_values(model, t).numel(), order) * 2.0**-k
+                n = c3_fit.coded_values(model, t).numel()
+                v = (values[position : position + n] * 2.0 ** -steps[name]).to(t.dtype)
+                position += n
                 if t is model.arm.same:
                     t.zero_()
-                    t[model.arm.masks.unsqueeze(1).expand_as(t)] = values.to(t.dtype)
+                    t[model.arm.masks.unsqueeze(1).expand_as(t)] = v
                 else:
-                    t.copy_(values.reshape(t.shape))
+                    t.copy_(v.reshape(t.shape))
     return model.eval(), steps
 
 

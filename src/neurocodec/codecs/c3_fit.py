@@ -11,32 +11,38 @@
 
 The loss is the codec convention ``bpp + lambda * 255^2 * MSE`` with the latents' rate from the
 ARM's Laplace. :func:`choose_steps` then quantizes each module's weights and biases with a
-power-of-two step picked greedily for the lowest ``bpp + lambda * 255^2 * MSE``, parameters'
-exp-Golomb bits included.
+power-of-two step picked greedily for the lowest ``bpp + lambda * 255^2 * MSE``, the
+parameters' bits (:func:`parameter_cost`) included.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from neurocodec.entropy import tables
 from neurocodec.entropy.models import LaplaceConditional
 from neurocodec.models.c3 import (
     GRIDS,
     LATENT_MAX,
+    MEAN_BITS,
+    SCALES,
     ImageModel,
     kumaraswamy_noise,
+    laplace_tables,
     log_scale_bounds,
     soft_round,
 )
 
-__all__ = ["Schedule", "choose_steps", "exp_golomb_bits", "fit", "groups", "model_loss"]
+__all__ = ["Schedule", "choose_steps", "fit", "groups", "model_loss", "parameter_cost"]
 
 MSE_SCALE = 255.0**2
 
@@ -178,29 +184,44 @@ def coded_values(model: ImageModel, tensor: Tensor) -> Tensor:
     return tensor.reshape(-1)
 
 
-def exp_golomb_bits(values: Tensor, order: int) -> int:
-    """Bits of signed integers ``values`` in order-``order`` exp-Golomb (zigzag mapped)."""
-    v = values.to(torch.int64)
-    u = torch.where(v >= 0, 2 * v, -2 * v - 1) + (1 << order)
-    n = torch.floor(torch.log2(u.to(torch.float64))).to(torch.int64) + 1  # exact: u < 2^52
-    return int((2 * n - order - 1).sum())
+@functools.cache
+def _zero_mean_tables() -> list[tuple[int, np.ndarray]]:
+    """(offset, bits of each entry) of the zero-mean coding table of every scale."""
+    tableset = laplace_tables()
+    cdfs = tableset.cdfs()
+    out = []
+    for s in range(SCALES):
+        t = s << MEAN_BITS
+        freq = np.diff(cdfs[t].astype(np.int64))
+        out.append((int(tableset.offsets[t]), tables.PRECISION - np.log2(freq)))
+    return out
 
 
-def best_order(values: Tensor) -> tuple[int, int]:
-    """(order, bits) of the cheapest exp-Golomb order for ``values``."""
-    return min(((k, exp_golomb_bits(values, k)) for k in range(24)), key=lambda t: t[1])
+def parameter_cost(values: Tensor) -> tuple[int, float]:
+    """(scale index, bits): the zero-mean Laplace table that codes the integers ``values`` in the
+    fewest bits (escapes counted with their bypass bytes), and that many bits."""
+    v = values.detach().to(torch.int64).cpu().numpy().reshape(-1)
+    best = (0, math.inf)
+    for s, (offset, bits) in enumerate(_zero_mean_tables()):
+        i = v - offset
+        inside = (i >= 0) & (i < len(bits) - 1)
+        escapes = v[~inside]
+        escape_bits = len(escapes) * bits[-1] + 8 * np.ceil(np.log2(2 * np.abs(escapes) + 2) / 7).sum()
+        total = float(bits[i[inside]].sum() + escape_bits)
+        if total < best[1]:
+            best = (s, total)
+    return best
 
 
 STEP_CANDIDATES = range(3, 14)  # step 2^-k
 
 
-def quantize_group(model: ImageModel, tensors: list[Tensor], originals: list[Tensor], k: int) -> int:
-    """Set ``tensors`` to ``originals`` on the grid 2^-k; the exp-Golomb bits of their integers."""
-    bits = 0
+def quantize_group(model: ImageModel, tensors: list[Tensor], originals: list[Tensor], k: int) -> float:
+    """Set ``tensors`` to ``originals`` on the grid 2^-k; the bits of their integers."""
     with torch.no_grad():
         for t, o in zip(tensors, originals, strict=True):
             t.copy_(torch.round(o * 2.0**k) * 2.0**-k)
-            bits += best_order(coded_values(model, t) * 2.0**k)[1]
+        bits = parameter_cost(torch.cat([coded_values(model, t) * 2.0**k for t in tensors]))[1]
     return bits
 
 
