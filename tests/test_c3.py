@@ -190,7 +190,7 @@ def test_latents_and_networks_roundtrip_and_rate_matches_the_model() -> None:
     with torch.no_grad():
         predicted = float(c3_fit.latent_bits(model, [y.detach() for y in model.latents]))
     assert abs(len(data) * 8 / predicted - 1) < 0.02
-    net = c3.pack_networks(model, steps, c3.ARCH)
+    net = c3.pack_networks(model, steps)
     again, steps2 = c3.unpack_networks(net, 64, 128)
     assert steps2 == steps
     assert torch.equal(c3.integer_arm(again, steps).same, arm.same)

@@ -69,9 +69,9 @@ _HEAD = struct.Struct("<3B")
 _GROUP = struct.Struct("<bB")  # step exponent k (step 2^-k), scale index of the group's table
 
 
-def pack_networks(model: ImageModel, steps: dict[str, int], arch: dict) -> bytes:
+def pack_networks(model: ImageModel, steps: dict[str, int]) -> bytes:
     """The ``networks`` section of a fitted model whose groups are quantized with ``steps``."""
-    out = bytearray(_HEAD.pack(arch["arm_hidden"], arch["arm_kernel"], arch["synthesis_width"]))
+    out = bytearray(_HEAD.pack(model.arm.hidden_size, model.arm.kernel, model.synthesis.mix.out_channels))
     values, indexes = [], []
     for name, tensors in c3_fit.groups(model):
         k = steps[name]
@@ -255,7 +255,7 @@ class C3Codec(Codec):
                     y.copy_(torch.round(y).clamp(-LATENT_MAX, LATENT_MAX))
                 steps = c3_fit.choose_steps(model, x, self.lmbda, WEIGHT_MAX)
                 _, bpp, mse = c3_fit.model_loss(model, x, self.lmbda, c3_fit.hard_round)
-        networks = pack_networks(model, steps, self.arch)
+        networks = pack_networks(model, steps)
         grids = [y.detach()[0, 0].to(torch.float64).cpu() for y in model.latents]
         latents = encode_latents(grids, integer_arm(model, steps))
         self.last_fit = {
