@@ -1,4 +1,4 @@
-"""Context schedules (hyperprior, channel slices, checkerboard, slices x checkerboard) with
+"""Context schedules (single step, channel slices, checkerboard, slices x checkerboard) with
 integer context networks: exact round trips, training = coding, determinism, wrong-order
 errors, incremental decoding."""
 
@@ -30,14 +30,14 @@ SLICES = (2, 2, 4)  # uneven, as ELIC's
 
 def make_schedule(name: str, anchor_parity: int = ANCHOR_PARITY) -> ContextSchedule:
     return {
-        "hyperprior": lambda: ContextSchedule.hyperprior(M),
+        "single_step": lambda: ContextSchedule.single_step(M),
         "channel_slices": lambda: ContextSchedule.channel_slices(SLICES),
         "checkerboard": lambda: ContextSchedule.checkerboard(M, anchor_parity),
         "sliced_checkerboard": lambda: ContextSchedule.sliced_checkerboard(SLICES, anchor_parity),
     }[name]()
 
 
-SCHEDULES = ("hyperprior", "channel_slices", "checkerboard", "sliced_checkerboard")
+SCHEDULES = ("single_step", "channel_slices", "checkerboard", "sliced_checkerboard")
 
 
 # Tiny tensors: intra-op threads only add synchronization (on a busy 2-core machine, 100x);
@@ -93,7 +93,7 @@ class Recorder:
 
 
 def test_steps_of_each_schedule():
-    assert [(s.start, s.stop, s.part) for s in make_schedule("hyperprior").steps] == [(0, M, "all")]
+    assert [(s.start, s.stop, s.part) for s in make_schedule("single_step").steps] == [(0, M, "all")]
     assert [(s.start, s.stop) for s in make_schedule("channel_slices").steps] == [(0, 2), (2, 4), (4, 8)]
     assert [s.part for s in make_schedule("checkerboard").steps] == [ANCHOR, NON_ANCHOR]
     steps = make_schedule("sliced_checkerboard").steps
@@ -150,7 +150,7 @@ def test_roundtrip_exact_and_decoder_sees_what_the_encoder_saw(name, conditional
         step.scatter_(mean_full, step.select(mean))
     assert torch.equal(y_hat, torch.round(y.double() - mean_full) + mean_full)
     # the context really changes the parameters (else the schedule tests would prove little)
-    if name != "hyperprior":
+    if name != "single_step":
         no_context = schedule.compress(
             y, lambda s, yh, hy: prior(s, torch.zeros_like(yh), hy), hyper, conditional
         )
@@ -187,7 +187,7 @@ def test_hyperprior_schedule_is_the_hyperprior_codec_stream(conditional):
     """The one-step schedule with the hyper-synthesis output as its parameters writes exactly
     the ``y`` stream of ``GaussianConditional.compress`` (what codecs/hyperprior.py does)."""
     index, mean = hyper_for(H, W, batch=1)
-    schedule = ContextSchedule.hyperprior(M)
+    schedule = ContextSchedule.single_step(M)
     y = torch.randn(1, M, H, W, generator=torch.Generator().manual_seed(3)) * 4 + mean.float()
     streams = schedule.compress(y, lambda step, y_hat, hyper: hyper, (index, mean), conditional)
     assert streams == [conditional.compress(y, index.to(torch.int32), mean)]
@@ -315,7 +315,7 @@ def test_wrong_parity_is_an_error(name, conditional, hyper):
     [
         ("sliced_checkerboard", ContextSchedule.channel_slices(SLICES)),
         ("channel_slices", ContextSchedule.sliced_checkerboard(SLICES)),
-        ("checkerboard", ContextSchedule.hyperprior(M)),
+        ("checkerboard", ContextSchedule.single_step(M)),
     ],
 )
 def test_wrong_schedule_is_an_error(coded, decoded, conditional, hyper):

@@ -66,6 +66,7 @@ from neurocodec.entropy import tables
 from neurocodec.entropy.latent_codecs import ContextLatentCodec
 from neurocodec.entropy.models.base import Mode
 from neurocodec.entropy.models.schedules import ANCHOR, ContextSchedule, Step, checkerboard_mask
+from neurocodec.models.base import CompressionModel
 from neurocodec.models.context import (
     LATENT_BOUND,
     MEAN_BITS,
@@ -75,7 +76,6 @@ from neurocodec.models.context import (
     latent_integers,
 )
 from neurocodec.models.hyperprior import HyperSynthesis
-from neurocodec.models.base import CompressionModel
 from neurocodec.models.integer import EXACT_LIMIT, IntegerConv2d, floor_ste
 from neurocodec.models.layers import GDN
 

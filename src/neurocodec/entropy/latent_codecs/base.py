@@ -22,7 +22,9 @@ __all__ = ["LatentCodec", "aux_loss", "update_tables"]
 def aux_loss(module: nn.Module) -> Tensor:
     """The sum of the auxiliary losses of every entropy model inside ``module`` (the factorized
     priors' quantile fits); a zero tensor when none has one."""
-    losses = [m.aux_loss() for m in module.modules() if isinstance(m, EntropyModel) and hasattr(m, "aux_loss")]
+    losses = [
+        m.aux_loss() for m in module.modules() if isinstance(m, EntropyModel) and hasattr(m, "aux_loss")
+    ]
     if not losses:
         return torch.zeros(())
     return losses[0] if len(losses) == 1 else torch.stack(losses).sum()

@@ -103,7 +103,9 @@ class ContextLatentCodec(LatentCodec):
         with torch.autocast(y.device.type, enabled=False):
             y, z = y.float(), z.float()
             _, z_likelihoods = self.entropy_bottleneck(z, mode)
-            hyper, means = self.hyper(self.entropy_bottleneck.quantize(z, "ste"))  # round(z), straight-through
+            hyper, means = self.hyper(
+                self.entropy_bottleneck.quantize(z, "ste")
+            )  # round(z), straight-through
             coded = self.schedule.likelihoods(y, self.context_model, hyper, self.gaussian_conditional, mode)
         y_hat = coded.y_hat
         if self.residual_prediction is not None:
@@ -113,7 +115,9 @@ class ContextLatentCodec(LatentCodec):
     def compress(self, y: Tensor, side: Mapping[str, Tensor] | None = None) -> dict[str, bytes]:
         """``{"z", "y"}`` of a latent ``y`` (1, M, H, W); ``z = side["z"]`` or ``h_a(y)``."""
         if y.shape[0] != 1:
-            raise ValueError(f"a context latent codec codes one latent at a time, not a batch of {y.shape[0]}")
+            raise ValueError(
+                f"a context latent codec codes one latent at a time, not a batch of {y.shape[0]}"
+            )
         z = self.h_a(y) if side is None else side["z"]
         z_stream = self.entropy_bottleneck.compress(z)
         hyper, _ = self.coding_hyper(torch.round(z))

@@ -18,7 +18,8 @@ so that the decoder derives the same ones on any device.
 
 Schedules (constructors of :class:`ContextSchedule`):
 
-- :meth:`~ContextSchedule.hyperprior`: one step, every element (Minnen et al. 2018, no context);
+- :meth:`~ContextSchedule.single_step`: one step, every element (the mean-scale hyperprior of
+  Minnen et al. 2018: no context);
 - :meth:`~ContextSchedule.channel_slices`: one step per slice of channels, possibly uneven
   (Minnen & Singh 2020; ELIC's 16, 16, 32, 64, M - 128);
 - :meth:`~ContextSchedule.checkerboard`: anchors first, from the hyper-prior only, then the
@@ -189,7 +190,7 @@ def table_scales(index: Tensor, scale_table: Sequence[float] | Tensor) -> Tensor
 class ContextSchedule:
     """The steps that code a latent of ``num_channels`` channels (see the module docstring).
 
-    Build one with a constructor (:meth:`hyperprior`, :meth:`channel_slices`,
+    Build one with a constructor (:meth:`single_step`, :meth:`channel_slices`,
     :meth:`checkerboard`, :meth:`sliced_checkerboard`); ``anchor_parity`` is the format's
     :data:`ANCHOR_PARITY` and is a parameter only so that tests can show that the other one fails.
     """
@@ -218,9 +219,9 @@ class ContextSchedule:
     # -- constructors ----------------------------------------------------------------------
 
     @classmethod
-    def hyperprior(cls, num_channels: int) -> ContextSchedule:
+    def single_step(cls, num_channels: int) -> ContextSchedule:
         """One step: every element, parameters from the hyper-prior alone."""
-        return cls("hyperprior", [num_channels], checkerboard=False)
+        return cls("single_step", [num_channels], checkerboard=False)
 
     @classmethod
     def channel_slices(cls, slice_sizes: Sequence[int]) -> ContextSchedule:
