@@ -116,7 +116,9 @@ def test_int8_prior_path_codes_the_reference_files(codec, weights, monkeypatch):
     fast_decoded = codec.decode(fast)
     m = codec.model
     lc = m.latent_codec
-    monkeypatch.setattr(lc, "coding_parameters", lambda z_hat: type(lc).coding_parameters(lc, z_hat, reference=True))
+    monkeypatch.setattr(
+        lc, "coding_parameters", lambda z_hat: type(lc).coding_parameters(lc, z_hat, reference=True)
+    )
     reference = codec.encode(x)
     assert fast == reference
     assert torch.equal(codec.decode(fast), fast_decoded)

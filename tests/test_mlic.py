@@ -51,7 +51,13 @@ def exact_latent(codec, y, hyper):
     """The encoder's quantized latent and likelihoods by the exact (float64) training path."""
     m = codec.model
     with torch.no_grad():
-        return m.latent_codec.schedule.likelihoods(y.to(torch.float64), m.latent_codec.context_model, hyper, m.latent_codec.gaussian_conditional, mode="ste")
+        return m.latent_codec.schedule.likelihoods(
+            y.to(torch.float64),
+            m.latent_codec.context_model,
+            hyper,
+            m.latent_codec.gaussian_conditional,
+            mode="ste",
+        )
 
 
 # -- architecture -------------------------------------------------------------------------------
@@ -70,8 +76,12 @@ def test_forward_shapes_and_gradients():
     rate = -sum(lik.log2().sum() for lik in out["likelihoods"].values())
     (rate + out["x_hat"].square().sum()).backward()
     # the rate reaches every part of the prior path through straight-through rounding
-    for name in ("g_a.0.body.0", "latent_codec.h_s.out", "latent_codec.context_model.anchor_heads.1.params.out",
-                 "latent_codec.context_model.intra_context.0.query"):
+    for name in (
+        "g_a.0.body.0",
+        "latent_codec.h_s.out",
+        "latent_codec.context_model.anchor_heads.1.params.out",
+        "latent_codec.context_model.intra_context.0.query",
+    ):
         grad = model.get_submodule(name).weight.grad
         assert grad is not None and grad.abs().sum() > 0, name
     assert model.aux_loss().ndim == 0
@@ -160,7 +170,9 @@ def test_prior_is_causal(codec):
     schedule = m.latent_codec.schedule
     g = torch.Generator().manual_seed(4)
     b, h, w = 1, 8, 12
-    hyper, _ = m.latent_codec.hyper(torch.round(3 * torch.randn(b, m.N, h // 4, w // 4, generator=g)).to(torch.float64))
+    hyper, _ = m.latent_codec.hyper(
+        torch.round(3 * torch.randn(b, m.N, h // 4, w // 4, generator=g)).to(torch.float64)
+    )
     base = torch.round(16 * 4 * torch.randn(b, m.M, h, w, generator=g, dtype=torch.float64)) / 16
     for s, step in enumerate(schedule.steps):
         later = torch.stack([t.mask(m.M, h, w) for t in schedule.steps[s:]]).any(0)
@@ -216,10 +228,18 @@ def test_roundtrip_through_the_file_is_exact(codec, h, w):
     padded = torch.nn.functional.pad(x[None], (0, (-w) % 64, 0, (-h) % 64), mode="replicate")
     y, hyper, _ = latent_and_hyper(codec, padded)
     encoder_side = exact_latent(codec, y, hyper).y_hat
-    z_hat = m.latent_codec.entropy_bottleneck.decompress(sections["z"], (1, m.N, *blocks((h, w), m.downsampling)))
+    z_hat = m.latent_codec.entropy_bottleneck.decompress(
+        sections["z"], (1, m.N, *blocks((h, w), m.downsampling))
+    )
     decoder_hyper, _ = m.latent_codec.coding_hyper(z_hat)  # the int8 path of h_s, as the codec runs it
     assert torch.equal(decoder_hyper, hyper)  # = the float64 reference path
-    decoded = m.latent_codec.schedule.decompress([sections["y"]], m.latent_codec.context_model, decoder_hyper, m.latent_codec.gaussian_conditional, tuple(y.shape[2:]))
+    decoded = m.latent_codec.schedule.decompress(
+        [sections["y"]],
+        m.latent_codec.context_model,
+        decoder_hyper,
+        m.latent_codec.gaussian_conditional,
+        tuple(y.shape[2:]),
+    )
     assert torch.equal(decoded, encoder_side)
 
 
@@ -268,7 +288,9 @@ def test_prior_path_is_deterministic_across_threads_and_batches(codec):
         torch.set_num_threads(threads)
         try:
             hyper, _ = m.latent_codec.coding_hyper(batch_z)
-            return m.latent_codec.schedule.compress(batch_y, m.latent_codec.context_model, hyper, m.latent_codec.gaussian_conditional)
+            return m.latent_codec.schedule.compress(
+                batch_y, m.latent_codec.context_model, hyper, m.latent_codec.gaussian_conditional
+            )
         finally:
             torch.set_num_threads(1)
 

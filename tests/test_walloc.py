@@ -212,7 +212,9 @@ def test_file_bytes_match_the_likelihoods() -> None:
         y = codec.model.encode_latent(codec.model.analysis(x.unsqueeze(0)))
     _fit_prior(codec.model, y)
     with torch.no_grad():
-        ideal_bits = float(-torch.log2(codec.model.latent_codec.entropy_bottleneck.likelihood(torch.round(y))).sum())
+        ideal_bits = float(
+            -torch.log2(codec.model.latent_codec.entropy_bottleneck.likelihood(torch.round(y))).sum()
+        )
     _, sections = container.unpack(codec.encode(x))
     real_bits = 8 * len(sections["y"])
     assert ideal_bits > 8 * 1000  # a non-trivial latent, not a few bytes of overhead

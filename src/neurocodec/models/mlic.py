@@ -77,7 +77,7 @@ from neurocodec.models.context import (
 )
 from neurocodec.models.hyperprior import HyperSynthesis
 from neurocodec.models.integer import EXACT_LIMIT, IntegerConv2d, floor_ste
-from neurocodec.models.layers import GDN
+from neurocodec.models.layers import GDN, conv
 
 __all__ = [
     "PRESETS",
@@ -123,13 +123,9 @@ def integer_layer(layer: IntegerConv2d, x: Tensor) -> Tensor:
 # -- float transforms ---------------------------------------------------------------------------
 
 
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, stride, padding=1)
-
-
 def subpel_conv3x3(in_channels: int, out_channels: int, factor: int = 2) -> nn.Sequential:
     """A 3x3 convolution then a pixel shuffle: upsampling by ``factor`` without checkerboard artifacts."""
-    return nn.Sequential(conv3x3(in_channels, out_channels * factor**2), nn.PixelShuffle(factor))
+    return nn.Sequential(conv(in_channels, out_channels * factor**2, 3, 1), nn.PixelShuffle(factor))
 
 
 class LayerNorm2d(nn.GroupNorm):
@@ -146,9 +142,9 @@ class ResidualBlockWithStride(nn.Module):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            conv3x3(in_channels, out_channels, 2),
+            conv(in_channels, out_channels, 3, 2),
             nn.GELU(),
-            conv3x3(out_channels, out_channels),
+            conv(out_channels, out_channels, 3, 1),
             GDN(out_channels),
         )
         self.skip = nn.Conv2d(in_channels, out_channels, 1, 2)
@@ -165,7 +161,7 @@ class ResidualBlockUpsample(nn.Module):
         self.body = nn.Sequential(
             subpel_conv3x3(in_channels, out_channels),
             nn.GELU(),
-            conv3x3(out_channels, out_channels),
+            conv(out_channels, out_channels, 3, 1),
             GDN(out_channels, inverse=True),
         )
         self.skip = subpel_conv3x3(in_channels, out_channels)
@@ -214,7 +210,7 @@ def analysis_transform(N: int, M: int) -> nn.Sequential:
         ResidualBlockWithStride(3, N), STMBlock(N),
         ResidualBlockWithStride(N, N), STMBlock(N),
         ResidualBlockWithStride(N, N), STMBlock(N),
-        conv3x3(N, M, 2),
+        conv(N, M, 3, 2),
     )  # fmt: skip
 
 
@@ -233,8 +229,8 @@ def mlic_hyper_analysis(M: int, N: int) -> nn.Sequential:
     """``h_a`` (MLIC++'s): ``M`` latent channels -> ``N`` at 1/4 of the resolution (five 3x3 convs
     with GELU, two of stride 2: ``z`` is ``N`` x 1/64 of the image)."""
     return nn.Sequential(
-        conv3x3(M, N), nn.GELU(), conv3x3(N, N), nn.GELU(), conv3x3(N, N, 2),
-        nn.GELU(), conv3x3(N, N), nn.GELU(), conv3x3(N, N, 2),
+        conv(M, N, 3, 1), nn.GELU(), conv(N, N, 3, 1), nn.GELU(), conv(N, N, 3, 2),
+        nn.GELU(), conv(N, N, 3, 1), nn.GELU(), conv(N, N, 3, 2),
     )  # fmt: skip
 
 
@@ -593,7 +589,11 @@ class LatentResidualPrediction(nn.Module):
         self.slices = slices
         self.nets = nn.ModuleList(
             nn.Sequential(
-                conv3x3(config.M + stop, h1), nn.GELU(), conv3x3(h1, h2), nn.GELU(), conv3x3(h2, stop - start)
+                conv(config.M + stop, h1, 3, 1),
+                nn.GELU(),
+                conv(h1, h2, 3, 1),
+                nn.GELU(),
+                conv(h2, stop - start, 3, 1),
             )
             for start, stop in slices
         )
@@ -657,7 +657,9 @@ class MLICv2(CompressionModel):
         """Training pass: reconstruction and the likelihoods of ``y`` and ``z``."""
         return self.latent_forward(self.g_a(x))
 
-    def latent_forward(self, y: Tensor, side: dict[str, Tensor] | None = None, mode: Mode | None = None) -> dict:
+    def latent_forward(
+        self, y: Tensor, side: dict[str, Tensor] | None = None, mode: Mode | None = None
+    ) -> dict:
         """:meth:`forward` from the latent ``y`` (and its side latents, default derived from ``y``)
         on: ``{"x_hat", "likelihoods"}``; ``mode`` as in :meth:`ContextLatentCodec.forward`."""
         y_hat, likelihoods = self.latent_codec(y, mode, side)

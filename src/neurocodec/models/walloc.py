@@ -56,13 +56,10 @@ from neurocodec.entropy.latent_codecs import FactorizedLatentCodec
 from neurocodec.entropy.models.base import Mode
 from neurocodec.models.base import CompressionModel
 from neurocodec.models.hyperprior import mean_scale_hyperprior
+from neurocodec.models.layers import conv
 from neurocodec.transforms.wavelets import iwpt1d, iwpt2d, packet_frequencies, wpt1d, wpt2d
 
 __all__ = ["Compander", "WaLLoC", "WaLLoCAudio", "WaLLoCImage", "lowest_frequency_packets"]
-
-
-def _conv(dims: int, cin: int, cout: int, kernel: int = 3) -> nn.Module:
-    return (nn.Conv1d if dims == 1 else nn.Conv2d)(cin, cout, kernel, padding=kernel // 2)
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -76,8 +73,8 @@ class ResidualBlock(nn.Module):
     def __init__(self, dims: int, channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            _norm(channels), nn.SiLU(), _conv(dims, channels, channels),
-            _norm(channels), nn.SiLU(), _conv(dims, channels, channels),
+            _norm(channels), nn.SiLU(), conv(channels, channels, 3, 1, dims),
+            _norm(channels), nn.SiLU(), conv(channels, channels, 3, 1, dims),
         )  # fmt: skip
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)
@@ -104,8 +101,8 @@ class AttentionBlock(nn.Module):
         self.dims = dims
         self.window = window if window is not None else (4096 if dims == 1 else 64)
         self.norm = _norm(channels)
-        self.qkv = _conv(dims, channels, 3 * channels, 1)
-        self.out = _conv(dims, channels, channels, 1)
+        self.qkv = conv(channels, 3 * channels, 1, 1, dims)
+        self.out = conv(channels, channels, 1, 1, dims)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -157,16 +154,16 @@ class Decoder(nn.Module):
 
     def __init__(self, dims: int, latent_dim: int, packets: int, width: int, blocks: int):
         super().__init__()
-        self.linear = _conv(dims, latent_dim, packets, 1)
+        self.linear = conv(latent_dim, packets, 1, 1, dims)
         self.net = nn.Sequential(
-            _conv(dims, latent_dim, width),
+            conv(latent_dim, width, 3, 1, dims),
             ResidualBlock(dims, width),
             AttentionBlock(dims, width),
             ResidualBlock(dims, width),
             *(ResidualBlock(dims, width) for _ in range(blocks)),
             _norm(width),
             nn.SiLU(),
-            _conv(dims, width, packets),
+            conv(width, packets, 3, 1, dims),
         )
         nn.init.zeros_(self.net[-1].weight)  # the network starts at zero: the linear path decodes
         nn.init.zeros_(self.net[-1].bias)
@@ -276,7 +273,7 @@ class WaLLoC(CompressionModel):
             raise ValueError(
                 f"latent_dim must be in 1..{self.packets} (the packet channels), not {latent_dim}"
             )
-        projection = _conv(dims, encoder_width or self.packets, latent_dim, 1)
+        projection = conv(encoder_width or self.packets, latent_dim, 1, 1, dims)
         nn.init.zeros_(projection.bias)
         self.compander = Compander(bits) if bits is not None else None
         self.hyper_channels = int(hyper_channels)
@@ -288,7 +285,7 @@ class WaLLoC(CompressionModel):
         if encoder_width:
             nn.init.orthogonal_(projection.weight)  # unit-norm rows: the latent has the features' scale
             self.encoder = nn.Sequential(
-                _conv(dims, self.packets, encoder_width), ResidualBlock(dims, encoder_width), projection
+                conv(self.packets, encoder_width, 3, 1, dims), ResidualBlock(dims, encoder_width), projection
             )
         else:
             self.encoder = projection
@@ -353,7 +350,9 @@ class WaLLoC(CompressionModel):
             "loss_terms": {"wavelet_mse": self.wavelet_weight * torch.mean((X_hat - X) ** 2)},
         }
 
-    def latent_forward(self, y: Tensor, side: dict[str, Tensor] | None = None, mode: Mode | None = None) -> dict:
+    def latent_forward(
+        self, y: Tensor, side: dict[str, Tensor] | None = None, mode: Mode | None = None
+    ) -> dict:
         """The training pass from the latent ``y`` (and its side latents, default derived from
         ``y``) on: ``{"x_hat", "likelihoods"}``, what encoder-side adaptation
         (:mod:`neurocodec.codecs.adapt`) descends. ``mode`` as in the latent codec's ``forward``."""
