@@ -233,7 +233,7 @@ def test_roundtrip_through_the_file_is_exact(codec, h, w):
     )
     decoder_hyper, _ = m.latent_codec.coding_hyper(z_hat)  # the int8 path of h_s, as the codec runs it
     assert torch.equal(decoder_hyper, hyper)  # = the float64 reference path
-    decoded = m.latent_codec.schedule.decompress(
+    decoded = m.latent_codec.schedule.decompress_streams(
         [sections["y"]],
         m.latent_codec.context_model,
         decoder_hyper,
@@ -288,7 +288,7 @@ def test_prior_path_is_deterministic_across_threads_and_batches(codec):
         torch.set_num_threads(threads)
         try:
             hyper, _ = m.latent_codec.coding_hyper(batch_z)
-            return m.latent_codec.schedule.compress(
+            return m.latent_codec.schedule.compress_streams(
                 batch_y, m.latent_codec.context_model, hyper, m.latent_codec.gaussian_conditional
             )
         finally:

@@ -121,7 +121,7 @@ class ContextLatentCodec(LatentCodec):
         z = self.h_a(y) if side is None else side["z"]
         z_stream = self.entropy_bottleneck.compress(z)
         hyper, _ = self.coding_hyper(torch.round(z))
-        (y_stream,) = self.schedule.compress(y, self.context_model, hyper, self.gaussian_conditional)
+        (y_stream,) = self.schedule.compress_streams(y, self.context_model, hyper, self.gaussian_conditional)
         return {"z": z_stream, "y": y_stream}
 
     def hyper_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
@@ -136,7 +136,7 @@ class ContextLatentCodec(LatentCodec):
         device = self.entropy_bottleneck.table_sizes.device
         z_hat = self.entropy_bottleneck.decompress(sections["z"], self.hyper_shape(shape)).to(device)
         hyper, means = self.coding_hyper(z_hat)
-        y_hat = self.schedule.decompress(
+        y_hat = self.schedule.decompress_streams(
             [sections["y"]], self.context_model, hyper, self.gaussian_conditional, tuple(shape[2:]), device
         )
         if self.residual_prediction is None:
