@@ -493,6 +493,12 @@ def test_a_run_starts_from_an_exported_weight_file(tmp_path):
     moved = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16}, seed=7))
     assert moved.init_weights(weights) == (len(source.state_dict()),) * 2
     assert all(torch.equal(moved.model.state_dict()[k], v) for k, v in source.state_dict().items())
+    # a weight file of 0.1.0's layout (the factorized prior at the top level) fits the same way
+    old_layout = {k.replace("latent_codec.", "", 1): v.contiguous() for k, v in source.state_dict().items()}
+    assert "entropy_bottleneck.quantiles" in old_layout
+    save_file(old_layout, str(tmp_path / "old.safetensors"))
+    again = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16}, seed=8))
+    assert again.init_weights(tmp_path / "old.safetensors") == (len(source.state_dict()),) * 2
 
     data = make_images(tmp_path / "data", count=2, size=(96, 96))
     base = ["train", "walloc-image", "--data", str(data), "--lmbda", "0.01", "--steps", "1", "--quiet"]

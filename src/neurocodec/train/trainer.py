@@ -234,7 +234,9 @@ class Trainer:
         weight file (``<codec>-q<Q>.safetensors``, e.g. a shipped one): every tensor whose name
         and shape match this model's; the rest keep their initialization (e.g. a hyperprior
         added to a trained WaLLoC). Returns (tensors taken, tensors of this model)."""
-        source = _init_source(Path(run), self.device)
+        source = dict(_init_source(Path(run), self.device))
+        if hasattr(self.model, "renamed_keys"):  # a 0.1.0 weight file's keys -> today's
+            self.model.renamed_keys(source)
         own = self.model.state_dict()
         taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         if not taken:
