@@ -77,7 +77,7 @@ def test_sections_are_a_dict_named_as_declared_and_decode_to_the_coded_latent(co
         y_hat = codec.decompress(sections, y.shape)
         assert torch.equal(y_hat, codec.coded_latent(y))
         assert (y_hat - y).abs().max() <= 0.5 + 1e-6  # rounded around its means
-        _, likelihoods = codec(y, "ste")
+        _, likelihoods = codec(y, mode="ste")
     assert likelihoods.keys() == set(codec.section_names)
 
 
@@ -85,9 +85,9 @@ def test_forward_is_coding_with_straight_through_rounding(codec):
     """The eval-mode training pass sees the decoder's y_hat and the same side latents as coding."""
     y = latent(codec, seed=2)
     with torch.no_grad():
-        y_hat, _ = codec(y, "ste")
+        y_hat, _ = codec(y, mode="ste")
         side = codec.side_latents(y)
-        assert torch.equal(codec(y, "ste", side)[0], y_hat)
+        assert torch.equal(codec(y, side, "ste")[0], y_hat)
         assert codec.compress(y, side) == codec.compress(y)
     assert torch.allclose(y_hat.double(), codec.coded_latent(y).double(), atol=1e-5)
 

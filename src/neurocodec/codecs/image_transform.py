@@ -2,7 +2,8 @@
 
 :class:`ImageTransformCodec` is the encoder and the decoder of a model that is an analysis
 transform ``g_a``, a synthesis ``g_s`` and a :class:`~neurocodec.entropy.latent_codecs.LatentCodec`
-(``model.latent_codec``), with inputs padded (replicate) to a multiple of ``model.downsampling``
+(``model.latent_codec``; ``y`` has ``model.M`` channels at ``1 / model.latent_stride`` of the
+image), with inputs padded (replicate) to a multiple of ``model.downsampling``
 and, for ``adaptive`` families, encoder-side adaptation (:mod:`neurocodec.codecs.adapt`) through
 ``model.latent_forward``. The file's sections are the latent codec's; the header records the
 true size, and the decoder crops to it.
@@ -52,11 +53,12 @@ class ImageTransformCodec(Codec):
         return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), sections
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """The shape of the latent ``y`` of an image of ``height`` x ``width`` (padded)."""
+        """The shape of the latent ``y`` (``model.M`` channels at ``1 / model.latent_stride`` of the
+        padded image) of an image of ``height`` x ``width``."""
         m = self.model
-        zh, zw = blocks((height, width), m.downsampling)
-        step = m.downsampling // 16  # y: 1/16 of the padded image
-        return (1, m.M, zh * step, zw * step)
+        per_block = m.downsampling // m.latent_stride
+        rows, cols = blocks((height, width), m.downsampling)
+        return (1, m.M, rows * per_block, cols * per_block)
 
     def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
         m = self.model

@@ -134,6 +134,7 @@ class MeanScaleHyperprior(CompressionModel):
     transforms ``g_a``, ``g_s`` and :func:`mean_scale_hyperprior`'s latent codec."""
 
     downsampling = 64  # inputs are padded to a multiple of this
+    latent_stride = 16  # y is at 1/16 of the (padded) image, z at 1/64
     # 0.1.0's layout held the hyperprior's modules at the top level
     renamed_prefixes = (
         ("h_a.", "latent_codec.h_a."),
@@ -166,5 +167,5 @@ class MeanScaleHyperprior(CompressionModel):
         """:meth:`forward` from the latent ``y`` (and its side latents, default derived from ``y``)
         on: ``{"x_hat", "likelihoods"}``, the synthesis seeing the latent codec's ``y_hat``
         (``mode`` as in :meth:`HyperpriorLatentCodec.forward`)."""
-        y_hat, likelihoods = self.latent_codec(y, mode, side)
+        y_hat, likelihoods = self.latent_codec(y, side, mode)
         return {"x_hat": self.g_s(y_hat), "likelihoods": likelihoods}

@@ -619,6 +619,7 @@ class MLICv2(CompressionModel):
     """
 
     downsampling = 64  # inputs are padded to a multiple of this
+    latent_stride = 16  # y is at 1/16 of the (padded) image, z at 1/64
     # 0.1.0's layout held the latent codec's modules at the top level
     renamed_prefixes = (
         ("h_a.", "latent_codec.h_a."),
@@ -662,5 +663,5 @@ class MLICv2(CompressionModel):
     ) -> dict:
         """:meth:`forward` from the latent ``y`` (and its side latents, default derived from ``y``)
         on: ``{"x_hat", "likelihoods"}``; ``mode`` as in :meth:`ContextLatentCodec.forward`."""
-        y_hat, likelihoods = self.latent_codec(y, mode, side)
+        y_hat, likelihoods = self.latent_codec(y, side, mode)
         return {"x_hat": self.g_s(y_hat), "likelihoods": likelihoods}

@@ -356,7 +356,7 @@ class WaLLoC(CompressionModel):
         """The training pass from the latent ``y`` (and its side latents, default derived from
         ``y``) on: ``{"x_hat", "likelihoods"}``, what encoder-side adaptation
         (:mod:`neurocodec.codecs.adapt`) descends. ``mode`` as in the latent codec's ``forward``."""
-        y_hat, likelihoods = self.latent_codec(y, mode, side)
+        y_hat, likelihoods = self.latent_codec(y, side, mode)
         return {"x_hat": self.synthesis(self.decode_latent(y_hat)), "likelihoods": likelihoods}
 
 

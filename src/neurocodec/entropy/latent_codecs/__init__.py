@@ -4,7 +4,7 @@ Composable blocks in the manner of CompressAI's ``latent_codecs``: a model is it
 plus one latent codec, and a new codec family that reuses a latent codec writes only its
 transforms. The interface (:class:`LatentCodec`) is small:
 
-- ``forward(y, mode=None, side=None) -> (y_hat, likelihoods)``: training (``likelihoods`` maps a
+- ``forward(y, side=None, mode=None) -> (y_hat, likelihoods)``: training (``likelihoods`` maps a
   section name to per-element likelihoods);
 - ``compress(y, side=None) -> dict[str, bytes]``: named sections, always a dict;
 - ``decompress(sections, shape) -> y_hat``;

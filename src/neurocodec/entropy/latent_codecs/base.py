@@ -44,7 +44,7 @@ class LatentCodec(nn.Module):
 
     Implementations say which sections they write (:attr:`section_names`) and define:
 
-    - ``forward(y, mode=None, side=None) -> (y_hat, likelihoods)``: the training pass. ``mode``
+    - ``forward(y, side=None, mode=None) -> (y_hat, likelihoods)``: the training pass. ``mode``
       quantizes for the rates (a mode of :meth:`~neurocodec.entropy.models.base.EntropyModel.quantize`:
       "noise" by default in training, "ste" in eval, or a relaxed rounding); ``y_hat`` is what the
       synthesis sees (straight-through rounded as coded, or the relaxed rounding);
@@ -70,7 +70,7 @@ class LatentCodec(nn.Module):
         return {}
 
     def forward(
-        self, y: Tensor, mode: Mode | None = None, side: Mapping[str, Tensor] | None = None
+        self, y: Tensor, side: Mapping[str, Tensor] | None = None, mode: Mode | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 

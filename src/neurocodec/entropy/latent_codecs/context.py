@@ -87,7 +87,7 @@ class ContextLatentCodec(LatentCodec):
         return self.context_model.hyper_input(index.to(torch.float64), means), means
 
     def forward(
-        self, y: Tensor, mode: Mode | None = None, side: Mapping[str, Tensor] | None = None
+        self, y: Tensor, side: Mapping[str, Tensor] | None = None, mode: Mode | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """``(y_hat, {"y", "z"} likelihoods)``, ``side["z"]`` replacing ``h_a(y)`` when given.
 

@@ -25,7 +25,7 @@ class FactorizedLatentCodec(LatentCodec):
         self.entropy_bottleneck = FactorizedPrior(channels)
 
     def forward(
-        self, y: Tensor, mode: Mode | None = None, side: Mapping[str, Tensor] | None = None
+        self, y: Tensor, side: Mapping[str, Tensor] | None = None, mode: Mode | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """``y_hat``: ``round(y)`` (straight-through), or the relaxed rounding ``mode``."""
         y_hat, likelihoods = self.entropy_bottleneck(y, mode=mode)

@@ -93,7 +93,7 @@ class HyperpriorLatentCodec(LatentCodec):
         return self.h_a(y) if side is None else side["z"]
 
     def forward(
-        self, y: Tensor, mode: Mode | None = None, side: Mapping[str, Tensor] | None = None
+        self, y: Tensor, side: Mapping[str, Tensor] | None = None, mode: Mode | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """``(y_hat, {"y", "z"} likelihoods)``; ``side["z"]`` replaces ``h_a(y)`` when given.
 
