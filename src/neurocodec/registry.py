@@ -49,7 +49,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,7 +156,6 @@ class WeightConfig:
             raise WeightsError(f"invalid model card {path}: {e}") from None
 
 
-@dataclass(frozen=True)
 class CodecFamily:
     """A codec family's declaration: the one row of the registry's table each family has.
 
@@ -186,32 +185,40 @@ class CodecFamily:
     ``(N, 3, H, W)`` or videos ``(N, 3, T, H, W)`` in ``[0, 1]``, or audio ``(N, C, T)`` in ``[-1, 1]``.
     """
 
-    name: str
-    media: str
-    codec: type[Codec] | None = None
-    model: Callable[..., nn.Module] | None = None
-    arch: dict[str, Any] = field(default_factory=dict, hash=False)
-    data: str = ""
-    priority: int = 0
-    qualities: tuple[int, ...] = ()
+    __slots__ = ("arch", "codec", "data", "media", "model", "name", "priority", "qualities")
+    # A plain class, not a dataclass: declaring one costs ``import neurocodec`` about 1 ms.
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _CODEC_NAME.fullmatch(self.name):
-            raise ValueError(f"a codec name is 1..32 of [a-z0-9-], not {self.name!r}")
-        if self.media not in MEDIA_TYPES:
-            raise ValueError(f"media must be one of {', '.join(MEDIA_TYPES)}, not {self.media!r}")
-        object.__setattr__(self, "data", self.data or self.media)
-        if self.data not in MEDIA_TYPES:
-            raise ValueError(f"data must be one of {', '.join(MEDIA_TYPES)}, not {self.data!r}")
-        if self.codec is not None and (self.codec.name, self.codec.media) != (self.name, self.media):
-            raise ValueError(
-                f"{self.codec.__name__} is {self.codec.name!r} ({self.codec.media}), not {self.name!r}"
-            )
-        qualities = tuple(self.qualities)
+    def __init__(
+        self,
+        name: str,
+        media: str,
+        codec: type[Codec] | None = None,
+        model: Callable[..., nn.Module] | None = None,
+        arch: dict[str, Any] | None = None,
+        data: str = "",
+        priority: int = 0,
+        qualities: Iterable[int] = (),
+    ) -> None:
+        if not isinstance(name, str) or not _CODEC_NAME.fullmatch(name):
+            raise ValueError(f"a codec name is 1..32 of [a-z0-9-], not {name!r}")
+        if media not in MEDIA_TYPES:
+            raise ValueError(f"media must be one of {', '.join(MEDIA_TYPES)}, not {media!r}")
+        data = data or media
+        if data not in MEDIA_TYPES:
+            raise ValueError(f"data must be one of {', '.join(MEDIA_TYPES)}, not {data!r}")
+        if codec is not None and (codec.name, codec.media) != (name, media):
+            raise ValueError(f"{codec.__name__} is {codec.name!r} ({codec.media}), not {name!r} ({media})")
+        qualities = tuple(sorted(set(qualities)))
         if not all(isinstance(q, int) and 0 <= q <= MAX_QUALITY for q in qualities):
-            raise ValueError(f"qualities must be ints in 0..{MAX_QUALITY}, not {self.qualities!r}")
-        object.__setattr__(self, "qualities", tuple(sorted(set(qualities))))
-        object.__setattr__(self, "arch", dict(self.arch))
+            raise ValueError(f"qualities must be ints in 0..{MAX_QUALITY}, not {qualities!r}")
+        self.name, self.media, self.codec, self.model = name, media, codec, model
+        self.arch, self.data, self.priority, self.qualities = dict(arch or {}), data, priority, qualities
+
+    def __repr__(self) -> str:
+        what = ", ".join(
+            f"{k}={getattr(self, k)!r}" for k in ("codec", "model", "data", "priority", "qualities")
+        )
+        return f"CodecFamily({self.name!r}, {self.media!r}, {what})"
 
     @property
     def trainable(self) -> bool:
