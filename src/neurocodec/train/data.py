@@ -22,15 +22,15 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from neurocodec.io import audio_files, image_files, video_files
+from neurocodec.io import files
 
 __all__ = ["AudioClips", "ImageCrops", "VideoClips"]
 
 Files = str | Path | Sequence[str | Path]
 
 
-def _paths(files: Files, lister) -> list[Path]:
-    return lister(files) if isinstance(files, str | Path) else [Path(f) for f in files]
+def _paths(root: Files, lister) -> list[Path]:
+    return lister(root) if isinstance(root, str | Path) else [Path(f) for f in root]
 
 
 def _flip(generator: torch.Generator) -> bool:
@@ -62,7 +62,7 @@ class ImageCrops:
         self.device = torch.device(device)
         self.images: list[torch.Tensor] = []
         self.skipped = 0
-        for path in _paths(root, image_files):
+        for path in _paths(root, files.image_files):
             with Image.open(path) as im:
                 rgb = im.convert("RGB")
             if min(rgb.size) < crop:
@@ -129,7 +129,7 @@ class AudioClips:
         self.device = torch.device(device)
         self.clips: list[torch.Tensor] = []
         self.skipped = 0
-        for path in _paths(root, audio_files):
+        for path in _paths(root, files.audio_files):
             audio, info = read_audio(path)
             if sample_rate is None:
                 sample_rate = info.sample_rate
@@ -194,7 +194,7 @@ class VideoClips:
         self.device = torch.device(device)
         self.videos: list[torch.Tensor] = []
         self.skipped = 0
-        for path in _paths(root, video_files):
+        for path in _paths(root, files.video_files):
             video, _ = read_video(path, max_frames=max_frames)
             if video.shape[1] < frames or min(video.shape[2:]) < crop:
                 self.skipped += 1
