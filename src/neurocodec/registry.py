@@ -220,10 +220,6 @@ class CodecFamily:
         )
         return f"CodecFamily({self.name!r}, {self.media!r}, {what})"
 
-    @property
-    def trainable(self) -> bool:
-        return self.model is not None
-
     def build_model(self, arch: dict[str, Any] | None = None) -> nn.Module:
         """The network ``neurocodec train`` trains, of architecture ``arch`` (default: :attr:`arch`)."""
         if self.model is None:
@@ -361,9 +357,10 @@ def family(name: str) -> CodecFamily:
 
 def trainable(name: str) -> CodecFamily:
     """The family ``neurocodec train NAME`` trains; :class:`ConfigError` lists the trainable ones."""
-    found = next((f for f in families() if f.name == name and f.trainable), None)
+    models = {f.name: f for f in families() if f.model is not None}
+    found = models.get(name)
     if found is None:
-        known = ", ".join(f.name for f in families() if f.trainable)
+        known = ", ".join(models)
         raise ConfigError(f"no trainable model named {name!r} (known: {known})")
     return found
 
