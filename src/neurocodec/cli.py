@@ -1148,7 +1148,9 @@ def _parser() -> argparse.ArgumentParser:
         "the model's own terms) on a folder of images, audio or video (what the model needs), on the CPU "
         "or a GPU with the same code. Resumes from OUT/checkpoint when it exists; logs to OUT/log.jsonl.",
     )
-    train.add_argument("model", metavar="MODEL", help="the codec family to train (e.g. hyperprior, mlic)")
+    train.add_argument(
+        "model", metavar="MODEL", help="the codec family to train (an unknown name lists them)"
+    )
     train.add_argument("--data", required=True, help="folder of training files (searched recursively)")
     train.add_argument("--out", required=True, help="run folder: checkpoint, log")
     train.add_argument("--lmbda", type=float, required=True, help="rate-distortion trade-off")

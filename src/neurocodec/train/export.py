@@ -1,8 +1,8 @@
 """Export a training checkpoint as shipped weights: safetensors + a JSON model card.
 
 The weights are the run's EMA when it kept one (``--ema``), its live weights otherwise; the
-codec is the trained family's (:class:`~neurocodec.registry.CodecFamily`). The CDF tables are built here,
-once (``update_tables``), and stored in the safetensors file with the weights; the card
+codec is the trained family's (:class:`~neurocodec.registry.CodecFamily`). The CDF tables are
+built here, once (``update_tables``), and stored in the safetensors file with the weights; the card
 records how the weights were made and their R-D on Kodak, measured with the real codec (bytes
 of complete files, 8-bit decoded output).
 """
