@@ -17,7 +17,7 @@ from neurocodec.registry import register_codec
 __all__ = ["HyperpriorCodec"]
 
 
-@register_codec
+@register_codec(model=MeanScaleHyperprior, arch={"N": 128, "M": 192}, priority=20)
 class HyperpriorCodec(ImageTransformCodec):
     name = "hyperprior"
     media = "image"

@@ -30,7 +30,8 @@ from neurocodec.registry import register_codec
 __all__ = ["MLICCodec"]
 
 
-@register_codec
+# priority: the default image codec, its shipped weights beat the hyperprior's on Kodak (eval/results/kodak-mlic)
+@register_codec(model=MLICv2, arch={"preset": "small"}, priority=30)
 class MLICCodec(ImageTransformCodec):
     """MLICv2 as a codec: ``MLICCodec(preset="small")`` or ``MLICCodec(N=..., M=..., num_slices=...)``."""
 
