@@ -7,6 +7,7 @@ codec; a codec family reuses a latent codec and writes only its transforms.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
@@ -39,7 +40,7 @@ def update_tables(module: nn.Module) -> None:
             m.update_tables()
 
 
-class LatentCodec(nn.Module):
+class LatentCodec(nn.Module, metaclass=abc.ABCMeta):
     """A latent ``y`` -> named sections -> ``y_hat``, and its training-time rates.
 
     Implementations say which sections they write (:attr:`section_names`) and define:
@@ -69,16 +70,19 @@ class LatentCodec(nn.Module):
         """The latents derived from ``y`` that are coded too (none by default)."""
         return {}
 
+    @abc.abstractmethod
     def forward(
         self, y: Tensor, side: Mapping[str, Tensor] | None = None, mode: Mode | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        raise NotImplementedError
+        """The training pass (the class docstring)."""
 
+    @abc.abstractmethod
     def compress(self, y: Tensor, side: Mapping[str, Tensor] | None = None) -> dict[str, bytes]:
-        raise NotImplementedError
+        """The sections of ``y`` (the class docstring)."""
 
+    @abc.abstractmethod
     def decompress(self, sections: Mapping[str, bytes], shape: Sequence[int]) -> Tensor:
-        raise NotImplementedError
+        """``y_hat`` from the sections (the class docstring)."""
 
     def coded_latent(self, y: Tensor) -> Tensor:
         return self.decompress(self.compress(y), y.shape)
