@@ -48,7 +48,9 @@ CODECS = {  # name: (the latent codec, the sides of its latent)
     "factorized": (lambda: FactorizedLatentCodec(M), (8, 12)),
     "hyperprior": (lambda: mean_scale_hyperprior(M, N), (8, 12)),
     "hyperprior-1d": (lambda: mean_scale_hyperprior(M, N, dims=1), (24,)),
+    "single_step": (lambda: context_codec(ContextSchedule.single_step(M)), (8, 12)),
     "channel_slices": (lambda: context_codec(ContextSchedule.channel_slices([3, 5])), (8, 12)),
+    "checkerboard": (lambda: context_codec(ContextSchedule.checkerboard(M)), (8, 12)),
     "sliced_checkerboard": (lambda: context_codec(ContextSchedule.sliced_checkerboard([4, 4])), (8, 12)),
 }
 
