@@ -50,7 +50,7 @@ from neurocodec.models.c3 import (
     laplace_tables,
     table_of,
 )
-from neurocodec.registry import WeightConfig, register_codec
+from neurocodec.registry import register_codec
 
 __all__ = ["LAMBDAS", "PRESETS", "C3Codec", "laplace_tables"]
 
@@ -209,7 +209,7 @@ def decode_latents(data: bytes, sizes: list[tuple[int, int]], arm: IntegerARM) -
 # The codec
 
 
-@register_codec
+@register_codec(qualities=tuple(LAMBDAS))
 class C3Codec(Codec):
     name = "c3"
     media = "image"
@@ -227,19 +227,6 @@ class C3Codec(Codec):
         self.progress = sys.stderr.isatty()
         self.seed = 0
         self.last_fit: dict = {}  # what the last encode measured (predicted rate, steps, ...)
-
-    @classmethod
-    def weight_configs(cls) -> list[WeightConfig]:
-        """One config per quality, with no weight file (the registry lists them as installed)."""
-        return [
-            WeightConfig(codec=cls.name, quality=q, media=cls.media, filename="", sha256="0" * 64,
-                         arch=dict(ARCH), model_card={"lambda": lmbda, "training_data": "none (fitted per image)"})
-            for q, lmbda in LAMBDAS.items()
-        ]
-
-    @classmethod
-    def from_weights(cls, config: WeightConfig, state: dict, device: torch.device) -> C3Codec:
-        return cls(**config.arch).to(device).eval()
 
     def _encode(self, x: torch.Tensor, effort: int = 0) -> tuple[ImageGeometry, dict[str, bytes]]:
         if self.lmbda is None:

@@ -1,8 +1,8 @@
 """The rate-distortion training loop shared by every codec family.
 
-loss = distortion + lambda * rate (:func:`~neurocodec.train.losses.rd_loss`: MSE with
+loss = distortion + lambda * rate (:func:`~neurocodec.models.losses.rd_loss`: MSE with
 CompressAI's ``lambda * 255^2`` scale, or MS-SSIM) plus the terms the model adds itself
-(``loss_terms``, see :mod:`neurocodec.train.models`), and the entropy bottleneck's auxiliary
+(``loss_terms``, see :class:`neurocodec.registry.CodecFamily`), and the entropy bottleneck's auxiliary
 loss on its own optimizer. Adam, gradient clipping, a learning-rate schedule (a 10x drop at
 ``lr_drop_at`` of the run by default, or cosine with warmup), bf16 autocast (on CUDA by default; on
 the CPU when asked, where the CPU has bf16 units), optional
@@ -22,17 +22,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from neurocodec.io import media_files
+from neurocodec.registry import trainable
 from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, model_weights, save_checkpoint
-from neurocodec.train.data import AudioClips, ImageCrops, VideoClips, audio_files, image_files, video_files
+from neurocodec.train.data import AudioClips, ImageCrops, VideoClips
 from neurocodec.train.distributed import join
 from neurocodec.train.ema import WeightAverage
-from neurocodec.train.losses import check_distortion, rd_loss
-from neurocodec.train.models import build_model, trainable
+from neurocodec.train.losses import check_distortion, loss_and_stats
 from neurocodec.train.schedule import check_periods, check_schedule, cosine_lr
 
-__all__ = ["TrainConfig", "Trainer", "build_model", "rd_loss"]
+__all__ = ["TrainConfig", "Trainer"]
 
-_LISTERS = {"image": image_files, "audio": audio_files, "video": video_files}
 _PEAK = {"image": 1.0, "audio": 2.0, "video": 1.0}  # peak-to-peak range, for the PSNR
 
 
@@ -98,7 +98,7 @@ class Trainer:
         self.world, device = join(c.device)
         self.device = torch.device(device)
         torch.manual_seed(c.seed)
-        self.model = build_model(c.model, c.arch).to(self.device)
+        self.model = self.spec.build_model(c.arch).to(self.device)
         if c.channels_last and self.spec.data == "image":
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.world.distributed:  # the same weights everywhere; the noise differs per process
@@ -152,7 +152,7 @@ class Trainer:
         c = self.config
         train = c.data
         if c.val_split:
-            files = _LISTERS[self.spec.data](c.data)
+            files = media_files(c.data, self.spec.data)
             if c.val_split >= len(files):
                 raise ValueError(f"cannot hold {c.val_split} of the {len(files)} files of {c.data} out")
             train, held_out = files[: -c.val_split], files[-c.val_split :]
@@ -234,7 +234,9 @@ class Trainer:
         weight file (``<codec>-q<Q>.safetensors``, e.g. a shipped one): every tensor whose name
         and shape match this model's; the rest keep their initialization (e.g. a hyperprior
         added to a trained WaLLoC). Returns (tensors taken, tensors of this model)."""
-        source = _init_source(Path(run), self.device)
+        source = dict(_init_source(Path(run), self.device))
+        if hasattr(self.model, "renamed_keys"):  # a 0.1.0 weight file's keys -> today's
+            self.model.renamed_keys(source)
         own = self.model.state_dict()
         taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         if not taken:
@@ -281,7 +283,7 @@ class Trainer:
         self.model.train()
         with self._autocast():
             out = self.net(self._input(x))
-        loss, stats = rd_loss(out, x, c.lmbda, c.distortion, _PEAK[self.spec.data])
+        loss, stats = loss_and_stats(out, x, c.lmbda, c.distortion, _PEAK[self.spec.data])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if c.clip > 0:
@@ -315,7 +317,7 @@ class Trainer:
             for chunk in batch.split(c.batch_size):
                 with self._autocast():
                     out = model(self._input(chunk))
-                _, stats = rd_loss(out, chunk, c.lmbda, c.distortion, _PEAK[self.spec.data])
+                _, stats = loss_and_stats(out, chunk, c.lmbda, c.distortion, _PEAK[self.spec.data])
                 for k, v in stats.items():
                     totals[k] = totals.get(k, 0.0) + v * len(chunk)
         model.train(was_training)
