@@ -209,7 +209,7 @@ def decode_latents(data: bytes, sizes: list[tuple[int, int]], arm: IntegerARM) -
 # The codec
 
 
-@register_codec(qualities=tuple(LAMBDAS))
+@register_codec(qualities=tuple(LAMBDAS), priority=-1)  # never the default: it fits each image
 class C3Codec(Codec):
     name = "c3"
     media = "image"
