@@ -244,3 +244,6 @@ def test_cli_encode_decode(tmp_path: Path, shipped) -> None:
     dec = subprocess.run([*run, "decode", out.name, "-o", "b.png"], capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
     assert dec.returncode == 0, dec.stderr
     assert Image.open(tmp_path / "b.png").size == (30, 24)
+    bad = subprocess.run([*run, "encode", "a.png", "--codec", "c3", "--effort", "turbo", "-o", "c.ncd"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
+    assert bad.returncode != 0 and "fast, medium, slow" in bad.stderr and "Traceback" not in bad.stderr
