@@ -111,7 +111,9 @@ def summarize(rows: list[dict]) -> dict:
         grouped: dict[object, list[dict]] = {}
         for r in rs:
             grouped.setdefault(r["setting"], []).append(r)
-        complete = {s: g for s, g in grouped.items() if sorted(r["file"] for r in g) == files}  # same files only
+        complete = {
+            s: g for s, g in grouped.items() if sorted(r["file"] for r in g) == files
+        }  # same files only
         curve = rd.mean_curve(complete)
         curves[name] = curve
         points[name] = rd.curve_points(curve)
@@ -160,13 +162,23 @@ def main() -> None:
             except Exception as e:
                 print(f"{codec} {setting} {name}: {type(e).__name__}: {e}", file=sys.stderr)
                 continue
-            row.update(codec=codec, setting=setting, crop=args.crop, effort=args.effort if codec == "c3" else None)
+            row.update(
+                codec=codec, setting=setting, crop=args.crop, effort=args.effort if codec == "c3" else None
+            )
             append(args.rows, row)
             rows.append(row)
-            print(json.dumps({k: row[k] for k in ("codec", "setting", "file", "bpp", "psnr", "encode_s")}), flush=True)
+            print(
+                json.dumps({k: row[k] for k in ("codec", "setting", "file", "bpp", "psnr", "encode_s")}),
+                flush=True,
+            )
     summary = summarize(rows)
-    summary.update(crop=args.crop, effort=args.effort, threads=1, cpu=rd.cpu_model(),
-                   note="2-core machine shared by ~6 workers: timings are loaded-machine figures")
+    summary.update(
+        crop=args.crop,
+        effort=args.effort,
+        threads=1,
+        cpu=rd.cpu_model(),
+        note="2-core machine shared by ~6 workers: timings are loaded-machine figures",
+    )
     args.out.write_text(json.dumps(summary, indent=1) + "\n")
     tests = list(dict.fromkeys(e["test"] for e in summary["bd_rate"]))
     anchors = list(dict.fromkeys(e["anchor"] for e in summary["bd_rate"]))

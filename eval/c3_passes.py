@@ -30,8 +30,11 @@ for quality in (2, 4):
         model = c3_fit.fit(x, (256, 256), lmbda, c3_fit.Schedule(iterations), {**c3.ARCH, "scheme": scheme})
         with torch.no_grad():
             _, bpp, mse = c3_fit.model_loss(model, x, lmbda, c3_fit.hard_round)
-        results[f"q{quality}-{scheme}"] = {"latent_bpp": bpp.item(), "psnr": -10 * math.log10(mse.item()),
-                                           "seconds": time.perf_counter() - t}
+        results[f"q{quality}-{scheme}"] = {
+            "latent_bpp": bpp.item(),
+            "psnr": -10 * math.log10(mse.item()),
+            "seconds": time.perf_counter() - t,
+        }
         print(json.dumps(results), flush=True)
 for quality in (2, 4):
     p, r = results[f"q{quality}-phases"], results[f"q{quality}-raster"]

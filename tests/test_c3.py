@@ -28,7 +28,9 @@ from neurocodec.models.c3 import (
 )
 
 EFFORT = 150
-CODEC = c3.C3Codec(quality=3)  # decodes every quality-3 file (the registry's packaged configs are hidden in tests)
+CODEC = c3.C3Codec(
+    quality=3
+)  # decodes every quality-3 file (the registry's packaged configs are hidden in tests)
 
 
 def image(h: int = 40, w: int = 52, seed: int = 0) -> torch.Tensor:
@@ -52,7 +54,13 @@ def random_model(h: int = 64, w: int = 128, seed: int = 0) -> tuple[ImageModel, 
     """A model with random integer latents and a random ARM, quantized to the given steps."""
     torch.manual_seed(seed)
     m = ImageModel(h, w)
-    steps = {"arm.weight": 6, "arm.bias": 5, "upsampler.weight": 8, "synthesis.weight": 8, "synthesis.bias": 7}
+    steps = {
+        "arm.weight": 6,
+        "arm.bias": 5,
+        "upsampler.weight": 8,
+        "synthesis.weight": 8,
+        "synthesis.bias": 7,
+    }
     with torch.no_grad():
         for y in m.latents:
             y.copy_(torch.round(torch.randn_like(y) * 3))
@@ -104,7 +112,9 @@ def test_decoding_is_bit_exact_across_threads(coded) -> None:
     assert torch.equal(CODEC.decode(data), CODEC.decode(data))
 
 
-def _int64_reference(arm, grid: torch.Tensor, coarse: torch.Tensor, phase: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _int64_reference(
+    arm, grid: torch.Tensor, coarse: torch.Tensor, phase: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The integer ARM by int64 arithmetic, position by position through explicit windows."""
     k, ck = arm.same.shape[-1], arm.coarse.shape[-1]
     r, cr = k // 2, ck // 2
@@ -144,7 +154,9 @@ def test_integer_arm_equals_an_int64_reference() -> None:
         for p in range(phase, len(PHASES)):
             py, px = PHASES[p]
             noisy[py::2, px::2] = 99
-        assert all(torch.equal(a, b) for a, b in zip(integer_phase(arm, noisy, coarse, phase), got, strict=True))
+        assert all(
+            torch.equal(a, b) for a, b in zip(integer_phase(arm, noisy, coarse, phase), got, strict=True)
+        )
 
 
 def test_float_arm_is_the_masked_window_mlp() -> None:
@@ -163,7 +175,9 @@ def test_float_arm_is_the_masked_window_mlp() -> None:
         for x in range(10):
             p = PHASES.index((y % 2, x % 2))
             pre = (arm.same[p] * arm.masks[p] * g[y : y + 5, x : x + 5]).sum((1, 2))
-            pre = pre + (arm.coarse[p] * c[y // 2 : y // 2 + 3, x // 2 : x // 2 + 3]).sum((1, 2)) + arm.bias[p]
+            pre = (
+                pre + (arm.coarse[p] * c[y // 2 : y // 2 + 3, x // 2 : x // 2 + 3]).sum((1, 2)) + arm.bias[p]
+            )
             out = arm.head(torch.relu(arm.hidden(torch.relu(pre))))
             assert torch.allclose(out, torch.stack([mean[0, 0, y, x], log_scale[0, 0, y, x]]), atol=1e-5)
 
@@ -186,7 +200,10 @@ def test_latents_and_networks_roundtrip_and_rate_matches_the_model() -> None:
     arm = c3.integer_arm(model, steps)
     grids = [y.detach()[0, 0].double() for y in model.latents]
     data = c3.encode_latents(grids, arm)
-    assert all(torch.equal(a, b) for a, b in zip(c3.decode_latents(data, [tuple(g.shape) for g in grids], arm), grids, strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(c3.decode_latents(data, [tuple(g.shape) for g in grids], arm), grids, strict=True)
+    )
     with torch.no_grad():
         predicted = float(c3_fit.latent_bits(model, [y.detach() for y in model.latents]))
     assert abs(len(data) * 8 / predicted - 1) < 0.02
@@ -236,14 +253,36 @@ def test_cli_encode_decode(tmp_path: Path, shipped) -> None:
     Image.fromarray((x.permute(1, 2, 0) * 255).round().byte().numpy()).save(tmp_path / "a.png")
     run = [sys.executable, "-m", "neurocodec"]
     src = str(Path(__file__).resolve().parents[1] / "src")  # this checkout's package, whatever the cwd
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, *os.environ.get("PYTHONPATH", "").split(os.pathsep)])}
-    enc = subprocess.run([*run, "encode", "a.png", "--codec", "c3", "-q", "2", "--effort", "10"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([src, *os.environ.get("PYTHONPATH", "").split(os.pathsep)]),
+    }
+    enc = subprocess.run(
+        [*run, "encode", "a.png", "--codec", "c3", "-q", "2", "--effort", "10"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env=env,
+    )
     assert enc.returncode == 0, enc.stderr
     out = next(tmp_path.glob("a.*nc*"))
-    dec = subprocess.run([*run, "decode", out.name, "-o", "b.png"], capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
+    dec = subprocess.run(
+        [*run, "decode", out.name, "-o", "b.png"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env=env,
+    )
     assert dec.returncode == 0, dec.stderr
     assert Image.open(tmp_path / "b.png").size == (30, 24)
-    bad = subprocess.run([*run, "encode", "a.png", "--codec", "c3", "--effort", "turbo", "-o", "c.ncd"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
+    bad = subprocess.run(
+        [*run, "encode", "a.png", "--codec", "c3", "--effort", "turbo", "-o", "c.ncd"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env=env,
+    )
     assert bad.returncode != 0 and "fast, medium, slow" in bad.stderr and "Traceback" not in bad.stderr

@@ -57,7 +57,11 @@ __all__ = ["LAMBDAS", "PRESETS", "C3Codec", "laplace_tables"]
 # quality -> lambda (loss bpp + lambda * 255^2 * MSE): geometric from 0.0018 to 0.0932
 LAMBDAS = {1: 0.0018, 2: 0.0040, 3: 0.0087, 4: 0.0193, 5: 0.0424, 6: 0.0932}
 PRESETS = {"fast": 1000, "medium": 3000, "slow": 10000}  # fitting iterations
-ARCH = {"arm_hidden": 8, "arm_kernel": 5, "synthesis_width": 16}  # hidden 8: fewer parameter bytes, same R-D (kodim01 crops, q1 and q3)
+ARCH = {
+    "arm_hidden": 8,
+    "arm_kernel": 5,
+    "synthesis_width": 16,
+}  # hidden 8: fewer parameter bytes, same R-D (kodim01 crops, q1 and q3)
 PADDING = 1 << (GRIDS - 1)
 
 
@@ -80,7 +84,9 @@ def pack_networks(model: ImageModel, steps: dict[str, int]) -> bytes:
         out += _GROUP.pack(k, scale)
         values.append(ints)
         indexes.append(torch.full_like(ints, scale << MEAN_BITS))
-    stream = coder.encode(torch.cat(values).to(torch.int32), torch.cat(indexes).to(torch.int32), laplace_tables(), lanes=1)
+    stream = coder.encode(
+        torch.cat(values).to(torch.int32), torch.cat(indexes).to(torch.int32), laplace_tables(), lanes=1
+    )
     return bytes(out) + stream
 
 
@@ -92,7 +98,9 @@ def unpack_networks(data: bytes, height: int, width: int) -> tuple[ImageModel, d
         raise BitstreamError("the c3 networks section is truncated")
     hidden, kernel, width_ = _HEAD.unpack_from(data)
     if not (1 <= hidden <= 64 and kernel in (3, 5, 7) and 1 <= width_ <= 64):
-        raise BitstreamError(f"the c3 networks section has an unsupported architecture ({hidden}, {kernel}, {width_})")
+        raise BitstreamError(
+            f"the c3 networks section has an unsupported architecture ({hidden}, {kernel}, {width_})"
+        )
     arch = {"arm_hidden": hidden, "arm_kernel": kernel, "synthesis_width": width_}
     model = ImageModel(height, width, **arch)
     groups = c3_fit.groups(model)
@@ -104,7 +112,9 @@ def unpack_networks(data: bytes, height: int, width: int) -> tuple[ImageModel, d
         steps[name] = k
         count = sum(c3_fit.coded_values(model, t).numel() for t in tensors)
         indexes.append(torch.full((count,), scale << MEAN_BITS, dtype=torch.int32))
-    values = torch.from_numpy(coder.decode(data[_HEAD.size + groups_len :], torch.cat(indexes), laplace_tables()))
+    values = torch.from_numpy(
+        coder.decode(data[_HEAD.size + groups_len :], torch.cat(indexes), laplace_tables())
+    )
     values = values.to(torch.float64)
     position = 0
     with torch.no_grad():
@@ -130,9 +140,15 @@ def integer_arm(model: ImageModel, steps: dict[str, int]) -> IntegerARM:
         return torch.round(t.detach().to(torch.float64).cpu() * 2.0**k)
 
     result = IntegerARM(
-        same=ints(arm.same * arm.masks.unsqueeze(1), kw), coarse=ints(arm.coarse, kw), bias=ints(arm.bias, kb),
-        hidden_w=ints(arm.hidden.weight, kw), hidden_b=ints(arm.hidden.bias, kb),
-        head_w=ints(arm.head.weight, kw), head_b=ints(arm.head.bias, kb), kw=kw, kb=kb,
+        same=ints(arm.same * arm.masks.unsqueeze(1), kw),
+        coarse=ints(arm.coarse, kw),
+        bias=ints(arm.bias, kb),
+        hidden_w=ints(arm.hidden.weight, kw),
+        hidden_b=ints(arm.hidden.bias, kb),
+        head_w=ints(arm.head.weight, kw),
+        head_b=ints(arm.head.bias, kb),
+        kw=kw,
+        kb=kb,
     )
     if ACT_BITS + kw - kb < 0:
         raise BitstreamError("the c3 ARM's bias step is finer than its accumulator")
@@ -191,8 +207,11 @@ def decode_latents(data: bytes, sizes: list[tuple[int, int]], arm: IntegerARM) -
     for level, phase, valid in _passes(sizes):
         py, px = PHASES[phase]
         h, w = sizes[level]
-        coarse = padded[level + 1][: sizes[level + 1][0], : sizes[level + 1][1]] if level + 1 < GRIDS else (
-            torch.zeros(-(-h // 2), -(-w // 2), dtype=torch.float64))
+        coarse = (
+            padded[level + 1][: sizes[level + 1][0], : sizes[level + 1][1]]
+            if level + 1 < GRIDS
+            else (torch.zeros(-(-h // 2), -(-w // 2), dtype=torch.float64))
+        )
         mean, log_scale = integer_phase(arm, padded[level], coarse, phase)
         whole, index = table_of(mean, log_scale)
         symbols = torch.from_numpy(stream.pull(index[valid]).astype(np.int64))
@@ -246,10 +265,16 @@ class C3Codec(Codec):
         grids = [y.detach()[0, 0].to(torch.float64).cpu() for y in model.latents]
         latents = encode_latents(grids, integer_arm(model, steps))
         self.last_fit = {
-            "steps": steps, "predicted_latent_bits": float(bpp) * h * w, "latent_bytes": len(latents),
-            "network_bytes": len(networks), "psnr_fit": -10 * math.log10(max(float(mse), 1e-10)),
+            "steps": steps,
+            "predicted_latent_bits": float(bpp) * h * w,
+            "latent_bytes": len(latents),
+            "network_bytes": len(networks),
+            "psnr_fit": -10 * math.log10(max(float(mse), 1e-10)),
         }
-        return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {"networks": networks, "latents": latents}
+        return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {
+            "networks": networks,
+            "latents": latents,
+        }
 
     def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
         missing = {"networks", "latents"} - sections.keys()

@@ -81,7 +81,9 @@ def latent_bits(model: ImageModel, grids: list[Tensor]) -> Tensor:
     return total
 
 
-def model_loss(model: ImageModel, x: Tensor, lmbda: float, quantize: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+def model_loss(
+    model: ImageModel, x: Tensor, lmbda: float, quantize: Callable[[Tensor], Tensor]
+) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, bpp of the latents, MSE) of ``model`` on ``x`` (1, 3, h, w), latents quantized by ``quantize``."""
     grids = [quantize(y) for y in model.latents]
     _, _, h, w = x.shape
@@ -129,7 +131,9 @@ def fit(
         loss.backward()
         opt.step()
         bar.update()
-        bar.set_postfix(bpp=f"{bpp.item():.3f}", psnr=f"{-10 * math.log10(max(mse.item(), 1e-10)):.2f}", refresh=False)
+        bar.set_postfix(
+            bpp=f"{bpp.item():.3f}", psnr=f"{-10 * math.log10(max(mse.item(), 1e-10)):.2f}", refresh=False
+        )
         return loss.item()
 
     # warm-up: keep the candidate with the lowest mean loss over its last quarter

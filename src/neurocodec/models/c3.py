@@ -290,7 +290,13 @@ def integer_phase(arm: IntegerARM, grid: Tensor, coarse: Tensor, phase: int) -> 
     columns = [xp[py + i :: 2, px + j :: 2][:h2, :w2].reshape(-1) for i, j in taps]
     columns += [cp[i : i + h2, j : j + w2].reshape(-1) for i in range(ck) for j in range(ck)]
     x = torch.stack(columns) * 2.0**ACT_BITS  # (taps, N): latents in units 2^-ACT_BITS
-    w1 = torch.cat([arm.same[phase][:, [i for i, _ in taps], [j for _, j in taps]], arm.coarse[phase].reshape(-1, ck * ck)], 1)
+    w1 = torch.cat(
+        [
+            arm.same[phase][:, [i for i, _ in taps], [j for _, j in taps]],
+            arm.coarse[phase].reshape(-1, ck * ck),
+        ],
+        1,
+    )
     a = _layer(w1 @ x + arm.bias[phase, :, None] * arm.bias_scale, arm.kw, True)
     a = _layer(arm.hidden_w @ a + arm.hidden_b[:, None] * arm.bias_scale, arm.kw, True)
     out = _layer(arm.head_w @ a + arm.head_b[:, None] * arm.bias_scale, arm.kw, False)
@@ -365,8 +371,15 @@ def table_of(mean: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor]:
 class ImageModel(nn.Module):
     """Everything fitted to one (padded) image: the latent grids and the three networks."""
 
-    def __init__(self, height: int, width: int, arm_hidden: int = 16, arm_kernel: int = 5,
-                 synthesis_width: int = 16, scheme: str = "phases") -> None:
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        arm_hidden: int = 16,
+        arm_kernel: int = 5,
+        synthesis_width: int = 16,
+        scheme: str = "phases",
+    ) -> None:
         super().__init__()
         self.latents = nn.ParameterList(
             [nn.Parameter(torch.zeros(1, 1, h, w)) for h, w in grid_sizes(height, width)]
