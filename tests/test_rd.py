@@ -21,10 +21,13 @@ import torch
 from PIL import Image
 
 import toy_codec
-from neurocodec import baselines, cli, published, rd
-from neurocodec.baselines import BASELINES, evaluate_baseline
-from neurocodec.metrics import ms_ssim, ms_ssim_db
-from neurocodec.rd import bd_psnr, bd_rate, curve_points, mean_curve, overlap, plot_rd, rd_row
+from neurocodec import cli
+from neurocodec.evaluation import baselines, bd, published
+from neurocodec.evaluation.baselines import BASELINES, evaluate_baseline
+from neurocodec.evaluation.bd import bd_psnr, bd_rate, overlap
+from neurocodec.evaluation.metrics import ms_ssim, ms_ssim_db
+from neurocodec.evaluation.plots import plot_rd
+from neurocodec.evaluation.rows import curve_points, mean_curve, rd_row, spread
 
 TESTS = Path(__file__).resolve().parent
 KODAK = TESTS.parents[1] / "shared" / "data" / "kodak"
@@ -155,7 +158,7 @@ def test_pchip_integral_matches_scipy() -> None:
             y = rng.normal(size=len(x)).cumsum() if rng.random() < 0.5 else np.sort(rng.normal(size=len(x)))
             lo, hi = np.sort(rng.uniform(x[0], x[-1], 2))
             expected = interpolate.PchipInterpolator(x, y).integrate(lo, hi)
-            assert rd._pchip_integral(x, y, lo, hi) == pytest.approx(expected, rel=1e-10, abs=1e-12)
+            assert bd._pchip_integral(x, y, lo, hi) == pytest.approx(expected, rel=1e-10, abs=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -426,7 +429,7 @@ def test_eval_effort(
 
 def test_spread_keeps_the_ends() -> None:
     sweep = (5, 10, 15, 20, 30, 40, 50)
-    assert rd.spread(sweep, 2) == (5, 50) and rd.spread(sweep, 3) == (5, 20, 50)
-    assert rd.spread(sweep, None) == rd.spread(sweep, 9) == sweep
+    assert spread(sweep, 2) == (5, 50) and spread(sweep, 3) == (5, 20, 50)
+    assert spread(sweep, None) == spread(sweep, 9) == sweep
     with pytest.raises(ValueError, match="at least 2"):
-        rd.spread(sweep, 1)
+        spread(sweep, 1)

@@ -17,7 +17,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from neurocodec.errors import ConfigError
-from neurocodec.rd import evaluate_audio, evaluate_images, mean_curve, mean_point
+from neurocodec.evaluation.rows import evaluate_audio, evaluate_images, mean_curve, mean_point
 from neurocodec.registry import WEIGHTS_DIR, WeightConfig, _codec_class
 from neurocodec.train.checkpoint import load_checkpoint, model_weights
 from neurocodec.train.data import audio_files, image_files

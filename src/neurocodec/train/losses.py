@@ -18,7 +18,7 @@ import math
 import torch
 
 from neurocodec.errors import ConfigError
-from neurocodec.metrics import MS_SSIM_MIN_SIZE
+from neurocodec.evaluation.metrics import MS_SSIM_MIN_SIZE
 
 __all__ = ["DISTORTIONS", "check_distortion", "rd_loss"]
 
