@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from PIL import Image
 import toy_codec
 from neurocodec import cli
 from neurocodec.evaluation import baselines, bd, published
+from neurocodec.evaluation import rows as evaluation_rows
 from neurocodec.evaluation.baselines import BASELINES, evaluate_baseline
 from neurocodec.evaluation.bd import bd_psnr, bd_rate, overlap
 from neurocodec.evaluation.metrics import ms_ssim, ms_ssim_db
@@ -372,6 +374,71 @@ def test_eval_learned_codec_against_a_baseline(
     status, _, err = in_process(*args, cwd=tmp_path, capsys=capsys)
     assert (status, err) == (1, "neurocodec: error: o/results.json already exists (use -f to replace it)\n")
     assert (tmp_path / "o" / "results.json").read_bytes() == before
+
+
+def test_eval_resumes_a_stopped_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each file's rows are written as it finishes: a run stopped after one file, run again,
+    measures only the others and writes the report an uninterrupted run writes; the rows of
+    another evaluation are refused."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for quality in (1, 2):
+        toy_codec.write_weights(weights, quality)
+    monkeypatch.setenv("NEUROCODEC_WEIGHTS_PATH", str(weights))
+    monkeypatch.setenv("NEUROCODEC_CODEC_MODULES", toy_codec.MODULES)
+    data = tmp_path / "images"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    ticks = itertools.count()  # every encode and decode takes 1 s: times equal from run to run
+    clock = SimpleNamespace(perf_counter=lambda: float(next(ticks)))
+    monkeypatch.setattr(evaluation_rows, "time", clock)
+    monkeypatch.setattr(baselines, "time", clock)
+    measured: list[str] = []
+    evaluate_images = evaluation_rows.evaluate_images
+    stop_at = None
+
+    def counted(codec, paths, **options):
+        measured.append(f"q{codec.quality} {paths[0].name}")
+        if len(measured) == stop_at:
+            raise KeyboardInterrupt
+        return evaluate_images(codec, paths, **options)
+
+    monkeypatch.setattr(evaluation_rows, "evaluate_images", counted)
+    args = (toy_codec.NAME, "--data", data, "--baselines", "jpeg", "--sweep", "jpeg=50,90", "--quiet")
+    assert in_process(*args, "--out", "whole", cwd=tmp_path, capsys=capsys) == (0, "", "")
+    assert len(measured) == 6  # 2 qualities x 3 files
+
+    measured.clear()
+    stop_at = 2
+    status, _, err = in_process(*args, "--out", "part", cwd=tmp_path, capsys=capsys)
+    assert (status, err) == (130, "neurocodec: interrupted\n")
+    assert not (tmp_path / "part" / "results.json").exists()
+    assert len((tmp_path / "part" / "rows.jsonl").read_text().splitlines()) == 2  # what it knows, one file
+    measured.clear()
+    stop_at = None
+    assert in_process(*args, "--out", "part", cwd=tmp_path, capsys=capsys) == (0, "", "")
+    assert measured == ["q1 1.png", "q1 2.png", "q2 0.png", "q2 1.png", "q2 2.png"]  # not q1 0.png again
+
+    whole, part = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("whole", "part"))
+    for report in (whole, part):
+        del report["date"], report["command"]
+    assert part == whole
+    assert (
+        len(part["codecs"][toy_codec.NAME]["per_file"]) == 6 and len(part["codecs"]["jpeg"]["per_file"]) == 6
+    )
+
+    for written in ("results.json", "rd.png", "rd-ms-ssim.png"):
+        (tmp_path / "part" / written).unlink()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "0.png").write_bytes((data / "0.png").read_bytes())
+    status, _, err = in_process(toy_codec.NAME, "--data", other, "--out", "part", cwd=tmp_path, capsys=capsys)
+    assert status == 1 and "part/rows.jsonl holds the rows of another evaluation" in err
+    assert "use -f to start over" in err
 
 
 @pytest.mark.parametrize(

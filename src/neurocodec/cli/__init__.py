@@ -16,15 +16,13 @@ import sys
 from collections.abc import Sequence
 
 from neurocodec import __version__
-from neurocodec.cli import bench, decode, encode, export, info, latents, train
-from neurocodec.cli import eval as eval_
-from neurocodec.cli import list as list_
+from neurocodec.cli import bench, decode, encode, evaluate, export, info, latents, listing, train
 from neurocodec.cli.common import PROG, Console, UsageError
 from neurocodec.errors import NeurocodecError, UnknownCodecError
 
 __all__ = ["main", "parser"]
 
-COMMANDS = (encode, decode, info, list_, eval_, train, export, latents, bench)  # in the order of --help
+COMMANDS = (encode, decode, info, listing, evaluate, train, export, latents, bench)  # in the order of --help
 
 EPILOG = f"""\
 examples:

@@ -196,7 +196,7 @@ def run_eval(
         raise OutputError(f"cannot create the output directory {out}: {e.strerror or e}") from None
     header = {
         "media": plan.media, "data": str(plan.data.resolve()), "effort": plan.effort,
-        "frames": plan.frames, "device": plan.device,
+        "frames": plan.frames if plan.media == "video" else None, "device": plan.device,
     }  # fmt: skip
     store = RowStore(out / ROWS, header, restart=force)
     measured = measure(plan, store, progress)

@@ -99,7 +99,9 @@ class HyperSynthesis(nn.Module):
         x = torch.clamp(z_hat, -Z_BOUND, Z_BOUND).to(torch.int64)  # exact for integer-valued floats
         raw = self.out.forward_integer(self.up2.forward_integer(self.up1.forward_integer(x)))
         index_raw, mean_raw = raw.chunk(2, dim=1)  # channels-last views: one copy each, to NCHW
-        index = index_raw.to(torch.int32, memory_format=torch.contiguous_format).clamp_(0, self.num_scales - 1)
+        index = index_raw.to(torch.int32, memory_format=torch.contiguous_format).clamp_(
+            0, self.num_scales - 1
+        )
         means = mean_raw.to(torch.float64, memory_format=torch.contiguous_format).mul_(2.0**-self.mean_bits)
         return index, means
 
