@@ -58,11 +58,7 @@ def _psnr(x: torch.Tensor, y: torch.Tensor, bit_depth: int) -> str:
     return "PSNR inf dB (lossless)" if value == float("inf") else f"PSNR {value:.2f} dB"
 
 
-# --------------------------------------------------------------------------------------------
-# Commands
-
-
-def _inputmedia_of(path: Path) -> str:
+def _input_media(path: Path) -> str:
     """What an input file holds, by its extension: audio for soundfile's formats, else an image."""
     from neurocodec.io.audio import WRITE_FORMATS
 
@@ -72,7 +68,7 @@ def _inputmedia_of(path: Path) -> str:
 def _encode_one(codec_for: Callable[[str], Codec], src: Path, dst: Path, args: argparse.Namespace) -> str:
     from neurocodec.io import read_codec_input
 
-    media = _inputmedia_of(src)
+    media = _input_media(src)
     codec = codec_for(media)
     x, sample_rate = read_codec_input(src, media, codec.channels)
     start = time.perf_counter()
@@ -116,6 +112,6 @@ def run(args: argparse.Namespace, console: Console) -> None:
     if jobs:
         # Load before any work, so that an unknown codec or quality is a usage error (exit 2) and a
         # codec of the wrong media fails once, not file by file.
-        for media in sorted({_inputmedia_of(src) for src, _ in jobs}):
+        for media in sorted({_input_media(src) for src, _ in jobs}):
             codec_for(media)
         run_jobs(jobs, "encode", lambda src, dst: _encode_one(codec_for, src, dst, args), console)

@@ -34,7 +34,9 @@ def add_parser(
         "kbit/s from real file sizes, SNR and SI-SDR (OUT/rd.png is kbit/s vs SNR, OUT/rd-si-sdr.png vs SI-SDR). "
         "The video baselines x264 (medium), x265 (medium) and svtav1 (preset 8), over CRF sweeps, are measured on "
         "the videos of --data (Y4M, MP4, ..., and raw .yuv named with their geometry): bpp and kbit/s from real "
-        "file sizes, PSNR-Y and PSNR-YUV (OUT/rd.png is bpp vs PSNR-Y, OUT/rd-psnr-yuv.png vs PSNR-YUV).",
+        "file sizes, PSNR-Y and PSNR-YUV (OUT/rd.png is bpp vs PSNR-Y, OUT/rd-psnr-yuv.png vs PSNR-YUV). "
+        "Each file's rows go to OUT/rows.jsonl as soon as it is coded: the same command run again resumes "
+        "a stopped evaluation where it stopped (-f starts over).",
     )
     eval_.add_argument("codecs", nargs="+", metavar="CODEC", help="installed codecs and/or baselines")
     eval_.add_argument(
