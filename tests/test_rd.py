@@ -23,6 +23,7 @@ from PIL import Image
 
 import toy_codec
 from neurocodec import cli
+from neurocodec.errors import ConfigError
 from neurocodec.evaluation import baselines, bd, published
 from neurocodec.evaluation import rows as evaluation_rows
 from neurocodec.evaluation.baselines import BASELINES, evaluate_baseline
@@ -30,6 +31,7 @@ from neurocodec.evaluation.bd import bd_psnr, bd_rate, overlap
 from neurocodec.evaluation.metrics import ms_ssim, ms_ssim_db
 from neurocodec.evaluation.plots import plot_rd
 from neurocodec.evaluation.rows import curve_points, mean_curve, rd_row, spread
+from neurocodec.evaluation.runner import RowStore
 
 TESTS = Path(__file__).resolve().parent
 KODAK = TESTS.parents[1] / "shared" / "data" / "kodak"
@@ -417,7 +419,10 @@ def test_eval_resumes_a_stopped_run(
     status, _, err = in_process(*args, "--out", "part", cwd=tmp_path, capsys=capsys)
     assert (status, err) == (130, "neurocodec: interrupted\n")
     assert not (tmp_path / "part" / "results.json").exists()
-    assert len((tmp_path / "part" / "rows.jsonl").read_text().splitlines()) == 2  # what it knows, one file
+    rows_file = tmp_path / "part" / "rows.jsonl"
+    assert len(rows_file.read_text().splitlines()) == 2  # what it knows, one file
+    with rows_file.open("a") as f:
+        f.write('{"unit": "[\\"test-lossl')  # a line cut short as the run was killed
     measured.clear()
     stop_at = None
     assert in_process(*args, "--out", "part", cwd=tmp_path, capsys=capsys) == (0, "", "")
@@ -439,6 +444,21 @@ def test_eval_resumes_a_stopped_run(
     status, _, err = in_process(toy_codec.NAME, "--data", other, "--out", "part", cwd=tmp_path, capsys=capsys)
     assert status == 1 and "part/rows.jsonl holds the rows of another evaluation" in err
     assert "use -f to start over" in err
+
+
+def test_row_store_reads_back_what_it_wrote(tmp_path: Path) -> None:
+    """Rows come back exactly (infinite PSNR included); a damaged file is refused, not misread."""
+    path, header = tmp_path / "rows.jsonl", {"media": "image", "effort": 0}
+    RowStore(path, header).add("unit a", [{"setting": 1, "bpp": 0.1 + 0.2, "psnr": math.inf}])
+    assert RowStore(path, header).get("unit a") == [{"setting": 1, "bpp": 0.1 + 0.2, "psnr": math.inf}]
+    with pytest.raises(ConfigError, match="holds the rows of another evaluation"):
+        RowStore(path, {**header, "effort": 5})
+    with path.open("a") as f:
+        f.write("not json\n")
+    with pytest.raises(ConfigError, match="damaged at line 3; use -f to start over"):
+        RowStore(path, header)
+    assert RowStore(path, header, restart=True).get("unit a") is None
+    assert RowStore(path, header).units == {}
 
 
 @pytest.mark.parametrize(
@@ -500,3 +520,20 @@ def test_spread_keeps_the_ends() -> None:
     assert spread(sweep, None) == spread(sweep, 9) == sweep
     with pytest.raises(ValueError, match="at least 2"):
         spread(sweep, 1)
+
+
+def test_evaluation_names_resolve_lazily() -> None:
+    """Each name of neurocodec.evaluation comes from the module that defines it, imported on
+    first use: the BD-rate without torch or the media libraries."""
+    import importlib
+
+    import neurocodec.evaluation as evaluation
+
+    for name in evaluation.__all__:
+        home = importlib.import_module(f"neurocodec.evaluation.{evaluation._HOME[name]}")
+        assert name in home.__all__ and getattr(evaluation, name) is getattr(home, name)
+    with pytest.raises(AttributeError, match="no attribute 'nosuch'"):
+        evaluation.nosuch  # noqa: B018
+    code = "import sys; from neurocodec.evaluation import bd_rate; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == "False", result.stderr

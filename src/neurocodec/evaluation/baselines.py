@@ -102,6 +102,7 @@ __all__ = [
     "AUDIO_BASELINES",
     "BASELINES",
     "VIDEO_BASELINES",
+    "VIDEO_FRAMES",
     "AudioBaseline",
     "Baseline",
     "VideoBaseline",

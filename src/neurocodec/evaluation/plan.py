@@ -5,7 +5,8 @@ The codecs named are the tests (the rows of the BD-rate tables); the baselines (
 default per media: :data:`DEFAULT_BASELINES`) are the anchors (the columns) and are measured too.
 A learned codec runs at its shipped qualities (or ``qualities``), a baseline over its sweep (or
 ``sweeps[name]``). A problem with the request raises :class:`~neurocodec.errors.ConfigError`
-(``neurocodec eval`` reports it as a usage error), an unknown name
+(``neurocodec eval`` reports it as a usage error; the messages name its options, which are the
+arguments of :func:`plan_eval` of the same names), an unknown name
 :class:`~neurocodec.errors.UnknownCodecError`.
 """
 

@@ -33,12 +33,12 @@ class RowStore:
     def __init__(self, path: Path, header: dict, restart: bool = False) -> None:
         self.path = path
         self.units: dict[str, list[dict]] = {}
-        if restart or not path.exists():
+        lines = [] if restart or not path.exists() else self._read()
+        if not lines:
             self._write(json.dumps({"neurocodec_eval_rows": FORMAT, **header}) + "\n", "w")
             return
-        lines = path.read_text().splitlines()
         try:
-            first = json.loads(lines[0]) if lines else None
+            first = json.loads(lines[0])
         except ValueError:
             first = None
         if first != {"neurocodec_eval_rows": FORMAT, **header}:
@@ -46,12 +46,23 @@ class RowStore:
                 f"{path} holds the rows of another evaluation (other data, media, effort, frames or "
                 "device); use -f to start over"
             )
-        for line in lines[1:]:
+        for number, line in enumerate(lines[1:], start=2):
             try:
                 unit = json.loads(line)
-            except ValueError:  # the last line of a killed run, half written
-                continue
-            self.units[unit["unit"]] = unit["rows"]
+                self.units[unit["unit"]] = unit["rows"]
+            except (ValueError, TypeError, KeyError):
+                raise ConfigError(f"{path} is damaged at line {number}; use -f to start over") from None
+
+    def _read(self) -> list[str]:
+        """The complete lines of the file; a last line a killed run left half written is cut off."""
+        try:
+            text = self.path.read_text()
+            if not text.endswith("\n"):
+                text = text[: text.rfind("\n") + 1]
+                self._write(text, "w")
+        except (OSError, UnicodeDecodeError) as e:
+            raise OutputError(f"cannot read {self.path}: {getattr(e, 'strerror', None) or e}") from None
+        return text.splitlines()
 
     def _write(self, text: str, mode: str) -> None:
         try:
