@@ -55,6 +55,11 @@ class MediaReport:
     metrics_description: str
     bd_description: str
 
+    @property
+    def bd_keys(self) -> tuple[str, str]:
+        """The report's keys of the BD-rate tables over each metric."""
+        return "bd_rate", f"bd_rate_{self.metrics[1].name.replace('-', '_')}"
+
 
 MEDIA = {
     "image": MediaReport(
@@ -142,20 +147,22 @@ def _bd_tables(plan: EvalPlan, codecs: dict[str, dict]) -> dict[str, object]:
     """The BD-rate tables of the report: over each metric, and for video per file too."""
     tests = [name for name in plan.tests if name in codecs]
     anchors = [name for name in plan.anchors if name in codecs]
-    main, second = MEDIA[plan.media].metrics
+    spec = MEDIA[plan.media]
 
     def table(curves: dict[str, list[dict]], metric: Metric) -> list[dict]:
         return bd_table({name: curve_points(c, metric.name) for name, c in curves.items()}, tests, anchors)
 
     means = {name: entry["mean"] for name, entry in codecs.items()}
-    tables = {"bd_rate": table(means, main), f"bd_rate_{second.name.replace('-', '_')}": table(means, second)}
+    tables: dict[str, object] = {
+        key: table(means, m) for key, m in zip(spec.bd_keys, spec.metrics, strict=True)
+    }
     per_file = {}  # video: each clip's own BD-rates too, which video papers average
     for path in plan.paths if plan.media == "video" else ():
         clip = {
             name: mean_curve([r for r in e["per_file"] if r["file"] == path.name])
             for name, e in codecs.items()
         }
-        per_file[path.name] = {m.name: table(clip, m) for m in (main, second)}
+        per_file[path.name] = {m.name: table(clip, m) for m in spec.metrics}
     if per_file:
         tables["bd_rate_per_file"] = per_file
     return tables
@@ -239,9 +246,7 @@ def summary_lines(report: dict, plan: EvalPlan, out: str | Path) -> list[str]:
     anchors = [name for name in plan.anchors if name in report["codecs"]]
     files = f"{report['data']['count']} {spec.files}"
     if report["bd_rate"]:
-        for metric, key in zip(
-            spec.metrics, ("bd_rate", f"bd_rate_{spec.metrics[1].name.replace('-', '_')}"), strict=True
-        ):
+        for metric, key in zip(spec.metrics, spec.bd_keys, strict=True):
             if metric is main:
                 lines.append(
                     f"BD-rate, {metric.label.removesuffix(' (dB)')} on {files} "
