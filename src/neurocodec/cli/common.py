@@ -1,10 +1,6 @@
-"""What the commands share: the console, exit-status errors, input globs and output paths, the
-description of a file's geometry, and option values.
-
-Exit status: 0 success, 1 some input failed (the other inputs are still done), 2 usage
-error. A failure prints one line, ``neurocodec: error: ...``, on stderr (with the traceback
-only under --verbose). Outputs are written atomically (:func:`~neurocodec.io.atomic.write_atomic`)
-and never replace a file without -f.
+"""What the commands share: the console (results, one-line errors, progress, the exit status's
+counts), the usage error (exit status 2), input globs and output paths, the description of a
+file's geometry, and option values.
 """
 
 from __future__ import annotations
