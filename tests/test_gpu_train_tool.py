@@ -72,7 +72,7 @@ def test_every_plan_in_tools_parses_and_its_weights_fit_the_returned_files(one_t
     (Adam's moments, in bf16, come back only where they fit too; the tool drops them and says so)."""
     from neurocodec.cli import parser
     from neurocodec.cli.train import parse_arch
-    from neurocodec.train.models import trainable
+    from neurocodec.registry import trainable
 
     tool = _tool()
     plans = sorted(TOOL.parent.glob("gpu_plan*.json"))
@@ -83,9 +83,7 @@ def test_every_plan_in_tools_parses_and_its_weights_fit_the_returned_files(one_t
         for run in runs:
             args = parser().parse_args(["train", *run["args"], "--out", run["out"]])
             assert args.data == "data_gpu" and args.out.startswith("runs/"), plan
-            model = trainable(args.model).build(
-                parse_arch(args.arch) if args.arch else trainable(args.model).arch
-            )
+            model = trainable(args.model).build_model(parse_arch(args.arch) if args.arch else None)
             params = sum(p.numel() for p in model.parameters())
             weight_bytes += 4 * params
         assert weight_bytes <= tool.PART_BYTES * tool.MAX_PARTS, f"{plan.name}: the weights alone do not fit"

@@ -80,7 +80,7 @@ def _codecs(names: Sequence[str]) -> list:
     """The installed learned codecs (``CodecInfo``) named, once each; a baseline or an unknown name
     is a usage error."""
     from neurocodec.evaluation.plan import known_baselines
-    from neurocodec.registry import _info
+    from neurocodec.registry import codec_info
 
     infos = []
     for name in dict.fromkeys(names):
@@ -90,7 +90,7 @@ def _codecs(names: Sequence[str]) -> list:
                 f"{name} is a baseline: bench times the learned codecs ({learned}); "
                 f"`{PROG} eval` records the baselines' times"
             )
-        info = _info(name)  # UnknownCodecError: unknown codec 'x' (installed: ...)
+        info = codec_info(name)  # UnknownCodecError: unknown codec 'x' (installed: ...)
         if info.media not in ("image", "audio"):
             raise UsageError(f"bench times image and audio codecs, not {name} ({info.media})")
         infos.append(info)
@@ -144,7 +144,7 @@ def _options(args: argparse.Namespace) -> list[int] | None:
 
 def _plan(args: argparse.Namespace, infos: list, wanted: list[int] | None) -> tuple[list[tuple], list[str]]:
     """``(name, media, files, {quality: codec})`` per codec, every codec loaded and checked, and the notes."""
-    from neurocodec.train.data import audio_files, image_files
+    from neurocodec.io import audio_files, image_files
 
     notes: list[str] = []
     plan = []

@@ -29,15 +29,16 @@ def run(args: argparse.Namespace, console: Console) -> None:
         return
     rows = [("codec", "media", "quality", "lambda", "R-D on Kodak")]
     for info in infos:
-        for i, w in enumerate(info.weights):
-            lam = w.model_card.get("lambda")
+        for i, quality in enumerate(info.qualities):
+            w = info.weights_of(quality)  # None: built without weights
+            lam, points = (w.model_card.get("lambda"), w.rd_points) if w else (None, [])
             rows.append(
                 (
                     info.name if i == 0 else "",
                     info.media if i == 0 else "",
-                    f"{w.quality}{'*' if w.quality == info.default_quality else ''}",
+                    f"{quality}{'*' if quality == info.default_quality else ''}",
                     "-" if lam is None else f"{lam:g}",
-                    "; ".join(f"{p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in w.rd_points) or "-",
+                    "; ".join(f"{p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in points) or "-",
                 )
             )
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 
 from neurocodec.cli.common import Console, UsageError, number
+from neurocodec.errors import ConfigError
 
 
 def add_parser(
     commands: argparse._SubParsersAction, verbose: argparse.ArgumentParser, coding: argparse.ArgumentParser
 ) -> None:
-    from neurocodec.train.models import trainable_names
-
     train = commands.add_parser(
         "train",
         parents=[verbose],
@@ -20,7 +19,9 @@ def add_parser(
         "the model's own terms) on a folder of images, audio or video (what the model needs), on the CPU "
         "or a GPU with the same code. Resumes from OUT/checkpoint when it exists; logs to OUT/log.jsonl.",
     )
-    train.add_argument("model", choices=trainable_names(), help="what to train")
+    train.add_argument(
+        "model", metavar="MODEL", help="the codec family to train (an unknown name lists them)"
+    )
     train.add_argument("--data", required=True, help="folder of training files (searched recursively)")
     train.add_argument("--out", required=True, help="run folder: checkpoint, log")
     train.add_argument("--lmbda", type=float, required=True, help="rate-distortion trade-off")
@@ -108,11 +109,15 @@ def parse_arch(text: str) -> dict[str, int | float | str]:
 
 
 def run(args: argparse.Namespace, console: Console) -> None:
+    from neurocodec.registry import trainable
     from neurocodec.train.distributed import leave
-    from neurocodec.train.models import trainable
     from neurocodec.train.trainer import TrainConfig, Trainer
 
-    arch = parse_arch(args.arch) if args.arch else dict(trainable(args.model).arch)
+    try:
+        family = trainable(args.model)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    arch = parse_arch(args.arch) if args.arch else dict(family.arch)
     if args.val and args.val_split:
         raise UsageError("give --val or --val-split, not both")
     config = TrainConfig(

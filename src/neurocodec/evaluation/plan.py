@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurocodec.errors import ConfigError, UnknownCodecError
-from neurocodec.registry import CodecInfo, _codec_class, _codec_modules, list_codecs, load
+from neurocodec.registry import CodecInfo, families, list_codecs, load
 
 __all__ = ["DEFAULT_BASELINES", "EvalPlan", "baseline", "known_baselines", "plan_eval"]
 
@@ -73,6 +73,7 @@ def _choose(
     """The plan's entries, tests, anchors, notes and media from the names asked for."""
     known = known_baselines()
     installed = {info.name: info for info in list_codecs()}
+    declared = {family.name: family for family in families()}
     entries: list[tuple[str, object]] = []
     notes: list[str] = []
     media: dict[str, str] = {}  # codec name -> its media
@@ -83,11 +84,9 @@ def _choose(
         elif name in installed:
             entries.append((name, installed[name]))
             media[name] = installed[name].media
-        elif name in _codec_modules():
+        elif name in declared:
             notes.append(f"{name} has no weights installed, so it is not evaluated")
-            cls = _codec_class(name)
-            if cls is not None:
-                media[name] = cls.media
+            media[name] = declared[name].media
         else:
             known_names = ", ".join([*installed, *known])
             raise UnknownCodecError(f"unknown codec {name!r} (installed codecs and baselines: {known_names})")
@@ -157,7 +156,7 @@ def plan_eval(
     :data:`~neurocodec.evaluation.baselines.VIDEO_FRAMES`; 0: all). Loads each learned codec
     once when ``effort`` is given, to check that it adapts."""
     from neurocodec.evaluation.baselines import VIDEO_FRAMES
-    from neurocodec.train.data import audio_files, image_files, video_files
+    from neurocodec.io import audio_files, image_files, video_files
 
     if limit is not None and limit < 1:
         raise ConfigError("--limit must be at least 1")
