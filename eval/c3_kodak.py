@@ -2,7 +2,7 @@
 
 Resumable: every (codec, setting, file) row is appended to a JSON-lines file as soon as it is
 measured, and a restart skips the rows already there, so the run survives being stopped. At the
-end (or with ``--summary`` alone) the mean curves and BD-rates (PSNR, PCHIP, :mod:`neurocodec.rd`)
+end (or with ``--summary`` alone) the mean curves and BD-rates (PSNR, PCHIP, :mod:`neurocodec.evaluation`)
 are written to a JSON summary.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 nohup python eval/c3_kodak.py > eval/c3_kodak.log 2>&1 &
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from neurocodec import baselines, rd
+from neurocodec import evaluation as rd
 from neurocodec.codecs import c3
+from neurocodec.evaluation import baselines
 from neurocodec.io.image import read_image
 
 HERE = Path(__file__).resolve().parent
