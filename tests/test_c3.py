@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 import neurocodec as nc
 from neurocodec import container
 from neurocodec.codecs import c3, c3_fit
-from neurocodec.errors import NeurocodecError
+from neurocodec.errors import BitstreamError, NeurocodecError
 from neurocodec.models.c3 import (
     ACT_BITS,
     ACT_MAX,
@@ -98,7 +99,7 @@ def test_decoding_is_bit_exact_across_threads(coded) -> None:
     header, sections = container.unpack(data)
     g = header.geometry
     h, w = (-(-n // c3.PADDING) * c3.PADDING for n in (g.height, g.width))
-    model, steps = c3.unpack_networks(sections["networks"], h, w)
+    model, steps = c3.unpack_networks(sections["networks"])
     arm = c3.integer_arm(model, steps)
     old = torch.get_num_threads()
     try:
@@ -208,7 +209,7 @@ def test_latents_and_networks_roundtrip_and_rate_matches_the_model() -> None:
         predicted = float(c3_fit.latent_bits(model, [y.detach() for y in model.latents]))
     assert abs(len(data) * 8 / predicted - 1) < 0.02
     net = c3.pack_networks(model, steps)
-    again, steps2 = c3.unpack_networks(net, 64, 128)
+    again, steps2 = c3.unpack_networks(net)
     assert steps2 == steps
     assert torch.equal(c3.integer_arm(again, steps).same, arm.same)
     for (name, a), b in zip(model.named_parameters(), again.parameters(), strict=True):
@@ -237,6 +238,16 @@ def test_truncated_or_corrupt_files_raise_clear_errors(coded, cut: int) -> None:
                 CODEC.decode(broken)
             except NeurocodecError:
                 pass  # a clear error; decoding garbage without one is also allowed for networks
+
+
+def test_a_forged_huge_geometry_is_refused_before_allocating(coded) -> None:
+    _, data, _ = coded
+    header, sections = container.unpack(data)
+    huge = dataclasses.replace(
+        header, geometry=dataclasses.replace(header.geometry, height=20000, width=30000)
+    )
+    with pytest.raises(BitstreamError, match="latents"):
+        CODEC.decode(container.pack(huge, sections))
 
 
 def test_bad_quality_and_effort_are_refused(shipped) -> None:

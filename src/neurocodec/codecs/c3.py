@@ -33,7 +33,7 @@ from neurocodec.codecs import c3_fit
 from neurocodec.codecs.base import Codec, pad_to_multiple
 from neurocodec.container import Header, ImageGeometry
 from neurocodec.entropy import coder
-from neurocodec.errors import BitstreamError, ConfigError
+from neurocodec.errors import BitstreamError, ConfigError, NeurocodecError
 from neurocodec.models.c3 import (
     ACT_BITS,
     GRIDS,
@@ -90,9 +90,9 @@ def pack_networks(model: ImageModel, steps: dict[str, int]) -> bytes:
     return bytes(out) + stream
 
 
-def unpack_networks(data: bytes, height: int, width: int) -> tuple[ImageModel, dict[str, int]]:
-    """The networks of a ``networks`` section, in an :class:`ImageModel` (latents zero), and the
-    step exponents."""
+def unpack_networks(data: bytes) -> tuple[ImageModel, dict[str, int]]:
+    """The networks of a ``networks`` section, in an :class:`ImageModel` (its latents are a
+    placeholder: the networks do not depend on the image size), and the step exponents."""
     groups_len = 5 * _GROUP.size
     if len(data) < _HEAD.size + groups_len:
         raise BitstreamError("the c3 networks section is truncated")
@@ -102,7 +102,7 @@ def unpack_networks(data: bytes, height: int, width: int) -> tuple[ImageModel, d
             f"the c3 networks section has an unsupported architecture ({hidden}, {kernel}, {width_})"
         )
     arch = {"arm_hidden": hidden, "arm_kernel": kernel, "synthesis_width": width_}
-    model = ImageModel(height, width, **arch)
+    model = ImageModel(PADDING, PADDING, **arch)
     groups = c3_fit.groups(model)
     steps, indexes = {}, []
     for i, (name, tensors) in enumerate(groups):
@@ -282,7 +282,15 @@ class C3Codec(Codec):
             raise BitstreamError(f"this c3 file lacks its {' and '.join(sorted(missing))} section")
         g = header.geometry
         height, width = (-(-n // PADDING) * PADDING for n in (g.height, g.width))
-        model, steps = unpack_networks(sections["networks"], height, width)
-        grids = decode_latents(sections["latents"], grid_sizes(height, width), integer_arm(model, steps))
+        sizes = grid_sizes(height, width)
+        coded = sum(h * w for h, w in sizes)
+        try:
+            claimed = coder.stream_info(sections["latents"])["num_symbols"]
+        except NeurocodecError:
+            raise BitstreamError("the c3 latents section is not a valid stream") from None
+        if claimed != coded:  # checked before allocating anything of the image's size
+            raise BitstreamError(f"the c3 latents stream holds {claimed} latents, the image has {coded}")
+        model, steps = unpack_networks(sections["networks"])
+        grids = decode_latents(sections["latents"], sizes, integer_arm(model, steps))
         model = model.to(self.device)
         return model.reconstruct([y[None, None].to(self.device, torch.float32) for y in grids])
