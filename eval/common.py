@@ -16,6 +16,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -81,8 +82,12 @@ def machine(device: str = "cpu", packages: tuple[str, ...] = ()) -> dict[str, An
 
 
 def command() -> str:
-    """How this script was run, for the JSON: ``python eval/NAME.py ARGS``."""
-    return " ".join(["python", *sys.argv])
+    """How this script was run, for the JSON: ``python eval/NAME.py ARGS`` (the script's path
+    relative to the checkout, however it was called)."""
+    script = Path(sys.argv[0]).resolve()
+    if script.is_relative_to(ROOT):
+        script = script.relative_to(ROOT)
+    return shlex.join(["python", str(script), *sys.argv[1:]])
 
 
 @dataclass

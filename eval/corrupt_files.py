@@ -24,18 +24,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import DATA, EVAL, KODIM01, command, write_json
 from neurocodec import container
 from neurocodec.codecs.base import shape_of
 from neurocodec.errors import NeurocodecError
 
-ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("flip", "overwrite", "truncate", "insert", "delete", "swap")
 PAST_CRC_OUTCOMES = ("error", "same", "decoded", "crash", "bad-output", "slow")
 
@@ -133,7 +132,7 @@ def run_past_crc(codec, data: bytes, reference: torch.Tensor, variants: int, see
         kind, bad = corrupt_payload(data, rng)
         shape = shape_of(container.peek_header(bad).geometry)
 
-        def judge(out: torch.Tensor) -> tuple[str, str | None]:
+        def judge(out: torch.Tensor, shape: tuple[int, ...] = shape) -> tuple[str, str | None]:
             if tuple(out.shape) != shape or not bool(torch.isfinite(out).all()):
                 return "bad-output", f"output {tuple(out.shape)}, finite: {bool(torch.isfinite(out).all())}, file says {shape}"
             return ("same", None) if torch.equal(out, reference) else ("decoded", None)
@@ -166,17 +165,16 @@ def read_input(codec, image: str, audio: str) -> tuple[str, torch.Tensor]:
 def main() -> int:
     import neurocodec as nc
 
-    data_dir = ROOT.parent / "shared" / "data"
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--codecs", default="mlic,hyperprior,walloc-image,walloc-audio",
                     help="shipped codecs to test, comma-separated (each at its default quality)")
-    ap.add_argument("--image", default=str(data_dir / "kodak" / "kodim01.png"))
-    ap.add_argument("--audio", default=str(data_dir / "audio" / "music" / "music_solo_trumpet_06_sorohanro_full.wav"))
+    ap.add_argument("--image", default=str(KODIM01))
+    ap.add_argument("--audio", default=str(DATA / "audio" / "music" / "music_solo_trumpet_06_sorohanro_full.wav"))
     ap.add_argument("--variants", type=int, default=10_000, help="variants with the CRC left as it is")
     ap.add_argument("--past-crc", type=int, default=1000, help="variants re-packed with a fresh CRC")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=30.0)
-    ap.add_argument("--out", default=str(ROOT / "eval" / "corrupt_files.json"))
+    ap.add_argument("--out", default=str(EVAL / "corrupt_files.json"))
     args = ap.parse_args()
 
     runs, bugs = [], 0
@@ -194,9 +192,9 @@ def main() -> int:
             entry[phase] = {"variants": n, "seconds": round(time.perf_counter() - t0, 1), "totals": totals, **result}
             print(name, phase, json.dumps(totals), f"({entry[phase]['seconds']} s)", flush=True)
         runs.append(entry)
-    report = {"benchmark": "eval/corrupt_files.py", "command": "python " + " ".join(sys.argv), "runs": runs}
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(f"{bugs} bugs -> {args.out}")
+    report = {"benchmark": "eval/corrupt_files.py", "command": command(), "runs": runs}
+    write_json(args.out, report)
+    print(f"{bugs} bugs")
     return 0 if bugs == 0 else 1
 
 
