@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from neurocodec.registry import CodecFamily, register_family
 from neurocodec.train.distributed import leave
-from neurocodec.train.models import register_trainable
 from neurocodec.train.trainer import TrainConfig, Trainer
 
 
@@ -39,7 +39,7 @@ class ExactToyImage(nn.Module):
         return {"x_hat": self.synthesis(y_hat), "likelihoods": {"y": likelihoods}}
 
 
-register_trainable("toy-image", ExactToyImage, data="image")
+register_family(CodecFamily("toy-image", "image", model=ExactToyImage))
 
 
 def config(model: str, data: str, out: str, steps: int, batch: int) -> TrainConfig:

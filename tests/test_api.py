@@ -1,7 +1,9 @@
-"""The Python codec API and the registry (neurocodec.load / encode / decode / list_codecs).
+"""The Python codec API and the registry (neurocodec.load / encode / decode / list_codecs, the
+family table and its queries).
 
-No real codec ships weights yet, so these run the test-only lossless codec of toy_codec.py
-through the registry's developer hooks (NEUROCODEC_WEIGHTS_PATH, NEUROCODEC_CODEC_MODULES).
+The shipped weights are hidden (conftest.py), so these run the test-only lossless codec of
+toy_codec.py through the registry's developer hooks (NEUROCODEC_WEIGHTS_PATH,
+NEUROCODEC_CODEC_MODULES).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 
 import neurocodec as nc
 import toy_codec
+from neurocodec import cli, registry
 from neurocodec.container import pack, unpack
 
 
@@ -89,13 +92,98 @@ def test_list_codecs(weights: Path) -> None:
 
 def test_list_codecs_needs_weights_and_a_module(weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     card = json.loads((weights / f"{toy_codec.NAME}-q1.json").read_text())
-    (weights / "ghost.json").write_text(json.dumps({**card, "codec": "ghost"}))
-    monkeypatch.setenv("NEUROCODEC_CODEC_MODULES", f"{toy_codec.MODULES},ghost=no_such_module")
-    assert [info.name for info in nc.list_codecs()] == [toy_codec.NAME]
+    (weights / "ghost.json").write_text(json.dumps({**card, "codec": "ghost"}))  # a card, no family
+    monkeypatch.setenv("NEUROCODEC_CODEC_MODULES", f"{toy_codec.MODULES},no_such_module")
+    with pytest.warns(UserWarning, match="'no_such_module', which fails to import"):
+        assert [info.name for info in nc.list_codecs()] == [toy_codec.NAME]
     with pytest.raises(nc.UnknownCodecError, match="unknown codec 'ghost'"):
         nc.load("ghost")
     monkeypatch.delenv("NEUROCODEC_WEIGHTS_PATH")
     assert nc.list_codecs() == []
+    assert toy_codec.NAME in [f.name for f in nc.families()]  # declared, not installed
+
+
+def test_the_family_table(weights: Path) -> None:
+    """One declaration per family, read by the codec API, training and export alike."""
+    toy = nc.families()[[f.name for f in nc.families()].index(toy_codec.NAME)]
+    assert (toy.media, toy.codec, toy.model, toy.arch, toy.data) == (
+        "image", toy_codec.ToyLossless, toy_codec.ToyLaplace, {"multiple": 8}, "image"
+    )  # fmt: skip
+    assert registry.trainable(toy_codec.NAME) is toy
+    assert isinstance(toy.build_model(), toy_codec.ToyLaplace)
+    with pytest.raises(nc.NeurocodecError, match="bad architecture"):
+        toy.build_model({"nope": 1})
+    shipped = {f.name: f for f in nc.families()}
+    assert {"hyperprior", "mlic", "walloc-image", "walloc-audio"} <= shipped.keys()
+    assert shipped["walloc-audio"].data == "audio" and shipped["mlic"].arch == {"preset": "small"}
+    assert nc.codec_info(toy_codec.NAME).qualities == (1, 2)
+    with pytest.raises(nc.UnknownCodecError, match=r"unknown codec 'mlic' \(installed: test-lossless\)"):
+        nc.codec_info("mlic")  # declared, but its weights are hidden here
+    with pytest.raises(nc.UnknownCodecError, match=r"unknown codec 'nope' \(known: .*hyperprior"):
+        registry.family("nope")
+    with pytest.raises(ValueError, match="declared twice"):
+        registry.register_family(registry.CodecFamily(toy_codec.NAME, "image", model=torch.nn.Identity))
+
+
+def test_default_codec_is_the_installed_family_of_highest_priority(shipped: None) -> None:
+    """What the shipped families declare keeps the choice the release made: mlic for images,
+    walloc-audio for audio (a family of higher priority comes first; the cards' R-D would pick
+    walloc-image, which reaches mlic q4's PSNR at fewer bits)."""
+    assert (nc.default_codec("image"), nc.default_codec("audio")) == ("mlic", "walloc-audio")
+    with pytest.raises(nc.UnknownCodecError, match="no video codec is installed"):
+        nc.default_codec("video")
+
+
+class Overfit(toy_codec.ToyLossless):
+    """A family without weight files, as an overfitted codec is: its quality picks its table."""
+
+    name = "test-overfit"
+
+    def __init__(self, quality: int = 0, **base) -> None:
+        super().__init__(quality=quality, **base)
+        self.model = toy_codec.ToyLaplace(scale=2.0 * max(quality, 1))
+
+
+@pytest.fixture
+def overfit(monkeypatch: pytest.MonkeyPatch) -> registry.CodecFamily:
+    """The family of :class:`Overfit` declared for one test (a declaration lasts for the process)."""
+    family = registry.CodecFamily(Overfit.name, "image", codec=Overfit, qualities=(3, 1, 2))
+    registry.families()  # discovery first, so that the table is restored after the test
+    monkeypatch.setitem(registry._FAMILIES, family.name, family)
+    return family
+
+
+def test_a_family_without_weight_files(overfit: registry.CodecFamily, capsys) -> None:
+    (info,) = nc.list_codecs()
+    assert (info.name, info.qualities, info.weights, info.default_quality) == (
+        "test-overfit",
+        (1, 2, 3),
+        (),
+        1,
+    )
+    codec = nc.load("test-overfit", quality=3)
+    assert (codec.quality, codec.weights_hash, float(codec.model.log_scale.detach().exp())) == (
+        3,
+        bytes(4),
+        6.0,
+    )
+    x = image()
+    data = codec.encode(x)
+    assert torch.equal(nc.decode(data), x)  # the file names the quality: nothing else to load
+    assert len(nc.encode(x, "test-overfit", quality=1)) != len(data)  # another table
+    with pytest.raises(nc.UnknownCodecError, match=r"no quality 4 \(installed: 1, 2, 3\)"):
+        nc.load("test-overfit", quality=4)
+    with pytest.raises(
+        nc.UnknownCodecError, match=r"weights 00010203, which is not installed .*weights 00000000"
+    ):
+        nc.decode(repacked(data, weights_hash=b"\x00\x01\x02\x03"))
+    assert cli.main(["list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[1].split() == ["test-overfit", "image", "1*", "-", "-"] and listed[3].split() == [
+        "3",
+        "-",
+        "-",
+    ]
 
 
 def test_wrong_codec_quality_or_weights(weights: Path) -> None:
@@ -194,6 +282,9 @@ def test_devices(weights: Path) -> None:
 
 
 def test_import_does_not_load_torch() -> None:
-    code = "import sys, neurocodec; print(sorted(m for m in ('torch', 'safetensors') if m in sys.modules))"
+    code = (
+        "import sys, neurocodec; "
+        "print(sorted(m for m in ('torch', 'safetensors', 'neurocodec.codecs.base') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -14,8 +14,8 @@ from torch import nn
 
 from neurocodec.errors import ConfigError
 from neurocodec.io.video import write_y4m
+from neurocodec.registry import CodecFamily, register_family, trainable
 from neurocodec.train.data import AudioClips, ImageCrops, VideoClips
-from neurocodec.train.models import register_trainable, trainable
 from neurocodec.train.schedule import cosine_lr
 from neurocodec.train.trainer import TrainConfig, Trainer
 from test_trainer import TINY, make_images, one_thread  # noqa: F401 (an autouse fixture)
@@ -58,8 +58,9 @@ class ToyVideoModel(nn.Module):
         return {"x_hat": self.synthesis(y_tilde), "likelihoods": {"y": likelihoods}}
 
 
-register_trainable("toy-audio", ToyAudioModel, data="audio")
-register_trainable("toy-video", ToyVideoModel, data="video")
+# Networks that train before their codec exists: a family without a codec class
+register_family(CodecFamily("toy-audio", "audio", model=ToyAudioModel))
+register_family(CodecFamily("toy-video", "video", model=ToyVideoModel))
 
 
 def make_audio(folder, count=2, samples=3000, rate=8000, channels=2):
@@ -98,11 +99,11 @@ def weights_equal(a: nn.Module, b: nn.Module) -> bool:
 
 def test_registry_knows_the_hyperprior_and_refuses_unknown_names():
     assert trainable("hyperprior").data == "image"
-    assert trainable("hyperprior").codec == "hyperprior"
+    assert trainable("hyperprior").codec.name == "hyperprior"
     with pytest.raises(ConfigError, match="no trainable model named 'nope'"):
         Trainer(TrainConfig(model="nope"))
     with pytest.raises(ValueError, match="data must be one of"):
-        register_trainable("bad", ToyAudioModel, data="text")
+        CodecFamily("bad", "audio", model=ToyAudioModel, data="text")
 
 
 def test_audio_model_trains_logs_its_loss_terms_and_resumes_exactly(tmp_path):

@@ -6,7 +6,7 @@ Real bitstreams (docs/bitstream.md), bit-exact across devices::
     codec = nc.load("hyperprior", quality=3, device="cpu")   # shipped weights, offline
     data = codec.encode(image)                               # bytes of a complete file
     image_hat = nc.decode(data)                              # the file names its codec
-    nc.list_codecs()
+    nc.list_codecs()                                         # installed; nc.families(): declared
 
 Importing neurocodec does not import torch; loading a codec does.
 """
@@ -28,7 +28,18 @@ from neurocodec.errors import (
     WeightsError,
     WrongCodecError,
 )
-from neurocodec.registry import CodecInfo, WeightConfig, decode, encode, list_codecs, load
+from neurocodec.registry import (
+    CodecFamily,
+    CodecInfo,
+    WeightConfig,
+    codec_info,
+    decode,
+    default_codec,
+    encode,
+    families,
+    list_codecs,
+    load,
+)
 
 __version__ = "0.1.0"
 
@@ -47,6 +58,7 @@ def __getattr__(name: str):
 __all__ = [
     "BitstreamError",
     "ChecksumError",
+    "CodecFamily",
     "CodecInfo",
     "ContainerError",
     "DeviceError",
@@ -65,9 +77,12 @@ __all__ = [
     "WeightsError",
     "WrongCodecError",
     "__version__",
+    "codec_info",
     "decode",
+    "default_codec",
     "encode",
     "encode_latents",
+    "families",
     "list_codecs",
     "load",
     "save_latents",

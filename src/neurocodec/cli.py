@@ -359,15 +359,16 @@ def _list(args: argparse.Namespace, console: _Console) -> None:
         return
     rows = [("codec", "media", "quality", "lambda", "R-D on Kodak")]
     for info in infos:
-        for i, w in enumerate(info.weights):
-            lam = w.model_card.get("lambda")
+        for i, quality in enumerate(info.qualities):
+            w = info.weights_of(quality)  # None: built without weights
+            lam, points = (w.model_card.get("lambda"), w.rd_points) if w else (None, [])
             rows.append(
                 (
                     info.name if i == 0 else "",
                     info.media if i == 0 else "",
-                    f"{w.quality}{'*' if w.quality == info.default_quality else ''}",
+                    f"{quality}{'*' if quality == info.default_quality else ''}",
                     "-" if lam is None else f"{lam:g}",
-                    "; ".join(f"{p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in w.rd_points) or "-",
+                    "; ".join(f"{p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in points) or "-",
                 )
             )
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
@@ -490,7 +491,7 @@ def _eval_plan(
     BD-rate table); the baselines they are compared with (its columns); notes for the user; and
     the media ("image", "audio" or "video") of them all."""
     from neurocodec.baselines import AUDIO_BASELINES, BASELINES, VIDEO_BASELINES
-    from neurocodec.registry import _codec_class, _codec_modules
+    from neurocodec.registry import families
 
     known = {**BASELINES, **AUDIO_BASELINES, **VIDEO_BASELINES}
     anchors = None
@@ -502,6 +503,7 @@ def _eval_plan(
             if name not in known:
                 raise UsageError(f"--baselines: unknown baseline {name!r} (known: {', '.join(known)})")
     installed = {info.name: info for info in list_codecs()}
+    declared = {family.name: family for family in families()}
     plan: list[tuple[str, object]] = []
     notes: list[str] = []
     media: dict[str, str] = {}  # codec name -> its media
@@ -512,11 +514,9 @@ def _eval_plan(
         elif name in installed:
             plan.append((name, installed[name]))
             media[name] = installed[name].media
-        elif name in _codec_modules():
+        elif name in declared:
             notes.append(f"{name} has no weights installed, so it is not evaluated")
-            cls = _codec_class(name)
-            if cls is not None:
-                media[name] = cls.media
+            media[name] = declared[name].media
         else:
             known_names = ", ".join([*installed, *known])
             raise UnknownCodecError(f"unknown codec {name!r} (installed codecs and baselines: {known_names})")
@@ -601,6 +601,7 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
         VIDEO_FRAMES,
         evaluate_baseline,
     )
+    from neurocodec.io import audio_files, image_files, video_files
     from neurocodec.rd import (
         METRICS,
         bd_table,
@@ -611,7 +612,6 @@ def _eval(args: argparse.Namespace, console: _Console) -> None:
         mean_curve,
         plot_rd,
     )
-    from neurocodec.train.data import audio_files, image_files, video_files
 
     plan, tests, anchors, notes, media = _eval_plan(args)
     known = {**BASELINES, **AUDIO_BASELINES, **VIDEO_BASELINES}
@@ -800,7 +800,7 @@ def _bench_codecs(names: Sequence[str]) -> list:
     """The installed learned codecs (``CodecInfo``) named, once each; a baseline or an unknown name
     is a usage error."""
     from neurocodec.baselines import AUDIO_BASELINES, BASELINES, VIDEO_BASELINES
-    from neurocodec.registry import _info
+    from neurocodec.registry import codec_info
 
     infos = []
     for name in dict.fromkeys(names):
@@ -810,7 +810,7 @@ def _bench_codecs(names: Sequence[str]) -> list:
                 f"{name} is a baseline: bench times the learned codecs ({learned}); "
                 f"`{PROG} eval` records the baselines' times"
             )
-        info = _info(name)  # UnknownCodecError: unknown codec 'x' (installed: ...)
+        info = codec_info(name)  # UnknownCodecError: unknown codec 'x' (installed: ...)
         if info.media not in ("image", "audio"):
             raise UsageError(f"bench times image and audio codecs, not {name} ({info.media})")
         infos.append(info)
@@ -844,8 +844,7 @@ def _bench_table(summaries: list[dict]) -> list[str]:
 
 def _bench(args: argparse.Namespace, console: _Console) -> None:
     from neurocodec.bench import bench_input, summarize
-    from neurocodec.io import read_codec_input
-    from neurocodec.train.data import audio_files, image_files
+    from neurocodec.io import audio_files, image_files, read_codec_input
 
     if args.reps < 1:
         raise UsageError("--reps must be at least 1")
@@ -1141,8 +1140,6 @@ def _parser() -> argparse.ArgumentParser:
     eval_.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     eval_.set_defaults(run=_eval)
 
-    from neurocodec.train.models import trainable_names
-
     train = commands.add_parser(
         "train",
         parents=[verbose],
@@ -1151,7 +1148,9 @@ def _parser() -> argparse.ArgumentParser:
         "the model's own terms) on a folder of images, audio or video (what the model needs), on the CPU "
         "or a GPU with the same code. Resumes from OUT/checkpoint when it exists; logs to OUT/log.jsonl.",
     )
-    train.add_argument("model", choices=trainable_names(), help="what to train")
+    train.add_argument(
+        "model", metavar="MODEL", help="the codec family to train (an unknown name lists them)"
+    )
     train.add_argument("--data", required=True, help="folder of training files (searched recursively)")
     train.add_argument("--out", required=True, help="run folder: checkpoint, log")
     train.add_argument("--lmbda", type=float, required=True, help="rate-distortion trade-off")
@@ -1302,11 +1301,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace, console: _Console) -> None:
+    from neurocodec.registry import trainable
     from neurocodec.train.distributed import leave
-    from neurocodec.train.models import trainable
     from neurocodec.train.trainer import TrainConfig, Trainer
 
-    arch = _arch(args.arch) if args.arch else dict(trainable(args.model).arch)
+    try:
+        family = trainable(args.model)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    arch = _arch(args.arch) if args.arch else dict(family.arch)
     if args.val and args.val_split:
         raise UsageError("give --val or --val-split, not both")
     config = TrainConfig(

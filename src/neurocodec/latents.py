@@ -148,11 +148,10 @@ def _read(codec: Codec, path: Path, crop: tuple[int, ...] | None) -> tuple[torch
 
 def _files(codec: Codec, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
     if isinstance(paths, str | os.PathLike):
-        from neurocodec.train.data import audio_files, image_files
+        from neurocodec.io import media_files
 
-        lister = image_files if codec.media == "image" else audio_files
         try:
-            return lister(paths)
+            return media_files(paths, codec.media)
         except FileNotFoundError as e:
             raise MediaReadError(str(e)) from None
     return [Path(p) for p in paths]
@@ -191,9 +190,9 @@ def encode_latents(
     _check_codec(codec)
     size = _crop_size(crop, codec.media)
     if device is not None:
-        from neurocodec.registry import _device
+        from neurocodec.registry import resolve_device
 
-        codec.to(_device(device))
+        codec.to(resolve_device(device))
     if batch_size is None:
         batch_size = 1 if codec.device.type == "cpu" else 16
     if batch_size < 1:

@@ -21,7 +21,7 @@ from neurocodec.registry import register_codec
 __all__ = ["HyperpriorCodec"]
 
 
-@register_codec
+@register_codec(model=MeanScaleHyperprior, arch={"N": 128, "M": 192}, priority=20)
 class HyperpriorCodec(Codec):
     name = "hyperprior"
     media = "image"

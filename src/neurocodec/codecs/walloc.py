@@ -92,7 +92,7 @@ class _WaLLoCCodec(Codec):
         return m.synthesis(m.decode_latent(y_hat.to(self.device, torch.float32)))
 
 
-@register_codec
+@register_codec(model=WaLLoCImage, priority=10)
 class WaLLoCImageCodec(_WaLLoCCodec):
     name = "walloc-image"
     media = "image"
@@ -109,7 +109,7 @@ class WaLLoCImageCodec(_WaLLoCCodec):
         return self._decode_latent(sections, (g.height, g.width))
 
 
-@register_codec
+@register_codec(model=WaLLoCAudio, priority=10)
 class WaLLoCAudioCodec(_WaLLoCCodec):
     name = "walloc-audio"
     media = "audio"

@@ -1,5 +1,6 @@
 """Media readers and writers: images (:mod:`.image`), audio (:mod:`.audio`), video (:mod:`.video`),
-and atomic file writes (:mod:`.atomic`). Tensors are float32: images (C, H, W) and video
+the media files of a folder (:mod:`.files`, here as :func:`image_files` and friends) and atomic
+file writes (:mod:`.atomic`). Tensors are float32: images (C, H, W) and video
 (C, T, H, W) in [0, 1], audio (C, T) in [-1, 1]."""
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from neurocodec.io.files import audio_files, image_files, media_files, video_files
+
 if TYPE_CHECKING:  # the command line imports this package; torch loads only for the commands that code
     import torch
 
-__all__ = ["read_codec_input"]
+__all__ = ["audio_files", "image_files", "media_files", "read_codec_input", "video_files"]
 
 
 def read_codec_input(

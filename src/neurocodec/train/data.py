@@ -11,7 +11,7 @@ one seeded generator (so a resumed run continues the same sequence).
 
 Each also gives a fixed :meth:`validation_batch` (the centre crop of every item), which the
 trainer uses when the set is a held-out validation set. A folder argument may also be a list
-of files (a held-out split).
+of files (a held-out split); a folder's files are listed by :mod:`neurocodec.io.files`.
 """
 
 from __future__ import annotations
@@ -22,49 +22,15 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-__all__ = ["AudioClips", "ImageCrops", "VideoClips", "audio_files", "image_files", "video_files"]
+from neurocodec.io import files
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".ppm"}
-AUDIO_SUFFIXES = {".wav", ".flac"}
-VIDEO_SUFFIXES = {".y4m", ".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v"}
+__all__ = ["AudioClips", "ImageCrops", "VideoClips"]
 
 Files = str | Path | Sequence[str | Path]
 
 
-def _files(root: str | Path, suffixes: set[str], kind: str) -> list[Path]:
-    root = Path(root)
-    if root.is_file():
-        return [root]
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
-    if not files:
-        raise FileNotFoundError(f"no {kind} under {root}")
-    return files
-
-
-def image_files(root: str | Path) -> list[Path]:
-    """Every image below ``root`` (recursively), sorted, so the order is the same everywhere."""
-    return _files(root, IMAGE_SUFFIXES, "images")
-
-
-def audio_files(root: str | Path) -> list[Path]:
-    """Every WAV and FLAC file below ``root`` (recursively), sorted."""
-    return _files(root, AUDIO_SUFFIXES, "audio files (.wav, .flac)")
-
-
-def video_files(root: str | Path) -> list[Path]:
-    """Every Y4M and container video below ``root`` (recursively), and each raw .yuv whose name
-    gives its geometry (:func:`neurocodec.io.video.raw_geometry`), sorted; ``root`` itself if it
-    is a file (a .yuv file without its geometry fails when it is read, with the reason)."""
-    from neurocodec.io.video import raw_geometry
-
-    files = _files(
-        root, {*VIDEO_SUFFIXES, ".yuv"}, f"videos ({', '.join(sorted(VIDEO_SUFFIXES))}, named .yuv)"
-    )
-    return [p for p in files if p.suffix.lower() != ".yuv" or raw_geometry(p) or p == Path(root)]
-
-
-def _paths(files: Files, lister) -> list[Path]:
-    return lister(files) if isinstance(files, str | Path) else [Path(f) for f in files]
+def _paths(root: Files, lister) -> list[Path]:
+    return lister(root) if isinstance(root, str | Path) else [Path(f) for f in root]
 
 
 def _flip(generator: torch.Generator) -> bool:
@@ -96,7 +62,7 @@ class ImageCrops:
         self.device = torch.device(device)
         self.images: list[torch.Tensor] = []
         self.skipped = 0
-        for path in _paths(root, image_files):
+        for path in _paths(root, files.image_files):
             with Image.open(path) as im:
                 rgb = im.convert("RGB")
             if min(rgb.size) < crop:
@@ -163,7 +129,7 @@ class AudioClips:
         self.device = torch.device(device)
         self.clips: list[torch.Tensor] = []
         self.skipped = 0
-        for path in _paths(root, audio_files):
+        for path in _paths(root, files.audio_files):
             audio, info = read_audio(path)
             if sample_rate is None:
                 sample_rate = info.sample_rate
@@ -228,7 +194,7 @@ class VideoClips:
         self.device = torch.device(device)
         self.videos: list[torch.Tensor] = []
         self.skipped = 0
-        for path in _paths(root, video_files):
+        for path in _paths(root, files.video_files):
             video, _ = read_video(path, max_frames=max_frames)
             if video.shape[1] < frames or min(video.shape[2:]) < crop:
                 self.skipped += 1

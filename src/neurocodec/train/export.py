@@ -1,8 +1,8 @@
 """Export a training checkpoint as shipped weights: safetensors + a JSON model card.
 
 The weights are the run's EMA when it kept one (``--ema``), its live weights otherwise; the
-codec is the one registered under the trained model's name. The CDF tables are built here,
-once (``update_tables``), and stored in the safetensors file with the weights; the card
+codec is the trained family's (:class:`~neurocodec.registry.CodecFamily`). The CDF tables are
+built here, once (``update_tables``), and stored in the safetensors file with the weights; the card
 records how the weights were made and their R-D on Kodak, measured with the real codec (bytes
 of complete files, 8-bit decoded output).
 """
@@ -17,11 +17,10 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from neurocodec.errors import ConfigError
+from neurocodec.io import audio_files, image_files
 from neurocodec.rd import evaluate_audio, evaluate_images, mean_curve, mean_point
-from neurocodec.registry import WEIGHTS_DIR, WeightConfig, _codec_class
+from neurocodec.registry import WEIGHTS_DIR, WeightConfig, trainable
 from neurocodec.train.checkpoint import load_checkpoint, model_weights
-from neurocodec.train.data import audio_files, image_files
-from neurocodec.train.models import trainable
 
 __all__ = ["export_weights"]
 
@@ -72,10 +71,10 @@ def export_weights(
     """
     tensors, meta = load_checkpoint(checkpoint)
     config = meta["config"]
-    name = trainable(config["model"]).codec
-    codec_class = _codec_class(name)
+    family = trainable(config["model"])
+    name, codec_class = family.name, family.codec
     if codec_class is None:
-        raise ConfigError(f"no codec is registered under the name {name!r}: nothing to export to")
+        raise ConfigError(f"{name} declares no codec class: nothing to export to")
     try:
         codec = codec_class(**config["arch"])
     except TypeError as e:  # e.g. a measurement-only variant (the hyperprior's float_prior)

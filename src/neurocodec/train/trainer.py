@@ -2,7 +2,7 @@
 
 loss = distortion + lambda * rate (:func:`~neurocodec.train.losses.rd_loss`: MSE with
 CompressAI's ``lambda * 255^2`` scale, or MS-SSIM) plus the terms the model adds itself
-(``loss_terms``, see :mod:`neurocodec.train.models`), and the entropy bottleneck's auxiliary
+(``loss_terms``, see :class:`neurocodec.registry.CodecFamily`), and the entropy bottleneck's auxiliary
 loss on its own optimizer. Adam, gradient clipping, a learning-rate schedule (a 10x drop at
 ``lr_drop_at`` of the run by default, or cosine with warmup), bf16 autocast (on CUDA by default; on
 the CPU when asked, where the CPU has bf16 units), optional
@@ -22,17 +22,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from neurocodec.io import media_files
+from neurocodec.registry import trainable
 from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, model_weights, save_checkpoint
-from neurocodec.train.data import AudioClips, ImageCrops, VideoClips, audio_files, image_files, video_files
+from neurocodec.train.data import AudioClips, ImageCrops, VideoClips
 from neurocodec.train.distributed import join
 from neurocodec.train.ema import WeightAverage
 from neurocodec.train.losses import check_distortion, rd_loss
-from neurocodec.train.models import build_model, trainable
 from neurocodec.train.schedule import check_periods, check_schedule, cosine_lr
 
-__all__ = ["TrainConfig", "Trainer", "build_model", "rd_loss"]
+__all__ = ["TrainConfig", "Trainer", "rd_loss"]
 
-_LISTERS = {"image": image_files, "audio": audio_files, "video": video_files}
 _PEAK = {"image": 1.0, "audio": 2.0, "video": 1.0}  # peak-to-peak range, for the PSNR
 
 
@@ -98,7 +98,7 @@ class Trainer:
         self.world, device = join(c.device)
         self.device = torch.device(device)
         torch.manual_seed(c.seed)
-        self.model = build_model(c.model, c.arch).to(self.device)
+        self.model = self.spec.build_model(c.arch).to(self.device)
         if c.channels_last and self.spec.data == "image":
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.world.distributed:  # the same weights everywhere; the noise differs per process
@@ -152,7 +152,7 @@ class Trainer:
         c = self.config
         train = c.data
         if c.val_split:
-            files = _LISTERS[self.spec.data](c.data)
+            files = media_files(c.data, self.spec.data)
             if c.val_split >= len(files):
                 raise ValueError(f"cannot hold {c.val_split} of the {len(files)} files of {c.data} out")
             train, held_out = files[: -c.val_split], files[-c.val_split :]
