@@ -17,8 +17,8 @@ import torch
 import neurocodec as nc
 from common import EVAL, KODAK, command, write_json
 from neurocodec import container
+from neurocodec.io import image_files
 from neurocodec.io.image import read_image
-from neurocodec.train.data import image_files
 
 
 def ideal_bytes(model, x: torch.Tensor) -> float:

@@ -24,9 +24,9 @@ import torch
 import neurocodec as nc
 from common import EVAL, KODAK, command, machine, write_json
 from neurocodec.codecs.base import pad_to_multiple
+from neurocodec.io import image_files
 from neurocodec.io.image import read_image
 from neurocodec.metrics import psnr
-from neurocodec.train.data import image_files
 
 
 @torch.no_grad()

@@ -18,10 +18,10 @@ import argparse
 import torch
 
 from common import EVAL, KODAK, command, machine, write_json
+from neurocodec.io import image_files
 from neurocodec.io.image import read_image
 from neurocodec.metrics import psnr
 from neurocodec.models.walloc import WaLLoCImage
-from neurocodec.train.data import image_files
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,11 +37,11 @@ import torch
 
 from neurocodec.codecs.base import pad_to_multiple
 from neurocodec.codecs.walloc import WaLLoCImageCodec
+from neurocodec.io import image_files
 from neurocodec.io.image import read_image
 from neurocodec.metrics import psnr
 from neurocodec.models.hyperprior import LatentHyperprior
 from neurocodec.train.checkpoint import load_checkpoint, model_weights
-from neurocodec.train.data import image_files
 
 
 def factorized_codec(run: str) -> WaLLoCImageCodec:
