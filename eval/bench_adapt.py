@@ -4,10 +4,10 @@ With a codec's weights (``--codec``, default the shipped ``hyperprior``; weights
 package through ``NEUROCODEC_WEIGHTS_PATH``, see :mod:`neurocodec.registry`), every quality
 codes each image twice, at effort 0 (the plain encoder) and at effort N (N SGA iterations,
 :mod:`neurocodec.codecs.adapt`); both files are decoded by the same, unchanged decoder. Per file and per quality: bpp from the real file
-size, PSNR and MS-SSIM of the 8-bit output (:func:`neurocodec.rd.rd_row`), encode and decode
+size, PSNR and MS-SSIM of the 8-bit output (:func:`neurocodec.evaluation.rd_row`), encode and decode
 seconds, and whether the adapted file is the plain one (the refined latents were rejected as not
 better). Summary: the mean R-D point of each effort per quality, the BD-rate and BD-PSNR of
-effort N against effort 0 over the four qualities (:func:`neurocodec.rd.bd_rate`, pchip, over
+effort N against effort 0 over the four qualities (:func:`neurocodec.evaluation.bd_rate`, pchip, over
 the PSNR interval both cover), the encode-time ratio and the seconds per iteration.
 
 The JSON is rewritten after each quality, so a cut-off run keeps what it measured;
@@ -37,7 +37,7 @@ from common import EVAL, KODAK, ROOT, command, load_average, machine, timed, wri
 
 def summary(rows: dict, effort: int) -> dict:
     """Mean points per quality and effort, BD-rate/BD-PSNR of effort N vs 0, time ratios."""
-    from neurocodec.rd import bd_psnr, bd_rate, curve_points, mean_curve, overlap
+    from neurocodec.evaluation import bd_psnr, bd_rate, curve_points, mean_curve, overlap
 
     curves = {e: mean_curve({q: r[e] for q, r in rows.items()}) for e in ("0", str(effort))}
     out = {"curves": curves}
@@ -125,8 +125,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     import neurocodec as nc
+    from neurocodec.evaluation import rd_row
     from neurocodec.io.image import read_image
-    from neurocodec.rd import rd_row
     from neurocodec.registry import weight_configs
 
     paths = sorted(Path(args.data).glob("*.png"))[: args.limit]

@@ -34,10 +34,10 @@ import torch
 import neurocodec as nc
 from common import EVAL, KODAK, command, machine, write_json
 from neurocodec.codecs.base import pad_to_multiple
+from neurocodec.evaluation import bd_rate
+from neurocodec.evaluation.metrics import psnr
 from neurocodec.io import image_files
 from neurocodec.io.image import read_image
-from neurocodec.metrics import psnr
-from neurocodec.rd import bd_rate
 
 
 def bits(likelihoods: torch.Tensor) -> float:

@@ -58,7 +58,7 @@ def machine(device: str = "cpu", packages: tuple[str, ...] = ()) -> dict[str, An
     import numpy as np
     import torch
 
-    from neurocodec.rd import cpu_model
+    from neurocodec.evaluation import cpu_model
 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
     for dist in packages:

@@ -1,5 +1,5 @@
 """Place codecs measured by ``neurocodec eval`` against published Kodak curves (VTM, BPG,
-CompressAI's mbt2018-mean and cheng2020-anchor, MLIC++: :mod:`neurocodec.published`).
+CompressAI's mbt2018-mean and cheng2020-anchor, MLIC++: :mod:`neurocodec.evaluation.published`).
 
 For each codec of the report and each published curve: BD-rate over PSNR and over MS-SSIM (dB)
 where the quality intervals overlap, and BD-PSNR (BD-MS-SSIM dB) where the rate intervals do,
@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from common import command, write_json
-from neurocodec.published import KODAK, compare_published
-from neurocodec.rd import curve_points, plot_rd
+from neurocodec.evaluation import curve_points, plot_rd
+from neurocodec.evaluation.published import KODAK, compare_published
 
 
 def main() -> int:

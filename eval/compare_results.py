@@ -9,7 +9,7 @@ itself across runs: re-shipped weights against the previous ones, or encoding at
 
 Writes (and prints) each report's path, command and weights, the two mean curves, and the BD-rate
 (pchip) and BD-quality of TEST against ANCHOR for each metric the reports carry (images: PSNR
-and MS-SSIM; audio: SNR and SI-SDR; :data:`neurocodec.rd.METRICS`).
+and MS-SSIM; audio: SNR and SI-SDR; :data:`neurocodec.evaluation.METRICS`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from common import command, write_json
-from neurocodec.rd import METRICS, bd_psnr, bd_rate, curve_points, overlap
+from neurocodec.evaluation import METRICS, bd_psnr, bd_rate, curve_points, overlap
 
 MEDIA_METRICS = {"bpp": ("psnr", "ms-ssim"), "kbps": ("snr", "si-sdr")}
 

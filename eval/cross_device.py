@@ -36,7 +36,7 @@ from common import EVAL, KODAK, command, machine, write_json
 def check(name: str, quality: int, device: str, images: list, tolerance: int) -> list[dict]:
     import neurocodec as nc
     from neurocodec.errors import NeurocodecError
-    from neurocodec.metrics import quantized
+    from neurocodec.evaluation.metrics import quantized
 
     codecs = {"cpu": nc.load(name, quality), "dev": nc.load(name, quality, device=device)}  # dev: --device
     rows = []

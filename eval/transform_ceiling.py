@@ -24,9 +24,9 @@ import torch
 import neurocodec as nc
 from common import EVAL, KODAK, command, machine, write_json
 from neurocodec.codecs.base import pad_to_multiple
+from neurocodec.evaluation.metrics import psnr
 from neurocodec.io import image_files
 from neurocodec.io.image import read_image
-from neurocodec.metrics import psnr
 
 
 @torch.no_grad()

@@ -18,9 +18,9 @@ import argparse
 import torch
 
 from common import EVAL, KODAK, command, machine, write_json
+from neurocodec.evaluation.metrics import psnr
 from neurocodec.io import image_files
 from neurocodec.io.image import read_image
-from neurocodec.metrics import psnr
 from neurocodec.models.walloc import WaLLoCImage
 
 

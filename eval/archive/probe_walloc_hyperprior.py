@@ -38,9 +38,9 @@ import torch
 from neurocodec.codecs.base import pad_to_multiple
 from neurocodec.codecs.walloc import WaLLoCImageCodec
 from neurocodec.entropy.latent_codecs import HyperpriorLatentCodec
+from neurocodec.evaluation.metrics import psnr
 from neurocodec.io import image_files
 from neurocodec.io.image import read_image
-from neurocodec.metrics import psnr
 from neurocodec.models.hyperprior import mean_scale_hyperprior
 from neurocodec.train.checkpoint import load_checkpoint, model_weights
 
