@@ -20,10 +20,10 @@ from neurocodec.errors import BitstreamError, NeurocodecError
 from neurocodec.models.c3 import (
     ACT_BITS,
     ACT_MAX,
-    PHASES,
     ContextModel,
     ImageModel,
     integer_phase,
+    lattice_phases,
     phase_masks,
     table_of,
 )
@@ -51,10 +51,10 @@ def coded() -> tuple[torch.Tensor, bytes, dict]:
     return x, data, dict(codec.last_fit)
 
 
-def random_model(h: int = 64, w: int = 128, seed: int = 0) -> tuple[ImageModel, dict[str, int]]:
+def random_model(h: int = 64, w: int = 128, seed: int = 0, **arch) -> tuple[ImageModel, dict[str, int]]:
     """A model with random integer latents and a random ARM, quantized to the given steps."""
     torch.manual_seed(seed)
-    m = ImageModel(h, w)
+    m = ImageModel(h, w, **arch)
     steps = {
         "arm.weight": 6,
         "arm.bias": 5,
@@ -117,21 +117,20 @@ def _int64_reference(
     arm, grid: torch.Tensor, coarse: torch.Tensor, phase: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The integer ARM by int64 arithmetic, position by position through explicit windows."""
-    k, ck = arm.same.shape[-1], arm.coarse.shape[-1]
+    k, ck, n = arm.same.shape[-1], arm.coarse.shape[-1], arm.lattice
     r, cr = k // 2, ck // 2
-    py, px = PHASES[phase]
+    py, px = lattice_phases(n)[phase]
     g = F.pad(grid[None, None], (r, r, r, r))[0, 0].to(torch.int64) << ACT_BITS
     cp = F.pad(coarse[None, None], (cr, cr, cr, cr))[0, 0].to(torch.int64) << ACT_BITS
     same, coarse_w = arm.same[phase].to(torch.int64), arm.coarse[phase].to(torch.int64)
     shift = ACT_BITS + arm.kw - arm.kb
     bias = [b.to(torch.int64) << shift for b in (arm.bias[phase], arm.hidden_b, arm.head_b)]
     means, scales = [], []
-    h2, w2 = grid.shape[0] // 2, grid.shape[1] // 2
-    for i in range(h2):
-        for j in range(w2):
-            y, x = 2 * i + py, 2 * j + px
+    for i in range(grid.shape[0] // n):
+        for j in range(grid.shape[1] // n):
+            y, x = n * i + py, n * j + px
             window = g[y : y + k, x : x + k]
-            cwin = cp[i : i + ck, j : j + ck]
+            cwin = cp[y // 2 : y // 2 + ck, x // 2 : x // 2 + ck]
             acc = (same * window).sum((1, 2)) + (coarse_w * cwin).sum((1, 2)) + bias[0]
             a = (acc >> arm.kw).clamp(0, int(ACT_MAX))
             a = ((arm.hidden_w.to(torch.int64) @ a + bias[1]) >> arm.kw).clamp(0, int(ACT_MAX))
@@ -141,44 +140,51 @@ def _int64_reference(
     return torch.stack(means), torch.stack(scales)
 
 
-def test_integer_arm_equals_an_int64_reference() -> None:
-    model, steps = random_model(16, 20)
+ARCHS = [{}, {"arm_lattice": 4}, {"arm_coarse_kernel": 5}, {"arm_lattice": 4, "arm_coarse_kernel": 5}]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_integer_arm_equals_an_int64_reference(arch: dict) -> None:
+    model, steps = random_model(16, 20, **arch)
     arm = c3.integer_arm(model, steps)
     grid = model.latents[0].detach()[0, 0].double()
     coarse = model.latents[1].detach()[0, 0].double()
-    for phase in range(len(PHASES)):
+    phases = lattice_phases(arm.lattice)
+    for phase in range(len(phases)):
         got = integer_phase(arm, grid, coarse, phase)
         want = _int64_reference(arm, grid, coarse, phase)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
         # only earlier phases are read: the later ones may hold anything
         noisy = grid.clone()
-        for p in range(phase, len(PHASES)):
-            py, px = PHASES[p]
-            noisy[py::2, px::2] = 99
+        for p in range(phase, len(phases)):
+            py, px = phases[p]
+            noisy[py :: arm.lattice, px :: arm.lattice] = 99
         assert all(
             torch.equal(a, b) for a, b in zip(integer_phase(arm, noisy, coarse, phase), got, strict=True)
         )
 
 
-def test_float_arm_is_the_masked_window_mlp() -> None:
+@pytest.mark.parametrize(("lattice", "coarse_kernel"), [(2, 3), (4, 3), (2, 5), (4, 5)])
+def test_float_arm_is_the_masked_window_mlp(lattice: int, coarse_kernel: int) -> None:
     """The one-convolution float ARM (sub-grids as channels) equals the MLP over each phase's
     masked window, position by position."""
     torch.manual_seed(1)
-    arm = ContextModel(8, 5)
+    arm = ContextModel(8, 5, coarse_kernel, lattice=lattice)
     with torch.no_grad():
         arm.head.weight.normal_()
         arm.bias.normal_()
-    grid, coarse = torch.randn(1, 1, 8, 10), torch.randn(1, 1, 4, 5)
+    grid, coarse = torch.randn(1, 1, 8, 12), torch.randn(1, 1, 4, 6)
     mean, log_scale = arm(grid, coarse)
+    cr = coarse_kernel // 2
     g = F.pad(grid, (2, 2, 2, 2))[0, 0]
-    c = F.pad(coarse, (1, 1, 1, 1))[0, 0]
+    c = F.pad(coarse, (cr, cr, cr, cr))[0, 0]
+    phases = lattice_phases(lattice)
     for y in range(8):
-        for x in range(10):
-            p = PHASES.index((y % 2, x % 2))
+        for x in range(12):
+            p = phases.index((y % lattice, x % lattice))
             pre = (arm.same[p] * arm.masks[p] * g[y : y + 5, x : x + 5]).sum((1, 2))
-            pre = (
-                pre + (arm.coarse[p] * c[y // 2 : y // 2 + 3, x // 2 : x // 2 + 3]).sum((1, 2)) + arm.bias[p]
-            )
+            window = c[y // 2 : y // 2 + coarse_kernel, x // 2 : x // 2 + coarse_kernel]
+            pre = pre + (arm.coarse[p] * window).sum((1, 2)) + arm.bias[p]
             out = arm.head(torch.relu(arm.hidden(torch.relu(pre))))
             assert torch.allclose(out, torch.stack([mean[0, 0, y, x], log_scale[0, 0, y, x]]), atol=1e-5)
 
@@ -187,6 +193,13 @@ def test_phase_masks_only_see_earlier_passes() -> None:
     masks = phase_masks(5)
     assert not masks[0].any()  # the first pass has only the coarser grid
     assert masks[1].sum() == 4 and masks[2].sum() == 12 and masks[3].sum() == 16
+    masks = phase_masks(5, 4)
+    assert masks.sum((1, 2)).tolist() == [0, 4, 4, 8, 4, 8, 8, 12, 12, 16, 16, 20, 16, 20, 20, 24]
+    for lattice in (2, 4):  # a pass never sees itself or a later pass
+        phases = lattice_phases(lattice)
+        for p, (py, px) in enumerate(phases):
+            for i, j in phase_masks(5, lattice)[p].nonzero().tolist():
+                assert phases.index(((py + i - 2) % lattice, (px + j - 2) % lattice)) < p
 
 
 def test_table_mapping_is_integer_and_nearest() -> None:
@@ -196,8 +209,9 @@ def test_table_mapping_is_integer_and_nearest() -> None:
     assert torch.all((approx - mean / 256).abs() <= 1 / 16 + 1e-12)
 
 
-def test_latents_and_networks_roundtrip_and_rate_matches_the_model() -> None:
-    model, steps = random_model()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_latents_and_networks_roundtrip_and_rate_matches_the_model(arch: dict) -> None:
+    model, steps = random_model(**arch)
     arm = c3.integer_arm(model, steps)
     grids = [y.detach()[0, 0].double() for y in model.latents]
     data = c3.encode_latents(grids, arm)

@@ -8,14 +8,16 @@ Quality ``q`` is the rate-distortion trade-off ``lambda`` (:data:`LAMBDAS`, loss
 
 File sections:
 
-- ``networks``: the architecture (ARM hidden width and window, synthesis width: 3 bytes), for
-  each of the 5 parameter groups its step exponent ``k`` (step ``2^-k``, int8) and the scale
-  index ``s`` (uint8) of the zero-mean Laplace table that codes it, then one rANS stream of every
-  parameter's integer (parameter / step), in the order of :func:`~neurocodec.codecs.c3_fit.groups`;
-- ``latents``: one rANS stream of every latent, grids coarse to fine, each in the four passes
-  of :data:`~neurocodec.models.c3.PHASES` (row-major within a pass); latent ``y`` is coded as
-  ``y - m`` with table ``s * 8 + f``, where the integer ARM's mean is ``m + f/8`` and its
-  log-scale the ``s``-th table scale (:func:`~neurocodec.models.c3.table_of`): 48 scales x
+- ``networks``: the architecture (ARM hidden width, window, coarse window and lattice, synthesis
+  width: 5 bytes), for each of the 5 parameter groups its step exponent ``k`` (step ``2^-k``,
+  int8) and the scale index ``s`` (uint8) of the zero-mean Laplace table that codes it, then one
+  rANS stream of every parameter's integer (parameter / step), in the order of
+  :func:`~neurocodec.codecs.c3_fit.groups`;
+- ``latents``: one rANS stream of every latent, grids coarse to fine, each in the lattice^2
+  passes of :func:`~neurocodec.models.c3.lattice_phases` (row-major within a pass; a grid is
+  padded with zeros to multiples of the lattice, the padding is not coded); latent ``y`` is
+  coded as ``y - m`` with table ``s * 8 + f``, where the integer ARM's mean is ``m + f/8`` and
+  its log-scale the ``s``-th table scale (:func:`~neurocodec.models.c3.table_of`): 48 scales x
   8 mean fractions of Laplace tables (:func:`laplace_tables`).
 """
 
@@ -38,8 +40,8 @@ from neurocodec.models.c3 import (
     ACT_BITS,
     GRIDS,
     LATENT_MAX,
+    LATTICES,
     MEAN_BITS,
-    PHASES,
     SCALES,
     WEIGHT_MAX,
     ImageModel,
@@ -48,6 +50,7 @@ from neurocodec.models.c3 import (
     grid_sizes,
     integer_phase,
     laplace_tables,
+    lattice_phases,
     table_of,
 )
 from neurocodec.registry import register_codec
@@ -60,6 +63,8 @@ PRESETS = {"fast": 1000, "medium": 3000, "slow": 10000}  # fitting iterations
 ARCH = {
     "arm_hidden": 8,
     "arm_kernel": 5,
+    "arm_coarse_kernel": 3,
+    "arm_lattice": 2,
     "synthesis_width": 16,
 }  # hidden 8: fewer parameter bytes, same R-D (kodim01 crops, q1 and q3)
 PADDING = 1 << (GRIDS - 1)
@@ -69,13 +74,18 @@ PADDING = 1 << (GRIDS - 1)
 # Bits of the networks
 
 
-_HEAD = struct.Struct("<3B")
+_HEAD = struct.Struct("<5B")  # ARM hidden, window, coarse window, lattice; synthesis width
 _GROUP = struct.Struct("<bB")  # step exponent k (step 2^-k), scale index of the group's table
 
 
 def pack_networks(model: ImageModel, steps: dict[str, int]) -> bytes:
     """The ``networks`` section of a fitted model whose groups are quantized with ``steps``."""
-    out = bytearray(_HEAD.pack(model.arm.hidden_size, model.arm.kernel, model.synthesis.mix.out_channels))
+    arm = model.arm
+    out = bytearray(
+        _HEAD.pack(
+            arm.hidden_size, arm.kernel, arm.coarse_kernel, arm.lattice, model.synthesis.mix.out_channels
+        )
+    )
     values, indexes = [], []
     for name, tensors in c3_fit.groups(model):
         k = steps[name]
@@ -96,12 +106,12 @@ def unpack_networks(data: bytes) -> tuple[ImageModel, dict[str, int]]:
     groups_len = 5 * _GROUP.size
     if len(data) < _HEAD.size + groups_len:
         raise BitstreamError("the c3 networks section is truncated")
-    hidden, kernel, width_ = _HEAD.unpack_from(data)
-    if not (1 <= hidden <= 64 and kernel in (3, 5, 7) and 1 <= width_ <= 64):
-        raise BitstreamError(
-            f"the c3 networks section has an unsupported architecture ({hidden}, {kernel}, {width_})"
-        )
-    arch = {"arm_hidden": hidden, "arm_kernel": kernel, "synthesis_width": width_}
+    head = _HEAD.unpack_from(data)
+    hidden, kernel, coarse_kernel, lattice, width_ = head
+    supported = kernel in (3, 5, 7) and coarse_kernel in (3, 5) and lattice in LATTICES
+    if not (supported and 1 <= hidden <= 64 and 1 <= width_ <= 64):
+        raise BitstreamError(f"the c3 networks section has an unsupported architecture {head}")
+    arch = dict(zip(ARCH, head, strict=True))  # the header's order
     model = ImageModel(PADDING, PADDING, **arch)
     groups = c3_fit.groups(model)
     steps, indexes = {}, []
@@ -162,36 +172,46 @@ def integer_arm(model: ImageModel, steps: dict[str, int]) -> IntegerARM:
 # Latents
 
 
-def _passes(sizes: list[tuple[int, int]]):
-    """(level, phase, valid) of every pass in coding order; ``valid`` (h2, w2) bool marks the
-    positions of the phase inside the grid (a grid of odd size is padded to even with zeros)."""
+def _passes(sizes: list[tuple[int, int]], lattice: int):
+    """(level, phase, valid) of every pass in coding order; ``valid`` (h/n * w/n,) bool marks the
+    positions of the phase inside the grid (a grid is padded with zeros to multiples of the
+    lattice n)."""
     for level in range(GRIDS - 1, -1, -1):
         h, w = sizes[level]
-        for phase, (py, px) in enumerate(PHASES):
-            rows = torch.arange(py, h + h % 2, 2) < h
-            cols = torch.arange(px, w + w % 2, 2) < w
+        for phase, (py, px) in enumerate(lattice_phases(lattice)):
+            rows = torch.arange(py, _up(h, lattice), lattice) < h
+            cols = torch.arange(px, _up(w, lattice), lattice) < w
             yield level, phase, (rows[:, None] & cols[None, :]).reshape(-1)
 
 
-def _even(grid: torch.Tensor) -> torch.Tensor:
+def _up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _pad(grid: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``grid`` (h, w) padded with zeros to (height, width)."""
     h, w = grid.shape
-    return F.pad(grid, (0, w % 2, 0, h % 2))
+    return F.pad(grid, (0, width - w, 0, height - h))
 
 
-def _coarse(grids: list[torch.Tensor], level: int) -> torch.Tensor:
-    h, w = grids[level].shape
-    return grids[level + 1] if level + 1 < GRIDS else torch.zeros(-(-h // 2), -(-w // 2), dtype=torch.float64)
+def _coarse(padded: list[torch.Tensor], level: int) -> torch.Tensor:
+    """The coarser grid of ``padded[level]`` (padded with zeros to half its size; zeros for the coarsest)."""
+    h, w = padded[level].shape
+    if level + 1 < GRIDS:
+        return _pad(padded[level + 1][: h // 2, : w // 2], h // 2, w // 2)
+    return torch.zeros(h // 2, w // 2, dtype=torch.float64)
 
 
 def encode_latents(grids: list[torch.Tensor], arm: IntegerARM) -> bytes:
     """The ``latents`` stream of integer ``grids`` (float64 (h, w) each)."""
+    n = arm.lattice
     values, indexes = [], []
-    padded = [_even(g) for g in grids]
-    for level, phase, valid in _passes([tuple(g.shape) for g in grids]):
-        py, px = PHASES[phase]
-        mean, log_scale = integer_phase(arm, padded[level], _coarse(grids, level), phase)
+    padded = [_pad(g, _up(g.shape[0], n), _up(g.shape[1], n)) for g in grids]
+    for level, phase, valid in _passes([tuple(g.shape) for g in grids], n):
+        py, px = lattice_phases(n)[phase]
+        mean, log_scale = integer_phase(arm, padded[level], _coarse(padded, level), phase)
         whole, index = table_of(mean, log_scale)
-        y = padded[level][py::2, px::2].reshape(-1).to(torch.int64)
+        y = padded[level][py::n, px::n].reshape(-1).to(torch.int64)
         values.append((y - whole)[valid])
         indexes.append(index[valid])
     v = torch.cat(values).to(torch.int32)
@@ -202,23 +222,18 @@ def encode_latents(grids: list[torch.Tensor], arm: IntegerARM) -> bytes:
 
 def decode_latents(data: bytes, sizes: list[tuple[int, int]], arm: IntegerARM) -> list[torch.Tensor]:
     """The integer grids (float64) of a ``latents`` stream."""
+    n = arm.lattice
     stream = coder.StreamDecoder(data, laplace_tables())
-    padded = [torch.zeros(h + h % 2, w + w % 2, dtype=torch.float64) for h, w in sizes]
-    for level, phase, valid in _passes(sizes):
-        py, px = PHASES[phase]
-        h, w = sizes[level]
-        coarse = (
-            padded[level + 1][: sizes[level + 1][0], : sizes[level + 1][1]]
-            if level + 1 < GRIDS
-            else (torch.zeros(-(-h // 2), -(-w // 2), dtype=torch.float64))
-        )
-        mean, log_scale = integer_phase(arm, padded[level], coarse, phase)
+    padded = [torch.zeros(_up(h, n), _up(w, n), dtype=torch.float64) for h, w in sizes]
+    for level, phase, valid in _passes(sizes, n):
+        py, px = lattice_phases(n)[phase]
+        mean, log_scale = integer_phase(arm, padded[level], _coarse(padded, level), phase)
         whole, index = table_of(mean, log_scale)
         symbols = torch.from_numpy(stream.pull(index[valid]).astype(np.int64))
         y = whole.clone()
         y[valid] += symbols
         y[~valid] = 0
-        target = padded[level][py::2, px::2]
+        target = padded[level][py::n, px::n]
         target.copy_(y.reshape(target.shape).to(torch.float64))
     stream.finish()
     return [p[:h, :w] for p, (h, w) in zip(padded, sizes, strict=True)]

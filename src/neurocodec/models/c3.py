@@ -6,12 +6,13 @@
   (initialized bicubic), the finer grid concatenated after each step: 7 channels at full size.
 - :class:`Synthesis`: 1x1 conv to ``width``, ReLU, 1x1 to 3, then two residual 3x3 convs.
 - :class:`ContextModel` (the ARM): a Laplace (mean, log-scale) per latent from the latents of
-  the same grid decoded in earlier passes and a 3x3 window of the coarser grid. A grid is
-  decoded in four passes, the phases of a 2x2 lattice (:data:`PHASES`); each pass sees the
-  earlier phases inside a ``kernel`` x ``kernel`` window (phase-dependent masks) and has its own
-  first layer; the hidden and output layers are shared. Training evaluates all positions at once
-  (four stride-2 masked convolutions); coding evaluates the same MLP in exact integer
-  arithmetic (:func:`integer_phase`), so table indexes are identical on every device.
+  the same grid decoded in earlier passes and a window of the coarser grid. A grid is decoded
+  in ``lattice^2`` passes, the phases of a 2x2 (the codec's) or 4x4 lattice
+  (:func:`lattice_phases`); each pass sees the earlier phases inside a ``kernel`` x ``kernel``
+  window (phase-dependent masks) and has its own first layer; the hidden and output layers are
+  shared. Training evaluates all positions at once (one convolution over the sub-grids);
+  coding evaluates the same MLP in exact integer arithmetic (:func:`integer_phase`), so table
+  indexes are identical on every device.
 
 Fixed point of the integer ARM: weights are ``W * 2^-kw``, biases ``B * 2^-kb`` (one step per
 module for each), activations are integers in units of ``2^-ACT_BITS``; every layer computes
@@ -36,13 +37,25 @@ from neurocodec.entropy import coder, tables
 from neurocodec.entropy.models.base import lower_bound
 
 GRIDS = 7
-PHASES = ((0, 0), (1, 1), (0, 1), (1, 0))  # decoding order of the 2x2 lattice (row, column parity)
+LATTICES = (2, 4)  # a grid is decoded in lattice^2 passes
+
 ACT_BITS = 8  # fixed-point fraction bits of the integer ARM's activations and outputs
 ACT_MAX = 2.0**24  # activations are clamped to [0, ACT_MAX] (units 2^-ACT_BITS)
 LATENT_MAX = 2**15 - 1  # |latent| bound: a coded latent outside it is clamped by the encoder
 WEIGHT_MAX = 2**15 - 1  # |integer weight| bound of the ARM
 BIAS_MAX = 2**40  # |bias * 2^(ACT_BITS + kw - kb)| bound of the ARM (accumulator units)
 EXACT = 2.0**53
+
+
+@functools.cache
+def lattice_phases(lattice: int) -> tuple[tuple[int, int], ...]:
+    """Decoding order of the positions (row, column) mod ``lattice`` of an ``lattice`` x ``lattice``
+    lattice: (0, 0), (1, 1), (0, 1), (1, 0) for 2; for 4, the 2-lattice's order on the even
+    positions, then the same order shifted by (1, 1), (0, 1), (1, 0)."""
+    if lattice == 1:
+        return ((0, 0),)
+    coarse = lattice_phases(lattice // 2)
+    return tuple((2 * y + oy, 2 * x + ox) for oy, ox in ((0, 0), (1, 1), (0, 1), (1, 0)) for y, x in coarse)
 
 
 def soft_round(x: Tensor, temperature: float) -> Tensor:
@@ -133,14 +146,15 @@ class Synthesis(nn.Module):
 # The context model
 
 
-def phase_masks(kernel: int) -> Tensor:
-    """(4, kernel, kernel) bool: which window offsets phase ``p`` may use (decoded in an earlier pass)."""
+def phase_masks(kernel: int, lattice: int = 2) -> Tensor:
+    """(lattice^2, kernel, kernel) bool: which window offsets phase ``p`` may use (decoded in an earlier pass)."""
     r = kernel // 2
-    masks = torch.zeros(len(PHASES), kernel, kernel, dtype=torch.bool)
-    for p, (py, px) in enumerate(PHASES):
+    phases = lattice_phases(lattice)
+    masks = torch.zeros(len(phases), kernel, kernel, dtype=torch.bool)
+    for p, (py, px) in enumerate(phases):
         for i in range(kernel):
             for j in range(kernel):
-                q = PHASES.index(((py + i - r) % 2, (px + j - r) % 2))
+                q = phases.index(((py + i - r) % lattice, (px + j - r) % lattice))
                 masks[p, i, j] = q < p
     return masks
 
@@ -155,71 +169,89 @@ def raster_mask(kernel: int) -> Tensor:
 class ContextModel(nn.Module):
     """The ARM: Laplace (mean, log-scale) of every latent of a grid from its decoded neighbours.
 
-    ``scheme="phases"`` is what the codec codes with; ``scheme="raster"`` (training rate only,
-    never coded) replaces the phase masks by one raster-causal mask, to measure what the
-    four-pass schedule costs.
+    ``scheme="phases"`` is what the codec codes with: ``lattice^2`` passes; ``scheme="raster"``
+    (training rate only, never coded) replaces the phase masks by one raster-causal mask, to
+    measure what the passes cost.
     """
 
-    def __init__(self, hidden: int = 16, kernel: int = 5, coarse_kernel: int = 3, scheme: str = "phases"):
+    def __init__(
+        self,
+        hidden: int = 16,
+        kernel: int = 5,
+        coarse_kernel: int = 3,
+        scheme: str = "phases",
+        lattice: int = 2,
+    ):
         super().__init__()
         if scheme not in ("phases", "raster"):
             raise ValueError(f"scheme must be 'phases' or 'raster', not {scheme!r}")
+        if lattice not in LATTICES:
+            raise ValueError(f"lattice must be one of {LATTICES}, not {lattice!r}")
         self.hidden_size, self.kernel, self.coarse_kernel, self.scheme = hidden, kernel, coarse_kernel, scheme
+        self.lattice, self.phases = lattice, lattice_phases(lattice)
+        phases = len(self.phases)
         fan_in = kernel * kernel // 2 + coarse_kernel**2
         std = 1 / math.sqrt(fan_in)
-        self.same = nn.Parameter(torch.randn(len(PHASES), hidden, kernel, kernel) * std)
-        self.coarse = nn.Parameter(torch.randn(len(PHASES), hidden, coarse_kernel, coarse_kernel) * std)
-        self.bias = nn.Parameter(torch.zeros(len(PHASES), hidden))
+        self.same = nn.Parameter(torch.randn(phases, hidden, kernel, kernel) * std)
+        self.coarse = nn.Parameter(torch.randn(phases, hidden, coarse_kernel, coarse_kernel) * std)
+        self.bias = nn.Parameter(torch.zeros(phases, hidden))
         self.hidden = nn.Linear(hidden, hidden)
         self.head = nn.Linear(hidden, 2)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-        masks = phase_masks(kernel) if scheme == "phases" else raster_mask(kernel).expand(len(PHASES), -1, -1)
+        if scheme == "phases":
+            masks = phase_masks(kernel, lattice)
+        else:
+            masks = raster_mask(kernel).expand(phases, -1, -1)
         self.register_buffer("masks", masks.clone(), persistent=False)
-        self.register_buffer("placement", _placement(masks, coarse_kernel), persistent=False)
+        self.register_buffer("placement", _placement(masks, coarse_kernel, lattice), persistent=False)
 
     def forward(self, grid: Tensor, coarse: Tensor) -> tuple[Tensor, Tensor]:
-        """(mean, log-scale), each (1, 1, h, w), of ``grid`` (1, 1, h, w; h and w even) given the
-        coarser grid ``coarse`` (1, 1, h/2, w/2; zeros for the coarsest).
+        """(mean, log-scale), each (1, 1, h, w), of ``grid`` (1, 1, h, w; multiples of the lattice)
+        given the coarser grid ``coarse`` (1, 1, h/2, w/2; zeros for the coarsest).
 
-        One convolution computes every phase's first layer: the grid's 2x2 sub-grids
-        (``pixel_unshuffle``) and the coarser grid are its 5 input channels at half size, and
-        each phase's masked window is laid out on them by the fixed ``placement``."""
+        One convolution computes every phase's first layer: the grid's lattice sub-grids
+        (``pixel_unshuffle``) and the coarser grid's (lattice/2)^2 ones are its input channels at
+        1/lattice size, and each phase's masked window is laid out on them by the fixed ``placement``."""
         _, _, h, w = grid.shape
-        hid, phases = self.hidden_size, len(PHASES)
+        n, hid, phases = self.lattice, self.hidden_size, len(self.phases)
         same = self.same if self.scheme == "phases" else self.same[:1].expand(phases, -1, -1, -1)
-        taps = torch.cat([same.flatten(2), self.coarse.flatten(2)], 2)  # (4, H, k^2 + ck^2)
-        size = self.placement.shape[-1]
-        weight = torch.bmm(taps, self.placement.flatten(2)).reshape(phases * hid, 5, size, size)
-        x = torch.cat([F.pixel_unshuffle(grid, 2), coarse], 1)
+        taps = torch.cat([same.flatten(2), self.coarse.flatten(2)], 2)  # (P, H, k^2 + ck^2)
+        channels, size = self.placement.shape[2], self.placement.shape[-1]
+        weight = torch.bmm(taps, self.placement.flatten(2)).reshape(phases * hid, channels, size, size)
+        x = torch.cat([F.pixel_unshuffle(grid, n), F.pixel_unshuffle(coarse, n // 2)], 1)
         x = F.pad(x, (size // 2,) * 4).contiguous(memory_format=torch.channels_last)
         h1 = F.conv2d(x, weight).permute(0, 2, 3, 1).reshape(-1, phases, hid)  # channels-last: a view
         h1 = torch.relu(h1 + self.bias)
         h2 = torch.relu(F.linear(h1, self.hidden.weight, self.hidden.bias))
-        out = F.linear(h2, self.head.weight, self.head.bias)  # (h/2 * w/2, 4, 2)
-        order = [PHASES.index((i // 2, i % 2)) for i in range(4)]  # phases in sub-pixel order
-        out = out[:, order].reshape(h // 2, w // 2, 2, 2, 2).permute(4, 0, 2, 1, 3).reshape(1, 2, h, w)
+        out = F.linear(h2, self.head.weight, self.head.bias)  # (h/n * w/n, P, 2)
+        order = [self.phases.index((i // n, i % n)) for i in range(n * n)]  # phases in sub-pixel order
+        out = out[:, order].reshape(h // n, w // n, n, n, 2).permute(4, 0, 2, 1, 3).reshape(1, 2, h, w)
         return out[:, :1], out[:, 1:]
 
 
-def _placement(masks: Tensor, coarse_kernel: int) -> Tensor:
-    """(4, k^2 + ck^2, 5, K, K): where each window tap of each phase lands in a half-size KxK
-    kernel over the 4 sub-grids (channel ``2 * row parity + column parity``) and the coarser grid
-    (channel 4); masked-out taps land nowhere."""
+def _placement(masks: Tensor, coarse_kernel: int, lattice: int) -> Tensor:
+    """(P, k^2 + ck^2, n^2 + (n/2)^2, K, K), n the lattice: where each window tap of each phase
+    lands in a KxK kernel over the n^2 sub-grids (channel ``n * row + column`` mod n) and the
+    coarser grid's (n/2)^2 ones (channels after those); masked-out taps land nowhere. The coarse
+    window of the latent at (y, x) is centred on (y // 2, x // 2)."""
     phases, k, _ = masks.shape
+    n, m = lattice, lattice // 2
     r, cr = k // 2, coarse_kernel // 2
-    half = max(-(-r // 2), cr)
+    half = max(-(-r // n), -(-cr // m))
     size = 2 * half + 1
-    out = torch.zeros(phases, k * k + coarse_kernel**2, 5, size, size)
-    for p, (py, px) in enumerate(PHASES):
+    out = torch.zeros(phases, k * k + coarse_kernel**2, n * n + m * m, size, size)
+    for p, (py, px) in enumerate(lattice_phases(n)):
         for i in range(k):
             for j in range(k):
                 if masks[p, i, j]:
                     y, x = py + i - r, px + j - r
-                    out[p, i * k + j, (y % 2) * 2 + x % 2, y // 2 + half, x // 2 + half] = 1
+                    out[p, i * k + j, (y % n) * n + x % n, y // n + half, x // n + half] = 1
         for i in range(coarse_kernel):
             for j in range(coarse_kernel):
-                out[p, k * k + i * coarse_kernel + j, 4, i - cr + half, j - cr + half] = 1
+                y, x = py // 2 + i - cr, px // 2 + j - cr
+                channel = n * n + (y % m) * m + x % m
+                out[p, k * k + i * coarse_kernel + j, channel, y // m + half, x // m + half] = 1
     return out
 
 
@@ -231,15 +263,19 @@ def _placement(masks: Tensor, coarse_kernel: int) -> Tensor:
 class IntegerARM:
     """The ARM's parameters as integers (float64 holding integers) and their steps 2^-kw, 2^-kb."""
 
-    same: Tensor  # (4, H, k, k), zero outside each phase's mask
-    coarse: Tensor  # (4, H, ck, ck)
-    bias: Tensor  # (4, H)
+    same: Tensor  # (P, H, k, k), zero outside each phase's mask; P = lattice^2
+    coarse: Tensor  # (P, H, ck, ck)
+    bias: Tensor  # (P, H)
     hidden_w: Tensor  # (H, H)
     hidden_b: Tensor  # (H,)
     head_w: Tensor  # (2, H)
     head_b: Tensor  # (2,)
     kw: int
     kb: int
+
+    @property
+    def lattice(self) -> int:
+        return math.isqrt(self.same.shape[0])
 
     @property
     def bias_scale(self) -> float:
@@ -273,22 +309,25 @@ def _layer(acc: Tensor, kw: int, hidden: bool) -> Tensor:
 
 
 def integer_phase(arm: IntegerARM, grid: Tensor, coarse: Tensor, phase: int) -> tuple[Tensor, Tensor]:
-    """The integer ARM at the positions of ``phase``: (mean, log-scale), int64 (h/2 * w/2,) in
-    units of 2^-ACT_BITS, row-major over the phase's sub-grid.
+    """The integer ARM at the positions of ``phase``: (mean, log-scale), int64 (h/n * w/n,) in
+    units of 2^-ACT_BITS, row-major over the phase's sub-grid (n: the ARM's lattice).
 
-    ``grid`` (h, w; even) and ``coarse`` (h/2, w/2) hold integers in float64; only positions of
-    earlier phases of ``grid`` are read (the others may hold anything). Exact: see the module doc.
+    ``grid`` (h, w; multiples of n) and ``coarse`` (h/2, w/2) hold integers in float64; only
+    positions of earlier phases of ``grid`` are read (the others may hold anything). Exact: see
+    the module doc.
     """
     h, w = grid.shape
-    h2, w2 = h // 2, w // 2
+    n = arm.lattice
+    hn, wn, m = h // n, w // n, n // 2
     k, ck = arm.same.shape[-1], arm.coarse.shape[-1]
     r, cr = k // 2, ck // 2
-    py, px = PHASES[phase]
+    py, px = lattice_phases(n)[phase]
     xp = F.pad(grid[None, None], (r, r, r, r))[0, 0]
     cp = F.pad(coarse[None, None], (cr, cr, cr, cr))[0, 0]
+    cy, cx = py // 2, px // 2  # the coarse window of (y, x) is centred on (y // 2, x // 2)
     taps = (arm.same[phase] != 0).any(0).nonzero().tolist()  # the window offsets this phase uses
-    columns = [xp[py + i :: 2, px + j :: 2][:h2, :w2].reshape(-1) for i, j in taps]
-    columns += [cp[i : i + h2, j : j + w2].reshape(-1) for i in range(ck) for j in range(ck)]
+    columns = [xp[py + i :: n, px + j :: n][:hn, :wn].reshape(-1) for i, j in taps]
+    columns += [cp[cy + i :: m, cx + j :: m][:hn, :wn].reshape(-1) for i in range(ck) for j in range(ck)]
     x = torch.stack(columns) * 2.0**ACT_BITS  # (taps, N): latents in units 2^-ACT_BITS
     w1 = torch.cat(
         [
@@ -378,6 +417,8 @@ class ImageModel(nn.Module):
         arm_hidden: int = 16,
         arm_kernel: int = 5,
         synthesis_width: int = 16,
+        arm_coarse_kernel: int = 3,
+        arm_lattice: int = 2,
         scheme: str = "phases",
     ) -> None:
         super().__init__()
@@ -386,7 +427,7 @@ class ImageModel(nn.Module):
         )
         self.upsampler = Upsampler()
         self.synthesis = Synthesis(synthesis_width)
-        self.arm = ContextModel(arm_hidden, arm_kernel, scheme=scheme)
+        self.arm = ContextModel(arm_hidden, arm_kernel, arm_coarse_kernel, scheme, arm_lattice)
 
     def reconstruct(self, grids: list[Tensor]) -> Tensor:
         return self.synthesis(self.upsampler(grids))
@@ -396,11 +437,14 @@ class ImageModel(nn.Module):
         the range of the coding tables)."""
         g = grids[level]
         _, _, h, w = g.shape
+        n = self.arm.lattice
+        hp, wp = -(-h // n) * n, -(-w // n) * n  # padded with zeros to multiples of the lattice
         if level + 1 < len(grids):
-            coarse = grids[level + 1]
+            c = grids[level + 1]
+            coarse = F.pad(c, (0, wp // 2 - c.shape[-1], 0, hp // 2 - c.shape[-2]))
         else:
-            coarse = g.new_zeros(1, 1, -(-h // 2), -(-w // 2))
-        mean, log_scale = self.arm(F.pad(g, (0, w % 2, 0, h % 2)), coarse)
+            coarse = g.new_zeros(1, 1, hp // 2, wp // 2)
+        mean, log_scale = self.arm(F.pad(g, (0, wp - w, 0, hp - h)), coarse)
         lo, hi = log_scale_bounds()
         # bounded like the coding tables, with gradients that can still bring a log-scale back
         log_scale = -lower_bound(-lower_bound(log_scale[..., :h, :w], lo), -hi)
