@@ -65,6 +65,10 @@ def random_model(h: int = 64, w: int = 128, seed: int = 0, **arch) -> tuple[Imag
     with torch.no_grad():
         for y in m.latents:
             y.copy_(torch.round(torch.randn_like(y) * 3))
+        # first layers small enough that no latent falls to the float Laplace's likelihood floor
+        # (its bits would overstate what the tables' escapes cost)
+        m.arm.same.mul_(0.25)
+        m.arm.coarse.mul_(0.25)
         m.arm.head.weight.normal_(0, 0.3)
         m.arm.head.bias.copy_(torch.tensor([0.2, 0.5]))
         for name, tensors in c3_fit.groups(m):
