@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from neurocodec import container
-from neurocodec.container import AudioGeometry, Geometry, Header, ImageGeometry
+from neurocodec.container import DEFAULT_LIMITS, AudioGeometry, Geometry, Header, ImageGeometry, Limits
 from neurocodec.errors import ConfigError, UnsupportedMediaError, WrongCodecError
 
 if TYPE_CHECKING:
@@ -150,14 +150,18 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
         header = Header(self.name, self.quality, self.weights_hash, geometry)
         return container.pack(header, sections)
 
-    def decode(self, data: bytes | bytearray | memoryview) -> torch.Tensor:
+    def decode(self, data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> torch.Tensor:
         """The reconstruction coded in a file of this codec, without a batch dimension, on its device.
 
-        Raises :class:`~neurocodec.errors.ContainerError` for a damaged file,
+        ``limits``: the resource policy (:class:`~neurocodec.container.Limits`, by default
+        ``container.DEFAULT_LIMITS``), checked against the header before anything is allocated.
+
+        Raises :class:`~neurocodec.errors.ContainerError` for a damaged file
+        (:class:`~neurocodec.errors.LimitError` for one beyond ``limits``),
         :class:`~neurocodec.errors.WrongCodecError` for a file of another codec, quality or
         weights, and :class:`~neurocodec.errors.BitstreamError` for corrupt streams.
         """
-        header, sections = container.unpack(data)
+        header, sections = container.unpack(data, limits)
         self._check_header(header)
         with torch.inference_mode():
             y = self._decode(header, sections)
