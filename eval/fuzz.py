@@ -1,0 +1,141 @@
+"""Coverage-guided fuzzing of the decoders (tests/fuzz_targets.py) with atheris (libFuzzer).
+
+Each target runs in a child process (libFuzzer exits its process when done) with the neurocodec
+Python modules instrumented for coverage; its corpus starts from the target's seeds (real files
+of every codec, coder streams) and grows in ``--work``. The report gives, per target, the
+executions, time, coverage (libFuzzer's ``cov`` and ``ft``) at start and end with its growth
+over time, peak RSS and every crash, hang or out-of-memory found; a found input is kept in
+``--work/<target>/`` and belongs in ``tests/fuzz_crashers/<target>/`` as a regression test.
+
+The C++ coder is not coverage-instrumented here (that needs clang's -fsanitize=fuzzer-no-link;
+this machine has gcc only): its inputs are explored through the Python paths' coverage and
+the oracles of the targets.
+
+    pip install atheris==3.0.0
+    python eval/fuzz.py [--targets container,coder,...] [--runs 1000000] [--seconds 3600]
+        [--timeout 10] [--rss-mb 4096] [--work /tmp/neurocodec-fuzz] [--out eval/fuzz.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+STAT = re.compile(r"^#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+) corp: (\d+)/(\S+)(?: lim: \d+)? exec/s: (\d+) rss: (\d+)Mb")
+FINDINGS = ("crash-", "timeout-", "oom-", "leak-", "slow-unit-")
+
+
+def child(target: str, libfuzzer_args: list[str]) -> None:
+    """Runs libFuzzer on ``target`` in this process (never returns)."""
+    import atheris
+
+    sys.path.insert(0, str(TESTS))
+    with atheris.instrument_imports(include=["neurocodec", "fuzz_targets"]):
+        import fuzz_targets
+        import neurocodec.entropy.coder
+        import neurocodec.entropy.reference  # noqa: F401
+
+        if target in fuzz_targets.CODECS:
+            fuzz_targets._codec(target)  # loads (and instruments) the codec's modules
+    import torch
+
+    torch.set_num_threads(1)
+    test_one = fuzz_targets.TARGETS[target]
+    atheris.Setup([sys.argv[0], *libfuzzer_args], test_one)
+    atheris.Fuzz()
+
+
+def run_target(target: str, args: argparse.Namespace) -> dict:
+    """Fuzz ``target`` in a child process; its statistics and findings."""
+    sys.path.insert(0, str(TESTS))
+    import fuzz_targets
+
+    work = Path(args.work) / target
+    corpus = work / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for i, seed in enumerate(fuzz_targets.seeds(target)):
+        (corpus / f"seed-{i:03d}").write_bytes(seed)
+    before = {p.name for p in work.iterdir()}
+    flags = [
+        str(corpus),
+        f"-runs={args.runs}",
+        f"-max_total_time={args.seconds}",
+        f"-timeout={args.timeout}",
+        f"-rss_limit_mb={args.rss_mb}",
+        f"-artifact_prefix={work}/",
+        "-print_final_stats=1",
+        "-max_len=65536",
+    ]
+    cmd = [sys.executable, __file__, "--child", target, "--", *flags]
+    t0 = time.perf_counter()
+    growth, first, last, stats, tail = [], None, None, {}, []
+    with subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, errors="replace") as p:
+        for line in p.stderr:
+            tail = [*tail[-40:], line.rstrip()]
+            m = STAT.match(line)
+            if m:
+                execs, event, cov, ft, corp, _, eps, rss = m.groups()
+                point = {"seconds": round(time.perf_counter() - t0, 1), "execs": int(execs), "event": event,
+                         "cov": int(cov), "ft": int(ft), "corpus": int(corp), "exec_per_s": int(eps), "rss_mb": int(rss)}
+                first = first or point
+                last = point
+                if event in ("INITED", "pulse", "DONE") or not growth or point["cov"] > growth[-1]["cov"]:
+                    growth.append(point)
+            elif line.startswith("stat::"):
+                key, _, value = line[6:].partition(":")
+                stats[key.strip()] = int(value)
+    seconds = time.perf_counter() - t0
+    findings = sorted(p.name for p in work.iterdir() if p.name not in before and p.name.startswith(FINDINGS))
+    return {
+        "target": target,
+        "exit_code": p.returncode,
+        "seconds": round(seconds, 1),
+        "executions": stats.get("number_of_executed_units", last["execs"] if last else 0),
+        "exec_per_s": stats.get("average_exec_per_sec"),
+        "peak_rss_mb": stats.get("peak_rss_mb"),
+        "cov_start": first and {k: first[k] for k in ("cov", "ft", "corpus")},
+        "cov_end": last and {k: last[k] for k in ("cov", "ft", "corpus")},
+        "findings": findings,
+        "growth": growth[-60:],
+        **({"log_tail": tail} if p.returncode or findings else {}),
+    }
+
+
+def main() -> int:
+    if "--child" in sys.argv:
+        i = sys.argv.index("--child")
+        child(sys.argv[i + 1], sys.argv[sys.argv.index("--") + 1 :])
+    sys.path.insert(0, str(TESTS))
+    import fuzz_targets
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", default=",".join(fuzz_targets.TARGETS), help="comma-separated (default: all)")
+    ap.add_argument("--runs", type=int, default=1_000_000, help="executions per target")
+    ap.add_argument("--seconds", type=int, default=3600, help="time limit per target")
+    ap.add_argument("--timeout", type=int, default=10, help="seconds one input may take (a hang past it)")
+    ap.add_argument("--rss-mb", type=int, default=4096, help="memory one target may use")
+    ap.add_argument("--work", default="/tmp/neurocodec-fuzz", help="corpora and findings")
+    ap.add_argument("--out", default=str(ROOT / "eval" / "fuzz.json"))
+    args = ap.parse_args()
+    report = {"benchmark": "eval/fuzz.py", "command": "python " + " ".join(sys.argv), "targets": []}
+    bad = 0
+    for target in args.targets.split(","):
+        result = run_target(target, args)
+        bad += bool(result["findings"]) or result["exit_code"] != 0
+        report["targets"].append(result)
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        summary = {k: result[k] for k in ("executions", "seconds", "cov_start", "cov_end", "findings", "exit_code")}
+        print(target, json.dumps(summary), flush=True)
+    print(f"{bad} targets with findings -> {args.out}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
