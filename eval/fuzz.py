@@ -7,19 +7,22 @@ executions, time, coverage (libFuzzer's ``cov`` and ``ft``) at start and end wit
 over time, peak RSS and every crash, hang or out-of-memory found; a found input is kept in
 ``--work/<target>/`` and belongs in ``tests/fuzz_crashers/<target>/`` as a regression test.
 
-The C++ coder is not coverage-instrumented here (that needs clang's -fsanitize=fuzzer-no-link;
-this machine has gcc only): its inputs are explored through the Python paths' coverage and
-the oracles of the targets.
+With ``--native build/fuzz`` the C++ coder is the one tools/build_fuzz_coder.sh builds with
+gcc's edge-coverage callbacks (-fsanitize-coverage=trace-pc), whose hashed edge counters
+tools/fuzz_cov_bridge.c hands to libFuzzer: its branches guide the fuzzer too. Without it only
+the Python code is coverage-guided.
 
-    pip install atheris==3.0.0
-    python eval/fuzz.py [--targets container,coder,...] [--runs 1000000] [--seconds 3600]
+    pip install atheris==3.0.0 && tools/build_fuzz_coder.sh
+    python eval/fuzz.py [--targets container,coder,...] [--native build/fuzz] [--runs 1000000] [--seconds 3600]
         [--timeout 10] [--rss-mb 4096] [--work /tmp/neurocodec-fuzz] [--out eval/fuzz.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import os
 import re
 import subprocess
 import sys
@@ -28,15 +31,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
-STAT = re.compile(r"^#(\d+)\s+(\w+)\s+cov: (\d+) ft: (\d+) corp: (\d+)/(\S+)(?: lim: \d+)? exec/s: (\d+) rss: (\d+)Mb")
+STAT = re.compile(r"^#(\d+)\s+(\w+)\s")  # libFuzzer's status lines: "#execs EVENT cov: ... ft: ... corp: n/size ..."
+FIELD = re.compile(r"(cov|ft|corp|exec/s|rss): (\d+)")
 FINDINGS = ("crash-", "timeout-", "oom-", "leak-", "slow-unit-")
 
 
-def child(target: str, libfuzzer_args: list[str]) -> None:
-    """Runs libFuzzer on ``target`` in this process (never returns)."""
+def child(target: str, native: str | None, libfuzzer_args: list[str]) -> None:
+    """Runs libFuzzer on ``target`` in this process (never returns); ``native``: the folder of a
+    coverage-instrumented C++ coder (tools/build_fuzz_coder.sh), used instead of the package's."""
     import atheris
 
     sys.path.insert(0, str(TESTS))
+    bridge = None
+    if native:
+        bridge = ctypes.CDLL(str(Path(native) / "libfuzz_cov_bridge.so"), mode=os.RTLD_NOW | os.RTLD_GLOBAL)
+        import neurocodec.entropy
+
+        neurocodec.entropy.__path__.insert(0, str(Path(native).resolve()))
     with atheris.instrument_imports(include=["neurocodec", "fuzz_targets"]):
         import fuzz_targets
         import neurocodec.entropy.coder
@@ -46,8 +57,23 @@ def child(target: str, libfuzzer_args: list[str]) -> None:
             fuzz_targets._codec(target)  # loads (and instruments) the codec's modules
     import torch
 
+    from neurocodec.entropy import _rans
+
+    if native and not _rans.__file__.startswith(str(Path(native).resolve())):
+        raise SystemExit(f"the coder in use is {_rans.__file__}, not the instrumented one in {native}")
     torch.set_num_threads(1)
-    test_one = fuzz_targets.TARGETS[target]
+    target_fn = fuzz_targets.TARGETS[target]
+    attached = bridge is None
+
+    def test_one(data: bytes) -> None:
+        nonlocal attached
+        if not attached:  # libFuzzer is loaded now: hand it the C++ coder's edge counters
+            core = next(Path(atheris.__file__).parent.glob("core_with_libfuzzer*.so"))
+            if bridge.nc_cov_bridge_attach(str(core).encode()):
+                raise SystemExit("could not hand the C++ coder's coverage to libFuzzer")
+            attached = True
+        target_fn(data)
+
     atheris.Setup([sys.argv[0], *libfuzzer_args], test_one)
     atheris.Fuzz()
 
@@ -73,7 +99,8 @@ def run_target(target: str, args: argparse.Namespace) -> dict:
         "-print_final_stats=1",
         "-max_len=65536",
     ]
-    cmd = [sys.executable, __file__, "--child", target, "--", *flags]
+    native = ["--native", args.native] if args.native else []
+    cmd = [sys.executable, __file__, "--child", target, *native, "--", *flags]
     t0 = time.perf_counter()
     growth, first, last, stats, tail = [], None, None, {}, []
     with subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, errors="replace") as p:
@@ -81,12 +108,13 @@ def run_target(target: str, args: argparse.Namespace) -> dict:
             tail = [*tail[-40:], line.rstrip()]
             m = STAT.match(line)
             if m:
-                execs, event, cov, ft, corp, _, eps, rss = m.groups()
-                point = {"seconds": round(time.perf_counter() - t0, 1), "execs": int(execs), "event": event,
-                         "cov": int(cov), "ft": int(ft), "corpus": int(corp), "exec_per_s": int(eps), "rss_mb": int(rss)}
+                fields = {k: int(v) for k, v in FIELD.findall(line)}
+                point = {"seconds": round(time.perf_counter() - t0, 1), "execs": int(m[1]), "event": m[2],
+                         "cov": fields.get("cov", 0), "ft": fields.get("ft", 0), "corpus": fields.get("corp", 0),
+                         "exec_per_s": fields.get("exec/s", 0), "rss_mb": fields.get("rss", 0)}
                 first = first or point
                 last = point
-                if event in ("INITED", "pulse", "DONE") or not growth or point["cov"] > growth[-1]["cov"]:
+                if point["event"] in ("INITED", "pulse", "DONE") or not growth or point["ft"] > growth[-1]["ft"]:
                     growth.append(point)
             elif line.startswith("stat::"):
                 key, _, value = line[6:].partition(":")
@@ -111,7 +139,8 @@ def run_target(target: str, args: argparse.Namespace) -> dict:
 def main() -> int:
     if "--child" in sys.argv:
         i = sys.argv.index("--child")
-        child(sys.argv[i + 1], sys.argv[sys.argv.index("--") + 1 :])
+        native = sys.argv[sys.argv.index("--native") + 1] if "--native" in sys.argv else None
+        child(sys.argv[i + 1], native, sys.argv[sys.argv.index("--") + 1 :])
     sys.path.insert(0, str(TESTS))
     import fuzz_targets
 
@@ -121,6 +150,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=3600, help="time limit per target")
     ap.add_argument("--timeout", type=int, default=10, help="seconds one input may take (a hang past it)")
     ap.add_argument("--rss-mb", type=int, default=4096, help="memory one target may use")
+    ap.add_argument("--native", help="folder of a coverage-instrumented C++ coder (tools/build_fuzz_coder.sh)")
     ap.add_argument("--work", default="/tmp/neurocodec-fuzz", help="corpora and findings")
     ap.add_argument("--out", default=str(ROOT / "eval" / "fuzz.json"))
     args = ap.parse_args()
