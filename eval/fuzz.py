@@ -43,15 +43,15 @@ def child(target: str, native: str | None, libfuzzer_args: list[str]) -> None:
 
     sys.path.insert(0, str(TESTS))
     bridge = None
-    if native:
-        bridge = ctypes.CDLL(str(Path(native) / "libfuzz_cov_bridge.so"), mode=os.RTLD_NOW | os.RTLD_GLOBAL)
+    with atheris.instrument_imports(include=["neurocodec", "fuzz_targets"]):
         import neurocodec.entropy
 
-        neurocodec.entropy.__path__.insert(0, str(Path(native).resolve()))
-    with atheris.instrument_imports(include=["neurocodec", "fuzz_targets"]):
+        if native:  # before anything imports the coder
+            bridge = ctypes.CDLL(str(Path(native) / "libfuzz_cov_bridge.so"), mode=os.RTLD_NOW | os.RTLD_GLOBAL)
+            neurocodec.entropy.__path__.insert(0, str(Path(native).resolve()))
         import fuzz_targets
         import neurocodec.entropy.coder
-        import neurocodec.entropy.reference  # noqa: F401
+        import neurocodec.entropy.reference
 
         if target in fuzz_targets.CODECS:
             fuzz_targets._codec(target)  # loads (and instruments) the codec's modules
