@@ -116,29 +116,31 @@ def our_steps(x: torch.Tensor) -> tuple[dict[str, Callable[[], object]], dict]:
     m = codec.model
     xb = x.unsqueeze(0).contiguous(memory_format=CHANNELS_LAST)  # as HyperpriorCodec.encode passes it to g_a
     data = codec.encode(x)
+    lc = m.latent_codec
     y = m.g_a(xb)
-    z = m.h_a(y)
+    z = lc.h_a(y)
     z_hat = torch.round(z)
-    index, means = m.prior(z_hat)
-    ys = m.gaussian.compress(y, index, means)
-    y_hat = m.gaussian.decompress(ys, index, means).to(torch.float32).contiguous(memory_format=CHANNELS_LAST)
-    gemms = h_s_gemm_operands(m.h_s, z_hat.shape)
+    index, means = lc.coding_parameters(z_hat)
+    gc = lc.gaussian_conditional
+    ys = gc.compress(y, index, means)
+    y_hat = gc.decompress(ys, index, means).to(torch.float32).contiguous(memory_format=CHANNELS_LAST)
+    gemms = h_s_gemm_operands(lc.h_s, z_hat.shape)
     float_gemms = [(a.float(), b.float()) for a, b in gemms]  # the same products in float32
     steps = {
         "encode": lambda: codec.encode(x),
         "decode": lambda: codec.decode(data),
         "g_a": lambda: m.g_a(xb),
         "g_s": lambda: m.g_s(y_hat),
-        "h_a": lambda: m.h_a(y),
-        "h_s_and_indexes": lambda: m.prior(z_hat),  # exact int8 path: int32 indexes + means
+        "h_a": lambda: lc.h_a(y),
+        "h_s_and_indexes": lambda: lc.coding_parameters(z_hat),  # exact int8 path: int32 indexes + means
         "h_s_gemms": lambda: [int8_matmul(a, b) for a, b in gemms],
         "h_s_gemms_float32": lambda: [a @ b for a, b in float_gemms],
-        "z_coding": lambda: m.entropy_bottleneck.decompress(m.entropy_bottleneck.compress(z), z.shape),
-        "y_coding": lambda: m.gaussian.decompress(m.gaussian.compress(y, index, means), index, means),
+        "z_coding": lambda: lc.entropy_bottleneck.decompress(lc.entropy_bottleneck.compress(z), z.shape),
+        "y_coding": lambda: gc.decompress(gc.compress(y, index, means), index, means),
     }
     info = {
         "bytes": len(data),
-        "h_s_weight_digits": [layer._plan().digits for layer in (m.h_s.up1, m.h_s.up2, m.h_s.out)],
+        "h_s_weight_digits": [layer._plan().digits for layer in (lc.h_s.up1, lc.h_s.up2, lc.h_s.out)],
         "h_s_gemm_multiply_adds": sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b in gemms),
     }
     return steps, info

@@ -52,18 +52,19 @@ def ideal_points(m, x: torch.Tensor, priors: tuple[str, ...] = ("integer", "floa
     ("integer": the exact coded integers; "float": the float twin of the same parameters), the
     rate ideal (``-log2`` of the likelihoods)."""
     _, h, w = x.shape
+    lc = m.latent_codec
     y = m.g_a(pad_to_multiple(x[None], m.downsampling))
-    z_hat, z_likelihoods = m.entropy_bottleneck(m.h_a(y), "ste")
+    z_hat, z_likelihoods = lc.entropy_bottleneck(lc.h_a(y), mode="ste")
     z_bits = bits(z_likelihoods)
     row = {}
     for name in priors:
         if name == "integer":
-            index, means = m.prior(z_hat)  # the coded path: exact integers
-            scales, mu = m.scales_of(index.float()), means.float()
+            index, means = lc.coding_parameters(z_hat)  # the coded path: exact integers
+            scales, mu = lc.scales_of(index.float()), means.float()
         else:
-            index, mu = m.h_s.float_forward(z_hat)
-            scales = m.scales_of(index)
-        y_hat, y_likelihoods = m.gaussian(y, scales, mu, "ste")
+            index, mu = lc.h_s.float_forward(z_hat)
+            scales = lc.scales_of(index)
+        y_hat, y_likelihoods = lc.gaussian_conditional(y, scales, mu, "ste")
         x_hat = m.g_s(y_hat)[0, :, :h, :w].clamp(0, 1)
         row[name] = {"bpp": (bits(y_likelihoods) + z_bits) / (h * w), "psnr": psnr(x, x_hat)}
     return row

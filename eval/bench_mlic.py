@@ -70,10 +70,16 @@ def our_jobs(preset: str, x: torch.Tensor, device: str = "cpu") -> tuple[dict, d
 
     def prior_path():
         with torch.inference_mode():
-            z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw)).to(codec.device)
-            hyper, means = m.coding_hyper(z_hat)
-            y_hat = m.schedule.decompress(
-                [sections["y"]], m.prior, hyper, m.gaussian, (4 * zh, 4 * zw), codec.device
+            lc = m.latent_codec
+            z_hat = lc.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw)).to(codec.device)
+            hyper, means = lc.coding_hyper(z_hat)
+            y_hat = lc.schedule.decompress_streams(
+                [sections["y"]],
+                lc.context_model,
+                hyper,
+                lc.gaussian_conditional,
+                (4 * zh, 4 * zw),
+                codec.device,
             )
             return y_hat, means
 
@@ -81,12 +87,13 @@ def our_jobs(preset: str, x: torch.Tensor, device: str = "cpu") -> tuple[dict, d
 
     def synthesis():
         with torch.inference_mode():
-            return m.synthesize(y_hat, means)
+            lrp = m.latent_codec.residual_prediction
+            return m.g_s(lrp(y_hat.to(torch.float32), means.to(torch.float32)))
 
     facts = {
         "params": sum(p.numel() for p in m.parameters()),
         "config": m.config.to_dict(),
-        "steps": len(m.schedule.steps),
+        "steps": len(m.latent_codec.schedule.steps),
         "bytes": len(data),
     }
     jobs = {

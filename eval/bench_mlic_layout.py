@@ -32,7 +32,7 @@ LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channel
 
 def use_layout(codec: mlic_codec.MLICCodec, layout: torch.memory_format) -> None:
     mlic_codec.CHANNELS_LAST = layout  # what the codec converts its inputs to
-    for transform in (codec.model.g_a, codec.model.lrp, codec.model.g_s):
+    for transform in (codec.model.g_a, codec.model.latent_codec.residual_prediction, codec.model.g_s):
         transform.to(memory_format=layout)
 
 

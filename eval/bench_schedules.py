@@ -100,7 +100,7 @@ def main() -> None:
         hyper = hyper_features(*h_s(z.to(torch.float64)))
     slices = elic_slices(m)
     schedules = [
-        ContextSchedule.hyperprior(m),
+        ContextSchedule.single_step(m),
         ContextSchedule.channel_slices(slices),
         ContextSchedule.checkerboard(m),
         ContextSchedule.sliced_checkerboard(slices),
@@ -116,14 +116,16 @@ def main() -> None:
         ideal = float(-torch.log2(out.likelihoods).sum()) / 8
         for path, params in (("float64", prior), ("int8", prior.forward_integer)):
             enc_s, streams = best_time(
-                lambda s=schedule, p=params, y=y: s.compress(y, p, hyper, conditional), reps
+                lambda s=schedule, p=params, y=y: s.compress_streams(y, p, hyper, conditional), reps
             )
             dec_s, y_hat = best_time(
-                lambda s=schedule, p=params, st=streams: s.decompress(st, p, hyper, conditional, (h, w)),
+                lambda s=schedule, p=params, st=streams: s.decompress_streams(
+                    st, p, hyper, conditional, (h, w)
+                ),
                 reps,
             )
             timed = TimedParameters(params)  # one more decode: how much of it is the networks
-            schedule.decompress(streams, timed, hyper, conditional, (h, w))
+            schedule.decompress_streams(streams, timed, hyper, conditional, (h, w))
             if not torch.equal(y_hat, out.y_hat):
                 raise RuntimeError(f"{schedule.name}, {path} path: the round trip is not exact")
             size = len(streams[0])

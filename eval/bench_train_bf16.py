@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = {  # the shipped CPU previews' architectures
     "hyperprior": {"N": 64, "M": 96},
     "mlic": {"preset": "tiny"},
-    "walloc-image": {"decoder_width": 64, "decoder_blocks": 1, "latent_dim": 24, "hyperprior": 64},
+    "walloc-image": {"decoder_width": 64, "decoder_blocks": 1, "latent_dim": 24, "hyper_channels": 64},
 }
 
 

@@ -59,7 +59,7 @@ def best_interleaved(fns: dict, reps: int, sync=lambda: None) -> dict[str, tuple
 
 def fit_prior(model, y: torch.Tensor, steps: int) -> None:
     """Fit WaLLoC's factorized prior (density and quantiles) to the fixed latent ``y``."""
-    prior = model.entropy_bottleneck
+    prior = model.latent_codec.entropy_bottleneck
     density = [p for n, p in prior.named_parameters() if not n.endswith("quantiles")]
     opt = torch.optim.Adam(density, lr=3e-2)
     aux_opt = torch.optim.Adam([prior.quantiles], lr=1.0)  # untrained latents span about +-100
@@ -149,7 +149,9 @@ def main() -> int:
         xb = walloc._padded(xd.unsqueeze(0))
         t_wpt, X = best(lambda: m.analysis(xb), args.reps, sync)
         t_proj, y = best(lambda: m.encode_latent(X), args.reps, sync)
-        t_code, _ = best(lambda: m.prior.compress(y), args.reps, sync)  # with a hyperprior: h_a, h_s too
+        t_code, _ = best(
+            lambda: m.latent_codec.compress(y), args.reps, sync
+        )  # with a hyperprior: h_a, h_s too
         encodes = best_interleaved(
             {"walloc": lambda: walloc.encode(xd), "hyper": lambda: hyper.encode(xd)}, args.reps, sync
         )
@@ -157,7 +159,7 @@ def main() -> int:
         t_dec, _ = best(lambda: walloc.decode(data), max(1, args.reps // 2), sync)
         rows["walloc-image"] = {
             "arch": {"levels": m.levels, "latent_dim": m.latent_dim, "packets": m.packets,
-                     "hyperprior": m.hyperprior.N if walloc.hyperprior else 0},
+                     "hyperprior": m.hyper_channels},
             "encode_s": t_enc, "decode_s": t_dec,
             "wpt_s": t_wpt, "projection_s": t_proj, "entropy_coding_s": t_code,
             "bytes": len(data), "latent_symbols": y.numel(),
@@ -193,7 +195,7 @@ def main() -> int:
     print(
         f"walloc parts: WPT {wr['wpt_s'] * 1e3:.1f} ms, projection {wr['projection_s'] * 1e3:.1f} ms, "
         f"entropy coding {wr['entropy_coding_s'] * 1e3:.1f} ms ({wr['latent_symbols']} symbols"
-        + (", with the hyperprior's h_a and h_s)" if walloc.hyperprior else ")")
+        + (", with the hyperprior's h_a and h_s)" if walloc.model.hyper_channels else ")")
     )
     print(f"encode speedup, walloc-image over hyperprior: {ratio:.1f}x (target >= 10)")
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -2,7 +2,7 @@
 
 WaLLoC's encoder is linear and fixed once trained, so the question "how much would a mean-scale
 hyperprior save over the trained per-channel factorized prior" can be answered without
-retraining the codec: train only a hyperprior (:class:`~neurocodec.models.hyperprior.LatentHyperprior`:
+retraining the codec: train only a hyperprior (:func:`~neurocodec.models.hyperprior.mean_scale_hyperprior`:
 ``h_a``, a factorized prior on ``z``, the integer ``h_s``) on the frozen latents of training
 crops, then measure on Kodak
 
@@ -34,9 +34,10 @@ import torch
 
 from neurocodec.codecs.base import pad_to_multiple
 from neurocodec.codecs.walloc import WaLLoCImageCodec
+from neurocodec.entropy.latent_codecs import HyperpriorLatentCodec
 from neurocodec.io.image import read_image
 from neurocodec.metrics import psnr
-from neurocodec.models.hyperprior import LatentHyperprior
+from neurocodec.models.hyperprior import mean_scale_hyperprior
 from neurocodec.train.checkpoint import load_checkpoint, model_weights
 from neurocodec.train.data import image_files
 
@@ -76,7 +77,7 @@ def training_latents(codec, files: list[Path], crop: int, per_image: int, seed: 
 
 
 def train(
-    prior: LatentHyperprior, latents: torch.Tensor, steps: int, batch: int, lr: float, seed: int
+    prior: HyperpriorLatentCodec, latents: torch.Tensor, steps: int, batch: int, lr: float, seed: int
 ) -> list:
     g = torch.Generator().manual_seed(seed)
     main = [p for n, p in prior.named_parameters() if not n.endswith("quantiles")]
@@ -88,7 +89,7 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = lr / 10
         y = latents[torch.randint(0, len(latents), (batch,), generator=g)]
-        _, likelihoods = prior(y, "noise")
+        _, likelihoods = prior(y, mode="noise")
         rate = sum(bits(lik) for lik in likelihoods.values()) / y.numel()  # bits per latent element
         loss = -sum(torch.log2(lik).sum() for lik in likelihoods.values()) / y.numel()
         opt.zero_grad()
@@ -105,7 +106,7 @@ def train(
 
 
 @torch.no_grad()
-def measure(codec, prior: LatentHyperprior, path: Path) -> dict:
+def measure(codec, prior: HyperpriorLatentCodec, path: Path) -> dict:
     x, _ = read_image(path)
     m = codec.model
     _, h, w = x.shape
@@ -116,8 +117,8 @@ def measure(codec, prior: LatentHyperprior, path: Path) -> dict:
         x_hat = m.synthesis(m.decode_latent(y_hat))[..., :h, :w]
         return psnr(x[None], x_hat)
 
-    y_fact, lik_fact = m.entropy_bottleneck(y, "ste")
-    y_hyper, likelihoods = prior(y, "ste")
+    y_fact, lik_fact = m.latent_codec.entropy_bottleneck(y, "ste")
+    y_hyper, likelihoods = prior(y, mode="ste")
     return {
         "file": path.name,
         "factorized": {"bpp": bits(lik_fact) / pixels, "psnr": quality(y_fact)},
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     latents = training_latents(codec, image_files(args.train), args.crop, args.per_image, args.seed)
     print(f"{len(latents)} training latents {tuple(latents.shape[1:])} in {time.perf_counter() - t0:.0f} s")
-    prior = LatentHyperprior(codec.model.latent_dim, args.hidden)
+    prior = mean_scale_hyperprior(codec.model.latent_dim, args.hidden)
     t0 = time.perf_counter()
     log = train(prior, latents, args.steps, args.batch, args.lr, args.seed)
     train_s = time.perf_counter() - t0
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "eval/probe_walloc_hyperprior.py",
         "command": "python " + " ".join(["eval/probe_walloc_hyperprior.py", *(argv or sys.argv[1:])]),
         "codec": f"walloc-image with the factorized prior, run {args.run}; decoder and encoder frozen",
-        "hyperprior": {"N": args.hidden, "model": "models.hyperprior.LatentHyperprior (integer h_s)"},
+        "hyperprior": {"N": args.hidden, "model": "models.hyperprior.mean_scale_hyperprior (integer h_s)"},
         "training": {
             **{k: getattr(args, k) for k in ("crop", "per_image", "steps", "batch", "lr", "seed")},
             "latents": len(latents),

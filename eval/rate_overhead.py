@@ -27,13 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def ideal_bytes(model, x: torch.Tensor) -> float:
     """The model's ideal rate of ``x`` in bytes, with the exact coding-time prior."""
     with torch.inference_mode():
+        lc = model.latent_codec
         y = model.g_a(x[None])
-        z_hat = torch.round(model.h_a(y))
-        bits_z = -model.entropy_bottleneck.likelihood(z_hat).double().log2().sum()
-        index, means = model.prior(z_hat)
-        scales = torch.from_numpy(model.gaussian.scale_table)[index.long()]
+        z_hat = torch.round(lc.h_a(y))
+        bits_z = -lc.entropy_bottleneck.likelihood(z_hat).double().log2().sum()
+        index, means = lc.coding_parameters(z_hat)
+        scales = torch.from_numpy(lc.gaussian_conditional.scale_table)[index.long()]
         y_hat = torch.round(y.double() - means) + means
-        bits_y = -model.gaussian.likelihood(y_hat, scales, means).double().log2().sum()
+        bits_y = -lc.gaussian_conditional.likelihood(y_hat, scales, means).double().log2().sum()
     return float(bits_z + bits_y) / 8
 
 

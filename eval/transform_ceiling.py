@@ -40,10 +40,12 @@ def reconstructions(codec, x: torch.Tensor) -> dict[str, torch.Tensor]:
     h, w = x.shape[-2:]
     padded = pad_to_multiple(x[None], m.downsampling)
     y = m.g_a(padded)
-    z_hat = torch.round(m.h_a(y))
+    z_hat = torch.round(m.latent_codec.h_a(y))
     if codec.name == "mlic":
-        _, means = m.hyper(z_hat)
-        unquantized = m.synthesize(y, means)  # through the LRP, with the coded z's means
+        _, means = m.latent_codec.hyper(z_hat)
+        unquantized = m.g_s(
+            m.latent_codec.residual_prediction(y, means)
+        )  # through the LRP, with the coded z's means
     else:
         unquantized = m.g_s(y)
     out = {"transforms": unquantized, "quantized": m(padded)["x_hat"]}

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import neurocodec as nc
-import neurocodec.codecs.hyperprior as hyperprior_module
+import neurocodec.codecs.image_transform as image_transform_module
 import neurocodec.codecs.walloc as walloc_module
 from neurocodec.codecs.adapt import sga_round, temperature
 from neurocodec.codecs.hyperprior import HyperpriorCodec
@@ -79,7 +79,7 @@ def test_latent_forward_is_the_eval_forward(codec):
     m = codec.model
     with torch.no_grad():
         y = m.g_a(x)
-        a, b = m(x), m.latent_forward(y, m.h_a(y), "ste")
+        a, b = m(x), m.latent_forward(y, m.latent_codec.side_latents(y), "ste")
     assert torch.equal(a["x_hat"], b["x_hat"])
     for key in ("y", "z"):
         assert torch.equal(a["likelihoods"][key], b["likelihoods"][key])
@@ -95,7 +95,7 @@ def test_effort_zero_is_the_plain_encoder(codec, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("effort 0 must not adapt")
 
-    monkeypatch.setattr(hyperprior_module, "refine", refuse)
+    monkeypatch.setattr(image_transform_module, "refine", refuse)
     assert codec.encode(x, effort=0) == plain
     assert codec.encode_batch([x], effort=0) == [plain]
 
@@ -127,7 +127,7 @@ def walloc(request):
     """A small, untrained ``walloc-image`` with a hyperprior (``z`` of 8 channels) or a factorized prior."""
     torch.manual_seed(0)
     c = WaLLoCImageCodec(quality=1, weights_hash=b"\x09\x0a\x0b\x0c", latent_dim=12, decoder_width=16,
-                         decoder_blocks=0, hyperprior=request.param).eval()  # fmt: skip
+                         decoder_blocks=0, hyper_channels=request.param).eval()  # fmt: skip
     c.model.update_tables()
     c.lmbda = 0.0067
     return c
@@ -138,9 +138,9 @@ def test_walloc_latent_forward_is_the_eval_forward(walloc):
     x = image(64, 96)[None]
     with torch.no_grad():
         y = m.encode_latent(m.analysis(x))
-        a, b = m(x), m.latent_forward(y, m.hyper_latent(y), "ste")
+        a, b = m(x), m.latent_forward(y, m.latent_codec.side_latents(y), "ste")
     assert torch.equal(a["x_hat"], b["x_hat"])
-    assert a["likelihoods"].keys() == b["likelihoods"].keys() == ({"y", "z"} if walloc.hyperprior else {"y"})
+    assert a["likelihoods"].keys() == b["likelihoods"].keys() == ({"y", "z"} if m.hyper_channels else {"y"})
     for key, likelihoods in a["likelihoods"].items():
         assert torch.equal(likelihoods, b["likelihoods"][key])
 

@@ -45,14 +45,14 @@ def _symbols(codec, data, **kw):
     g = header.geometry
     zh, zw = blocks((g.height, g.width), codec.model.downsampling)
     m = codec.model
-    z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw))
+    z_hat = m.latent_codec.entropy_bottleneck.decompress(sections["z"], (1, m.N, zh, zw))
     if kw.get("batch"):  # batch composition: the prior of z_hat computed inside a batch of 3
         z_hat = torch.cat([torch.zeros_like(z_hat), z_hat, 3 * z_hat])
-        index, means = m.prior(z_hat)
+        index, means = m.latent_codec.coding_parameters(z_hat)
         index, means = index[1:2], means[1:2]
     else:
-        index, means = m.prior(z_hat)
-    return m.gaussian.decompress(sections["y"], index, means)
+        index, means = m.latent_codec.coding_parameters(z_hat)
+    return m.latent_codec.gaussian_conditional.decompress(sections["y"], index, means)
 
 
 def test_decoding_is_independent_of_threads_batches_tf32_and_float_noise(codec):
@@ -97,7 +97,7 @@ def _with_trained_looking_h_s(codec):
     layer's integer weights span the full +-511 range (two int8 digits), the others +-127."""
     other = copy.deepcopy(codec)
     torch.manual_seed(5)
-    h_s = other.model.h_s
+    h_s = other.model.latent_codec.h_s
     with torch.no_grad():
         h_s.up1.weight.normal_(0, 150 / 256)
         h_s.up2.weight.normal_(0, 20 / 256)
@@ -115,7 +115,10 @@ def test_int8_prior_path_codes_the_reference_files(codec, weights, monkeypatch):
     fast = codec.encode(x)
     fast_decoded = codec.decode(fast)
     m = codec.model
-    monkeypatch.setattr(m, "prior", lambda z_hat: type(m).prior(m, z_hat, reference=True))
+    lc = m.latent_codec
+    monkeypatch.setattr(
+        lc, "coding_parameters", lambda z_hat: type(lc).coding_parameters(lc, z_hat, reference=True)
+    )
     reference = codec.encode(x)
     assert fast == reference
     assert torch.equal(codec.decode(fast), fast_decoded)

@@ -51,8 +51,8 @@ def audio_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def image_codec(hyperprior: int = 0) -> WaLLoCImageCodec:
-    return small_codec(WaLLoCImageCodec, levels=2, latent_dim=6, hyperprior=hyperprior)
+def image_codec(hyper_channels: int = 0) -> WaLLoCImageCodec:
+    return small_codec(WaLLoCImageCodec, levels=2, latent_dim=6, hyper_channels=hyper_channels)
 
 
 def audio_codec() -> WaLLoCAudioCodec:

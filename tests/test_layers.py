@@ -82,6 +82,6 @@ def test_state_dict_is_unchanged():
     model = MeanScaleHyperprior(N=16, M=24)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert shapes["g_s.0.weight"] == (24, 16, 5, 5) and shapes["g_s.6.bias"] == (3,)
-    assert shapes["g_s.1.gamma.value"] == (16, 16) and shapes["h_s.up1.weight"] == (16, 24, 5, 5)
+    assert shapes["g_s.1.gamma.value"] == (16, 16) and shapes["latent_codec.h_s.up1.weight"] == (16, 24, 5, 5)
     assert not any("_plan" in k or "sub_pixel" in k for k in shapes)
     MeanScaleHyperprior(N=16, M=24).load_state_dict(model.state_dict())

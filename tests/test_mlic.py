@@ -43,7 +43,7 @@ def latent_and_hyper(codec, x: torch.Tensor):
     m = codec.model
     with torch.no_grad():
         y = m.g_a(x)
-        hyper, means = m.hyper(torch.round(m.h_a(y)).to(torch.float64))
+        hyper, means = m.latent_codec.hyper(torch.round(m.latent_codec.h_a(y)).to(torch.float64))
     return y, hyper, means
 
 
@@ -51,7 +51,13 @@ def exact_latent(codec, y, hyper):
     """The encoder's quantized latent and likelihoods by the exact (float64) training path."""
     m = codec.model
     with torch.no_grad():
-        return m.schedule.likelihoods(y.to(torch.float64), m.prior, hyper, m.gaussian, mode="ste")
+        return m.latent_codec.schedule.likelihoods(
+            y.to(torch.float64),
+            m.latent_codec.context_model,
+            hyper,
+            m.latent_codec.gaussian_conditional,
+            mode="ste",
+        )
 
 
 # -- architecture -------------------------------------------------------------------------------
@@ -70,7 +76,12 @@ def test_forward_shapes_and_gradients():
     rate = -sum(lik.log2().sum() for lik in out["likelihoods"].values())
     (rate + out["x_hat"].square().sum()).backward()
     # the rate reaches every part of the prior path through straight-through rounding
-    for name in ("g_a.0.body.0", "h_s.out", "prior.anchor_heads.1.params.out", "prior.intra_context.0.query"):
+    for name in (
+        "g_a.0.body.0",
+        "latent_codec.h_s.out",
+        "latent_codec.context_model.anchor_heads.1.params.out",
+        "latent_codec.context_model.intra_context.0.query",
+    ):
         grad = model.get_submodule(name).weight.grad
         assert grad is not None and grad.abs().sum() > 0, name
     assert model.aux_loss().ndim == 0
@@ -82,7 +93,7 @@ def test_presets_keep_every_feature():
     assert small.N < paper.N and small.M < paper.M and small.num_slices < paper.num_slices
     torch.manual_seed(0)
     model = MLICv2("small")
-    prior = model.prior
+    prior = model.latent_codec.context_model
     # every slice has local and intra contexts (slice 0's intra context is HGCP: guided by the 2M hyper channels)
     assert len(prior.local_context) == len(prior.intra_context) == small.num_slices
     assert prior.intra_context[0].query.in_channels == 2 * small.M
@@ -156,24 +167,26 @@ def test_prior_is_causal(codec):
     """A step's parameters never change when elements of this or later steps change, and do
     change with the elements of earlier steps (so the check is not vacuous)."""
     m = codec.model
-    schedule = m.schedule
+    schedule = m.latent_codec.schedule
     g = torch.Generator().manual_seed(4)
     b, h, w = 1, 8, 12
-    hyper, _ = m.hyper(torch.round(3 * torch.randn(b, m.N, h // 4, w // 4, generator=g)).to(torch.float64))
+    hyper, _ = m.latent_codec.hyper(
+        torch.round(3 * torch.randn(b, m.N, h // 4, w // 4, generator=g)).to(torch.float64)
+    )
     base = torch.round(16 * 4 * torch.randn(b, m.M, h, w, generator=g, dtype=torch.float64)) / 16
     for s, step in enumerate(schedule.steps):
         later = torch.stack([t.mask(m.M, h, w) for t in schedule.steps[s:]]).any(0)
         garbage = torch.where(
             later, torch.round(16 * 40 * torch.randn(base.shape, generator=g, dtype=torch.float64)) / 16, base
         )
-        index, mean = m.prior(step, base, hyper)
-        index2, mean2 = m.prior(step, garbage, hyper)
+        index, mean = m.latent_codec.context_model(step, base, hyper)
+        index2, mean2 = m.latent_codec.context_model(step, garbage, hyper)
         assert torch.equal(step.select(index), step.select(index2)), step
         assert torch.equal(step.select(mean), step.select(mean2)), step
         if s > 0:  # the earlier steps do matter
             earlier = ~later
             changed = torch.where(earlier, base + 3, base)
-            i3, m3 = m.prior(step, changed, hyper)
+            i3, m3 = m.latent_codec.context_model(step, changed, hyper)
             assert not (
                 torch.equal(step.select(i3), step.select(index))
                 and torch.equal(step.select(m3), step.select(mean))
@@ -185,14 +198,14 @@ def test_int8_path_and_memo_give_the_reference_integers(codec):
     contexts between its two steps): the same integers as the float64 reference path."""
     m = codec.model
     g = torch.Generator().manual_seed(5)
-    hyper, _ = m.hyper(torch.round(3 * torch.randn(1, m.N, 2, 3, generator=g)).to(torch.float64))
+    hyper, _ = m.latent_codec.hyper(torch.round(3 * torch.randn(1, m.N, 2, 3, generator=g)).to(torch.float64))
     y_hat = torch.round(16 * 6 * torch.randn(1, m.M, 8, 12, generator=g, dtype=torch.float64)) / 16
-    for step in m.schedule.steps:
+    for step in m.latent_codec.schedule.steps:
         with torch.no_grad():
-            fast = m.prior(step, y_hat, hyper)
-            again = m.prior(step, y_hat, hyper)  # the memo, if any
+            fast = m.latent_codec.context_model(step, y_hat, hyper)
+            again = m.latent_codec.context_model(step, y_hat, hyper)  # the memo, if any
         with torch.enable_grad():  # gradients on: the float64 reference path, no memo
-            reference = m.prior(step, y_hat, hyper)
+            reference = m.latent_codec.context_model(step, y_hat, hyper)
         for a, b, r in zip(fast, again, reference, strict=True):
             assert torch.equal(a, r) and torch.equal(b, r), step
 
@@ -215,10 +228,18 @@ def test_roundtrip_through_the_file_is_exact(codec, h, w):
     padded = torch.nn.functional.pad(x[None], (0, (-w) % 64, 0, (-h) % 64), mode="replicate")
     y, hyper, _ = latent_and_hyper(codec, padded)
     encoder_side = exact_latent(codec, y, hyper).y_hat
-    z_hat = m.entropy_bottleneck.decompress(sections["z"], (1, m.N, *blocks((h, w), m.downsampling)))
-    decoder_hyper, _ = m.coding_hyper(z_hat)  # the int8 path of h_s, as the codec runs it
+    z_hat = m.latent_codec.entropy_bottleneck.decompress(
+        sections["z"], (1, m.N, *blocks((h, w), m.downsampling))
+    )
+    decoder_hyper, _ = m.latent_codec.coding_hyper(z_hat)  # the int8 path of h_s, as the codec runs it
     assert torch.equal(decoder_hyper, hyper)  # = the float64 reference path
-    decoded = m.schedule.decompress([sections["y"]], m.prior, decoder_hyper, m.gaussian, tuple(y.shape[2:]))
+    decoded = m.latent_codec.schedule.decompress_streams(
+        [sections["y"]],
+        m.latent_codec.context_model,
+        decoder_hyper,
+        m.latent_codec.gaussian_conditional,
+        tuple(y.shape[2:]),
+    )
     assert torch.equal(decoded, encoder_side)
 
 
@@ -259,15 +280,17 @@ def test_prior_path_is_deterministic_across_threads_and_batches(codec):
     a, b = kodak_crop(128, 128)[None], kodak_crop(128, 128, top=300, left=20)[None]
     y, _, _ = latent_and_hyper(codec, a)
     with torch.no_grad():
-        z = torch.round(m.h_a(y))
-        z_other = torch.round(m.h_a(m.g_a(b)))
+        z = torch.round(m.latent_codec.h_a(y))
+        z_other = torch.round(m.latent_codec.h_a(m.g_a(b)))
         y_other = m.g_a(b)
 
     def streams(batch_z, batch_y, threads):
         torch.set_num_threads(threads)
         try:
-            hyper, _ = m.coding_hyper(batch_z)
-            return m.schedule.compress(batch_y, m.prior, hyper, m.gaussian)
+            hyper, _ = m.latent_codec.coding_hyper(batch_z)
+            return m.latent_codec.schedule.compress_streams(
+                batch_y, m.latent_codec.context_model, hyper, m.latent_codec.gaussian_conditional
+            )
         finally:
             torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""Context schedules (hyperprior, channel slices, checkerboard, slices x checkerboard) with
+"""Context schedules (single step, channel slices, checkerboard, slices x checkerboard) with
 integer context networks: exact round trips, training = coding, determinism, wrong-order
 errors, incremental decoding."""
 
@@ -30,14 +30,14 @@ SLICES = (2, 2, 4)  # uneven, as ELIC's
 
 def make_schedule(name: str, anchor_parity: int = ANCHOR_PARITY) -> ContextSchedule:
     return {
-        "hyperprior": lambda: ContextSchedule.hyperprior(M),
+        "single_step": lambda: ContextSchedule.single_step(M),
         "channel_slices": lambda: ContextSchedule.channel_slices(SLICES),
         "checkerboard": lambda: ContextSchedule.checkerboard(M, anchor_parity),
         "sliced_checkerboard": lambda: ContextSchedule.sliced_checkerboard(SLICES, anchor_parity),
     }[name]()
 
 
-SCHEDULES = ("hyperprior", "channel_slices", "checkerboard", "sliced_checkerboard")
+SCHEDULES = ("single_step", "channel_slices", "checkerboard", "sliced_checkerboard")
 
 
 # Tiny tensors: intra-op threads only add synchronization (on a busy 2-core machine, 100x);
@@ -93,7 +93,7 @@ class Recorder:
 
 
 def test_steps_of_each_schedule():
-    assert [(s.start, s.stop, s.part) for s in make_schedule("hyperprior").steps] == [(0, M, "all")]
+    assert [(s.start, s.stop, s.part) for s in make_schedule("single_step").steps] == [(0, M, "all")]
     assert [(s.start, s.stop) for s in make_schedule("channel_slices").steps] == [(0, 2), (2, 4), (4, 8)]
     assert [s.part for s in make_schedule("checkerboard").steps] == [ANCHOR, NON_ANCHOR]
     steps = make_schedule("sliced_checkerboard").steps
@@ -133,9 +133,9 @@ def test_roundtrip_exact_and_decoder_sees_what_the_encoder_saw(name, conditional
     prior = make_prior(schedule)
     y = latent(schedule, prior, hyper, conditional)
     enc, dec = Recorder(prior), Recorder(prior)
-    streams = schedule.compress(y, enc, hyper, conditional)
+    streams = schedule.compress_streams(y, enc, hyper, conditional)
     assert len(streams) == B
-    y_hat = schedule.decompress(streams, dec, hyper, conditional, (H, W))
+    y_hat = schedule.decompress_streams(streams, dec, hyper, conditional, (H, W))
     assert len(enc.calls) == len(dec.calls) == len(schedule.steps)
     for (step_e, seen_e, index_e, mean_e), (step_d, seen_d, index_d, mean_d) in zip(
         enc.calls, dec.calls, strict=True
@@ -150,8 +150,8 @@ def test_roundtrip_exact_and_decoder_sees_what_the_encoder_saw(name, conditional
         step.scatter_(mean_full, step.select(mean))
     assert torch.equal(y_hat, torch.round(y.double() - mean_full) + mean_full)
     # the context really changes the parameters (else the schedule tests would prove little)
-    if name != "hyperprior":
-        no_context = schedule.compress(
+    if name != "single_step":
+        no_context = schedule.compress_streams(
             y, lambda s, yh, hy: prior(s, torch.zeros_like(yh), hy), hyper, conditional
         )
         assert no_context != streams
@@ -163,8 +163,8 @@ def test_roundtrip_odd_and_tiny_sizes(h, w, conditional):
     prior = make_prior(schedule)
     hyper = hyper_features(*hyper_for(8, 8, batch=1))[:, :, :h, :w]
     y = latent(schedule, prior, hyper, conditional)
-    y_hat = schedule.decompress(
-        schedule.compress(y, prior, hyper, conditional), prior, hyper, conditional, (h, w)
+    y_hat = schedule.decompress_streams(
+        schedule.compress_streams(y, prior, hyper, conditional), prior, hyper, conditional, (h, w)
     )
     assert torch.equal(y_hat, schedule.likelihoods(y.double(), prior, hyper, conditional, mode="ste").y_hat)
 
@@ -175,8 +175,8 @@ def test_extreme_values_roundtrip_through_escapes_and_clamped_context(conditiona
     y = latent(schedule, prior, hyper, conditional)
     y[0, 0, 0, 0] = 3e6  # beyond LATENT_BOUND: escaped by the coder, clamped for the context nets
     y[1, 3, 5, 6] = -2e5
-    y_hat = schedule.decompress(
-        schedule.compress(y, prior, hyper, conditional), prior, hyper, conditional, (H, W)
+    y_hat = schedule.decompress_streams(
+        schedule.compress_streams(y, prior, hyper, conditional), prior, hyper, conditional, (H, W)
     )
     assert abs(float(y_hat[0, 0, 0, 0]) - 3e6) <= 0.5 and abs(float(y_hat[1, 3, 5, 6]) + 2e5) <= 0.5
     big = torch.tensor([1e9, -1e9, 17.0625])
@@ -187,9 +187,9 @@ def test_hyperprior_schedule_is_the_hyperprior_codec_stream(conditional):
     """The one-step schedule with the hyper-synthesis output as its parameters writes exactly
     the ``y`` stream of ``GaussianConditional.compress`` (what codecs/hyperprior.py does)."""
     index, mean = hyper_for(H, W, batch=1)
-    schedule = ContextSchedule.hyperprior(M)
+    schedule = ContextSchedule.single_step(M)
     y = torch.randn(1, M, H, W, generator=torch.Generator().manual_seed(3)) * 4 + mean.float()
-    streams = schedule.compress(y, lambda step, y_hat, hyper: hyper, (index, mean), conditional)
+    streams = schedule.compress_streams(y, lambda step, y_hat, hyper: hyper, (index, mean), conditional)
     assert streams == [conditional.compress(y, index.to(torch.int32), mean)]
 
 
@@ -216,13 +216,13 @@ def test_training_likelihoods_are_the_coding_probabilities(name, conditional, hy
     prior = make_prior(schedule)
     y = latent(schedule, prior, hyper, conditional)
     enc = Recorder(prior)
-    streams = schedule.compress(y, enc, hyper, conditional)
+    streams = schedule.compress_streams(y, enc, hyper, conditional)
     out = schedule.likelihoods(y.double(), prior, hyper, conditional, mode="ste")
     # the exact (float64) training pass computes the coding path's indexes and means, element by element
     for step, _, index, mean in enc.calls:
         assert torch.equal(step.gather(out.indexes), step.select(index))
         assert torch.equal(step.gather(out.means), step.select(mean))
-    assert torch.equal(out.y_hat, schedule.decompress(streams, prior, hyper, conditional, (H, W)))
+    assert torch.equal(out.y_hat, schedule.decompress_streams(streams, prior, hyper, conditional, (H, W)))
     # and its likelihoods are the integer tables' probabilities up to their 16-bit quantization
     symbols = torch.round(y.double() - out.means)
     p_table = table_probabilities(conditional, symbols, out.indexes)
@@ -243,7 +243,7 @@ def test_coded_size_within_one_percent_of_the_likelihoods(name, conditional):
     prior = make_prior(schedule)
     hyper = hyper_features(*hyper_for(64, 64, batch=1, seed=5))
     y = latent(schedule, prior, hyper, conditional, seed=6)
-    streams = schedule.compress(y, prior, hyper, conditional)
+    streams = schedule.compress_streams(y, prior, hyper, conditional)
     with torch.no_grad():
         likelihoods = schedule.likelihoods(y, prior, hyper, conditional, mode="ste").likelihoods
     ideal_bytes = float(-torch.log2(likelihoods).sum()) / 8
@@ -278,22 +278,24 @@ def test_same_bytes_across_threads_and_batch_composition(name, conditional, hype
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = schedule.compress(y, prior, hyper, conditional)
+        one = schedule.compress_streams(y, prior, hyper, conditional)
         torch.set_num_threads(2)
-        two = schedule.compress(y, prior, hyper, conditional)
+        two = schedule.compress_streams(y, prior, hyper, conditional)
     finally:
         torch.set_num_threads(threads)
     assert one == two
-    alone = schedule.compress(y[1:], prior, hyper[1:], conditional)
+    alone = schedule.compress_streams(y[1:], prior, hyper[1:], conditional)
     other = hyper_features(*hyper_for(H, W, batch=3, seed=9))
     crowd_hyper = torch.cat([other[:2], hyper[1:], other[2:]])
     crowd_y = torch.cat([latent(schedule, prior, other[:2], conditional, seed=4), y[1:], y[:1] * 3])
-    crowd = schedule.compress(crowd_y, prior, crowd_hyper, conditional)
+    crowd = schedule.compress_streams(crowd_y, prior, crowd_hyper, conditional)
     assert alone[0] == one[1] == crowd[2]
-    decoded = schedule.decompress(
+    decoded = schedule.decompress_streams(
         [crowd[0], one[1], crowd[3]], prior, crowd_hyper[[0, 2, 3]], conditional, (H, W)
     )
-    assert torch.equal(decoded[1], schedule.decompress(alone, prior, hyper[1:], conditional, (H, W))[0])
+    assert torch.equal(
+        decoded[1], schedule.decompress_streams(alone, prior, hyper[1:], conditional, (H, W))[0]
+    )
 
 
 # -- wrong order at decode: an error, never garbage ------------------------------------------------------
@@ -304,10 +306,10 @@ def test_wrong_parity_is_an_error(name, conditional, hyper):
     schedule = make_schedule(name)
     prior = make_prior(schedule)
     y = latent(schedule, prior, hyper, conditional)
-    streams = schedule.compress(y, prior, hyper, conditional)
+    streams = schedule.compress_streams(y, prior, hyper, conditional)
     other = make_schedule(name, anchor_parity=1 - ANCHOR_PARITY)
     with pytest.raises(BitstreamError):
-        other.decompress(streams, prior, hyper, conditional, (H, W))
+        other.decompress_streams(streams, prior, hyper, conditional, (H, W))
 
 
 @pytest.mark.parametrize(
@@ -315,28 +317,30 @@ def test_wrong_parity_is_an_error(name, conditional, hyper):
     [
         ("sliced_checkerboard", ContextSchedule.channel_slices(SLICES)),
         ("channel_slices", ContextSchedule.sliced_checkerboard(SLICES)),
-        ("checkerboard", ContextSchedule.hyperprior(M)),
+        ("checkerboard", ContextSchedule.single_step(M)),
     ],
 )
 def test_wrong_schedule_is_an_error(coded, decoded, conditional, hyper):
     schedule = make_schedule(coded)
     prior = make_prior(ContextSchedule.sliced_checkerboard(SLICES) if len(schedule.slices) > 1 else schedule)
     y = latent(schedule, prior, hyper, conditional)
-    streams = schedule.compress(y, prior, hyper, conditional)
+    streams = schedule.compress_streams(y, prior, hyper, conditional)
     with pytest.raises(BitstreamError):
-        decoded.decompress(streams, prior, hyper, conditional, (H, W))
+        decoded.decompress_streams(streams, prior, hyper, conditional, (H, W))
 
 
 def test_wrong_size_or_tables_are_errors(conditional, hyper):
     schedule = make_schedule("checkerboard")
     prior = make_prior(schedule)
-    streams = schedule.compress(latent(schedule, prior, hyper, conditional), prior, hyper, conditional)
+    streams = schedule.compress_streams(
+        latent(schedule, prior, hyper, conditional), prior, hyper, conditional
+    )
     with pytest.raises(BitstreamError, match="symbols"):
-        schedule.decompress(streams, prior, hyper[:, :, :, :8], conditional, (H, 8))
+        schedule.decompress_streams(streams, prior, hyper[:, :, :, :8], conditional, (H, 8))
     other_tables = GaussianConditional(scale_table=np.geomspace(0.2, 50, 64))
     other_tables.update_tables()
     with pytest.raises(BitstreamError):
-        schedule.decompress(streams, prior, hyper, other_tables, (H, W))
+        schedule.decompress_streams(streams, prior, hyper, other_tables, (H, W))
 
 
 def test_bad_parameter_functions_are_caller_errors(conditional, hyper):
@@ -344,19 +348,19 @@ def test_bad_parameter_functions_are_caller_errors(conditional, hyper):
     prior = make_prior(schedule)
     y = latent(schedule, prior, hyper, conditional)
     with pytest.raises(ValueError, match="expected"):
-        schedule.compress(y, lambda s, yh, hy: (hy[:, :1], hy[:, :1]), hyper, conditional)
+        schedule.compress_streams(y, lambda s, yh, hy: (hy[:, :1], hy[:, :1]), hyper, conditional)
     with pytest.raises(ValueError, match="in \\[0, 64\\)"):
-        schedule.compress(
+        schedule.compress_streams(
             y, lambda s, yh, hy: (prior(s, yh, hy)[0] + 64, prior(s, yh, hy)[1]), hyper, conditional
         )
     with pytest.raises(ValueError, match="integers"):
-        schedule.compress(
+        schedule.compress_streams(
             y, lambda s, yh, hy: (prior(s, yh, hy)[0] + 0.5, prior(s, yh, hy)[1]), hyper, conditional
         )
     with pytest.raises(ValueError, match="slices"):
-        ContextSchedule.channel_slices([4, 4]).compress(y, prior, hyper, conditional)
+        ContextSchedule.channel_slices([4, 4]).compress_streams(y, prior, hyper, conditional)
     with pytest.raises(ValueError, match=r"\(B, 8, H, W\)"):
-        schedule.compress(y[:, :4], prior, hyper, conditional)
+        schedule.compress_streams(y[:, :4], prior, hyper, conditional)
 
 
 # -- incremental decoding -----------------------------------------------------------------------------------
@@ -379,8 +383,10 @@ def test_each_step_pulls_exactly_its_elements_and_decoding_can_stop_anywhere(
 ):
     schedule = make_schedule(name)
     prior = make_prior(schedule)
-    streams = schedule.compress(latent(schedule, prior, hyper, conditional), prior, hyper, conditional)
-    final = schedule.decompress(streams, prior, hyper, conditional, (H, W))
+    streams = schedule.compress_streams(
+        latent(schedule, prior, hyper, conditional), prior, hyper, conditional
+    )
+    final = schedule.decompress_streams(streams, prior, hyper, conditional, (H, W))
     monkeypatch.setattr(coder, "StreamDecoder", CountingDecoder)
     sizes = [step.num_elements(H, W) for step in schedule.steps]
     for stop in range(len(schedule.steps)):
@@ -457,7 +463,7 @@ def test_int8_path_gives_the_reference_parameters_and_bytes(name, conditional, h
         assert torch.equal(index, index_int8.to(torch.float64)), step
         assert torch.equal(mean, mean_int8), step
     y = latent(schedule, prior, hyper, conditional)
-    streams = schedule.compress(y, prior.forward_integer, hyper, conditional)
-    assert streams == schedule.compress(y, prior, hyper, conditional)
-    y_hat = schedule.decompress(streams, prior.forward_integer, hyper, conditional, (H, W))
-    assert torch.equal(y_hat, schedule.decompress(streams, prior, hyper, conditional, (H, W)))
+    streams = schedule.compress_streams(y, prior.forward_integer, hyper, conditional)
+    assert streams == schedule.compress_streams(y, prior, hyper, conditional)
+    y_hat = schedule.decompress_streams(streams, prior.forward_integer, hyper, conditional, (H, W))
+    assert torch.equal(y_hat, schedule.decompress_streams(streams, prior, hyper, conditional, (H, W)))

@@ -130,10 +130,10 @@ def test_loss_terms_are_added_to_the_loss(tmp_path):
     x = trainer.data.batch(2, trainer.gen)
     torch.manual_seed(0)
     out = trainer.model(x)
-    from neurocodec.train.losses import rd_loss
+    from neurocodec.train.losses import loss_and_stats
 
-    with_terms, stats = rd_loss(out, x, 0.01)
-    without, _ = rd_loss({**out, "loss_terms": {}}, x, 0.01)
+    with_terms, stats = loss_and_stats(out, x, 0.01)
+    without, _ = loss_and_stats({**out, "loss_terms": {}}, x, 0.01)
     assert float(with_terms.detach()) == pytest.approx(
         float(without.detach()) + stats["weight_decay"], rel=1e-6
     )
@@ -417,7 +417,7 @@ def test_train_command_line_takes_a_named_preset(tmp_path):
     [
         ("hyperprior", TINY),
         ("mlic", {"N": 16, "M": 24, "num_slices": 2}),
-        ("walloc-image", {"latent_dim": 6, "hyperprior": 8, "decoder_width": 16}),
+        ("walloc-image", {"latent_dim": 6, "hyper_channels": 8, "decoder_width": 16}),
     ],
 )
 def test_bf16_autocast_trains_every_image_family_on_the_cpu(tmp_path, model, arch):
@@ -457,12 +457,12 @@ def test_a_run_starts_from_the_matching_weights_of_another(tmp_path):
     base = ["train", "walloc-image", "--data", str(data), "--lmbda", "0.01", "--steps", "2", "--quiet"]
     base += ["--crop", "64", "--batch-size", "1"]
     assert cli.main([*base, "--out", str(tmp_path / "plain"), "--arch", "decoder_width=16"]) == 0
-    hyper = ["--arch", "decoder_width=16,hyperprior=8", "--init", str(tmp_path / "plain")]
+    hyper = ["--arch", "decoder_width=16,hyper_channels=8", "--init", str(tmp_path / "plain")]
     assert cli.main([*base, "--out", str(tmp_path / "hyper"), *hyper]) == 0
     from neurocodec.train.checkpoint import load_checkpoint
 
     plain, _ = load_checkpoint(tmp_path / "plain" / "checkpoint")
-    moved = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16, "hyperprior": 8}))
+    moved = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16, "hyper_channels": 8}))
     taken, total = moved.init_weights(tmp_path / "plain")
     assert 0 < taken < total  # the factorized prior of y is not in the hyperprior model
     start = moved.model.state_dict()
@@ -470,15 +470,15 @@ def test_a_run_starts_from_the_matching_weights_of_another(tmp_path):
     assert cli.main([*base, "--out", str(tmp_path / "c"), "--init", str(tmp_path / "nothing")]) == 2
 
     # the new hyperprior alone, the rest frozen where --init put it
-    only = [*hyper, "--train-only", "hyperprior"]
+    only = [*hyper, "--train-only", "latent_codec"]
     assert cli.main([*base, "--out", str(tmp_path / "only"), *only]) == 0
     trained, _ = load_checkpoint(tmp_path / "only" / "checkpoint")
     for name, value in plain.items():
         if name.startswith(("model.encoder", "model.decoder")):
             assert torch.equal(trained[name], value), name
-    fresh = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16, "hyperprior": 8})).model
+    fresh = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16, "hyper_channels": 8})).model
     assert not torch.equal(
-        trained["model.hyperprior.h_a.0.weight"], fresh.state_dict()["hyperprior.h_a.0.weight"]
+        trained["model.latent_codec.h_a.0.weight"], fresh.state_dict()["latent_codec.h_a.0.weight"]
     )
     assert cli.main([*base, "--out", str(tmp_path / "d"), "--train-only", "nothing"]) == 2
 
@@ -494,6 +494,12 @@ def test_a_run_starts_from_an_exported_weight_file(tmp_path):
     moved = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16}, seed=7))
     assert moved.init_weights(weights) == (len(source.state_dict()),) * 2
     assert all(torch.equal(moved.model.state_dict()[k], v) for k, v in source.state_dict().items())
+    # a weight file of 0.1.0's layout (the factorized prior at the top level) fits the same way
+    old_layout = {k.replace("latent_codec.", "", 1): v.contiguous() for k, v in source.state_dict().items()}
+    assert "entropy_bottleneck.quantiles" in old_layout
+    save_file(old_layout, str(tmp_path / "old.safetensors"))
+    again = Trainer(TrainConfig(model="walloc-image", arch={"decoder_width": 16}, seed=8))
+    assert again.init_weights(tmp_path / "old.safetensors") == (len(source.state_dict()),) * 2
 
     data = make_images(tmp_path / "data", count=2, size=(96, 96))
     base = ["train", "walloc-image", "--data", str(data), "--lmbda", "0.01", "--steps", "1", "--quiet"]

@@ -182,11 +182,11 @@ def test_float_twin_trains_its_h_s_in_float_and_is_not_exported(tmp_path):
     cfg = config(tmp_path, data, "twin", 2)
     cfg.arch = {**TINY, "float_prior": 1}
     trainer = Trainer(cfg)
-    before = trainer.model.h_s.out.weight.detach().clone()
+    before = trainer.model.latent_codec.h_s.out.weight.detach().clone()
     trainer.run(progress=False)
     m = trainer.model
-    assert m.float_prior and not torch.equal(before, m.h_s.out.weight)
-    index, _ = m.h_s.float_forward(torch.randint(-3, 4, (1, 8, 2, 2)).float())
+    assert m.float_prior and not torch.equal(before, m.latent_codec.h_s.out.weight)
+    index, _ = m.latent_codec.h_s.float_forward(torch.randint(-3, 4, (1, 8, 2, 2)).float())
     assert not torch.equal(index, index.round())  # continuous, where the integer h_s gives integers
     with pytest.raises(ConfigError, match="cannot code the architecture"):
         export_weights(tmp_path / "twin" / "checkpoint", 1, out_dir=tmp_path / "weights")

@@ -75,9 +75,9 @@ def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NEUROCODEC_WEIGHTS_PATH", str(tmp_path))
     write_weights(tmp_path, WaLLoCImageCodec, 1)
     write_weights(tmp_path, WaLLoCImageCodec, 2, latent_dim=6, bits=6, levels=2)
-    write_weights(tmp_path, WaLLoCImageCodec, 3, hyperprior=8)
+    write_weights(tmp_path, WaLLoCImageCodec, 3, hyper_channels=8)
     write_weights(tmp_path, WaLLoCAudioCodec, 1, levels=4, latent_dim=8)
-    write_weights(tmp_path, WaLLoCAudioCodec, 2, levels=4, latent_dim=8, hyperprior=8)
+    write_weights(tmp_path, WaLLoCAudioCodec, 2, levels=4, latent_dim=8, hyper_channels=8)
     return tmp_path
 
 
@@ -134,7 +134,7 @@ def test_decoding_is_deterministic_across_threads_and_batches() -> None:
     data = codec.encode(photo())
     header, sections = container.unpack(data)
     shape = codec._latent_shape((header.geometry.height, header.geometry.width))
-    reference = codec.model.entropy_bottleneck.decompress(sections["y"], shape)
+    reference = codec.model.latent_codec.entropy_bottleneck.decompress(sections["y"], shape)
     assert torch.equal(reference, codec.latent(photo().unsqueeze(0)))  # the file holds latent()
     one, two = decode_on_1_and_2_threads(codec, data)
     assert torch.equal(one, two)
@@ -144,13 +144,13 @@ def test_decoding_is_deterministic_across_threads_and_batches() -> None:
 
 
 def test_hyperprior_files_decode_the_same_everywhere() -> None:
-    codec = small_codec(WaLLoCImageCodec, hyperprior=8)
-    assert codec.model.pad_step == 32 and codec.hyperprior
+    codec = small_codec(WaLLoCImageCodec, hyper_channels=8)
+    assert codec.model.pad_step == 32 and codec.model.hyper_channels
     x = photo(70, 100)
     data = codec.encode(x)
     header, sections = container.unpack(data)
     assert set(sections) == {"z", "y"}
-    y_hat = codec.model.hyperprior.decompress(sections, codec._latent_shape((70, 100)))
+    y_hat = codec.model.latent_codec.decompress(sections, codec._latent_shape((70, 100)))
     assert y_hat.shape == (1, 12, 12, 16)  # 70x100 padded to 96x128, at 1/8
     assert torch.equal(y_hat.float(), codec.latent(x.unsqueeze(0)))  # the file holds latent()
     means = y_hat - torch.round(y_hat)
@@ -165,19 +165,19 @@ def test_hyperprior_files_decode_the_same_everywhere() -> None:
 
 def test_audio_hyperprior_files_decode_the_same_everywhere() -> None:
     """The 1-D hyperprior: y rounded around the integer h_s's means, the same on any thread count."""
-    codec = small_codec(WaLLoCAudioCodec, levels=4, latent_dim=8, hyperprior=8)
-    assert codec.model.pad_step == 64 and codec.hyperprior
+    codec = small_codec(WaLLoCAudioCodec, levels=4, latent_dim=8, hyper_channels=8)
+    assert codec.model.pad_step == 64 and codec.model.hyper_channels
     x = music(1000)
     data = codec.encode(x)
     _, sections = container.unpack(data)
-    y_hat = codec.model.hyperprior.decompress(sections, codec._latent_shape((1000,)))
+    y_hat = codec.model.latent_codec.decompress(sections, codec._latent_shape((1000,)))
     assert y_hat.shape == (1, 8, 64)  # 1000 samples padded to 1024, at 1/16
     assert torch.equal(y_hat.float(), codec.latent(x.unsqueeze(0)))
     assert bool((y_hat != torch.round(y_hat)).any()) and torch.equal(torch.round(y_hat * 16), y_hat * 16)
     m = codec.model
-    z = torch.round(m.hyper_latent(codec._latent(x.unsqueeze(0))))
-    index, means = m.hyperprior.h_s.forward_integer(z)  # the int8 path
-    reference = m.hyperprior.h_s(z.double())  # the float64 reference path
+    z = torch.round(m.latent_codec.side_latents(codec._latent(x.unsqueeze(0)))["z"])
+    index, means = m.latent_codec.h_s.forward_integer(z)  # the int8 path
+    reference = m.latent_codec.h_s(z.double())  # the float64 reference path
     assert torch.equal(index, reference[0].to(torch.int32)) and torch.equal(means, reference[1])
     one, two = decode_on_1_and_2_threads(codec, data)
     assert torch.equal(one, two) and one.shape == x.shape
@@ -185,7 +185,7 @@ def test_audio_hyperprior_files_decode_the_same_everywhere() -> None:
 
 def _fit_prior(model, y: torch.Tensor, steps: int = 200) -> None:
     """Fit only the factorized prior (density and quantiles) to fixed latents ``y``."""
-    prior = model.entropy_bottleneck
+    prior = model.latent_codec.entropy_bottleneck
     density = [p for n, p in prior.named_parameters() if not n.endswith("quantiles")]
     opt = torch.optim.Adam(density, lr=3e-2)
     aux_opt = torch.optim.Adam([prior.quantiles], lr=1.0)  # latents span about +-100
@@ -212,7 +212,9 @@ def test_file_bytes_match_the_likelihoods() -> None:
         y = codec.model.encode_latent(codec.model.analysis(x.unsqueeze(0)))
     _fit_prior(codec.model, y)
     with torch.no_grad():
-        ideal_bits = float(-torch.log2(codec.model.entropy_bottleneck.likelihood(torch.round(y))).sum())
+        ideal_bits = float(
+            -torch.log2(codec.model.latent_codec.entropy_bottleneck.likelihood(torch.round(y))).sum()
+        )
     _, sections = container.unpack(codec.encode(x))
     real_bits = 8 * len(sections["y"])
     assert ideal_bits > 8 * 1000  # a non-trivial latent, not a few bytes of overhead
@@ -247,10 +249,10 @@ def test_training_contract() -> None:
     assert sum(p.numel() for p in model.encoder.parameters()) == 192 * 12 + 12  # the paper's 2,316
     audio = WaLLoCAudio(**SMALL)
     assert audio(music(1024).unsqueeze(0))["likelihoods"]["y"].shape == (1, 64, 4)
-    audio_hyper = WaLLoCAudio(**SMALL, hyperprior=8).train()  # a 1-D hyperprior
+    audio_hyper = WaLLoCAudio(**SMALL, hyper_channels=8).train()  # a 1-D hyperprior
     out = audio_hyper(music(4096).unsqueeze(0))
     assert out["likelihoods"]["y"].shape == (1, 64, 16) and out["likelihoods"]["z"].shape == (1, 8, 4)
-    hyper = WaLLoCImage(**SMALL, hyperprior=8).train()
+    hyper = WaLLoCImage(**SMALL, hyper_channels=8).train()
     out = hyper(photo(64, 128).unsqueeze(0))
     assert out["likelihoods"]["y"].shape == (1, 12, 8, 16) and out["likelihoods"]["z"].shape == (1, 8, 2, 4)
     assert hyper.aux_loss().requires_grad

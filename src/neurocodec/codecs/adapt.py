@@ -1,9 +1,10 @@
 """Encoder-side instance adaptation: stochastic Gumbel annealing (SGA) of one input's latents.
 
 Yang, Bamler & Mandt, "Improving Inference for Neural Image Compression" (NeurIPS 2020): the
-encoder's latents ``y = g_a(x)`` and ``z = h_a(y)`` are a good guess, not the best latents for
-``x``. :func:`refine` improves them by gradient descent (Adam) on the rate-distortion loss of
-this one input, ``lambda * 255^2 * MSE(x_hat, x) + bpp``, through the frozen float networks
+encoder's latent ``y = g_a(x)`` and its side latents (a hyperprior's ``z = h_a(y)``: the latent
+codec's ``side_latents(y)``) are a good guess, not the best latents for ``x``. :func:`refine`
+improves them by gradient descent (Adam) on the rate-distortion loss of this one input,
+``lambda * 255^2 * MSE(x_hat, x) + bpp`` (:func:`neurocodec.models.losses.rd_loss`), through the frozen float networks
 of the decoder side (synthesis and prior), then hands them back to the codec, which quantizes
 and codes them exactly as it codes the encoder's own latents. The file format and the decoder
 are unchanged, and decoding costs nothing more.
@@ -18,7 +19,7 @@ file. The temperature schedule is the paper's, ``tau = min(0.5, 0.5 exp(-c (t - 
 stretched to the number of iterations: the paper runs 2000 iterations with ``c = 1e-3`` and
 ``t0 = 700``, i.e. ``tau = min(0.5, 0.5 exp(-2 (t / T - 0.35)))``, falling from 0.5 to 0.136.
 
-A model takes part through one method, ``latent_forward(y, z, mode) -> {"x_hat",
+A model takes part through one method, ``latent_forward(y, side, mode) -> {"x_hat",
 "likelihoods"}`` (its training pass from the latents on, ``mode`` a quantization mode of
 :meth:`~neurocodec.entropy.models.base.EntropyModel.quantize`, here the relaxed rounding), and
 the codec knows its ``lambda`` from the weights' model card. The randomness comes from a
@@ -31,13 +32,16 @@ never makes a file worse by that measure.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import partial
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
-__all__ = ["LR", "SEED", "Adaptable", "rd_objective", "refine", "sga_round", "temperature"]
+from neurocodec.models.losses import rd_loss
+
+__all__ = ["LR", "SEED", "Adaptable", "refine", "sga_round", "temperature"]
 
 # Adam's learning rate on the latents. The paper's 5e-3 is for 2000 iterations; for 25 to 100
 # iterations 2e-2 did best (of 5e-3, 1e-2, 2e-2, 4e-2; shipped hyperprior q1 and q4, two BSDS500
@@ -49,7 +53,7 @@ _EPS = 1e-5  # distances are clamped below 1 - _EPS before atanh
 
 
 class Adaptable(Protocol):
-    def latent_forward(self, y: Tensor, z: Tensor, mode=None) -> dict: ...
+    def latent_forward(self, y: Tensor, side: Mapping[str, Tensor] | None = None, mode=None) -> dict: ...
 
 
 def temperature(step: int, iterations: int) -> float:
@@ -73,42 +77,38 @@ def sga_round(v: Tensor, tau: float, generator: torch.Generator) -> Tensor:
     return low + weight * (high - low)
 
 
-def rd_objective(out: dict, x: Tensor, lmbda: float) -> Tensor:
-    """``lambda * 255^2 * MSE + bpp`` of a model's output for ``x`` (N, C, H, W), the synthesis
-    cropped to ``x``'s size (the codec pads its input; the padding is not coded)."""
-    h, w = x.shape[-2:]
-    mse = torch.mean((out["x_hat"][..., :h, :w] - x) ** 2)
-    bits = sum(-torch.log2(likelihood).sum() for likelihood in out["likelihoods"].values())
-    return lmbda * 255**2 * mse + bits / (x.shape[0] * h * w)
-
-
 def refine(
     model: Adaptable,
     x: Tensor,
     y: Tensor,
-    z: Tensor,
+    side: Mapping[str, Tensor],
     lmbda: float,
     iterations: int,
     lr: float = LR,
-) -> tuple[Tensor, Tensor]:
-    """The latents ``(y, z)`` of ``x`` after ``iterations`` Adam steps of SGA on the R-D loss
-    (:func:`rd_objective` of ``model.latent_forward``), or the given ones if those code ``x``
-    better (by the hard-rounded loss). ``x`` is the input as coded, without the codec's
-    padding. Works inside ``torch.inference_mode``; the model's parameters are not changed."""
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The latents ``(y, side)`` of ``x`` after ``iterations`` Adam steps of SGA on the R-D loss
+    (:func:`~neurocodec.models.losses.rd_loss` of ``model.latent_forward``), or the given ones if
+    those code ``x`` better (by the hard-rounded loss). ``side`` holds the side latents (the
+    latent codec's ``side_latents(y)``; empty for a factorized prior). ``x`` is the input as
+    coded, without the codec's padding. Works inside ``torch.inference_mode``; the model's
+    parameters are not changed."""
     with torch.inference_mode(False), torch.enable_grad():
         x = x.detach().clone()
-        start = y.detach().clone(), z.detach().clone()
-        y, z = (t.clone().requires_grad_() for t in start)
-        optimizer = torch.optim.Adam([y, z], lr=lr)
+        start = y.detach().clone(), {name: t.detach().clone() for name, t in side.items()}
+        y = start[0].clone().requires_grad_()
+        side = {name: t.clone().requires_grad_() for name, t in start[1].items()}
+        optimizer = torch.optim.Adam([y, *side.values()], lr=lr)
         generator = torch.Generator(device=y.device).manual_seed(SEED)
         for step in range(iterations):
             rounding = partial(sga_round, tau=temperature(step, iterations), generator=generator)
-            loss = rd_objective(model.latent_forward(y, z, rounding), x, lmbda)
+            loss, _ = rd_loss(model.latent_forward(y, side, rounding), x, lmbda)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward(inputs=[y, z])
+            loss.backward(inputs=[y, *side.values()])
             optimizer.step()
         with torch.no_grad():
             coded = [
-                rd_objective(model.latent_forward(*latents, "ste"), x, lmbda) for latents in (start, (y, z))
+                rd_loss(model.latent_forward(*latents, "ste"), x, lmbda)[0] for latents in (start, (y, side))
             ]
-    return (y.detach(), z.detach()) if coded[1] < coded[0] else start
+    if coded[1] < coded[0]:
+        return y.detach(), {name: t.detach() for name, t in side.items()}
+    return start

@@ -3,7 +3,7 @@
 File section: ``y``, the latent, rounded and coded with the factorized prior (one CDF table per
 latent channel, so every table index is the channel number: the decoder needs nothing but the
 integer tables shipped with the weights, and entropy decoding is bit-exact on any device).
-Weights with a hyperprior (``hyperprior=N``) write sections ``z`` (the hyper-latent,
+Weights with a hyperprior (``hyper_channels=N``) write sections ``z`` (the hyper-latent,
 factorized prior) and ``y`` (Gaussian conditional, table index and mean per element from the
 integer ``h_s``, as in the ``hyperprior`` codec): also bit-exact on any device.
 The input is padded to a multiple of ``2**levels`` (4 times that with a hyperprior) on each
@@ -27,7 +27,6 @@ from neurocodec import container
 from neurocodec.codecs.adapt import refine
 from neurocodec.codecs.base import Codec, blocks, pad_to_multiple
 from neurocodec.container import AudioGeometry, Geometry, Header, ImageGeometry
-from neurocodec.errors import BitstreamError
 from neurocodec.models.walloc import WaLLoC, WaLLoCAudio, WaLLoCImage
 from neurocodec.registry import register_codec
 
@@ -57,18 +56,10 @@ class _WaLLoCCodec(Codec):
 
     def _sections(self, x: torch.Tensor, effort: int = 0) -> dict[str, bytes]:
         m = self.model
-        y, z = self._latent(x), None  # z: the hyperprior's own h_a(y) unless adapted
+        y, side = self._latent(x), None  # side: the latent codec's own (h_a(y)) unless adapted
         if effort:  # SGA: latents adapted to x, then coded as the encoder's are
-            y, z = refine(m, x, y, m.hyper_latent(y), self.lmbda, effort)
-        if self.hyperprior:
-            return m.hyperprior.compress(y, z)
-        return {"y": m.entropy_bottleneck.compress(y)}
-
-    @property
-    def hyperprior(self) -> bool:
-        """Whether ``y`` is coded with a hyperprior (sections ``z`` and ``y``) rather than a
-        factorized prior (section ``y``)."""
-        return hasattr(self.model, "hyperprior")
+            y, side = refine(m, x, y, m.latent_codec.side_latents(y), self.lmbda, effort)
+        return m.latent_codec.compress(y, side)
 
     def latent(self, x: torch.Tensor) -> torch.Tensor:
         """The latent of a batch ``x`` (sides any size) as the decoder gets it, as float32: the
@@ -76,19 +67,12 @@ class _WaLLoCCodec(Codec):
 
         For compressed learning: downstream models can train on these directly.
         """
-        y = self._latent(x)
-        return (self.model.hyperprior.coded_latent(y) if self.hyperprior else torch.round(y)).float()
+        return self.model.latent_codec.coded_latent(self._latent(x)).float()
 
     def _decode_latent(self, sections: dict[str, bytes], sizes: tuple[int, ...]) -> torch.Tensor:
-        needed = {"z", "y"} if self.hyperprior else {"y"}
-        missing = needed - sections.keys()
-        if missing:
-            raise BitstreamError(f"this {self.name} file lacks its {' and '.join(sorted(missing))} section")
         m = self.model
-        if self.hyperprior:
-            y_hat = m.hyperprior.decompress(sections, self._latent_shape(sizes))
-        else:
-            y_hat = m.entropy_bottleneck.decompress(sections["y"], self._latent_shape(sizes))
+        m.latent_codec.check_sections(sections, f"this {self.name} file")
+        y_hat = m.latent_codec.decompress(sections, self._latent_shape(sizes))
         return m.synthesis(m.decode_latent(y_hat.to(self.device, torch.float32)))
 
 

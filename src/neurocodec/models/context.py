@@ -148,6 +148,7 @@ class ContextPrior(nn.Module):
         mean_bits: int = MEAN_BITS,
     ):
         super().__init__()
+        self.schedule = schedule
         self.slices = schedule.slices
         self.mean_bits = mean_bits
         bound = _input_bound(mean_bits)
@@ -169,6 +170,11 @@ class ContextPrior(nn.Module):
             self.heads.append(
                 EntropyParameters(features, stop - start, num_scales, hidden_channels, mean_bits)
             )
+
+    @staticmethod
+    def hyper_input(index: Tensor, means: Tensor) -> Tensor:
+        """The ``hyper`` this prior takes from a hyper-synthesis's output: :func:`hyper_features`."""
+        return hyper_features(index, means)
 
     def forward(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
         """Training (float32, straight-through) or the float64 reference path: float indexes and means."""

@@ -17,29 +17,22 @@ the synthesis sees ``round(y - means) + means`` (straight-through).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
-from neurocodec.entropy.models import FactorizedPrior, GaussianConditional
+from neurocodec.entropy import tables
+from neurocodec.entropy.latent_codecs import HyperpriorLatentCodec
 from neurocodec.entropy.models.base import Mode
+from neurocodec.models.base import CompressionModel
 from neurocodec.models.integer import (
     IntegerConv1d,
     IntegerConv2d,
     IntegerConvTranspose1d,
     IntegerConvTranspose2d,
-    round_ste,
 )
 from neurocodec.models.layers import GDN, conv, deconv
 
-__all__ = [
-    "HyperSynthesis",
-    "LatentHyperprior",
-    "MeanScaleHyperprior",
-    "hyper_analysis",
-    "mean_scale_latents",
-]
+__all__ = ["HyperSynthesis", "MeanScaleHyperprior", "hyper_analysis", "mean_scale_hyperprior"]
 
 Z_BOUND = 2**15  # hyper-latents are clamped to [-Z_BOUND, Z_BOUND] before h_s (bounds the accumulators)
 
@@ -99,7 +92,9 @@ class HyperSynthesis(nn.Module):
         x = torch.clamp(z_hat, -Z_BOUND, Z_BOUND).to(torch.int64)  # exact for integer-valued floats
         raw = self.out.forward_integer(self.up2.forward_integer(self.up1.forward_integer(x)))
         index_raw, mean_raw = raw.chunk(2, dim=1)  # channels-last views: one copy each, to NCHW
-        index = index_raw.to(torch.int32, memory_format=torch.contiguous_format).clamp_(0, self.num_scales - 1)
+        index = index_raw.to(torch.int32, memory_format=torch.contiguous_format).clamp_(
+            0, self.num_scales - 1
+        )
         means = mean_raw.to(torch.float64, memory_format=torch.contiguous_format).mul_(2.0**-self.mean_bits)
         return index, means
 
@@ -116,116 +111,37 @@ def hyper_analysis(M: int, N: int, dims: int = 2) -> nn.Sequential:
     )
 
 
-class _LogUniformScales(nn.Module):
-    """``scale(index) = exp(log_s0 + index * log_step)``: the Gaussian's scale table, differentiable
-    in the (straight-through integer) table index that ``h_s`` outputs."""
-
-    def __init__(self, gaussian: GaussianConditional):
-        super().__init__()
-        scales = torch.from_numpy(gaussian.scale_table)
-        # not persistent: derived from the scale table, which the weights files carry
-        self.register_buffer("log_scale0", torch.tensor(math.log(scales[0])), persistent=False)
-        self.register_buffer(
-            "log_scale_step",
-            torch.tensor(math.log(scales[-1] / scales[0]) / (len(scales) - 1)),
-            persistent=False,
-        )
-        if not torch.allclose(self(torch.arange(len(scales))), scales.float(), rtol=1e-5):
-            raise ValueError("the hyperprior needs a log-uniform scale table")
-
-    def forward(self, index: Tensor) -> Tensor:
-        return torch.exp(self.log_scale0 + index * self.log_scale_step)
+def mean_scale_hyperprior(
+    M: int, N: int, scale_table=None, dims: int = 2, float_prior: bool = False
+) -> HyperpriorLatentCodec:
+    """The mean-scale hyperprior latent codec for an ``M``-channel latent with an ``N``-channel
+    ``z`` at 1/4 of its resolution: :func:`hyper_analysis` and the integer :class:`HyperSynthesis`
+    (``dims``: 2 for an image's latent ``(n, M, h, w)``, 1 for a signal's ``(n, M, t)``).
+    ``float_prior``: train ``h_s`` as its float twin (measurement only)."""
+    num_scales = len(tables.gaussian_scale_table() if scale_table is None else scale_table)
+    return HyperpriorLatentCodec(
+        hyper_analysis(M, N, dims),
+        HyperSynthesis(N, M, num_scales=num_scales, dims=dims),
+        hyper_channels=N,
+        scale_table=scale_table,
+        float_prior=float_prior,
+    )
 
 
-def mean_scale_latents(
-    prior: LatentHyperprior | MeanScaleHyperprior,
-    y: Tensor,
-    z: Tensor,
-    mode: Mode | None,
-    float_prior: bool = False,
-) -> tuple[Tensor, dict]:
-    """The mean-scale step of a hyperprior's training pass: ``(y_hat, {"y", "z"} likelihoods)``.
-
-    ``mode`` quantizes for the rates: "noise" (training) or "ste" (eval), ``y_hat`` being
-    ``round(y - means) + means`` (straight-through) either way; or a relaxed rounding
-    (:mod:`neurocodec.codecs.adapt`) of ``y - means`` and ``z``, whose values ``y_hat`` holds
-    then. ``h_s`` always sees ``round(z)`` (straight-through), as when coding; ``float_prior``
-    runs it as its float twin (:meth:`HyperSynthesis.float_forward`).
-
-    All of it runs in float32, even under bf16 autocast: the straight-through integers of the
-    integer ``h_s`` and of the roundings must be the coding-time ones, and bf16 holds 8
-    significant bits (its means would be off by up to 1/2 at 128, its noise lost beyond 256).
-    """
-    with torch.autocast(y.device.type, enabled=False):
-        y, z = y.float(), z.float()
-        _, z_likelihoods = prior.entropy_bottleneck(z, mode)
-        h_s = prior.h_s.float_forward if float_prior else prior.h_s
-        index, means = h_s(round_ste(z))
-        y_hat, y_likelihoods = prior.gaussian(y, prior.scales_of(index), means, mode)
-        if not callable(mode):
-            y_hat = prior.gaussian.quantize(y, "ste", means)
-    return y_hat, {"y": y_likelihoods, "z": z_likelihoods}
-
-
-class LatentHyperprior(nn.Module):
-    """A mean-scale hyperprior for a given ``M``-channel latent ``y`` (e.g. WaLLoC's): ``h_a``
-    (float), a factorized prior on ``z`` (``N`` channels at 1/4 of ``y``'s resolution), the integer
-    ``h_s`` and the Gaussian conditional, as in :class:`MeanScaleHyperprior`. ``y``'s sides must be
-    multiples of 4. ``dims``: 2 for an image's latent ``(n, M, h, w)``, 1 for a signal's ``(n, M, t)``."""
-
-    def __init__(self, M: int, N: int, scale_table=None, dims: int = 2):
-        super().__init__()
-        self.M, self.N = M, N
-        self.h_a = hyper_analysis(M, N, dims)
-        self.entropy_bottleneck = FactorizedPrior(N)
-        self.gaussian = GaussianConditional(scale_table)
-        self.h_s = HyperSynthesis(N, M, num_scales=len(self.gaussian.scale_table), dims=dims)
-        self.scales_of = _LogUniformScales(self.gaussian)
-
-    def forward(self, y: Tensor, mode: Mode | None = None, z: Tensor | None = None) -> tuple[Tensor, dict]:
-        """``(y_hat, {"y": likelihoods, "z": likelihoods})`` with ``z = h_a(y)``, or the given
-        ``z`` (encoder-side adaptation refines ``y`` and ``z`` apart): see :func:`mean_scale_latents`."""
-        return mean_scale_latents(self, y, self.h_a(y) if z is None else z, mode)
-
-    def _coding_prior(self, y: Tensor, z: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """``(z symbols, int32 table indexes, float64 means)`` of ``y`` (and ``z``, default
-        ``h_a(y)``), exactly as coded."""
-        z_symbols = torch.round(self.h_a(y) if z is None else z)
-        return (z_symbols, *self.h_s.forward_integer(z_symbols))
-
-    def compress(self, y: Tensor, z: Tensor | None = None) -> dict[str, bytes]:
-        """The sections ``{"z", "y"}`` of ``y``, with the hyper-latent ``z`` (default ``h_a(y)``)."""
-        z_symbols, index, means = self._coding_prior(y, z)
-        return {
-            "z": self.entropy_bottleneck.compress(z_symbols),
-            "y": self.gaussian.compress(y, index, means),
-        }
-
-    def coded_latent(self, y: Tensor) -> Tensor:
-        """The ``y_hat`` (float64) a decoder gets from :meth:`compress`'s sections, without coding them."""
-        _, _, means = self._coding_prior(y)
-        return torch.round(y.to(means) - means) + means
-
-    def decompress(self, sections: dict[str, bytes], y_shape: tuple[int, ...]) -> Tensor:
-        """``y_hat`` (float64, on the device of the weights) from the sections, for ``y`` of ``y_shape``."""
-        n, _, *sides = y_shape
-        z_hat = self.entropy_bottleneck.decompress(sections["z"], (n, self.N, *(s // 4 for s in sides)))
-        index, means = self.h_s.forward_integer(z_hat.to(self.entropy_bottleneck.table_sizes.device))
-        return self.gaussian.decompress(sections["y"], index, means)
-
-    def aux_loss(self) -> Tensor:
-        return self.entropy_bottleneck.aux_loss()
-
-    def update_tables(self) -> None:
-        self.entropy_bottleneck.update_tables()
-        self.gaussian.update_tables()
-
-
-class MeanScaleHyperprior(nn.Module):
+class MeanScaleHyperprior(CompressionModel):
     """The mean-scale hyperprior network, ``N`` hidden and ``M`` latent channels (CompressAI's
-    ``mbt2018-mean`` shape: N=128, M=192 for low rates; N=192, M=320 for high rates)."""
+    ``mbt2018-mean`` shape: N=128, M=192 for low rates; N=192, M=320 for high rates): the
+    transforms ``g_a``, ``g_s`` and :func:`mean_scale_hyperprior`'s latent codec."""
 
     downsampling = 64  # inputs are padded to a multiple of this
+    latent_stride = 16  # y is at 1/16 of the (padded) image, z at 1/64
+    # 0.1.0's layout held the hyperprior's modules at the top level
+    renamed_prefixes = (
+        ("h_a.", "latent_codec.h_a."),
+        ("h_s.", "latent_codec.h_s."),
+        ("entropy_bottleneck.", "latent_codec.entropy_bottleneck."),
+        ("gaussian.", "latent_codec.gaussian_conditional."),
+    )
 
     def __init__(self, N: int = 128, M: int = 192, scale_table=None, float_prior: bool = False):
         """``float_prior``: train ``h_s`` as its float twin (:meth:`HyperSynthesis.float_forward`)
@@ -239,39 +155,17 @@ class MeanScaleHyperprior(nn.Module):
             deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
             deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
         )  # fmt: skip
-        self.h_a = hyper_analysis(M, N)
-        self.entropy_bottleneck = FactorizedPrior(N)
-        self.gaussian = GaussianConditional(scale_table)
-        self.h_s = HyperSynthesis(N, M, num_scales=len(self.gaussian.scale_table))
-        self.scales_of = _LogUniformScales(self.gaussian)
+        self.latent_codec = mean_scale_hyperprior(M, N, scale_table, float_prior=self.float_prior)
 
     def forward(self, x: Tensor) -> dict:
         """Training pass: reconstruction and the likelihoods of ``y`` and ``z``."""
-        y = self.g_a(x)
-        return self.latent_forward(y, self.h_a(y))
+        return self.latent_forward(self.g_a(x))
 
-    def latent_forward(self, y: Tensor, z: Tensor, mode: Mode | None = None) -> dict:
-        """:meth:`forward` from the latents ``y`` and ``z`` on: ``{"x_hat", "likelihoods"}``, the
-        synthesis seeing the ``y_hat`` of :func:`mean_scale_latents` (``mode`` as there)."""
-        y_hat, likelihoods = mean_scale_latents(self, y, z, mode, float_prior=self.float_prior)
+    def latent_forward(
+        self, y: Tensor, side: dict[str, Tensor] | None = None, mode: Mode | None = None
+    ) -> dict:
+        """:meth:`forward` from the latent ``y`` (and its side latents, default derived from ``y``)
+        on: ``{"x_hat", "likelihoods"}``, the synthesis seeing the latent codec's ``y_hat``
+        (``mode`` as in :meth:`HyperpriorLatentCodec.forward`)."""
+        y_hat, likelihoods = self.latent_codec(y, side, mode)
         return {"x_hat": self.g_s(y_hat), "likelihoods": likelihoods}
-
-    def aux_loss(self) -> Tensor:
-        return self.entropy_bottleneck.aux_loss()
-
-    def update_tables(self) -> None:
-        """Build the integer CDF tables once, after training (they travel with the state_dict)."""
-        self.entropy_bottleneck.update_tables()
-        self.gaussian.update_tables()
-
-    @torch.no_grad()
-    def prior(self, z_hat: Tensor, reference: bool = False) -> tuple[Tensor, Tensor]:
-        """The exact coding-time prior: int32 table indexes and float64 means, from integer ``z_hat``.
-
-        ``reference=True`` computes them with the float64 reference path instead of int8
-        products: the same numbers, bit for bit, several times slower.
-        """
-        if not reference:
-            return self.h_s.forward_integer(z_hat)
-        index, means = self.h_s(z_hat.to(torch.float64))
-        return index.to(torch.int32), means

@@ -25,7 +25,9 @@ __all__ = ["GDN", "Deconv2d", "conv", "deconv"]
 def conv(
     in_channels: int, out_channels: int, kernel_size: int = 5, stride: int = 2, dims: int = 2
 ) -> nn.Conv1d | nn.Conv2d:
-    """A ``dims``-D convolution that divides the resolution by ``stride`` (``padding = kernel_size // 2``)."""
+    """A ``dims``-D convolution with ``padding = kernel_size // 2`` (odd kernels keep the size) that
+    divides the resolution by ``stride``: the one convolution helper of the transforms (defaults:
+    the 5x5, stride-2 layer of the hyperprior's ``g_a``)."""
     return (nn.Conv1d if dims == 1 else nn.Conv2d)(
         in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2
     )

@@ -62,9 +62,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from neurocodec.entropy.models import FactorizedPrior, GaussianConditional
+from neurocodec.entropy import tables
+from neurocodec.entropy.latent_codecs import ContextLatentCodec
 from neurocodec.entropy.models.base import Mode
 from neurocodec.entropy.models.schedules import ANCHOR, ContextSchedule, Step, checkerboard_mask
+from neurocodec.models.base import CompressionModel
 from neurocodec.models.context import (
     LATENT_BOUND,
     MEAN_BITS,
@@ -74,8 +76,8 @@ from neurocodec.models.context import (
     latent_integers,
 )
 from neurocodec.models.hyperprior import HyperSynthesis
-from neurocodec.models.integer import EXACT_LIMIT, IntegerConv2d, floor_ste, round_ste
-from neurocodec.models.layers import GDN
+from neurocodec.models.integer import EXACT_LIMIT, IntegerConv2d, floor_ste
+from neurocodec.models.layers import GDN, conv
 
 __all__ = [
     "PRESETS",
@@ -121,13 +123,9 @@ def integer_layer(layer: IntegerConv2d, x: Tensor) -> Tensor:
 # -- float transforms ---------------------------------------------------------------------------
 
 
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, 3, stride, padding=1)
-
-
 def subpel_conv3x3(in_channels: int, out_channels: int, factor: int = 2) -> nn.Sequential:
     """A 3x3 convolution then a pixel shuffle: upsampling by ``factor`` without checkerboard artifacts."""
-    return nn.Sequential(conv3x3(in_channels, out_channels * factor**2), nn.PixelShuffle(factor))
+    return nn.Sequential(conv(in_channels, out_channels * factor**2, 3, 1), nn.PixelShuffle(factor))
 
 
 class LayerNorm2d(nn.GroupNorm):
@@ -144,9 +142,9 @@ class ResidualBlockWithStride(nn.Module):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            conv3x3(in_channels, out_channels, 2),
+            conv(in_channels, out_channels, 3, 2),
             nn.GELU(),
-            conv3x3(out_channels, out_channels),
+            conv(out_channels, out_channels, 3, 1),
             GDN(out_channels),
         )
         self.skip = nn.Conv2d(in_channels, out_channels, 1, 2)
@@ -163,7 +161,7 @@ class ResidualBlockUpsample(nn.Module):
         self.body = nn.Sequential(
             subpel_conv3x3(in_channels, out_channels),
             nn.GELU(),
-            conv3x3(out_channels, out_channels),
+            conv(out_channels, out_channels, 3, 1),
             GDN(out_channels, inverse=True),
         )
         self.skip = subpel_conv3x3(in_channels, out_channels)
@@ -212,7 +210,7 @@ def analysis_transform(N: int, M: int) -> nn.Sequential:
         ResidualBlockWithStride(3, N), STMBlock(N),
         ResidualBlockWithStride(N, N), STMBlock(N),
         ResidualBlockWithStride(N, N), STMBlock(N),
-        conv3x3(N, M, 2),
+        conv(N, M, 3, 2),
     )  # fmt: skip
 
 
@@ -227,11 +225,12 @@ def synthesis_transform(N: int, M: int) -> nn.Sequential:
     )  # fmt: skip
 
 
-def hyper_analysis(N: int, M: int) -> nn.Sequential:
-    """``h_a`` (MLIC++'s): five 3x3 convs with GELU, two of stride 2: ``z`` is ``N`` x 1/64."""
+def mlic_hyper_analysis(M: int, N: int) -> nn.Sequential:
+    """``h_a`` (MLIC++'s): ``M`` latent channels -> ``N`` at 1/4 of the resolution (five 3x3 convs
+    with GELU, two of stride 2: ``z`` is ``N`` x 1/64 of the image)."""
     return nn.Sequential(
-        conv3x3(M, N), nn.GELU(), conv3x3(N, N), nn.GELU(), conv3x3(N, N, 2),
-        nn.GELU(), conv3x3(N, N), nn.GELU(), conv3x3(N, N, 2),
+        conv(M, N, 3, 1), nn.GELU(), conv(N, N, 3, 1), nn.GELU(), conv(N, N, 3, 2),
+        nn.GELU(), conv(N, N, 3, 1), nn.GELU(), conv(N, N, 3, 2),
     )  # fmt: skip
 
 
@@ -553,6 +552,11 @@ class MultiReferencePrior(nn.Module):
         self._memo = None if torch.is_grad_enabled() else (k, decoded.clone(), contexts)
         return contexts
 
+    @staticmethod
+    def hyper_input(index: Tensor, means: Tensor) -> Tensor:
+        """The ``hyper`` this prior takes from ``h_s``'s output: :func:`~neurocodec.models.context.hyper_features`."""
+        return hyper_features(index, means)
+
     def forward(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
         k = step.slice
         if not 0 <= k < len(self.slices) or (step.start, step.stop) != self.slices[k]:
@@ -585,7 +589,11 @@ class LatentResidualPrediction(nn.Module):
         self.slices = slices
         self.nets = nn.ModuleList(
             nn.Sequential(
-                conv3x3(config.M + stop, h1), nn.GELU(), conv3x3(h1, h2), nn.GELU(), conv3x3(h2, stop - start)
+                conv(config.M + stop, h1, 3, 1),
+                nn.GELU(),
+                conv(h1, h2, 3, 1),
+                nn.GELU(),
+                conv(h2, stop - start, 3, 1),
             )
             for start, stop in slices
         )
@@ -598,8 +606,12 @@ class LatentResidualPrediction(nn.Module):
         return torch.cat(out, dim=1)
 
 
-class MLICv2(nn.Module):
+class MLICv2(CompressionModel):
     """MLICv2 (see the module docstring): ``forward(x) -> {"x_hat", "likelihoods": {"y", "z"}}``.
+
+    The transforms ``g_a``, ``g_s`` and a :class:`~neurocodec.entropy.latent_codecs.ContextLatentCodec`
+    (MLIC++'s ``h_a``, the integer :class:`HyperSynthesis`, the :class:`MultiReferencePrior` as its
+    context model and the LRP as its residual prediction).
 
     Build with a preset name (``"paper"``, ``"small"``) and/or explicit :class:`MLICConfig`
     fields, e.g. ``MLICv2("small")``, ``MLICv2(N=16, M=24, num_slices=3)`` (unspecified fields take
@@ -607,6 +619,16 @@ class MLICv2(nn.Module):
     """
 
     downsampling = 64  # inputs are padded to a multiple of this
+    latent_stride = 16  # y is at 1/16 of the (padded) image, z at 1/64
+    # 0.1.0's layout held the latent codec's modules at the top level
+    renamed_prefixes = (
+        ("h_a.", "latent_codec.h_a."),
+        ("h_s.", "latent_codec.h_s."),
+        ("entropy_bottleneck.", "latent_codec.entropy_bottleneck."),
+        ("gaussian.", "latent_codec.gaussian_conditional."),
+        ("prior.", "latent_codec.context_model."),
+        ("lrp.", "latent_codec.residual_prediction."),
+    )
 
     def __init__(self, preset: str | None = None, scale_table=None, **arch):
         super().__init__()
@@ -621,63 +643,25 @@ class MLICv2(nn.Module):
         self.N, self.M = c.N, c.M
         self.g_a = analysis_transform(c.N, c.M)
         self.g_s = synthesis_transform(c.N, c.M)
-        self.h_a = hyper_analysis(c.N, c.M)
-        self.entropy_bottleneck = FactorizedPrior(c.N)
-        self.gaussian = GaussianConditional(scale_table)
-        num_scales = len(self.gaussian.scale_table)
-        self.h_s = HyperSynthesis(c.N, c.M, num_scales=num_scales, mean_bits=MEAN_BITS)
-        self.prior = MultiReferencePrior(c, num_scales)
-        self.lrp = LatentResidualPrediction(c, self.prior.slices)
-
-    @property
-    def schedule(self) -> ContextSchedule:
-        return self.prior.schedule
-
-    def hyper(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """(integer hyper features for the prior, hyper means for the LRP) of integer ``z_hat``:
-        float32 straight-through in training, exact float64 at coding time."""
-        index, means = self.h_s(z_hat)
-        return hyper_features(index, means), means
-
-    @torch.no_grad()
-    def coding_hyper(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """:meth:`hyper` at coding time with the int8 path of the integer ``h_s``: the same
-        numbers as the float64 reference path, bit for bit, several times faster."""
-        index, means = self.h_s.forward_integer(z_hat)
-        return hyper_features(index.to(torch.float64), means), means
+        num_scales = len(tables.gaussian_scale_table() if scale_table is None else scale_table)
+        context_model = MultiReferencePrior(c, num_scales)
+        self.latent_codec = ContextLatentCodec(
+            mlic_hyper_analysis(c.M, c.N),
+            HyperSynthesis(c.N, c.M, num_scales=num_scales, mean_bits=MEAN_BITS),
+            context_model,
+            hyper_channels=c.N,
+            scale_table=scale_table,
+            residual_prediction=LatentResidualPrediction(c, context_model.slices),
+        )
 
     def forward(self, x: Tensor) -> dict:
         """Training pass: reconstruction and the likelihoods of ``y`` and ``z``."""
-        y = self.g_a(x)
-        return self.latent_forward(y, self.h_a(y))
+        return self.latent_forward(self.g_a(x))
 
-    def latent_forward(self, y: Tensor, z: Tensor, mode: Mode | None = None) -> dict:
-        """:meth:`forward` from the latents ``y`` and ``z`` on: ``{"x_hat", "likelihoods"}``.
-
-        ``mode`` quantizes for the rates: "noise" (default in training) or "ste" (in eval), the
-        contexts and the synthesis seeing straight-through roundings; or a relaxed rounding
-        (:mod:`neurocodec.codecs.adapt`), whose values they see too. ``h_s`` always sees
-        ``round(z)`` (straight-through), as when coding.
-        """
-        # the integer prior path in float32 even under bf16 autocast: its straight-through
-        # integers must match the exact coding-time ones (bf16 holds 8 significant bits)
-        with torch.autocast(y.device.type, enabled=False):
-            y, z = y.float(), z.float()
-            _, z_likelihoods = self.entropy_bottleneck(z, mode)
-            hyper, means = self.hyper(round_ste(z))
-            coded = self.schedule.likelihoods(y, self.prior, hyper, self.gaussian, mode)
-        x_hat = self.g_s(self.lrp(coded.y_hat, means))
-        return {"x_hat": x_hat, "likelihoods": {"y": coded.likelihoods, "z": z_likelihoods}}
-
-    def aux_loss(self) -> Tensor:
-        return self.entropy_bottleneck.aux_loss()
-
-    def update_tables(self) -> None:
-        """Build the integer CDF tables once, after training (they travel with the state_dict)."""
-        self.entropy_bottleneck.update_tables()
-        self.gaussian.update_tables()
-
-    def synthesize(self, y_hat: Tensor, means: Tensor) -> Tensor:
-        """The image of a decoded latent (float: LRP then ``g_s``)."""
-        dtype = next(self.g_s.parameters()).dtype
-        return self.g_s(self.lrp(y_hat.to(dtype), means.to(dtype)))
+    def latent_forward(
+        self, y: Tensor, side: dict[str, Tensor] | None = None, mode: Mode | None = None
+    ) -> dict:
+        """:meth:`forward` from the latent ``y`` (and its side latents, default derived from ``y``)
+        on: ``{"x_hat", "likelihoods"}``; ``mode`` as in :meth:`ContextLatentCodec.forward`."""
+        y_hat, likelihoods = self.latent_codec(y, side, mode)
+        return {"x_hat": self.g_s(y_hat), "likelihoods": likelihoods}

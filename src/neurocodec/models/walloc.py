@@ -10,9 +10,10 @@ A shallow, asymmetric autoencoder sandwiched in a fixed, invertible wavelet pack
          after a small conv stack; times ``latent_scale``; optionally the Gaussian-CDF
          compander that bounds the latent to ``bits`` bits
       -> y: quantized (uniform noise in training, rounding when coding), entropy coded with a
-         learned factorized prior per latent channel (:class:`FactorizedPrior`), or (with
-         ``hyperprior=N``) with a mean-scale hyperprior (:class:`LatentHyperprior`: a float
-         ``h_a`` on the latent, the integer ``h_s``; ``y`` rounded around its means)
+         learned factorized prior per latent channel (:class:`FactorizedLatentCodec`), or
+         (with ``hyper_channels=N``) with a mean-scale hyperprior
+         (:func:`~neurocodec.models.hyperprior.mean_scale_hyperprior`: a float ``h_a`` on the
+         latent, the integer ``h_s``; ``y`` rounded around its means)
       -> decoder, the heavy side: a 1x1 linear synthesis plus a residual network (GroupNorm +
          SiLU residual blocks around one self-attention block at the bottleneck, width
          ``decoder_width``) -> X_hat -> inverse WPT -> clamp to the sample range.
@@ -51,15 +52,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from neurocodec.entropy.models import FactorizedPrior
-from neurocodec.models.hyperprior import LatentHyperprior
+from neurocodec.entropy.latent_codecs import FactorizedLatentCodec
+from neurocodec.entropy.models.base import Mode
+from neurocodec.models.base import CompressionModel
+from neurocodec.models.hyperprior import mean_scale_hyperprior
+from neurocodec.models.layers import conv
 from neurocodec.transforms.wavelets import iwpt1d, iwpt2d, packet_frequencies, wpt1d, wpt2d
 
 __all__ = ["Compander", "WaLLoC", "WaLLoCAudio", "WaLLoCImage", "lowest_frequency_packets"]
-
-
-def _conv(dims: int, cin: int, cout: int, kernel: int = 3) -> nn.Module:
-    return (nn.Conv1d if dims == 1 else nn.Conv2d)(cin, cout, kernel, padding=kernel // 2)
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -73,8 +73,8 @@ class ResidualBlock(nn.Module):
     def __init__(self, dims: int, channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            _norm(channels), nn.SiLU(), _conv(dims, channels, channels),
-            _norm(channels), nn.SiLU(), _conv(dims, channels, channels),
+            _norm(channels), nn.SiLU(), conv(channels, channels, 3, 1, dims),
+            _norm(channels), nn.SiLU(), conv(channels, channels, 3, 1, dims),
         )  # fmt: skip
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)
@@ -101,8 +101,8 @@ class AttentionBlock(nn.Module):
         self.dims = dims
         self.window = window if window is not None else (4096 if dims == 1 else 64)
         self.norm = _norm(channels)
-        self.qkv = _conv(dims, channels, 3 * channels, 1)
-        self.out = _conv(dims, channels, channels, 1)
+        self.qkv = conv(channels, 3 * channels, 1, 1, dims)
+        self.out = conv(channels, channels, 1, 1, dims)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -154,16 +154,16 @@ class Decoder(nn.Module):
 
     def __init__(self, dims: int, latent_dim: int, packets: int, width: int, blocks: int):
         super().__init__()
-        self.linear = _conv(dims, latent_dim, packets, 1)
+        self.linear = conv(latent_dim, packets, 1, 1, dims)
         self.net = nn.Sequential(
-            _conv(dims, latent_dim, width),
+            conv(latent_dim, width, 3, 1, dims),
             ResidualBlock(dims, width),
             AttentionBlock(dims, width),
             ResidualBlock(dims, width),
             *(ResidualBlock(dims, width) for _ in range(blocks)),
             _norm(width),
             nn.SiLU(),
-            _conv(dims, width, packets),
+            conv(width, packets, 3, 1, dims),
         )
         nn.init.zeros_(self.net[-1].weight)  # the network starts at zero: the linear path decodes
         nn.init.zeros_(self.net[-1].bias)
@@ -209,7 +209,7 @@ def lowest_frequency_packets(channels: int, levels: int, dims: int) -> Tensor:
     return torch.tensor([c * per_channel + p for p in rank for c in range(channels)])
 
 
-class WaLLoC(nn.Module):
+class WaLLoC(CompressionModel):
     """The WaLLoC network for ``dims``-D signals (2: images ``(N, C, H, W)``, 1: audio ``(N, C, T)``).
 
     Args:
@@ -229,10 +229,17 @@ class WaLLoC(nn.Module):
         wavelet_weight: phi, the weight of the packet-domain MSE term in the training loss.
         offset: subtracted from the input before the transform (0.5 centres images in [0, 1]).
         sample_range: the valid range of output samples (the reconstruction is clamped to it).
-        hyperprior: 0 for the factorized prior; else the channels ``N`` of a mean-scale
+        hyper_channels: 0 for the factorized prior; else the channels ``N`` of a mean-scale
             hyperprior's ``z`` (its integer ``h_s`` is 2-D for images, 1-D for audio). Inputs are
             then padded to a multiple of ``4 * 2**levels``, ``z``'s grid.
     """
+
+    # 0.1.0's layout: the factorized prior or the hyperprior at the top level
+    renamed_prefixes = (
+        ("entropy_bottleneck.", "latent_codec.entropy_bottleneck."),
+        ("hyperprior.gaussian.", "latent_codec.gaussian_conditional."),
+        ("hyperprior.", "latent_codec."),
+    )
 
     def __init__(
         self,
@@ -249,7 +256,7 @@ class WaLLoC(nn.Module):
         wavelet_weight: float = 0.0,
         offset: float = 0.0,
         sample_range: tuple[float, float] = (-1.0, 1.0),
-        hyperprior: int = 0,
+        hyper_channels: int = 0,
     ):
         super().__init__()
         if dims not in (1, 2):
@@ -266,18 +273,19 @@ class WaLLoC(nn.Module):
             raise ValueError(
                 f"latent_dim must be in 1..{self.packets} (the packet channels), not {latent_dim}"
             )
-        projection = _conv(dims, encoder_width or self.packets, latent_dim, 1)
+        projection = conv(encoder_width or self.packets, latent_dim, 1, 1, dims)
         nn.init.zeros_(projection.bias)
         self.compander = Compander(bits) if bits is not None else None
-        if hyperprior:
-            self.hyperprior = LatentHyperprior(latent_dim, hyperprior, dims=dims)
+        self.hyper_channels = int(hyper_channels)
+        if hyper_channels:
+            self.latent_codec = mean_scale_hyperprior(latent_dim, hyper_channels, dims=dims)
         else:
-            self.entropy_bottleneck = FactorizedPrior(latent_dim)
+            self.latent_codec = FactorizedLatentCodec(latent_dim)
         self.decoder = Decoder(dims, latent_dim, self.packets, decoder_width, decoder_blocks)
         if encoder_width:
             nn.init.orthogonal_(projection.weight)  # unit-norm rows: the latent has the features' scale
             self.encoder = nn.Sequential(
-                _conv(dims, self.packets, encoder_width), ResidualBlock(dims, encoder_width), projection
+                conv(self.packets, encoder_width, 3, 1, dims), ResidualBlock(dims, encoder_width), projection
             )
         else:
             self.encoder = projection
@@ -297,7 +305,7 @@ class WaLLoC(nn.Module):
     def pad_step(self) -> int:
         """Inputs are padded to a multiple of this along each side: :attr:`step`, times 4 with a
         hyperprior (the side of ``z``'s cells)."""
-        return self.step * (4 if hasattr(self, "hyperprior") else 1)
+        return self.step * (4 if self.hyper_channels else 1)
 
     # -- the transforms ------------------------------------------------------------------------
 
@@ -332,9 +340,7 @@ class WaLLoC(nn.Module):
         """
         with torch.autocast(x.device.type, enabled=False):
             X = self.analysis(x.float())
-            y_hat, likelihoods = self.quantize_latent(
-                self.encode_latent(X), "noise" if self.training else "ste"
-            )
+            y_hat, likelihoods = self.latent_codec(self.encode_latent(X))
         X_hat = self.decode_latent(y_hat).float()
         with torch.autocast(x.device.type, enabled=False):
             x_hat = self.synthesis(X_hat)
@@ -344,41 +350,14 @@ class WaLLoC(nn.Module):
             "loss_terms": {"wavelet_mse": self.wavelet_weight * torch.mean((X_hat - X) ** 2)},
         }
 
-    def quantize_latent(self, y: Tensor, mode, z: Tensor | None = None) -> tuple[Tensor, dict]:
-        """``(y_hat, likelihoods)``: ``y`` rounded as coded (straight-through; around the
-        hyperprior's means when there is one) and the likelihoods of the rate terms under ``mode``
-        (a mode of :meth:`~neurocodec.entropy.models.base.EntropyModel.quantize`; under a relaxed
-        rounding, ``y_hat`` is that rounding). ``z``: the hyper-latent, default ``h_a(y)``
-        (ignored without a hyperprior)."""
-        if hasattr(self, "hyperprior"):
-            return self.hyperprior(y, mode, z)
-        y_hat, likelihoods = self.entropy_bottleneck(y, mode=mode)
-        if not callable(mode):
-            y_hat = self.entropy_bottleneck.quantize(y, "ste")
-        return y_hat, {"y": likelihoods}
-
-    def hyper_latent(self, y: Tensor) -> Tensor:
-        """``z = h_a(y)`` with a hyperprior, else an empty tensor (there is no ``z``)."""
-        return self.hyperprior.h_a(y) if hasattr(self, "hyperprior") else y.new_zeros(0)
-
-    def latent_forward(self, y: Tensor, z: Tensor, mode=None) -> dict:
-        """The training pass from the latents ``y`` and ``z`` (:meth:`hyper_latent`) on:
-        ``{"x_hat", "likelihoods"}``, what encoder-side adaptation (:mod:`neurocodec.codecs.adapt`)
-        descends. ``mode`` as in :meth:`quantize_latent`."""
-        y_hat, likelihoods = self.quantize_latent(y, mode, z)
+    def latent_forward(
+        self, y: Tensor, side: dict[str, Tensor] | None = None, mode: Mode | None = None
+    ) -> dict:
+        """The training pass from the latent ``y`` (and its side latents, default derived from
+        ``y``) on: ``{"x_hat", "likelihoods"}``, what encoder-side adaptation
+        (:mod:`neurocodec.codecs.adapt`) descends. ``mode`` as in the latent codec's ``forward``."""
+        y_hat, likelihoods = self.latent_codec(y, side, mode)
         return {"x_hat": self.synthesis(self.decode_latent(y_hat)), "likelihoods": likelihoods}
-
-    @property
-    def prior(self) -> FactorizedPrior | LatentHyperprior:
-        """What codes ``y``: the factorized prior or the hyperprior."""
-        return self.hyperprior if hasattr(self, "hyperprior") else self.entropy_bottleneck
-
-    def aux_loss(self) -> Tensor:
-        return self.prior.aux_loss()
-
-    def update_tables(self) -> None:
-        """Build the prior's integer CDF tables once, after training (they travel with the state_dict)."""
-        self.prior.update_tables()
 
 
 class WaLLoCImage(WaLLoC):

@@ -1,6 +1,6 @@
 """The rate-distortion training loop shared by every codec family.
 
-loss = distortion + lambda * rate (:func:`~neurocodec.train.losses.rd_loss`: MSE with
+loss = distortion + lambda * rate (:func:`~neurocodec.models.losses.rd_loss`: MSE with
 CompressAI's ``lambda * 255^2`` scale, or MS-SSIM) plus the terms the model adds itself
 (``loss_terms``, see :class:`neurocodec.registry.CodecFamily`), and the entropy bottleneck's auxiliary
 loss on its own optimizer. Adam, gradient clipping, a learning-rate schedule (a 10x drop at
@@ -28,10 +28,10 @@ from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, model_w
 from neurocodec.train.data import AudioClips, ImageCrops, VideoClips
 from neurocodec.train.distributed import join
 from neurocodec.train.ema import WeightAverage
-from neurocodec.train.losses import check_distortion, rd_loss
+from neurocodec.train.losses import check_distortion, loss_and_stats
 from neurocodec.train.schedule import check_periods, check_schedule, cosine_lr
 
-__all__ = ["TrainConfig", "Trainer", "rd_loss"]
+__all__ = ["TrainConfig", "Trainer"]
 
 _PEAK = {"image": 1.0, "audio": 2.0, "video": 1.0}  # peak-to-peak range, for the PSNR
 
@@ -234,7 +234,9 @@ class Trainer:
         weight file (``<codec>-q<Q>.safetensors``, e.g. a shipped one): every tensor whose name
         and shape match this model's; the rest keep their initialization (e.g. a hyperprior
         added to a trained WaLLoC). Returns (tensors taken, tensors of this model)."""
-        source = _init_source(Path(run), self.device)
+        source = dict(_init_source(Path(run), self.device))
+        if hasattr(self.model, "renamed_keys"):  # a 0.1.0 weight file's keys -> today's
+            self.model.renamed_keys(source)
         own = self.model.state_dict()
         taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         if not taken:
@@ -281,7 +283,7 @@ class Trainer:
         self.model.train()
         with self._autocast():
             out = self.net(self._input(x))
-        loss, stats = rd_loss(out, x, c.lmbda, c.distortion, _PEAK[self.spec.data])
+        loss, stats = loss_and_stats(out, x, c.lmbda, c.distortion, _PEAK[self.spec.data])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if c.clip > 0:
@@ -315,7 +317,7 @@ class Trainer:
             for chunk in batch.split(c.batch_size):
                 with self._autocast():
                     out = model(self._input(chunk))
-                _, stats = rd_loss(out, chunk, c.lmbda, c.distortion, _PEAK[self.spec.data])
+                _, stats = loss_and_stats(out, chunk, c.lmbda, c.distortion, _PEAK[self.spec.data])
                 for k, v in stats.items():
                     totals[k] = totals.get(k, 0.0) + v * len(chunk)
         model.train(was_training)

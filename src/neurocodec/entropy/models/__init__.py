@@ -24,7 +24,8 @@ component tables with integer arithmetic only.
 
 Models: :class:`FactorizedPrior`, :class:`GaussianConditional`, :class:`LaplaceConditional`,
 :class:`GaussianMixtureConditional`, :class:`Categorical`, :class:`AdaptiveCategorical`.
-Context schedules (hyperprior, channel slices, checkerboard, both): :class:`ContextSchedule`.
+Context schedules (single step, channel slices, checkerboard, both): :class:`ContextSchedule`;
+latent codecs built on these models: :mod:`neurocodec.entropy.latent_codecs`.
 """
 
 from neurocodec.entropy.models.base import EntropyModel, TableEntropyModel, lower_bound

@@ -82,7 +82,7 @@ class Categorical(_CategoricalModel):
 
 
 class AdaptiveCategorical(_CategoricalModel):
-    """A distribution estimated from symbol counts: ``p(s) = (count(s) + prior) / sum``.
+    """A distribution estimated from symbol counts: ``p(s) = (count(s) + pseudo_count) / sum``.
 
     :meth:`observe` accumulates counts (int64 buffer ``counts``, saved with the state_dict);
     the probabilities have no gradient. As for every model, ``update_tables`` then fixes the
@@ -90,14 +90,14 @@ class AdaptiveCategorical(_CategoricalModel):
 
     Args:
         num_symbols: alphabet size.
-        prior: pseudo-count added to every symbol (0.5 is the Krichevsky–Trofimov estimator).
+        pseudo_count: added to every symbol's count (0.5 is the Krichevsky–Trofimov estimator).
     """
 
-    def __init__(self, num_symbols: int, prior: float = 0.5, likelihood_bound: float = 1e-9):
+    def __init__(self, num_symbols: int, pseudo_count: float = 0.5, likelihood_bound: float = 1e-9):
         super().__init__(num_symbols, likelihood_bound)
-        if not prior > 0:
-            raise ValueError(f"prior must be positive, got {prior}")
-        self.prior = float(prior)
+        if not pseudo_count > 0:
+            raise ValueError(f"pseudo_count must be positive, got {pseudo_count}")
+        self.pseudo_count = float(pseudo_count)
         self.register_buffer("counts", torch.zeros(self.num_symbols, dtype=torch.int64))
 
     @torch.no_grad()
@@ -107,5 +107,5 @@ class AdaptiveCategorical(_CategoricalModel):
         self.counts += torch.bincount(flat, minlength=self.num_symbols)
 
     def probabilities(self, dtype: torch.dtype = torch.float32) -> Tensor:
-        c = self.counts.to(torch.float64) + self.prior
+        c = self.counts.to(torch.float64) + self.pseudo_count
         return (c / c.sum()).to(dtype)

@@ -18,7 +18,8 @@ so that the decoder derives the same ones on any device.
 
 Schedules (constructors of :class:`ContextSchedule`):
 
-- :meth:`~ContextSchedule.hyperprior`: one step, every element (Minnen et al. 2018, no context);
+- :meth:`~ContextSchedule.single_step`: one step, every element (the mean-scale hyperprior of
+  Minnen et al. 2018: no context);
 - :meth:`~ContextSchedule.channel_slices`: one step per slice of channels, possibly uneven
   (Minnen & Singh 2020; ELIC's 16, 16, 32, 64, M - 128);
 - :meth:`~ContextSchedule.checkerboard`: anchors first, from the hyper-prior only, then the
@@ -26,8 +27,8 @@ Schedules (constructors of :class:`ContextSchedule`):
 - :meth:`~ContextSchedule.sliced_checkerboard`: for each slice an anchor step then a
   non-anchor step (ELIC, MLICv2, S2LIC).
 
-Coding (:meth:`~ContextSchedule.compress` / :meth:`~ContextSchedule.decompress`) writes one
-rANS stream per batch item, one ``push`` (one ``pull``) per step; the decoder fills ``y_hat``
+Coding (:meth:`~ContextSchedule.compress_streams` / :meth:`~ContextSchedule.decompress_streams`)
+writes one rANS stream per batch item, one ``push`` (one ``pull``) per step; the decoder fills ``y_hat``
 step by step and can stop after any step (:meth:`~ContextSchedule.decode_steps`). Training
 (:meth:`~ContextSchedule.likelihoods`) runs the same parameter function once per step over the
 whole tensor — the usual masked / two-pass trick: each step's parameters see the quantized
@@ -189,7 +190,7 @@ def table_scales(index: Tensor, scale_table: Sequence[float] | Tensor) -> Tensor
 class ContextSchedule:
     """The steps that code a latent of ``num_channels`` channels (see the module docstring).
 
-    Build one with a constructor (:meth:`hyperprior`, :meth:`channel_slices`,
+    Build one with a constructor (:meth:`single_step`, :meth:`channel_slices`,
     :meth:`checkerboard`, :meth:`sliced_checkerboard`); ``anchor_parity`` is the format's
     :data:`ANCHOR_PARITY` and is a parameter only so that tests can show that the other one fails.
     """
@@ -218,9 +219,9 @@ class ContextSchedule:
     # -- constructors ----------------------------------------------------------------------
 
     @classmethod
-    def hyperprior(cls, num_channels: int) -> ContextSchedule:
+    def single_step(cls, num_channels: int) -> ContextSchedule:
         """One step: every element, parameters from the hyper-prior alone."""
-        return cls("hyperprior", [num_channels], checkerboard=False)
+        return cls("single_step", [num_channels], checkerboard=False)
 
     @classmethod
     def channel_slices(cls, slice_sizes: Sequence[int]) -> ContextSchedule:
@@ -281,7 +282,7 @@ class ContextSchedule:
     # -- coding -----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def compress(
+    def compress_streams(
         self, y: Tensor, params: ParameterFunction, hyper: Any, conditional: ScaleConditional
     ) -> list[bytes]:
         """One rANS stream per batch item: step by step, the symbols ``round(y - mean)`` of the
@@ -345,7 +346,7 @@ class ContextSchedule:
         for decoder in decoders:
             decoder.finish()
 
-    def decompress(
+    def decompress_streams(
         self,
         streams: Sequence[bytes],
         params: ParameterFunction,
@@ -354,7 +355,7 @@ class ContextSchedule:
         size: tuple[int, int],
         device: torch.device | str | None = None,
     ) -> Tensor:
-        """The decoded latent (float64, (len(streams), M, H, W)) of streams written by :meth:`compress`."""
+        """The decoded latent (float64, (len(streams), M, H, W)) of streams written by :meth:`compress_streams`."""
         decoded = None
         for _, decoded in self.decode_steps(streams, params, hyper, conditional, size, device):  # noqa: B007
             pass
@@ -376,7 +377,7 @@ class ContextSchedule:
 
         One call of ``params`` per step over the whole tensor; step k sees the straight-through
         quantized values ``round(y - mean) + mean`` of steps < k and zeros elsewhere (the ``y_hat``
-        of :meth:`compress`). ``mode`` is the conditional's: "noise" (default in training) or
+        of :meth:`compress_streams`). ``mode`` is the conditional's: "noise" (default in training) or
         "ste" (default in eval); or a relaxed rounding, whose values replace the straight-through
         ones in ``y_hat``. In float64 the indexes and means are exactly those of coding.
         """
