@@ -6,6 +6,7 @@ coverage-guided run of eval/fuzz.py, skipped when atheris is not installed."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -16,7 +17,11 @@ import numpy as np
 import pytest
 
 import fuzz_targets
+import neurocodec as nc
 from fuzz_targets import TARGETS, seeds
+from neurocodec import container
+from neurocodec.container import AudioGeometry, ImageGeometry
+from neurocodec.errors import ContainerError
 
 ROOT = Path(__file__).resolve().parent.parent
 CRASHERS = Path(__file__).resolve().parent / "fuzz_crashers"
@@ -55,6 +60,24 @@ def test_coder_targets_on_seeds_mutations_and_crashers():
 def test_codec_target_on_seeds_mutations_and_crashers(codec: str):
     assert seeds(codec), f"no seed files of {codec} in tests/corpus"
     run_all(codec, 24)
+
+
+@pytest.mark.usefixtures("shipped")
+@pytest.mark.parametrize(
+    ("codec", "geometry", "holds"),
+    [
+        ("walloc-image", AudioGeometry(44100, 2, 4410), "2-channel audio"),  # the first finding: an AttributeError
+        ("walloc-audio", ImageGeometry(50, 70, 3, 8), "3-channel image"),
+        ("hyperprior", ImageGeometry(50, 70, 1, 8), "1-channel image"),  # decoded, silently cropped
+        ("walloc-audio", AudioGeometry(44100, 1, 4410), "1-channel audio"),
+    ],
+)
+def test_a_header_the_codec_never_writes_is_refused(codec, geometry, holds):
+    file = fuzz_targets.with_crc(seeds(codec)[0])
+    header, sections = container.unpack(file)
+    bad = container.pack(dataclasses.replace(header, geometry=geometry), sections)
+    with pytest.raises(ContainerError, match=f"{codec} codes .* but the file holds {holds}"):
+        nc.decode(bad)
 
 
 def test_the_oracles_can_fail(monkeypatch: pytest.MonkeyPatch):

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from neurocodec import container
 from neurocodec.container import DEFAULT_LIMITS, AudioGeometry, Geometry, Header, ImageGeometry, Limits
-from neurocodec.errors import ConfigError, UnsupportedMediaError, WrongCodecError
+from neurocodec.errors import ConfigError, ContainerError, UnsupportedMediaError, WrongCodecError
 
 if TYPE_CHECKING:
     from neurocodec.registry import WeightConfig
@@ -233,6 +233,15 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
             )
 
     def _check_header(self, header: Header) -> None:
+        g = header.geometry
+        media = type(g).__name__.removesuffix("Geometry").lower()
+        if media != self.media or g.channels not in self.channels:
+            # a header no writer of this codec makes (found by fuzzing: it reached the codec's
+            # decoding as an AttributeError, or decoded a silently cropped tensor)
+            raise ContainerError(
+                f"malformed neurocodec file: {self.name} codes {' or '.join(map(str, self.channels))}-channel "
+                f"{self.media}, but the file holds {g.channels}-channel {media}"
+            )
         needs = f"codec {header.codec!r} quality {header.quality} (weights {header.weights_hash.hex()})"
         has = f"{self.name!r} quality {self.quality} (weights {self.weights_hash.hex()})"
         if (header.codec, header.quality, header.weights_hash) != (
