@@ -15,6 +15,11 @@ the Python code is coverage-guided.
     pip install atheris==3.0.0 && tools/build_fuzz_coder.sh
     python eval/fuzz.py [--targets container,coder,...] [--native build/fuzz] [--runs 1000000] [--seconds 3600]
         [--timeout 10] [--rss-mb 4096] [--work /tmp/neurocodec-fuzz] [--out eval/fuzz.json]
+    python eval/fuzz.py --replay --targets coder,reference --work /tmp/neurocodec-fuzz   # the grown corpora, once
+
+``--replay`` needs no atheris: it is how tools/sanitize_coder.sh runs a grown corpus under
+AddressSanitizer (atheris's own coverage does not work under gcc's ASan runtime, which takes
+over the coverage callbacks).
 """
 
 from __future__ import annotations
@@ -136,6 +141,22 @@ def run_target(target: str, args: argparse.Namespace) -> dict:
     }
 
 
+def replay(target: str, work: Path) -> dict:
+    """Every input of ``target``'s corpus in ``work`` (and its crashers) through the target once,
+    without atheris: e.g. a corpus grown by a coverage-guided run, replayed under a sanitizer."""
+    import fuzz_targets
+
+    files = sorted((work / target / "corpus").glob("*")) + sorted((TESTS / "fuzz_crashers" / target).glob("*"))
+    t0 = time.perf_counter()
+    failures = []
+    for path in files:
+        try:
+            fuzz_targets.TARGETS[target](path.read_bytes())
+        except Exception as e:  # a finding
+            failures.append(f"{path.name}: {type(e).__name__}: {e}")
+    return {"target": target, "replayed": len(files), "seconds": round(time.perf_counter() - t0, 1), "failures": failures}
+
+
 def main() -> int:
     if "--child" in sys.argv:
         i = sys.argv.index("--child")
@@ -153,8 +174,16 @@ def main() -> int:
     ap.add_argument("--native", help="folder of a coverage-instrumented C++ coder (tools/build_fuzz_coder.sh)")
     ap.add_argument("--work", default="/tmp/neurocodec-fuzz", help="corpora and findings")
     ap.add_argument("--out", default=str(ROOT / "eval" / "fuzz.json"))
+    ap.add_argument("--replay", action="store_true", help="only run each target over its corpus in --work, once")
     args = ap.parse_args()
     report = {"benchmark": "eval/fuzz.py", "command": "python " + " ".join(sys.argv), "targets": []}
+    if args.replay:
+        results = [replay(target, Path(args.work)) for target in args.targets.split(",")]
+        report["targets"] = results
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        for r in results:
+            print(r["target"], f"{r['replayed']} inputs, {len(r['failures'])} failures", *r["failures"][:5], sep="\n  ")
+        return 1 if any(r["failures"] for r in results) else 0
     bad = 0
     for target in args.targets.split(","):
         result = run_target(target, args)

@@ -4,10 +4,12 @@
 # (round trips, hostile headers, truncations, byte flips, corrupt streams, the reference's
 # same-bytes tests) and the coder fuzz target's seeds and crashers against it. Any sanitizer
 # report fails the run. CI-able: needs cmake, a C++20 compiler, nanobind and the test deps.
-# With FUZZ_RUNS=N it then runs eval/fuzz.py's coder and reference targets N times each against
-# the sanitized build (FUZZ_SECONDS, FUZZ_WORK, FUZZ_OUT: its time limit, work dir and report).
+# With FUZZ_WORK=dir it then replays every target's corpus that
+# `eval/fuzz.py --work dir` grew (coverage-guided, without sanitizers; the codecs' through the
+# coder with their real tables) against the sanitized build
+# (FUZZ_OUT: the report).
 #
-#   [FUZZ_RUNS=1000000] tools/sanitize_coder.sh [build dir, default build/asan] [extra pytest args]
+#   [FUZZ_WORK=/tmp/neurocodec-fuzz] tools/sanitize_coder.sh [build dir, default build/asan] [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/asan}
@@ -37,8 +39,7 @@ print("sanitized coder:", r.__file__, file=sys.stderr)
 PY
 python -m pytest -q -p no:cacheprovider tests/test_coder.py tests/test_reference.py \
   "tests/test_fuzz.py::test_coder_targets_on_seeds_mutations_and_crashers" "$@"
-if [ -n "${FUZZ_RUNS:-}" ]; then  # and the coder's fuzz targets, coverage-guided (needs atheris)
-  python eval/fuzz.py --targets coder,reference --runs "$FUZZ_RUNS" --seconds "${FUZZ_SECONDS:-3600}" \
-    --work "${FUZZ_WORK:-/tmp/neurocodec-fuzz-asan}" --out "${FUZZ_OUT:-/tmp/neurocodec-fuzz-asan.json}"
+if [ -n "${FUZZ_WORK:-}" ]; then  # and the coder targets' corpora grown by eval/fuzz.py, replayed
+  python eval/fuzz.py --replay --work "$FUZZ_WORK" --out "${FUZZ_OUT:-/tmp/neurocodec-fuzz-asan.json}"
 fi
 echo "no sanitizer reports"
