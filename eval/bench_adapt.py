@@ -47,7 +47,7 @@ def timed(fn, *args, **kwargs):
 
 def summary(rows: dict, effort: int) -> dict:
     """Mean points per quality and effort, BD-rate/BD-PSNR of effort N vs 0, time ratios."""
-    from neurocodec.rd import bd_psnr, bd_rate, curve_points, mean_curve, overlap
+    from neurocodec.evaluation import bd_psnr, bd_rate, curve_points, mean_curve, overlap
 
     curves = {e: mean_curve({q: r[e] for q, r in rows.items()}) for e in ("0", str(effort))}
     out = {"curves": curves}
@@ -136,7 +136,7 @@ def main() -> int:
 
     import neurocodec as nc
     from neurocodec.io.image import read_image
-    from neurocodec.rd import cpu_model, rd_row
+    from neurocodec.evaluation import cpu_model, rd_row
     from neurocodec.registry import weight_configs
 
     paths = sorted(Path(args.data).glob("*.png"))[: args.limit]

@@ -249,7 +249,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from neurocodec.io.image import read_image
-    from neurocodec.rd import cpu_model
+    from neurocodec.evaluation import cpu_model
 
     x, _ = read_image(args.image)
     h, w = x.shape[-2:]

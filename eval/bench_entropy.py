@@ -497,7 +497,7 @@ def load_average() -> list[float] | None:
 
 
 def machine_info() -> dict[str, Any]:
-    from neurocodec.rd import cpu_model
+    from neurocodec.evaluation import cpu_model
 
     cpu = cpu_model()
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}

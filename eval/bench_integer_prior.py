@@ -37,8 +37,8 @@ import torch
 import neurocodec as nc
 from neurocodec.codecs.base import pad_to_multiple
 from neurocodec.io.image import read_image
-from neurocodec.metrics import psnr
-from neurocodec.rd import bd_rate, cpu_model
+from neurocodec.evaluation.metrics import psnr
+from neurocodec.evaluation import bd_rate, cpu_model
 from neurocodec.train.data import image_files
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from neurocodec.entropy import coder, tables
-from neurocodec.rd import cpu_model
+from neurocodec.evaluation import cpu_model
 
 SYMBOLS = 96 * 32 * 48
 LANES = (1, 2, 3, 4, 8, 9, 16, 32)

@@ -142,7 +142,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     from neurocodec.io.image import read_image
-    from neurocodec.rd import cpu_model
+    from neurocodec.evaluation import cpu_model
 
     x, _ = read_image(args.image)
     h, w = x.shape[-2:]

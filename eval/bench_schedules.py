@@ -37,7 +37,7 @@ import torch
 from neurocodec.entropy.models import ContextSchedule, GaussianConditional
 from neurocodec.models.context import ContextPrior, hyper_features
 from neurocodec.models.hyperprior import HyperSynthesis
-from neurocodec.rd import cpu_model
+from neurocodec.evaluation import cpu_model
 
 HERE = Path(__file__).resolve().parent
 SEED = 12345

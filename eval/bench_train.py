@@ -120,7 +120,7 @@ def main() -> int:
     torch.manual_seed(0)
     load_start = round(os.getloadavg()[0], 2)  # other jobs on the machine: the context of the wall times
 
-    from neurocodec.rd import cpu_model
+    from neurocodec.evaluation import cpu_model
     from neurocodec.train.data import ImageCrops
 
     batch = (

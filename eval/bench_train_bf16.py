@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from neurocodec.rd import cpu_model
+from neurocodec.evaluation import cpu_model
 from neurocodec.train.data import ImageCrops
 from neurocodec.train.trainer import TrainConfig, Trainer
 

@@ -78,7 +78,7 @@ def fit_prior(model, y: torch.Tensor, steps: int) -> None:
 
 
 def machine(device: torch.device) -> dict:
-    from neurocodec.rd import cpu_model
+    from neurocodec.evaluation import cpu_model
 
     try:
         commit = subprocess.run(

@@ -17,8 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from neurocodec.published import KODAK, compare_published
-from neurocodec.rd import curve_points, plot_rd
+from neurocodec.evaluation.published import KODAK, compare_published
+from neurocodec.evaluation import curve_points, plot_rd
 
 
 def main() -> int:

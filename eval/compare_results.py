@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from neurocodec.rd import METRICS, bd_psnr, bd_rate, curve_points, overlap
+from neurocodec.evaluation import METRICS, bd_psnr, bd_rate, curve_points, overlap
 
 MEDIA_METRICS = {"bpp": ("psnr", "ms-ssim"), "kbps": ("snr", "si-sdr")}
 

@@ -39,7 +39,7 @@ KODAK = ROOT.parent / "shared" / "data" / "kodak"
 def check(name: str, quality: int, device: str, images: list, tolerance: int) -> list[dict]:
     import neurocodec as nc
     from neurocodec.errors import NeurocodecError
-    from neurocodec.metrics import quantized
+    from neurocodec.evaluation.metrics import quantized
 
     codecs = {"cpu": nc.load(name, quality), "dev": nc.load(name, quality, device=device)}  # dev: --device
     rows = []

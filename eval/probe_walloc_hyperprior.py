@@ -36,7 +36,7 @@ from neurocodec.codecs.base import pad_to_multiple
 from neurocodec.codecs.walloc import WaLLoCImageCodec
 from neurocodec.entropy.latent_codecs import HyperpriorLatentCodec
 from neurocodec.io.image import read_image
-from neurocodec.metrics import psnr
+from neurocodec.evaluation.metrics import psnr
 from neurocodec.models.hyperprior import mean_scale_hyperprior
 from neurocodec.train.checkpoint import load_checkpoint, model_weights
 from neurocodec.train.data import image_files

@@ -28,7 +28,7 @@ import torch
 import neurocodec as nc
 from neurocodec.codecs.base import pad_to_multiple
 from neurocodec.io.image import read_image
-from neurocodec.metrics import psnr
+from neurocodec.evaluation.metrics import psnr
 from neurocodec.train.data import image_files
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from neurocodec.io.image import read_image
-from neurocodec.metrics import psnr
+from neurocodec.evaluation.metrics import psnr
 from neurocodec.models.walloc import WaLLoCImage
 from neurocodec.train.data import image_files
 

@@ -20,8 +20,8 @@ from neurocodec.codecs.hyperprior import HyperpriorCodec
 from neurocodec.codecs.mlic import MLICCodec
 from neurocodec.codecs.walloc import WaLLoCAudioCodec, WaLLoCImageCodec
 from neurocodec.errors import ConfigError
+from neurocodec.evaluation.metrics import psnr
 from neurocodec.io.image import read_image
-from neurocodec.metrics import psnr
 from neurocodec.registry import WEIGHTS_DIR
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"

@@ -13,11 +13,11 @@ import pytest
 import soundfile
 import torch
 
-from neurocodec.baselines import AUDIO_BASELINES, aligned, evaluate_baseline
 from neurocodec.codecs.walloc import WaLLoCAudioCodec
+from neurocodec.evaluation.baselines import AUDIO_BASELINES, aligned, evaluate_baseline
+from neurocodec.evaluation.metrics import si_sdr, snr
+from neurocodec.evaluation.rows import curve_points, mean_curve
 from neurocodec.io.audio import write_audio
-from neurocodec.metrics import si_sdr, snr
-from neurocodec.rd import curve_points, mean_curve
 from neurocodec.registry import list_codecs
 from test_rd import in_process
 from test_walloc import write_weights

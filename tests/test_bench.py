@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 import neurocodec as nc
-from neurocodec.bench import bench_codec, summarize
 from neurocodec.cli import main
 from neurocodec.codecs.base import Codec
+from neurocodec.evaluation.bench import bench_codec, summarize
 from neurocodec.io.image import read_image
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -7,6 +7,7 @@ list without codecs) do not import torch, so most of these runs are fast.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -235,6 +236,36 @@ def test_help_and_entry_points(tmp_path: Path) -> None:
     assert "later release" not in result.stdout
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"neurocodec": "neurocodec.cli:main"}
+
+
+def test_each_command_is_a_small_module(files: SimpleNamespace) -> None:
+    """One module per command, its parser beside its code, no function over 80 lines; info
+    imports neither torch nor the measuring part of the evaluation."""
+    from neurocodec import cli
+
+    names = [command.__name__.rsplit(".", 1)[1] for command in cli.COMMANDS]
+    assert names == ["encode", "decode", "info", "listing", "evaluate", "train", "export", "latents", "bench"]
+    for module in (*cli.COMMANDS, cli, cli.common):
+        tree = ast.parse(Path(module.__file__).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                assert node.end_lineno - node.lineno < 80, f"{module.__name__}.{node.name}"
+    for command in cli.COMMANDS:
+        assert callable(command.add_parser) and callable(command.run), command.__name__
+
+    code = (
+        "import sys; from neurocodec.cli import main; status = main(['info', sys.argv[1]]); "
+        "heavy = ('torch', 'neurocodec.evaluation.rows', 'neurocodec.evaluation.baselines'); "
+        "print(status, [m for m in heavy if m in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(files.ncd)],
+        capture_output=True,
+        text=True,
+        env=CLEAN_ENV,
+        timeout=300,
+    )
+    assert result.stdout.splitlines()[-1] == "0 []", result.stderr
 
 
 def test_train_then_export_then_encode(tmp_path: Path, env: dict[str, str]) -> None:

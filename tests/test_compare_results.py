@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from neurocodec.published import KODAK
+from neurocodec.evaluation.published import KODAK
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "eval" / "compare_results.py"

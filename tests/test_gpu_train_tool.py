@@ -70,7 +70,8 @@ def test_every_plan_in_tools_parses_and_its_weights_fit_the_returned_files(one_t
     """A plan is run on a lent GPU without a rehearsal: its arguments must parse, its runs must
     read the carried ``data_gpu`` folder, and their fp32 weights must fit the parts a call returns
     (Adam's moments, in bf16, come back only where they fit too; the tool drops them and says so)."""
-    from neurocodec.cli import _arch, _parser
+    from neurocodec.cli import parser
+    from neurocodec.cli.train import parse_arch
     from neurocodec.registry import trainable
 
     tool = _tool()
@@ -80,9 +81,9 @@ def test_every_plan_in_tools_parses_and_its_weights_fit_the_returned_files(one_t
         runs = json.loads(plan.read_text())
         weight_bytes = 0
         for run in runs:
-            args = _parser().parse_args(["train", *run["args"], "--out", run["out"]])
+            args = parser().parse_args(["train", *run["args"], "--out", run["out"]])
             assert args.data == "data_gpu" and args.out.startswith("runs/"), plan
-            model = trainable(args.model).build_model(_arch(args.arch) if args.arch else None)
+            model = trainable(args.model).build_model(parse_arch(args.arch) if args.arch else None)
             params = sum(p.numel() for p in model.parameters())
             weight_bytes += 4 * params
         assert weight_bytes <= tool.PART_BYTES * tool.MAX_PARTS, f"{plan.name}: the weights alone do not fit"

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,10 +22,16 @@ import torch
 from PIL import Image
 
 import toy_codec
-from neurocodec import baselines, cli, published, rd
-from neurocodec.baselines import BASELINES, evaluate_baseline
-from neurocodec.metrics import ms_ssim, ms_ssim_db
-from neurocodec.rd import bd_psnr, bd_rate, curve_points, mean_curve, overlap, plot_rd, rd_row
+from neurocodec import cli
+from neurocodec.errors import ConfigError
+from neurocodec.evaluation import baselines, bd, published
+from neurocodec.evaluation import rows as evaluation_rows
+from neurocodec.evaluation.baselines import BASELINES, evaluate_baseline
+from neurocodec.evaluation.bd import bd_psnr, bd_rate, overlap
+from neurocodec.evaluation.metrics import ms_ssim, ms_ssim_db
+from neurocodec.evaluation.plots import plot_rd
+from neurocodec.evaluation.rows import curve_points, mean_curve, rd_row, spread
+from neurocodec.evaluation.runner import RowStore
 
 TESTS = Path(__file__).resolve().parent
 KODAK = TESTS.parents[1] / "shared" / "data" / "kodak"
@@ -155,7 +162,7 @@ def test_pchip_integral_matches_scipy() -> None:
             y = rng.normal(size=len(x)).cumsum() if rng.random() < 0.5 else np.sort(rng.normal(size=len(x)))
             lo, hi = np.sort(rng.uniform(x[0], x[-1], 2))
             expected = interpolate.PchipInterpolator(x, y).integrate(lo, hi)
-            assert rd._pchip_integral(x, y, lo, hi) == pytest.approx(expected, rel=1e-10, abs=1e-12)
+            assert bd._pchip_integral(x, y, lo, hi) == pytest.approx(expected, rel=1e-10, abs=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -371,6 +378,89 @@ def test_eval_learned_codec_against_a_baseline(
     assert (tmp_path / "o" / "results.json").read_bytes() == before
 
 
+def test_eval_resumes_a_stopped_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each file's rows are written as it finishes: a run stopped after one file, run again,
+    measures only the others and writes the report an uninterrupted run writes; the rows of
+    another evaluation are refused."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for quality in (1, 2):
+        toy_codec.write_weights(weights, quality)
+    monkeypatch.setenv("NEUROCODEC_WEIGHTS_PATH", str(weights))
+    monkeypatch.setenv("NEUROCODEC_CODEC_MODULES", toy_codec.MODULES)
+    data = tmp_path / "images"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    ticks = itertools.count()  # every encode and decode takes 1 s: times equal from run to run
+    clock = SimpleNamespace(perf_counter=lambda: float(next(ticks)))
+    monkeypatch.setattr(evaluation_rows, "time", clock)
+    monkeypatch.setattr(baselines, "time", clock)
+    measured: list[str] = []
+    evaluate_images = evaluation_rows.evaluate_images
+    stop_at = None
+
+    def counted(codec, paths, **options):
+        measured.append(f"q{codec.quality} {paths[0].name}")
+        if len(measured) == stop_at:
+            raise KeyboardInterrupt
+        return evaluate_images(codec, paths, **options)
+
+    monkeypatch.setattr(evaluation_rows, "evaluate_images", counted)
+    args = (toy_codec.NAME, "--data", data, "--baselines", "jpeg", "--sweep", "jpeg=50,90", "--quiet")
+    assert in_process(*args, "--out", "whole", cwd=tmp_path, capsys=capsys) == (0, "", "")
+    assert len(measured) == 6  # 2 qualities x 3 files
+
+    measured.clear()
+    stop_at = 2
+    status, _, err = in_process(*args, "--out", "part", cwd=tmp_path, capsys=capsys)
+    assert (status, err) == (130, "neurocodec: interrupted\n")
+    assert not (tmp_path / "part" / "results.json").exists()
+    rows_file = tmp_path / "part" / "rows.jsonl"
+    assert len(rows_file.read_text().splitlines()) == 2  # what it knows, one file
+    with rows_file.open("a") as f:
+        f.write('{"unit": "[\\"test-lossl')  # a line cut short as the run was killed
+    measured.clear()
+    stop_at = None
+    assert in_process(*args, "--out", "part", cwd=tmp_path, capsys=capsys) == (0, "", "")
+    assert measured == ["q1 1.png", "q1 2.png", "q2 0.png", "q2 1.png", "q2 2.png"]  # not q1 0.png again
+
+    whole, part = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("whole", "part"))
+    for report in (whole, part):
+        del report["date"], report["command"]
+    assert part == whole
+    assert (
+        len(part["codecs"][toy_codec.NAME]["per_file"]) == 6 and len(part["codecs"]["jpeg"]["per_file"]) == 6
+    )
+
+    for written in ("results.json", "rd.png", "rd-ms-ssim.png"):
+        (tmp_path / "part" / written).unlink()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "0.png").write_bytes((data / "0.png").read_bytes())
+    status, _, err = in_process(toy_codec.NAME, "--data", other, "--out", "part", cwd=tmp_path, capsys=capsys)
+    assert status == 1 and "part/rows.jsonl holds the rows of another evaluation" in err
+    assert "use -f to start over" in err
+
+
+def test_row_store_reads_back_what_it_wrote(tmp_path: Path) -> None:
+    """Rows come back exactly (infinite PSNR included); a damaged file is refused, not misread."""
+    path, header = tmp_path / "rows.jsonl", {"media": "image", "effort": 0}
+    RowStore(path, header).add("unit a", [{"setting": 1, "bpp": 0.1 + 0.2, "psnr": math.inf}])
+    assert RowStore(path, header).get("unit a") == [{"setting": 1, "bpp": 0.1 + 0.2, "psnr": math.inf}]
+    with pytest.raises(ConfigError, match="holds the rows of another evaluation"):
+        RowStore(path, {**header, "effort": 5})
+    with path.open("a") as f:
+        f.write("not json\n")
+    with pytest.raises(ConfigError, match="damaged at line 3; use -f to start over"):
+        RowStore(path, header)
+    assert RowStore(path, header, restart=True).get("unit a") is None
+    assert RowStore(path, header).units == {}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -426,7 +516,24 @@ def test_eval_effort(
 
 def test_spread_keeps_the_ends() -> None:
     sweep = (5, 10, 15, 20, 30, 40, 50)
-    assert rd.spread(sweep, 2) == (5, 50) and rd.spread(sweep, 3) == (5, 20, 50)
-    assert rd.spread(sweep, None) == rd.spread(sweep, 9) == sweep
+    assert spread(sweep, 2) == (5, 50) and spread(sweep, 3) == (5, 20, 50)
+    assert spread(sweep, None) == spread(sweep, 9) == sweep
     with pytest.raises(ValueError, match="at least 2"):
-        rd.spread(sweep, 1)
+        spread(sweep, 1)
+
+
+def test_evaluation_names_resolve_lazily() -> None:
+    """Each name of neurocodec.evaluation comes from the module that defines it, imported on
+    first use: the BD-rate without torch or the media libraries."""
+    import importlib
+
+    import neurocodec.evaluation as evaluation
+
+    for name in evaluation.__all__:
+        home = importlib.import_module(f"neurocodec.evaluation.{evaluation._HOME[name]}")
+        assert name in home.__all__ and getattr(evaluation, name) is getattr(home, name)
+    with pytest.raises(AttributeError, match="no attribute 'nosuch'"):
+        evaluation.nosuch  # noqa: B018
+    code = "import sys; from neurocodec.evaluation import bd_rate; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == "False", result.stderr

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 import neurocodec as nc
+from neurocodec.evaluation.metrics import psnr, snr
 from neurocodec.io.audio import read_audio
 from neurocodec.io.image import read_image
-from neurocodec.metrics import psnr, snr
 from neurocodec.registry import WEIGHTS_DIR
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from neurocodec.baselines import VIDEO_BASELINES, evaluate_baseline
 from neurocodec.errors import UnsupportedMediaError
+from neurocodec.evaluation.baselines import VIDEO_BASELINES, evaluate_baseline
+from neurocodec.evaluation.metrics import video_psnr
 from neurocodec.io.video import decode_video, read_video, write_y4m
-from neurocodec.metrics import video_psnr
 from test_audio_eval import PNG_MAGIC
 from test_rd import in_process
 

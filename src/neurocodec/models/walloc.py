@@ -38,7 +38,7 @@ Differences from the paper's code, and why:
   transpose, the residual network at zero): training starts from a working codec (a
   downsampling one) instead of from noise, which matters on CPU budgets.
 
-Training contract (:mod:`neurocodec.train.models`): ``forward(x)`` returns ``x_hat``, the
+Training contract (:class:`neurocodec.registry.CodecFamily`): ``forward(x)`` returns ``x_hat``, the
 likelihoods of ``y`` and ``loss_terms["wavelet_mse"] = wavelet_weight * MSE(X, X_hat)``, the
 paper's phi-weighted MSE in the packet domain (in loss units; it also trains the decoder where
 the clamped output has no gradient); ``aux_loss()`` fits the prior's quantiles.

@@ -17,8 +17,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from neurocodec.errors import ConfigError
+from neurocodec.evaluation.rows import evaluate_audio, evaluate_images, mean_curve, mean_point
 from neurocodec.io import audio_files, image_files
-from neurocodec.rd import evaluate_audio, evaluate_images, mean_curve, mean_point
 from neurocodec.registry import WEIGHTS_DIR, WeightConfig, trainable
 from neurocodec.train.checkpoint import load_checkpoint, model_weights
 

@@ -12,7 +12,7 @@ import math
 import torch
 
 from neurocodec.errors import ConfigError
-from neurocodec.metrics import MS_SSIM_MIN_SIZE
+from neurocodec.evaluation.metrics import MS_SSIM_MIN_SIZE
 from neurocodec.models.losses import DISTORTIONS, rd_loss
 
 __all__ = ["DISTORTIONS", "check_distortion", "loss_and_stats"]

@@ -20,7 +20,7 @@ name           encoder (Pillow 13 options)                                      
 :data:`BASELINES` maps the names to :class:`Baseline` entries holding the encoder and a default
 sweep of settings that spans about 0.1-2 bpp on Kodak, from low to high rate.
 :func:`evaluate_baseline` measures a sweep on image files with the same rows as
-:func:`neurocodec.rd.evaluate_images` (bpp from the length of the file, PSNR of the 8-bit
+:func:`neurocodec.evaluation.rows.evaluate_images` (bpp from the length of the file, PSNR of the 8-bit
 decoded RGB against the original).
 
 Audio baselines (:data:`AUDIO_BASELINES`, :class:`AudioBaseline`) take a float tensor
@@ -42,7 +42,7 @@ Opus goes through PyAV rather than soundfile because libsndfile exposes no bitra
 libopus). Opus and MP3 optimize perception, not the waveform: their SNR and SI-SDR say how close
 the waveform is, not how good it sounds. LAME scales its output by 0.95 at CBR up to 160 kbit/s,
 which caps MP3's SNR (SI-SDR fits the gain). :func:`evaluate_baseline` measures audio with the
-rows of :func:`neurocodec.rd.evaluate_audio` (kbit/s from the length of the file over the
+rows of :func:`neurocodec.evaluation.rows.evaluate_audio` (kbit/s from the length of the file over the
 duration, SNR and SI-SDR of the float output).
 
 Video baselines (:data:`VIDEO_BASELINES`, :class:`VideoBaseline`) take the planes ``(Y, U, V)`` of
@@ -65,7 +65,7 @@ name        encoder (FFmpeg's, through PyAV 18) and decoder                     
 
 The sweeps span about 0.02-0.35 bpp on our clips (carphone, CiscoVT2people, Big Buck Bunny).
 :func:`evaluate_baseline` measures the first :data:`VIDEO_FRAMES` frames of each clip by default
-(``frames=None``: all), with the video rows of :func:`neurocodec.rd.rd_row`: bpp and kbit/s from
+(``frames=None``: all), with the video rows of :func:`neurocodec.evaluation.rows.rd_row`: bpp and kbit/s from
 the length of the file, PSNR-Y, -U, -V and PSNR-YUV (6:1:1) frame by frame, and RGB PSNR.
 
 JPEG 2000's setting is OpenJPEG's compression ratio against the uncompressed 8-bit samples,
@@ -92,16 +92,17 @@ import torch
 from PIL import Image, features
 
 from neurocodec.errors import MediaReadError, UnsupportedMediaError
+from neurocodec.evaluation.metrics import quantized
+from neurocodec.evaluation.rows import rd_row
 from neurocodec.io.audio import read_audio
 from neurocodec.io.image import read_image
 from neurocodec.io.video import Planes, decode_video, read_video
-from neurocodec.metrics import quantized
-from neurocodec.rd import rd_row
 
 __all__ = [
     "AUDIO_BASELINES",
     "BASELINES",
     "VIDEO_BASELINES",
+    "VIDEO_FRAMES",
     "AudioBaseline",
     "Baseline",
     "VideoBaseline",
@@ -668,12 +669,12 @@ def evaluate_baseline(
     *,
     frames: int | None = VIDEO_FRAMES,
 ) -> list[dict]:
-    """Rows of :func:`neurocodec.rd.evaluate_images` (``file``, ``bytes``, ``bpp``, ``psnr``,
+    """Rows of :func:`neurocodec.evaluation.rows.evaluate_images` (``file``, ``bytes``, ``bpp``, ``psnr``,
     ``encode_s``, ``decode_s``) plus ``setting``, for each file and each setting (default: the
     codec's sweep), file by file; for an audio baseline the rows of
-    :func:`neurocodec.rd.evaluate_audio` (``kbps``, ``snr``, ``si_sdr``; the decode time includes
+    :func:`neurocodec.evaluation.rows.evaluate_audio` (``kbps``, ``snr``, ``si_sdr``; the decode time includes
     resampling back to the source rate, not the alignment); for a video baseline the video rows
-    of :func:`neurocodec.rd.rd_row` (``frames``, ``bpp``, ``kbps``, ``psnr_y``, ``psnr_yuv``,
+    of :func:`neurocodec.evaluation.rows.rd_row` (``frames``, ``bpp``, ``kbps``, ``psnr_y``, ``psnr_yuv``,
     ``psnr`` of RGB, ...) of the first ``frames`` frames of each clip (None: all of them).
     Raises KeyError for an unknown ``name``."""
     if name in AUDIO_BASELINES:

@@ -19,11 +19,14 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from neurocodec.codecs.base import Codec
 from neurocodec.io import read_codec_input
+
+if TYPE_CHECKING:
+    from neurocodec.codecs.base import Codec
 
 __all__ = ["bench_codec", "bench_file", "bench_input", "summarize"]
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from neurocodec.metrics import ms_ssim_db
-from neurocodec.rd import bd_psnr, bd_rate, curve_points, overlap
+from neurocodec.evaluation.bd import bd_psnr, bd_rate, overlap
+from neurocodec.evaluation.metrics import ms_ssim_db
+from neurocodec.evaluation.rows import curve_points
 
 __all__ = ["KODAK", "PublishedCurve", "compare_published"]
 
@@ -38,7 +39,7 @@ class PublishedCurve:
     ms_ssim: tuple[float, ...] | None = None
 
     def curve(self) -> list[dict]:
-        """The points as a :func:`neurocodec.rd.mean_curve` (``bpp``, ``psnr``, ``ms_ssim``, ``ms_ssim_db``)."""
+        """The points as a :func:`neurocodec.evaluation.rows.mean_curve` (``bpp``, ``psnr``, ``ms_ssim``, ``ms_ssim_db``)."""
         points = []
         for i, (bpp, psnr) in enumerate(zip(self.bpp, self.psnr, strict=True)):
             point = {"setting": i + 1, "bpp": bpp, "psnr": psnr}
@@ -94,7 +95,7 @@ KODAK: dict[str, PublishedCurve] = {
 def compare_published(
     curve: Sequence[Mapping], published: Mapping[str, PublishedCurve] = KODAK, metric: str = "psnr"
 ) -> list[dict]:
-    """``curve`` (a :func:`neurocodec.rd.mean_curve`, the test) against each published curve (the
+    """``curve`` (a :func:`neurocodec.evaluation.rows.mean_curve`, the test) against each published curve (the
     anchor) that has ``metric`` ("psnr" or "ms-ssim"): ``{"anchor", "source", "bd_rate_percent",
     "quality_interval_db", "bd_quality_db", "rate_interval_bpp"}``; a delta the curves do not
     allow is None, with the reason under ``"no_bd_rate"`` or ``"no_bd_quality"``."""

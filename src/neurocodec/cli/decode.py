@@ -1,0 +1,67 @@
+"""``neurocodec decode``: decompress .ncd files into images or audio."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from neurocodec.cli.common import Console, describe, expand, jobs_for, media_of, read_bytes, run_jobs
+from neurocodec.container import AudioGeometry, ImageGeometry, peek_header
+from neurocodec.errors import NeurocodecError, UnsupportedMediaError
+from neurocodec.registry import decode
+
+
+def add_parser(
+    commands: argparse._SubParsersAction, verbose: argparse.ArgumentParser, coding: argparse.ArgumentParser
+) -> None:
+    decode_ = commands.add_parser(
+        "decode",
+        parents=[coding],
+        help="decompress .ncd files into images or audio",
+        description="Decompress .ncd files; the file names its codec, so no flags are needed. "
+        "The format follows the extension of -o (default beside each input: PNG for images, "
+        "WAV for audio; .flac/.ogg/.opus for audio, .jpg/.webp/.tif for images).",
+    )
+    decode_.add_argument("inputs", nargs="+", metavar="IN", help=".ncd files or globs")
+    decode_.set_defaults(run=run)
+
+
+def _decoded_suffix(src: Path) -> str:
+    """The default output extension of a file: .wav for audio, .png for images (and unreadable files,
+    which fail later with their own error)."""
+    try:
+        return ".wav" if isinstance(peek_header(src.read_bytes()).geometry, AudioGeometry) else ".png"
+    except (OSError, NeurocodecError):
+        return ".png"
+
+
+def _decode_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
+    data = read_bytes(src)
+    g = peek_header(data).geometry
+    if isinstance(g, AudioGeometry):
+        from neurocodec.io.audio import write_audio
+
+        start = time.perf_counter()
+        x = decode(data, args.device)
+        seconds = time.perf_counter() - start
+        write_audio(dst, x.cpu(), g.sample_rate, overwrite=args.force)
+        return f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s"
+    if not isinstance(g, ImageGeometry):
+        raise UnsupportedMediaError(f"{src} holds {media_of(g)}; decoding {media_of(g)} is not supported yet")
+    if g.channels not in (1, 3):
+        raise UnsupportedMediaError(
+            f"{src} holds a {g.channels}-channel image; only grey and RGB are written"
+        )
+    from neurocodec.io.image import write_image
+
+    start = time.perf_counter()
+    x = decode(data, args.device)
+    seconds = time.perf_counter() - start
+    write_image(dst, x.cpu(), bit_depth=16 if g.bit_depth > 8 else 8, overwrite=args.force)
+    return f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s"
+
+
+def run(args: argparse.Namespace, console: Console) -> None:
+    jobs = jobs_for(expand(args.inputs, console), args.output, _decoded_suffix, args.force, console)
+    run_jobs(jobs, "decode", lambda src, dst: _decode_one(src, dst, args), console)

@@ -1,0 +1,117 @@
+"""``neurocodec encode``: compress images or audio into .ncd files."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from neurocodec.cli.common import SUFFIX, Console, UsageError, expand, jobs_for, rate_text, run_jobs
+from neurocodec.container import peek_header
+from neurocodec.errors import ConfigError, UnsupportedMediaError
+from neurocodec.io.atomic import write_atomic
+from neurocodec.registry import default_codec, load
+
+if TYPE_CHECKING:
+    import torch
+
+    from neurocodec.codecs.base import Codec
+
+
+def add_parser(
+    commands: argparse._SubParsersAction, verbose: argparse.ArgumentParser, coding: argparse.ArgumentParser
+) -> None:
+    encode = commands.add_parser(
+        "encode",
+        parents=[coding],
+        help="compress images or audio into .ncd files",
+        description="Compress images (PNG, JPEG, WebP, TIFF, PPM) or audio (WAV, FLAC, Ogg) into .ncd "
+        "files, beside each input unless -o says otherwise, with the default codec of each input's "
+        "media. Prints size, rate (bpp or kbit/s) and time per file.",
+    )
+    encode.add_argument("inputs", nargs="+", metavar="IN", help="image or audio files, or globs")
+    encode.add_argument(
+        "-c", "--codec", help="codec name (see `neurocodec list`; default: the preferred installed one)"
+    )
+    encode.add_argument("-q", "--quality", type=int, help="codec quality (default: the codec's default)")
+    encode.add_argument(
+        "--effort",
+        type=int,
+        default=0,
+        metavar="N",
+        help="adapt the latents to each image by N iterations of stochastic Gumbel annealing: a better "
+        "rate-distortion trade-off, same decoder and decoding time, ~N synthesis passes slower "
+        "(default 0: off; hyperprior, mlic and walloc-image; see docs/codecs.md)",
+    )
+    encode.add_argument(
+        "--metrics", action="store_true", help="also decode and print the PSNR (images) or SNR (audio)"
+    )
+    encode.set_defaults(run=run)
+
+
+def _psnr(x: torch.Tensor, y: torch.Tensor, bit_depth: int) -> str:
+    from neurocodec.evaluation.metrics import psnr
+
+    value = psnr(x, y, bit_depth)
+    return "PSNR inf dB (lossless)" if value == float("inf") else f"PSNR {value:.2f} dB"
+
+
+def _input_media(path: Path) -> str:
+    """What an input file holds, by its extension: audio for soundfile's formats, else an image."""
+    from neurocodec.io.audio import WRITE_FORMATS
+
+    return "audio" if path.suffix.lower() in WRITE_FORMATS else "image"
+
+
+def _encode_one(codec_for: Callable[[str], Codec], src: Path, dst: Path, args: argparse.Namespace) -> str:
+    from neurocodec.io import read_codec_input
+
+    media = _input_media(src)
+    codec = codec_for(media)
+    x, sample_rate = read_codec_input(src, media, codec.channels)
+    start = time.perf_counter()
+    data = codec.encode(x, sample_rate=sample_rate, effort=args.effort)
+    seconds = time.perf_counter() - start
+    write_atomic(dst, data, overwrite=args.force)
+    g = peek_header(data).geometry
+    line = f"{src} -> {dst}: {len(data)} B, {rate_text(g, len(data))}, {seconds:.2f} s"
+    if args.metrics:
+        x_hat = codec.decode(data).cpu()
+        if media == "audio":
+            from neurocodec.evaluation.metrics import snr
+
+            line += f", SNR {snr(x, x_hat):.2f} dB"
+        else:
+            line += f", {_psnr(x, x_hat, g.bit_depth)}"
+    return line
+
+
+def run(args: argparse.Namespace, console: Console) -> None:
+    jobs = jobs_for(expand(args.inputs, console), args.output, SUFFIX, args.force, console)
+    codecs: dict[str, Codec] = {}
+
+    def codec_for(media: str) -> Codec:
+        """The codec for inputs of ``media``: --codec (which must code it), else the default, loaded once."""
+        if media not in codecs:
+            codec = load(args.codec or default_codec(media), args.quality, args.device)
+            if codec.media != media:
+                raise UnsupportedMediaError(f"{codec.name} codes {codec.media}, not {media}")
+            try:
+                codec.check_effort(args.effort)
+            except ConfigError as e:
+                raise UsageError(f"--effort: {e}") from None
+            if console.verbose:
+                console.say(
+                    f"{codec.name} quality {codec.quality} (weights {codec.weights_hash.hex()}) on {codec.device}"
+                )
+            codecs[media] = codec
+        return codecs[media]
+
+    if jobs:
+        # Load before any work, so that an unknown codec or quality is a usage error (exit 2) and a
+        # codec of the wrong media fails once, not file by file.
+        for media in sorted({_input_media(src) for src, _ in jobs}):
+            codec_for(media)
+        run_jobs(jobs, "encode", lambda src, dst: _encode_one(codec_for, src, dst, args), console)
