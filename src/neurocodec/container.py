@@ -126,6 +126,11 @@ class VideoGeometry:
 Geometry = ImageGeometry | AudioGeometry | VideoGeometry
 
 
+def media_of(geometry: Geometry) -> str:
+    """The media type a geometry describes: "image", "audio" or "video"."""
+    return type(geometry).__name__.removesuffix("Geometry").lower()
+
+
 @dataclass(frozen=True)
 class Header:
     """What a file says about itself: enough for ``neurocodec decode`` to need no flags."""

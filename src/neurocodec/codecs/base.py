@@ -234,7 +234,7 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
 
     def _check_header(self, header: Header) -> None:
         g = header.geometry
-        media = type(g).__name__.removesuffix("Geometry").lower()
+        media = container.media_of(g)
         if media != self.media or g.channels not in self.channels:
             # a header no writer of this codec makes (found by fuzzing: it reached the codec's
             # decoding as an AttributeError, or decoded a silently cropped tensor)
