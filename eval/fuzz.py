@@ -83,6 +83,13 @@ def child(target: str, native: str | None, libfuzzer_args: list[str]) -> None:
     atheris.Fuzz()
 
 
+def thinned(points: list, count: int) -> list:
+    """``count`` points spread evenly over ``points``, the first and the last included."""
+    if len(points) <= count:
+        return points
+    return [points[i] for i in sorted({round(k * (len(points) - 1) / (count - 1)) for k in range(count)})]
+
+
 def run_target(target: str, args: argparse.Namespace) -> dict:
     """Fuzz ``target`` in a child process; its statistics and findings."""
     sys.path.insert(0, str(TESTS))
@@ -136,7 +143,8 @@ def run_target(target: str, args: argparse.Namespace) -> dict:
         "cov_start": first and {k: first[k] for k in ("cov", "ft", "corpus")},
         "cov_end": last and {k: last[k] for k in ("cov", "ft", "corpus")},
         "findings": findings,
-        "growth": growth[-60:],
+        "growth_columns": ["seconds", "executions", "cov", "ft", "corpus"],
+        "growth": [[g["seconds"], g["execs"], g["cov"], g["ft"], g["corpus"]] for g in thinned(growth, 12)],
         **({"log_tail": tail} if p.returncode or findings else {}),
     }
 
