@@ -77,9 +77,9 @@ def decode_time(scheme: str, effort: int = 100, repeats: int = 3) -> dict:
     return {"crop": "full", "scheme": scheme, "decode_cpu_seconds": min(times), "bytes": len(data)}
 
 
-def rate_at_psnr(points: list[dict], psnr: float) -> float:
-    """The rate of a scheme at ``psnr``: log-rate interpolated linearly in PSNR between its two qualities."""
-    (p0, r0), (p1, r1) = sorted((p["psnr"], math.log(p["bpp"])) for p in points)
+def rate_at_psnr(points: list[dict], psnr: float, rate: str = "bpp") -> float:
+    """The ``rate`` of a scheme at ``psnr``: log-rate interpolated linearly in PSNR between its two qualities."""
+    (p0, r0), (p1, r1) = sorted((p["psnr"], math.log(p[rate])) for p in points)
     return math.exp(r0 + (r1 - r0) * (psnr - p0) / (p1 - p0))
 
 
@@ -91,7 +91,7 @@ def summary() -> None:
             decode[r["scheme"]] = r
         else:
             results[f"{r['crop']}-q{r['quality']}-{r['scheme']}"] = r
-    over = {}
+    over, latent_over = {}, {}
     for crop in ("256x256", "full"):
         if not all(f"{crop}-q{q}-phases" in results for q in QUALITIES):
             continue
@@ -101,11 +101,14 @@ def summary() -> None:
                 continue
             for q in QUALITIES:
                 r = results[f"{crop}-q{q}-{scheme}"]
-                over[f"{crop}-q{q}-{scheme}"] = 100 * (r["bpp"] / rate_at_psnr(base, r["psnr"]) - 1)
+                key = f"{crop}-q{q}-{scheme}"
+                over[key] = 100 * (r["bpp"] / rate_at_psnr(base, r["psnr"]) - 1)
+                latent_over[key] = 100 * (r["latent_bpp"] / rate_at_psnr(base, r["psnr"], "latent_bpp") - 1)
     out = {
         "image": "kodim01: its 256x256 top-left crop, and all of it (full)",
         "results": results,
         "rate_over_phases_at_equal_psnr_percent": over,
+        "latent_rate_over_phases_at_equal_psnr_percent": latent_over,
         "decode": decode,
     }
     Path(__file__).with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
