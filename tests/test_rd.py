@@ -372,6 +372,11 @@ def test_eval_learned_codec_against_a_baseline(
     (entry,) = report["bd_rate"]
     assert (entry["test"], entry["anchor"], entry["bd_rate_percent"]) == (toy_codec.NAME, "jpeg", None)
 
+    # without --out: ./neurocodec-eval/<data>-<codecs> in the current directory, not the source tree
+    default_args = [a for a in args if a not in ("--out", "o")]
+    assert in_process(*default_args, "--quiet", cwd=tmp_path, capsys=capsys) == (0, "", "")
+    assert (tmp_path / "neurocodec-eval" / f"images-{toy_codec.NAME}-jpeg" / "results.json").is_file()
+
     before = (tmp_path / "o" / "results.json").read_bytes()
     status, _, err = in_process(*args, cwd=tmp_path, capsys=capsys)
     assert (status, err) == (1, "neurocodec: error: o/results.json already exists (use -f to replace it)\n")
