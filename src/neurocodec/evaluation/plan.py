@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurocodec.errors import ConfigError, UnknownCodecError
+from neurocodec.evaluation.metrics import missing_perceptual
 from neurocodec.registry import CodecInfo, families, list_codecs, load
 
 __all__ = ["DEFAULT_BASELINES", "EvalPlan", "baseline", "known_baselines", "plan_eval"]
@@ -196,6 +197,11 @@ def plan_eval(
     frames = VIDEO_FRAMES if frames is None else frames or None
     if media == "video" and frames:
         notes.append(f"each video is coded from its first {frames} frames at most (--frames; 0: all)")
+    if media == "audio" and (missing := missing_perceptual()):
+        notes.append(
+            f"no perceptual scores (ViSQOL, PESQ, STOI): {', '.join(missing)} not installed "
+            "(pip install 'neurocodec[audio-eval]')"
+        )
     return EvalPlan(
         tuple(entries), settings, tuple(tests), tuple(anchors), tuple(notes), media, Path(data),
         tuple(paths), effort, frames, device,
