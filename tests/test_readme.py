@@ -124,7 +124,9 @@ def test_bash_block_runs(line: int, block: str, checkout: Path) -> None:
         **os.environ,
         "PATH": f"{checkout.parent / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": "1",  # the machine is shared: one thread each, as the other tests take
     }
+    env.pop("TRITON_INTERPRET", None)  # conftest's, for in-process GPU-kernel tests only
     failures = []
     for command in commands(block):
         if reason_not_run(command):
