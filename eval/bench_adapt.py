@@ -4,10 +4,10 @@ With a codec's weights (``--codec``, default the shipped ``hyperprior``; weights
 package through ``NEUROCODEC_WEIGHTS_PATH``, see :mod:`neurocodec.registry`), every quality
 codes each image twice, at effort 0 (the plain encoder) and at effort N (N SGA iterations,
 :mod:`neurocodec.codecs.adapt`); both files are decoded by the same, unchanged decoder. Per file and per quality: bpp from the real file
-size, PSNR and MS-SSIM of the 8-bit output (:func:`neurocodec.rd.rd_row`), encode and decode
+size, PSNR and MS-SSIM of the 8-bit output (:func:`neurocodec.evaluation.rd_row`), encode and decode
 seconds, and whether the adapted file is the plain one (the refined latents were rejected as not
 better). Summary: the mean R-D point of each effort per quality, the BD-rate and BD-PSNR of
-effort N against effort 0 over the four qualities (:func:`neurocodec.rd.bd_rate`, pchip, over
+effort N against effort 0 over the four qualities (:func:`neurocodec.evaluation.bd_rate`, pchip, over
 the PSNR interval both cover), the encode-time ratio and the seconds per iteration.
 
 The JSON is rewritten after each quality, so a cut-off run keeps what it measured;
@@ -26,23 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-KODAK = ROOT.parent / "shared" / "data" / "kodak"
-
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
+from common import EVAL, KODAK, ROOT, command, load_average, machine, timed, write_json
 
 
 def summary(rows: dict, effort: int) -> dict:
@@ -84,7 +74,7 @@ def merge(parts: list[str], out: str) -> int:
         if set(run["rows"]) & set(first["rows"]):
             raise SystemExit(f"cannot merge: qualities {sorted(set(run['rows']) & set(first['rows']))} twice")
     result = {k: v for k, v in first.items() if k not in ("command", "load_average", "summary", "rows")}
-    result["command"] = "python " + " ".join(sys.argv)
+    result["command"] = command()
     result["parts"] = {
         p: {"command": r["command"], "commit": r["commit"], "load_average": r["load_average"]}
         for p, r in zip(parts, runs, strict=True)
@@ -102,7 +92,7 @@ def merge(parts: list[str], out: str) -> int:
     for key in ("lambda", "weights", "rows"):
         result[key] = {q: v for r in runs for q, v in sorted(r[key].items())}
     result["summary"] = summary(result["rows"], result["effort"])
-    Path(out).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(out, result)
     print({k: v for k, v in result["summary"].items() if k != "curves"})
     return 0
 
@@ -117,7 +107,7 @@ def main() -> int:
     parser.add_argument("--qualities", default="1,2,3,4")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", default=str(KODAK))
-    parser.add_argument("--out", default=str(ROOT / "eval" / "bench_adapt.json"))
+    parser.add_argument("--out", default=str(EVAL / "bench_adapt.json"))
     parser.add_argument("--resummarize", action="store_true", help="recompute --out's summary from its rows")
     parser.add_argument(
         "--merge", nargs="+", metavar="JSON", help="join runs over disjoint qualities into --out"
@@ -128,33 +118,30 @@ def main() -> int:
     if args.resummarize:
         result = json.loads(Path(args.out).read_text())
         result["summary"] = summary(result["rows"], result["effort"])
-        result["summary_command"] = "python " + " ".join(sys.argv)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        result["summary_command"] = command()
+        write_json(args.out, result)
         print({k: v for k, v in result["summary"].items() if k != "curves"})
         return 0
     torch.set_num_threads(args.threads)
 
     import neurocodec as nc
+    from neurocodec.evaluation import rd_row
     from neurocodec.io.image import read_image
-    from neurocodec.evaluation import cpu_model, rd_row
     from neurocodec.registry import weight_configs
 
     paths = sorted(Path(args.data).glob("*.png"))[: args.limit]
     images = [(p, read_image(p)[0]) for p in paths]
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
+    record = machine()
     result = {
         "benchmark": "eval/bench_adapt.py",
-        "command": "python " + " ".join(sys.argv),
-        "commit": commit,
+        "command": command(),
+        "commit": record["git_commit"],
         "codec": args.codec,
         "effort": args.effort,
         "data": f"{Path(args.data).name}: {len(paths)} images ({paths[0].name} .. {paths[-1].name})",
         "threads": args.threads,
-        "machine": {"cpu": cpu_model(), "platform": platform.platform(), "cores": os.cpu_count()},
-        "load_average": {"before": os.getloadavg()},
-        "versions": {"torch": torch.__version__},
+        "machine": record,
+        "load_average": {"before": record["load_average"]},
         "metrics": "bpp = 8 * file bytes / pixels; PSNR and MS-SSIM of the decoded 8-bit image; means over "
         "files (PSNR averaged in dB); encode/decode seconds of Codec.encode/decode (wall clock)",
     }
@@ -183,10 +170,10 @@ def main() -> int:
                 f"{b['encode_s']:.1f} s",
                 flush=True,
             )
-        result["load_average"]["after"] = os.getloadavg()
+        result["load_average"]["after"] = load_average()
         result["rows"] = rows
         result["summary"] = summary(rows, args.effort)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.out, result)
     s = result["summary"]
     for e, curve in s["curves"].items():
         points = ", ".join(f"q{p['setting']} {p['bpp']:.4f} bpp {p['psnr']:.2f} dB" for p in curve)
@@ -197,7 +184,7 @@ def main() -> int:
         )
     print(
         f"encode time x{s['encode_time_ratio']:.1f}, decode time x{s['decode_time_ratio']:.2f}, "
-        f"{s['seconds_per_iteration']:.3f} s per iteration; wrote {args.out}"
+        f"{s['seconds_per_iteration']:.3f} s per iteration"
     )
     return 0
 

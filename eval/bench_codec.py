@@ -46,46 +46,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
-import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"
+from common import EVAL, KODIM01, command, interleaved, load_average, machine, write_json
+
 CHANNELS_LAST = torch.channels_last
-
-
-def interleaved(steps: dict[str, Callable[[], object]], reps: int) -> dict[str, dict[str, float]]:
-    """Wall-clock and CPU seconds (median and minimum) of each step, the steps run in turn within
-    each repetition. CPU time (``time.process_time``: this process, all its threads, user + system)
-    does not count the time other processes hold the cores, so on a loaded machine it is the
-    steadier measure of the work done; with one thread it equals the wall time of a quiet machine."""
-    for fn in steps.values():  # warm-up: oneDNN primitives, caches, integer weight digits
-        fn()
-    wall: dict[str, list[float]] = {name: [] for name in steps}
-    cpu: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(reps):
-        for name, fn in steps.items():
-            w0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            cpu[name].append(time.process_time() - c0)
-            wall[name].append(time.perf_counter() - w0)
-    return {
-        name: {
-            "median_s": statistics.median(wall[name]),
-            "min_s": min(wall[name]),
-            "cpu_median_s": statistics.median(cpu[name]),
-            "cpu_min_s": min(cpu[name]),
-        }
-        for name in steps
-    }
 
 
 def h_s_gemm_operands(h_s, z_shape: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -197,7 +166,7 @@ def summarize(t: dict[str, dict[str, float]], key: str = "median_s") -> dict[str
 def run(x: torch.Tensor, threads: int, reps: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    load_before = os.getloadavg()
+    load_before = load_average()
     with torch.inference_mode():
         models = {
             "neurocodec hyperprior": our_steps(x),
@@ -205,7 +174,8 @@ def run(x: torch.Tensor, threads: int, reps: int) -> dict:
             "compressai mbt2018-mean, channels-last": their_steps(x, channels_last=True),
         }
         steps = {f"{model}|{name}": fn for model, (fns, _) in models.items() for name, fn in fns.items()}
-        timed = interleaved(steps, reps)
+        # one warm-up round: oneDNN primitives, caches, integer weight digits
+        timed = {name: t.summary() for name, t in interleaved(steps, reps, warmup=1).items()}
     rows = {}
     for model, (fns, info) in models.items():
         t = {name: timed[f"{model}|{name}"] for name in fns}
@@ -236,20 +206,19 @@ def run(x: torch.Tensor, threads: int, reps: int) -> dict:
             "compressai layout": best,
             "ours": "h_a + 2 x h_s_gemms: no coding time, no h_s work besides its int8 GEMMs",
         }
-    return {"threads": threads, "load_average_before": load_before, "load_average_after": os.getloadavg(),
+    return {"threads": threads, "load_average_before": load_before, "load_average_after": load_average(),
             "rows": rows, "ratios": ratios}  # fmt: skip
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--image", default=str(DEFAULT_IMAGE))
+    ap.add_argument("--image", default=str(KODIM01))
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
-    ap.add_argument("--out", default=str(ROOT / "eval" / "bench_codec.json"))
+    ap.add_argument("--out", default=str(EVAL / "bench_codec.json"))
     args = ap.parse_args()
 
     from neurocodec.io.image import read_image
-    from neurocodec.evaluation import cpu_model
 
     x, _ = read_image(args.image)
     h, w = x.shape[-2:]
@@ -259,15 +228,14 @@ def main() -> int:
     results = [run(x, threads, args.reps) for threads in args.threads]
     record = {
         "benchmark": "eval/bench_codec.py",
-        "command": "python " + " ".join(sys.argv),
+        "command": command(),
         "image": Path(args.image).name,
         "size": [h, w],
         "reps": args.reps,
         "statistic": "medians of interleaved repetitions, CPU time (rows[...]['cpu']) and wall clock "
         "(rows[...]; minima in rows[...]['min'] and per step)",
         "weights": "initial (untrained) weights for both; speeds only",
-        "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count()},
-        "versions": {"torch": torch.__version__},
+        "machine": machine(),
         "results": results,
     }
     for r in results:
@@ -287,8 +255,7 @@ def main() -> int:
             print(f"  compressai (its faster layout) / ours, {clock}: " + ", ".join(
                 f"{k} {v['compressai / ours']:.2f}x" for k, v in ratios.items()
             ))  # fmt: skip
-    Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, record)
     return 0
 
 

@@ -40,13 +40,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib.metadata
-import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -57,7 +51,8 @@ from typing import Any
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
+from common import EVAL, best_of, load_average, machine, write_json
+
 SEED = 12345
 G_SCALE_MIN, G_SCALE_MAX = 0.11, 64.0
 S_CENTER, S_DECAY, S_FLOOR = 40, 8.8, 2e-5
@@ -125,18 +120,6 @@ def shannon_bits_s(symbols: np.ndarray, pmf: np.ndarray) -> float:
 # stay meaningful; each row keeps its best round.
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """Wall time of one call (garbage collector off while timing) and its result."""
-    gc.collect()
-    gc.disable()
-    try:
-        t0 = time.perf_counter()
-        out = fn()
-        return time.perf_counter() - t0, out
-    finally:
-        gc.enable()
-
-
 @dataclass
 class Contender:
     coder: str
@@ -199,12 +182,12 @@ def run_workload(res: Results, workload: str, contenders: list[Contender], n: in
     for _ in range(reps):
         for i, c in enumerate(contenders):
             payload[i] = None
-            t, payload[i] = timed(c.encode)
+            t, payload[i] = best_of(c.encode, 1, gc_off=True)
             enc[i] = min(enc[i], t)
             if c.index is not None:
-                idx[i] = min(idx[i], timed(c.index)[0])
+                idx[i] = min(idx[i], best_of(c.index, 1, gc_off=True)[0])
         for i, c in enumerate(contenders):
-            t, out = timed(lambda c=c, i=i: c.decode(payload[i]))
+            t, out = best_of(lambda c=c, i=i: c.decode(payload[i]), 1, gc_off=True)
             dec[i] = min(dec[i], t)
             assert c.check(out), f"{c.coder} (threads={c.threads}) {workload}: round trip failed"
             del out
@@ -488,41 +471,6 @@ def markdown_table(res: Results) -> str:
     return "\n".join(lines)
 
 
-def load_average() -> list[float] | None:
-    """1/5/15-minute load averages: a busy machine makes every row slower and noisier."""
-    try:
-        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
-    except (OSError, ValueError):
-        return None
-
-
-def machine_info() -> dict[str, Any]:
-    from neurocodec.evaluation import cpu_model
-
-    cpu = cpu_model()
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
-    for dist in ("compressai", "constriction", "neurocodec"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(HERE), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except Exception:
-        commit = ""
-    return {
-        "cpu_model": cpu,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "platform": platform.platform(),
-        "versions": versions,
-        "git_commit": commit,
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="G 100k symbols, S 1 MiB (smoke test)")
@@ -536,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps-s", type=int, default=3)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts for our coder")
     args = ap.parse_args(argv)
-    out_path = args.out if args.out is not None else (None if args.quick else HERE / "bench_entropy.json")
+    out_path = args.out if args.out is not None else (None if args.quick else EVAL / "bench_entropy.json")
 
     torch.set_num_threads(1)
     load_start = load_average()
@@ -589,7 +537,11 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "eval/bench_entropy.py",
         "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else " ".join(argv),
         "mode": "quick" if args.quick else "full",
-        "machine": {**machine_info(), "loadavg_start": load_start, "loadavg_end": load_average()},
+        "machine": {
+            **machine(packages=("compressai", "constriction", "neurocodec")),
+            "loadavg_start": load_start,
+            "loadavg_end": load_average(),
+        },
         "workloads": {
             "G": {
                 "symbols": n_g,
@@ -617,9 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         "markdown": md,
     }
     if out_path is not None:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nwrote {out_path}")
+        print()
+        write_json(out_path, result, indent=2)
     return 0
 
 

@@ -26,11 +26,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,7 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
+from common import EVAL, best_of, command, machine, write_json
+
 DEVICE = "cuda"
 SEED = 12345
 SCALE_MIN, SCALE_MAX = 0.11, 64.0
@@ -49,21 +48,10 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def sync() -> None:
-    torch.cuda.synchronize()
-
-
-def best_of(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
-    """(best wall time in seconds, last result) over ``reps`` calls after one warm-up call."""
-    fn()
-    best, out = math.inf, None
-    for _ in range(reps):
-        sync()
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+def best_on_gpu(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
+    """(best wall time in seconds, last result) over ``reps`` calls after one warm-up call, each
+    timed until the GPU is done."""
+    return best_of(fn, reps, torch.cuda.synchronize, warmup=1)
 
 
 def symbols(
@@ -87,14 +75,14 @@ def bench_stream(name, values, indexes, tables, gtables, chunk_bits, reps, threa
     """One stream: GPU and C++ encode/decode, bytes compared."""
     n = values.numel()
     v_np, k_np = values.cpu().numpy(), indexes.cpu().numpy()
-    t_ce, ref = best_of(
+    t_ce, ref = best_on_gpu(
         lambda: coder.encode(v_np, k_np, tables, chunk_bits=chunk_bits, threads=threads), reps
     )
-    t_cd, out = best_of(lambda: coder.decode(ref, k_np, tables, threads=threads), reps)
+    t_cd, out = best_on_gpu(lambda: coder.decode(ref, k_np, tables, threads=threads), reps)
     assert np.array_equal(out, v_np)
-    t_ge, data = best_of(lambda: gpu.encode(values, indexes, gtables, chunk_bits=chunk_bits), reps)
+    t_ge, data = best_on_gpu(lambda: gpu.encode(values, indexes, gtables, chunk_bits=chunk_bits), reps)
     assert data == ref, "GPU stream differs from the C++ stream"
-    t_gd, out = best_of(lambda: gpu.decode(ref, indexes, gtables), reps)
+    t_gd, out = best_on_gpu(lambda: gpu.decode(ref, indexes, gtables), reps)
     assert torch.equal(out, values)
     row = {
         "workload": name, "symbols": n, "chunk_bits": chunk_bits, "bytes": len(ref), "bits_per_symbol": 8 * len(ref) / n,
@@ -112,18 +100,18 @@ def bench_batch(items, latent, tables, gtables, reps, threads, gpu, coder) -> di
     host = [(v.cpu().numpy(), k.cpu().numpy()) for v, k in items]
     indexes = [k for _, k in items]
     with ThreadPoolExecutor(threads) as pool:
-        t_ce, refs = best_of(
+        t_ce, refs = best_on_gpu(
             lambda: list(pool.map(lambda vk: coder.encode(vk[0], vk[1], tables), host)), reps
         )
-        t_cd, outs = best_of(
+        t_cd, outs = best_on_gpu(
             lambda: list(pool.map(lambda d, vk: coder.decode(d, vk[1], tables), refs, host)), reps
         )
     assert all(np.array_equal(o, vk[0]) for o, vk in zip(outs, host, strict=True))
     nbytes = sum(len(d) for d in refs)
-    t_ge, streams = best_of(lambda: gpu.encode_batch(items, gtables), reps)
+    t_ge, streams = best_on_gpu(lambda: gpu.encode_batch(items, gtables), reps)
     differ = sum(a != b for a, b in zip(streams, refs, strict=True))
     assert differ == 0, f"{differ} GPU streams differ from the C++ streams"
-    t_gd, outs = best_of(lambda: gpu.decode_batch(refs, indexes, gtables), reps)
+    t_gd, outs = best_on_gpu(lambda: gpu.decode_batch(refs, indexes, gtables), reps)
     assert all(torch.equal(o, v) for o, (v, _) in zip(outs, items, strict=True))
     row = {
         "workload": f"batch {len(items)} x {latent}", "streams": len(items), "symbols": n,
@@ -146,7 +134,7 @@ def bench_kodak(values, indexes, tables, reps, gpu, coder) -> list[dict]:
             ref = coder.encode(v_np, k_np, tables, chunk_bits=chunk_bits)
             base_size = base_size or len(ref)
             assert gpu.encode(values, indexes, gtables, chunk_bits=chunk_bits) == ref
-            t, out = best_of(lambda ref=ref, g=gtables: gpu.decode(ref, indexes, g), reps)
+            t, out = best_on_gpu(lambda ref=ref, g=gtables: gpu.decode(ref, indexes, g), reps)
             assert torch.equal(out, values)
             rows.append({
                 "chunk_bits": chunk_bits, "lut_bits": lut_bits, "bytes": len(ref),
@@ -171,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--latent", default="192x32x48", help="latent shape (CxHxW) of the batch and kodak workloads"
     )
-    ap.add_argument("--out", type=Path, default=HERE / "bench_entropy_gpu.json")
+    ap.add_argument("--out", type=Path, default=EVAL / "bench_entropy_gpu.json")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit("bench_entropy_gpu.py needs a CUDA GPU (torch.cuda.is_available() is False)")
@@ -206,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     kodak = bench_kodak(*items[0], tables, 4 * args.reps, gpu, coder)
 
     result = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": command(),
+        "machine": machine(DEVICE, packages=("triton",)),
         "device": device,
         "torch": torch.__version__,
         "triton": __import__("triton").__version__,
@@ -221,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": kodak,
         },
     }
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"wrote {args.out}")
+    write_json(args.out, result, indent=2)
     return 0
 
 

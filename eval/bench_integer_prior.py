@@ -20,26 +20,24 @@ pairs or more the BD-rate of the integer runs' curve against the float runs'.
 
     python eval/bench_integer_prior.py --data ../shared/data/kodak --out eval/bench_integer_prior.json
     python eval/bench_integer_prior.py --twins runs/twin-integer runs/twin-float \
-        --twins runs/twin-integer-l0018 runs/twin-float-l0018 --out eval/bench_float_twin.json
+        --twins runs/twin-integer-l0018 runs/twin-float-l0018 --out eval/archive/bench_float_twin.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 import neurocodec as nc
+from common import EVAL, KODAK, command, machine, write_json
 from neurocodec.codecs.base import pad_to_multiple
-from neurocodec.io.image import read_image
+from neurocodec.evaluation import bd_rate
 from neurocodec.evaluation.metrics import psnr
-from neurocodec.evaluation import bd_rate, cpu_model
-from neurocodec.train.data import image_files
+from neurocodec.io import image_files
+from neurocodec.io.image import read_image
 
 
 def bits(likelihoods: torch.Tensor) -> float:
@@ -117,10 +115,10 @@ def twins(integer_run: str, float_run: str, files: list[Path]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="../shared/data/kodak")
+    parser.add_argument("--data", default=str(KODAK))
     parser.add_argument("--qualities", default="1,2,3,4")
     parser.add_argument("--twins", nargs=2, action="append", metavar=("INTEGER_RUN", "FLOAT_RUN"))
-    parser.add_argument("--out", default="eval/bench_integer_prior.json")
+    parser.add_argument("--out", default=str(EVAL / "bench_integer_prior.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     files = image_files(args.data)
@@ -128,8 +126,8 @@ def main() -> None:
         start = time.perf_counter()
         result = {
             "benchmark": "eval/bench_integer_prior.py --twins",
-            "command": "python " + " ".join(sys.argv),
-            "machine": {"cpu": cpu_model(), "python": platform.python_version(), "torch": torch.__version__},
+            "command": command(),
+            "machine": machine(),
             "data": f"{Path(args.data).name} ({len(files)} images)",
             "metrics": "ideal rates (-log2 likelihoods of y and z), PSNR of the 8-bit-clamped float "
             "reconstruction, means over images; rd_loss = lambda * 255^2 * MSE + bpp per image, averaged",
@@ -139,8 +137,8 @@ def main() -> None:
         if len(args.twins) >= 2:
             result["bd_rate_integer_vs_float_pct"] = round(bd_rate(curves["float"], curves["integer"]), 3)
         result["seconds"] = round(time.perf_counter() - start, 1)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-        print({k: v for k, v in result.items() if k.startswith("bd_rate")}, "->", args.out)
+        write_json(args.out, result)
+        print({k: v for k, v in result.items() if k.startswith("bd_rate")})
         return
     curves: dict[str, list[tuple[float, float]]] = {"integer": [], "float": [], "integer_file": []}
     per_quality = []
@@ -158,8 +156,8 @@ def main() -> None:
         print(point, flush=True)
     result = {
         "benchmark": "eval/bench_integer_prior.py",
-        "command": "python " + " ".join(sys.argv),
-        "machine": {"cpu": cpu_model(), "python": platform.python_version(), "torch": torch.__version__},
+        "command": command(),
+        "machine": machine(),
         "data": f"{Path(args.data).name} ({len(files)} images)",
         "points": per_quality,
         "bd_rate_pct": {
@@ -168,10 +166,10 @@ def main() -> None:
         },
         "seconds": round(time.perf_counter() - start, 1),
         "notes": "float = the same trained parameters without the integer rounding (weights, activations, "
-        "table index, mean grid); a float model trained on its own: --twins (eval/bench_float_twin.json).",
+        "table index, mean grid); a float model trained on its own: --twins (eval/archive/bench_float_twin.json).",
     }
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(result["bd_rate_pct"], "->", args.out)
+    write_json(args.out, result)
+    print(result["bd_rate_pct"])
 
 
 if __name__ == "__main__":

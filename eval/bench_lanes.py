@@ -12,32 +12,23 @@ decode times of the C++ core on one thread. This is the measurement behind
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 
+from common import EVAL, best_of, command, machine, write_json
 from neurocodec.entropy import coder, tables
-from neurocodec.evaluation import cpu_model
 
 SYMBOLS = 96 * 32 * 48
 LANES = (1, 2, 3, 4, 8, 9, 16, 32)
 
 
-def best_ms(fn, reps: int = 7) -> float:
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
+def best_ms(fn) -> float:
+    return 1e3 * best_of(fn, 7)[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="eval/bench_lanes.json")
+    parser.add_argument("--out", default=str(EVAL / "bench_lanes.json"))
     args = parser.parse_args()
     scales = tables.gaussian_scale_table()
     table_set = coder.TableSet(*tables.gaussian_tables(scales))
@@ -57,13 +48,13 @@ def main() -> None:
         print(rows[-1], flush=True)
     result = {
         "benchmark": "eval/bench_lanes.py",
-        "command": "python " + " ".join(sys.argv),
-        "machine": {"cpu": cpu_model(), "threads": 1},
+        "command": command(),
+        "machine": machine(),
+        "threads": 1,
         "symbols": SYMBOLS,
         "rows": rows,
     }
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -22,35 +22,12 @@ out when it is not (the device image lacks it).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"
-
-
-def interleaved(jobs: dict[str, object], reps: int, device: str = "cpu") -> dict[str, float]:
-    """The best time of each job over ``reps`` rounds, the jobs taking turns in every round (so a
-    change in the machine's load during the run hits every job alike); on a GPU each job is timed
-    until its kernels are done, after one untimed warm-up round."""
-    gpu = device.startswith("cuda")
-    sync = torch.cuda.synchronize if gpu else (lambda: None)
-    times = {name: [] for name in jobs}
-    for rep in range(reps + gpu):
-        for name, fn in jobs.items():
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            if rep or not gpu:
-                times[name].append(time.perf_counter() - t0)
-    return {name: min(t) for name, t in times.items()}
+from common import EVAL, KODIM01, command, interleaved, load_average, machine, write_json
 
 
 def our_jobs(preset: str, x: torch.Tensor, device: str = "cpu") -> tuple[dict, dict]:
@@ -132,24 +109,23 @@ def cheng_jobs(x: torch.Tensor, device: str = "cpu") -> tuple[dict, dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--image", default=str(DEFAULT_IMAGE))
+    ap.add_argument("--image", default=str(KODIM01))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--presets", default="small,paper")
     ap.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU decode target")
-    ap.add_argument("--out", default=str(ROOT / "eval" / "bench_mlic.json"))
+    ap.add_argument("--out", default=str(EVAL / "bench_mlic.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     from neurocodec.io.image import read_image
-    from neurocodec.evaluation import cpu_model
 
     x, _ = read_image(args.image)
     h, w = x.shape[-2:]
     if h % 64 or w % 64:
         print("CompressAI needs sides that are multiples of 64", file=sys.stderr)
         return 2
-    load_before = os.getloadavg()
+    load_before = load_average()
     models = {}
     try:
         models["compressai cheng2020-anchor q3"] = cheng_jobs(x, args.device)
@@ -160,7 +136,11 @@ def main() -> int:
     for preset in args.presets.split(","):
         models[f"neurocodec mlic {preset}"] = our_jobs(preset, x, args.device)
     jobs = {(name, key): fn for name, (_, js) in models.items() for key, fn in js.items()}
-    best = interleaved(jobs, args.reps, args.device)
+    # the best time of each job, the jobs taking turns in every round; on a GPU each is timed until
+    # its kernels are done, after one untimed warm-up round
+    gpu = args.device.startswith("cuda")
+    timings = interleaved(jobs, args.reps, torch.cuda.synchronize if gpu else None, warmup=int(gpu))
+    best = {job: t.best for job, t in timings.items()}
     rows = {name: dict(facts) for name, (facts, _) in models.items()}
     for (name, key), seconds in best.items():
         rows[name][key] = seconds
@@ -173,16 +153,15 @@ def main() -> int:
     }
     result = {
         "benchmark": "eval/bench_mlic.py",
-        "command": "python " + " ".join(sys.argv),
+        "command": command(),
         "image": Path(args.image).name,
         "size": [h, w],
         "threads": args.threads,
         "device": torch.cuda.get_device_name(args.device) if args.device != "cpu" else "cpu",
         "reps": args.reps,
         "weights": "initial (untrained) weights for all; speeds only",
-        "machine": {"cpu": cpu_model(), "platform": platform.platform(), "cores": os.cpu_count()},
-        "load_average": {"before": load_before, "after": os.getloadavg()},
-        "versions": {"torch": torch.__version__},
+        "machine": machine(args.device),
+        "load_average": {"before": load_before, "after": load_average()},
         "rows": rows,
         "ratios": ratios,
     }
@@ -197,8 +176,7 @@ def main() -> int:
         )
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}x")
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
     return 0
 
 

@@ -27,19 +27,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from common import EVAL, best_of, command, machine, write_json
 from neurocodec.entropy.models import ContextSchedule, GaussianConditional
 from neurocodec.models.context import ContextPrior, hyper_features
 from neurocodec.models.hyperprior import HyperSynthesis
-from neurocodec.evaluation import cpu_model
 
-HERE = Path(__file__).resolve().parent
 SEED = 12345
 N_HYPER = 128
 
@@ -53,15 +50,6 @@ def elic_slices(m: int) -> list[int]:
         sizes.append(s)
         left -= s
     return [*sizes, left]
-
-
-def best_time(fn, reps: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(reps):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 class TimedParameters:
@@ -88,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     m, h, w = (64, 16, 16) if args.quick else args.size
     reps = 1 if args.quick else args.reps
-    out_path = args.out or (None if args.quick else HERE / "bench_schedules.json")
+    out_path = args.out or (None if args.quick else EVAL / "bench_schedules.json")
 
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
@@ -115,10 +103,10 @@ def main() -> None:
             out = schedule.likelihoods(y.double(), prior, hyper, conditional, mode="ste")
         ideal = float(-torch.log2(out.likelihoods).sum()) / 8
         for path, params in (("float64", prior), ("int8", prior.forward_integer)):
-            enc_s, streams = best_time(
+            enc_s, streams = best_of(
                 lambda s=schedule, p=params, y=y: s.compress_streams(y, p, hyper, conditional), reps
             )
-            dec_s, y_hat = best_time(
+            dec_s, y_hat = best_of(
                 lambda s=schedule, p=params, st=streams: s.decompress_streams(
                     st, p, hyper, conditional, (h, w)
                 ),
@@ -149,6 +137,8 @@ def main() -> None:
                 f"(networks {row['decode_networks_ms']:.1f} ms)"
             )
     result = {
+        "benchmark": "eval/bench_schedules.py",
+        "command": command(),
         "latent": [m, h, w],
         "context_prior": {
             "context_channels": 32,
@@ -157,16 +147,11 @@ def main() -> None:
         },
         "torch_threads": 1,
         "reps": reps,
-        "machine": {
-            "cpu_model": cpu_model(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(),
         "rows": rows,
     }
     if out_path is not None:
-        out_path.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {out_path}")
+        write_json(out_path, result, indent=2)
 
 
 if __name__ == "__main__":

@@ -28,20 +28,15 @@ each rep's ratio to CompressAI's step of the same rep.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shlex
 import statistics
 import sys
 import tempfile
-import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-KODAK = ROOT.parent / "shared" / "data" / "kodak"
+from common import EVAL, KODAK, interleaved, load_average, machine, write_json
+
 LAMBDA = 0.0130  # mbt2018-mean quality 4, CompressAI's MSE lambda
 THEIRS = "compressai mbt2018-mean"
 
@@ -114,13 +109,12 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--data", default=str(KODAK))
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default=str(ROOT / "eval" / "bench_train.json"))
+    ap.add_argument("--out", default=str(EVAL / "bench_train.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    load_start = round(os.getloadavg()[0], 2)  # other jobs on the machine: the context of the wall times
+    load_start = load_average()  # other jobs on the machine: the context of the wall times
 
-    from neurocodec.evaluation import cpu_model
     from neurocodec.train.data import ImageCrops
 
     batch = (
@@ -138,24 +132,11 @@ def main() -> int:
             model, step = build()
             model.to(args.device)
             variants[name] = step
-        times: dict[str, list[float]] = {name: [] for name in variants}
-        cpu_times: dict[str, list[float]] = {name: [] for name in variants}
-        for rep in range(args.reps + 1):  # rep 0 warms up
-            for name, step in variants.items():
-                if args.device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                t0, c0 = time.perf_counter(), time.process_time()
-                stats = step(batch)
-                if args.device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-                if rep:
-                    times[name].append(seconds)
-                    cpu_times[name].append(cpu)
-                print(
-                    f"rep {rep} {name}: {seconds:.3f} s, CPU {cpu:.3f} s (loss {stats['loss']:.3f})",
-                    file=sys.stderr,
-                )
+        sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
+        timings = interleaved({name: lambda s=step: s(batch) for name, step in variants.items()}, args.reps, sync,
+                              warmup=1)  # fmt: skip
+        times = {name: t.wall for name, t in timings.items()}
+        cpu_times = {name: t.cpu for name, t in timings.items()}
 
     summary = {clock: summarize(t) for clock, t in (("wall", times), ("cpu", cpu_times))}
     result = {
@@ -168,17 +149,12 @@ def main() -> int:
         "threads": args.threads,
         "reps": args.reps,
         "device": args.device,
-        "machine": {
-            "cpu": cpu_model(),
-            "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "load_average_1min": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
-        },
+        "machine": machine(args.device),
+        "load_average": {"start": load_start, "end": load_average()},
         "wall": summary["wall"],
         "cpu": summary["cpu"],
     }
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result)
     for clock, numbers in summary.items():
         for name, seconds in numbers["seconds_per_step"].items():
             print(

@@ -13,22 +13,15 @@ it may be slower than float32.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
 import sys
 import tempfile
-import time
-from pathlib import Path
 
 import torch
 
-from neurocodec.evaluation import cpu_model
+from common import EVAL, KODAK, interleaved, load_average, machine, write_json
 from neurocodec.train.data import ImageCrops
 from neurocodec.train.trainer import TrainConfig, Trainer
 
-ROOT = Path(__file__).resolve().parent.parent
 MODELS = {  # the shipped CPU previews' architectures
     "hyperprior": {"N": 64, "M": 96},
     "mlic": {"preset": "tiny"},
@@ -38,15 +31,15 @@ MODELS = {  # the shipped CPU previews' architectures
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "kodak"))
+    parser.add_argument("--data", default=str(KODAK))
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--out", default=str(ROOT / "eval" / "bench_train_bf16.json"))
+    parser.add_argument("--out", default=str(EVAL / "bench_train_bf16.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     batch = ImageCrops(args.data, args.crop).batch(args.batch, torch.Generator().manual_seed(0))
-    load_before = os.getloadavg()
+    load_before = load_average()
     rows = {}
     with tempfile.TemporaryDirectory() as workdir:
         for model, arch in MODELS.items():
@@ -54,14 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, bf16 in (("float32", None), ("bf16", True)):
                 config = TrainConfig(model=model, arch=arch, out=workdir, crop=args.crop, bf16=bf16)
                 steps[name] = Trainer(config).train_step
-            times: dict[str, list[float]] = {name: [] for name in steps}
-            for rep in range(args.reps + 1):  # rep 0 warms up
-                for name, step in steps.items():
-                    t0 = time.perf_counter()
-                    step(batch)
-                    if rep:
-                        times[name].append(time.perf_counter() - t0)
-            median = {name: statistics.median(t) for name, t in times.items()}
+            timings = interleaved({name: lambda s=step: s(batch) for name, step in steps.items()}, args.reps,
+                                  warmup=1)  # fmt: skip
+            median = {name: t.median for name, t in timings.items()}
             rows[model] = {
                 "arch": arch,
                 "seconds_per_step": median,
@@ -80,12 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         "threads": 1,
         "reps": args.reps,
         "statistic": "median of the interleaved repetitions, after one warm-up step each",
-        "machine": {"cpu": cpu_model(), "platform": platform.platform(), "torch": torch.__version__},
-        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "machine": machine(),
+        "load_average": {"before": load_before, "after": load_average()},
         "rows": rows,
     }
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
     return 0
 
 

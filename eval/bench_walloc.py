@@ -22,39 +22,11 @@ is half as wide, which would flatter WaLLoC less).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"
-
-
-def best(fn, reps: int, sync=lambda: None) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(reps):
-        sync()
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
-
-
-def best_interleaved(fns: dict, reps: int, sync=lambda: None) -> dict[str, tuple[float, object]]:
-    """Best time of each function, the calls alternating, so that both see the same machine load."""
-    results: dict[str, tuple[float, object]] = {}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            t, out = best(fn, 1, sync)
-            results[name] = (min(t, results.get(name, (t, None))[0]), out)
-    return results
+from common import EVAL, KODIM01, best_of, command, interleaved, machine, write_json
 
 
 def fit_prior(model, y: torch.Tensor, steps: int) -> None:
@@ -77,42 +49,20 @@ def fit_prior(model, y: torch.Tensor, steps: int) -> None:
     prior.eval()
 
 
-def machine(device: torch.device) -> dict:
-    from neurocodec.evaluation import cpu_model
-
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except OSError:
-        commit = ""
-    info = {
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
-        "git_commit": commit,
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--image", default=str(DEFAULT_IMAGE))
+    ap.add_argument("--image", default=str(KODIM01))
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--prior-steps", type=int, default=300)
     ap.add_argument("--shipped", type=int, help="use the shipped walloc-image weights of this quality")
-    ap.add_argument("--out", default=str(ROOT / "eval" / "bench_walloc.json"))
+    ap.add_argument("--out", default=str(EVAL / "bench_walloc.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
 
     from neurocodec.codecs.hyperprior import HyperpriorCodec
     from neurocodec.codecs.walloc import WaLLoCImageCodec
@@ -147,16 +97,19 @@ def main() -> int:
     rows = {}
     with torch.inference_mode():
         xb = walloc._padded(xd.unsqueeze(0))
-        t_wpt, X = best(lambda: m.analysis(xb), args.reps, sync)
-        t_proj, y = best(lambda: m.encode_latent(X), args.reps, sync)
-        t_code, _ = best(
+        t_wpt, X = best_of(lambda: m.analysis(xb), args.reps, sync)
+        t_proj, y = best_of(lambda: m.encode_latent(X), args.reps, sync)
+        t_code, _ = best_of(
             lambda: m.latent_codec.compress(y), args.reps, sync
         )  # with a hyperprior: h_a, h_s too
-        encodes = best_interleaved(
+        # the two encoders alternate, so that both see the same machine load
+        encodes = interleaved(
             {"walloc": lambda: walloc.encode(xd), "hyper": lambda: hyper.encode(xd)}, args.reps, sync
         )
-        (t_enc, data), (t_hyper_enc, hyper_data) = encodes["walloc"], encodes["hyper"]
-        t_dec, _ = best(lambda: walloc.decode(data), max(1, args.reps // 2), sync)
+        (t_enc, data), (t_hyper_enc, hyper_data) = (
+            (encodes[k].best, encodes[k].out) for k in ("walloc", "hyper")
+        )
+        t_dec, _ = best_of(lambda: walloc.decode(data), max(1, args.reps // 2), sync)
         rows["walloc-image"] = {
             "arch": {"levels": m.levels, "latent_dim": m.latent_dim, "packets": m.packets,
                      "hyperprior": m.hyper_channels},
@@ -164,7 +117,7 @@ def main() -> int:
             "wpt_s": t_wpt, "projection_s": t_proj, "entropy_coding_s": t_code,
             "bytes": len(data), "latent_symbols": y.numel(),
         }  # fmt: skip
-        t_dec, _ = best(lambda: hyper.decode(hyper_data), max(1, args.reps // 2), sync)
+        t_dec, _ = best_of(lambda: hyper.decode(hyper_data), max(1, args.reps // 2), sync)
         rows["hyperprior"] = {
             "arch": {"N": 128, "M": 192}, "encode_s": t_hyper_enc, "decode_s": t_dec, "bytes": len(hyper_data),
         }  # fmt: skip
@@ -174,14 +127,14 @@ def main() -> int:
     ratio = rows["hyperprior"]["encode_s"] / rows["walloc-image"]["encode_s"]
     result = {
         "benchmark": "eval/bench_walloc.py",
-        "command": "python " + " ".join(sys.argv),
+        "command": command(),
         "image": Path(args.image).name,
         "size": [h, w],
         "device": str(device),
         "threads": args.threads,
         "reps": args.reps,
         "weights": weights,
-        "machine": machine(device),
+        "machine": machine(str(device)),
         "rows": rows,
         "encode_speedup_walloc_over_hyperprior": ratio,
         "target": "encode speedup >= 10 (issue 7)",
@@ -198,8 +151,7 @@ def main() -> int:
         + (", with the hyperprior's h_a and h_s)" if walloc.model.hyper_channels else ")")
     )
     print(f"encode speedup, walloc-image over hyperprior: {ratio:.1f}x (target >= 10)")
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
     return 0
 
 

@@ -1,5 +1,5 @@
 """Place codecs measured by ``neurocodec eval`` against published Kodak curves (VTM, BPG,
-CompressAI's mbt2018-mean and cheng2020-anchor, MLIC++: :mod:`neurocodec.published`).
+CompressAI's mbt2018-mean and cheng2020-anchor, MLIC++: :mod:`neurocodec.evaluation.published`).
 
 For each codec of the report and each published curve: BD-rate over PSNR and over MS-SSIM (dB)
 where the quality intervals overlap, and BD-PSNR (BD-MS-SSIM dB) where the rate intervals do,
@@ -17,8 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-from neurocodec.evaluation.published import KODAK, compare_published
+from common import command, write_json
 from neurocodec.evaluation import curve_points, plot_rd
+from neurocodec.evaluation.published import KODAK, compare_published
 
 
 def main() -> int:
@@ -32,7 +33,7 @@ def main() -> int:
         raise SystemExit(f"{args.report} did not measure the 24 Kodak images; the published curves did")
     out = {
         "benchmark": "eval/compare_published.py",
-        "command": " ".join(["python", "eval/compare_published.py", *sys.argv[1:]]),
+        "command": command(),
         "report": {"path": args.report, "command": report["command"], "date": report["date"]},
         "published": {name: curve.source for name, curve in KODAK.items()},
         "codecs": {},
@@ -52,13 +53,13 @@ def main() -> int:
                     f"{name:>12} vs {row['anchor']:<16} {metric:>7}: BD-rate {rate:>9}, BD-quality {quality:>9}"
                 )
     if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        write_json(args.out, out)
         curves = {name: curve_points(report["codecs"][name]["mean"]) for name in out["codecs"]}
         curves |= {f"{name} (published)": curve_points(curve.curve()) for name, curve in KODAK.items()}
         plot = plot_rd(
             curves, Path(args.out).with_name("rd-published.png"), "Kodak, 24 images", xlim=(0, 1.0)
         )
-        print(f"wrote {args.out} and {plot}")
+        print(f"wrote {plot}")
     return 0
 
 

@@ -9,16 +9,16 @@ itself across runs: re-shipped weights against the previous ones, or encoding at
 
 Writes (and prints) each report's path, command and weights, the two mean curves, and the BD-rate
 (pchip) and BD-quality of TEST against ANCHOR for each metric the reports carry (images: PSNR
-and MS-SSIM; audio: SNR and SI-SDR; :data:`neurocodec.rd.METRICS`).
+and MS-SSIM; audio: SNR and SI-SDR; :data:`neurocodec.evaluation.METRICS`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from common import command, write_json
 from neurocodec.evaluation import METRICS, bd_psnr, bd_rate, curve_points, overlap
 
 MEDIA_METRICS = {"bpp": ("psnr", "ms-ssim"), "kbps": ("snr", "si-sdr")}
@@ -43,7 +43,7 @@ def compare(anchor_path: str, test_path: str, codec: str, test_codec: str | None
     rate = "kbps" if "kbps" in entries[0]["mean"][0] else "bpp"
     out: dict = {
         "benchmark": "eval/compare_results.py",
-        "command": " ".join(["python", "eval/compare_results.py", *sys.argv[1:]]),
+        "command": command(),
         "files": files[0],
     }
     for role, path, report, entry in zip(
@@ -85,8 +85,7 @@ def main() -> None:
                 r = result[m]
                 print(f"{m}: BD-rate {r['bd_rate_percent']:+.2f} %, BD-quality {r['bd_quality_db']:+.3f} dB")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {args.out}")
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

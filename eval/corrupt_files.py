@@ -24,18 +24,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import DATA, EVAL, KODIM01, command, write_json
 from neurocodec import container
 from neurocodec.codecs.base import shape_of
 from neurocodec.errors import NeurocodecError
 
-ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("flip", "overwrite", "truncate", "insert", "delete", "swap")
 PAST_CRC_OUTCOMES = ("error", "same", "decoded", "crash", "bad-output", "slow")
 
@@ -100,10 +99,18 @@ def corrupt_payload(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
     header, sections = container.unpack(data)
     if rng.random() < 0.25:
         geometry = header.geometry
-        field = "samples" if isinstance(geometry, container.AudioGeometry) else str(rng.choice(["height", "width"]))
+        field = (
+            "samples"
+            if isinstance(geometry, container.AudioGeometry)
+            else str(rng.choice(["height", "width"]))
+        )
         old = getattr(geometry, field)
         grow = rng.random() < 0.3  # far larger than the streams can describe, up to the container's limit
-        new = min(old * int(rng.integers(2, 1025)), largest(geometry, field)) if grow else old + int(rng.integers(-64, 65))
+        new = (
+            min(old * int(rng.integers(2, 1025)), largest(geometry, field))
+            if grow
+            else old + int(rng.integers(-64, 65))
+        )
         geometry = dataclasses.replace(geometry, **{field: max(1, new)})
         kind = "geometry-grow" if grow else "geometry"
         return kind, container.pack(dataclasses.replace(header, geometry=geometry), sections)
@@ -121,7 +128,9 @@ def largest(geometry: container.Geometry, field: str) -> int:
     return min(container.MAX_SIDE, container.MAX_SAMPLES // (other * geometry.channels))
 
 
-def run_past_crc(codec, data: bytes, reference: torch.Tensor, variants: int, seed: int, timeout: float) -> dict:
+def run_past_crc(
+    codec, data: bytes, reference: torch.Tensor, variants: int, seed: int, timeout: float
+) -> dict:
     """Decode ``variants`` files from :func:`corrupt_payload`. Outcomes: "error" (a NeurocodecError),
     "same", "decoded" (a different reconstruction, allowed: nothing can tell it is damaged, but it
     must have the shape the file gives and finite samples; `Codec.decode` clamps the range),
@@ -133,9 +142,12 @@ def run_past_crc(codec, data: bytes, reference: torch.Tensor, variants: int, see
         kind, bad = corrupt_payload(data, rng)
         shape = shape_of(container.peek_header(bad).geometry)
 
-        def judge(out: torch.Tensor) -> tuple[str, str | None]:
+        def judge(out: torch.Tensor, shape: tuple[int, ...] = shape) -> tuple[str, str | None]:
             if tuple(out.shape) != shape or not bool(torch.isfinite(out).all()):
-                return "bad-output", f"output {tuple(out.shape)}, finite: {bool(torch.isfinite(out).all())}, file says {shape}"
+                return (
+                    "bad-output",
+                    f"output {tuple(out.shape)}, finite: {bool(torch.isfinite(out).all())}, file says {shape}",
+                )
             return ("same", None) if torch.equal(out, reference) else ("decoded", None)
 
         outcome, why = decode_outcome(codec, bad, judge, timeout)
@@ -166,17 +178,21 @@ def read_input(codec, image: str, audio: str) -> tuple[str, torch.Tensor]:
 def main() -> int:
     import neurocodec as nc
 
-    data_dir = ROOT.parent / "shared" / "data"
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--codecs", default="mlic,hyperprior,walloc-image,walloc-audio",
-                    help="shipped codecs to test, comma-separated (each at its default quality)")
-    ap.add_argument("--image", default=str(data_dir / "kodak" / "kodim01.png"))
-    ap.add_argument("--audio", default=str(data_dir / "audio" / "music" / "music_solo_trumpet_06_sorohanro_full.wav"))
+    ap.add_argument(
+        "--codecs",
+        default="mlic,hyperprior,walloc-image,walloc-audio",
+        help="shipped codecs to test, comma-separated (each at its default quality)",
+    )
+    ap.add_argument("--image", default=str(KODIM01))
+    ap.add_argument(
+        "--audio", default=str(DATA / "audio" / "music" / "music_solo_trumpet_06_sorohanro_full.wav")
+    )
     ap.add_argument("--variants", type=int, default=10_000, help="variants with the CRC left as it is")
     ap.add_argument("--past-crc", type=int, default=1000, help="variants re-packed with a fresh CRC")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=30.0)
-    ap.add_argument("--out", default=str(ROOT / "eval" / "corrupt_files.json"))
+    ap.add_argument("--out", default=str(EVAL / "corrupt_files.json"))
     args = ap.parse_args()
 
     runs, bugs = [], 0
@@ -185,18 +201,27 @@ def main() -> int:
         source, x = read_input(codec, args.image, args.audio)
         data = codec.encode(x)
         reference = codec.decode(data)
-        entry = {"codec": f"{codec.name} q{codec.quality}, shipped weights", "input": source, "file_bytes": len(data)}
+        entry = {
+            "codec": f"{codec.name} q{codec.quality}, shipped weights",
+            "input": source,
+            "file_bytes": len(data),
+        }
         for phase, fn, n in (("crc", run, args.variants), ("past_crc", run_past_crc, args.past_crc)):
             t0 = time.perf_counter()
             result = fn(codec, data, reference, n, args.seed, args.timeout)
             totals = totals_of(result["counts"])
             bugs += sum(totals.get(k, 0) for k in ("crash", "wrong", "slow", "bad-output"))
-            entry[phase] = {"variants": n, "seconds": round(time.perf_counter() - t0, 1), "totals": totals, **result}
+            entry[phase] = {
+                "variants": n,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "totals": totals,
+                **result,
+            }
             print(name, phase, json.dumps(totals), f"({entry[phase]['seconds']} s)", flush=True)
         runs.append(entry)
-    report = {"benchmark": "eval/corrupt_files.py", "command": "python " + " ".join(sys.argv), "runs": runs}
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(f"{bugs} bugs -> {args.out}")
+    report = {"benchmark": "eval/corrupt_files.py", "command": command(), "runs": runs}
+    write_json(args.out, report)
+    print(f"{bugs} bugs")
     return 0 if bugs == 0 else 1
 
 

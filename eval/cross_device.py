@@ -24,16 +24,13 @@ the script).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-KODAK = ROOT.parent / "shared" / "data" / "kodak"
+from common import EVAL, KODAK, command, machine, write_json
 
 
 def check(name: str, quality: int, device: str, images: list, tolerance: int) -> list[dict]:
@@ -71,7 +68,7 @@ def main() -> int:
     ap.add_argument("--data", default=str(KODAK))
     ap.add_argument("--limit", type=int, default=24)
     ap.add_argument("--tolerance", type=int, default=2, help="8-bit levels the two syntheses may differ by")
-    ap.add_argument("--out", default=str(ROOT / "eval" / "cross_device.json"))
+    ap.add_argument("--out", default=str(EVAL / "cross_device.json"))
     args = ap.parse_args()
 
     from neurocodec.io.image import read_image
@@ -89,18 +86,17 @@ def main() -> int:
     passed = {spec: sum(r["ok"] for r in rows) for spec, rows in results.items()}
     report = {
         "benchmark": "eval/cross_device.py",
-        "command": "python " + " ".join(sys.argv),
+        "command": command(),
         "devices": ["cpu", torch.cuda.get_device_name(args.device) if args.device != "cpu" else "cpu"],
-        "platform": platform.platform(),
-        "versions": {"torch": torch.__version__},
+        "machine": machine(args.device),
         "images": len(images),
         "tolerance_levels": args.tolerance,
         "passed": passed,
         "seconds": time.perf_counter() - start,
         "rows": results,
     }
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(f"passed: {passed} of {len(images)} images each; wrote {args.out}")
+    write_json(args.out, report)
+    print(f"passed: {passed} of {len(images)} images each")
     return 0 if all(n == len(images) for n in passed.values()) else 1
 
 

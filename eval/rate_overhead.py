@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import torch
 
 import neurocodec as nc
+from common import EVAL, KODAK, command, write_json
 from neurocodec import container
+from neurocodec.io import image_files
 from neurocodec.io.image import read_image
-from neurocodec.train.data import image_files
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def ideal_bytes(model, x: torch.Tensor) -> float:
@@ -42,8 +39,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--codec", default="hyperprior")
     ap.add_argument("-q", "--quality", type=int)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "kodak"))
-    ap.add_argument("--out", default=str(ROOT / "eval" / "rate_overhead.json"))
+    ap.add_argument("--data", default=str(KODAK))
+    ap.add_argument("--out", default=str(EVAL / "rate_overhead.json"))
     args = ap.parse_args()
     codec = nc.load(args.codec, quality=args.quality)
     rows = []
@@ -70,14 +67,14 @@ def main() -> int:
     }
     report = {
         "benchmark": "eval/rate_overhead.py",
-        "command": "python " + " ".join(sys.argv),
+        "command": command(),
         "codec": f"{codec.name} q{codec.quality}",
         "weights_sha256_prefix": codec.weights_hash.hex(),
         "summary": summary,
         "rows": rows,
     }
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(summary), "->", args.out)
+    print(json.dumps(summary))
+    write_json(args.out, report)
     return 0
 
 

@@ -18,18 +18,15 @@ model cannot lift the curve: wider transforms, or a much longer training of them
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
-from pathlib import Path
 
 import torch
 
 import neurocodec as nc
+from common import EVAL, KODAK, command, machine, write_json
 from neurocodec.codecs.base import pad_to_multiple
-from neurocodec.io.image import read_image
 from neurocodec.evaluation.metrics import psnr
-from neurocodec.train.data import image_files
+from neurocodec.io import image_files
+from neurocodec.io.image import read_image
 
 
 @torch.no_grad()
@@ -54,10 +51,10 @@ def reconstructions(codec, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/kodak")
+    parser.add_argument("--data", default=str(KODAK))
     parser.add_argument("--codecs", default="hyperprior,mlic")
     parser.add_argument("--limit", type=int, help="only the first N images")
-    parser.add_argument("--out", default="eval/transform_ceiling.json")
+    parser.add_argument("--out", default=str(EVAL / "transform_ceiling.json"))
     args = parser.parse_args(argv)
 
     images = [read_image(f)[0] for f in image_files(args.data)[: args.limit]]
@@ -87,16 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "what": "PSNR on Kodak of each shipped quality's synthesis of its unquantized latent "
         "(transforms), of its latent quantized as coded (quantized), and of its real files (coded, the model card)",
-        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+        "command": command(),
         "images": len(images),
-        "torch": torch.__version__,
-        "machine": platform.platform(),
+        "machine": machine(),
         "rows": rows,
     }
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

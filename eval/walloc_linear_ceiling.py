@@ -14,26 +14,23 @@ give or take what the nonlinear decoder recovers.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
-from pathlib import Path
 
 import torch
 
-from neurocodec.io.image import read_image
+from common import EVAL, KODAK, command, machine, write_json
 from neurocodec.evaluation.metrics import psnr
+from neurocodec.io import image_files
+from neurocodec.io.image import read_image
 from neurocodec.models.walloc import WaLLoCImage
-from neurocodec.train.data import image_files
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/kodak")
+    parser.add_argument("--data", default=str(KODAK))
     parser.add_argument("--levels", type=int, default=3)
     parser.add_argument("--wavelet", default="bior4.4")
     parser.add_argument("--channels", default="6,12,16,24,36,48")
-    parser.add_argument("--out", default="eval/walloc_linear_ceiling.json")
+    parser.add_argument("--out", default=str(EVAL / "walloc_linear_ceiling.json"))
     args = parser.parse_args(argv)
 
     model = WaLLoCImage(levels=args.levels, latent_dim=1, wavelet=args.wavelet)  # its packet transform only
@@ -47,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in (int(c) for c in args.channels.split(",")):
         basis = vectors[:, :k]
         values = []
-        for x, p in zip(images, packets):
+        for x, p in zip(images, packets, strict=True):
             kept = (p.permute(0, 2, 3, 1).double() @ basis @ basis.T).permute(0, 3, 1, 2).float()
             x_hat = model.synthesis(kept)[0]
             values.append(psnr(x, x_hat))
@@ -58,15 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         "what": "PSNR on Kodak of the best linear K-dimensional projection of WaLLoC's wavelet "
         "packets (PCA fitted on Kodak, no quantization): the ceiling of a K-channel linear "
         "encoder with a linear decoder",
-        "command": "python " + " ".join(["eval/walloc_linear_ceiling.py", *(argv or sys.argv[1:])]),
+        "command": command(),
         "data": {"dir": args.data, "files": len(images)},
         "levels": args.levels,
         "wavelet": args.wavelet,
         "packet_channels": rows.shape[1],
         "ceiling": ceiling,
-        "machine": {"platform": platform.platform(), "torch": torch.__version__},
+        "machine": machine(),
     }
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result)
     return 0
 
 

@@ -37,8 +37,9 @@ Developer hooks (environment variables, read on every call):
   cards after the package's ``weights/``; a card's weight file lies beside it.
 - ``NEUROCODEC_CODEC_MODULES``: more modules declaring families, comma-separated, importable
   from ``sys.path`` (e.g. ``toy_codec``: what an entry point does, without installing a package).
-- ``NEUROCODEC_PACKAGE_WEIGHTS=0``: ignore the package's own ``weights/`` (tests that need a
-  registry holding only their own cards, whatever the release ships).
+- ``NEUROCODEC_PACKAGE_WEIGHTS=0``: ignore the package's own ``weights/`` and the qualities its
+  own families build without weights (tests that need a registry holding only their own cards,
+  whatever the release ships).
 """
 
 from __future__ import annotations
@@ -365,9 +366,14 @@ def trainable(name: str) -> CodecFamily:
     return found
 
 
+def _package_weights() -> bool:
+    """Whether the package's own weights (and its families' weightless qualities) are visible."""
+    return os.environ.get("NEUROCODEC_PACKAGE_WEIGHTS", "1") != "0"
+
+
 def weight_configs() -> list[WeightConfig]:
     """Every weight config: the package's cards, then ``NEUROCODEC_WEIGHTS_PATH``'s, then registered."""
-    package = [] if os.environ.get("NEUROCODEC_PACKAGE_WEIGHTS", "1") == "0" else [WEIGHTS_DIR]
+    package = [WEIGHTS_DIR] if _package_weights() else []
     directories = [*package, *map(Path, _env_list("NEUROCODEC_WEIGHTS_PATH", os.pathsep))]
     cards = [card for d in directories if d.is_dir() for card in sorted(d.glob("*.json"))]
     return [WeightConfig.from_json(card) for card in cards] + _REGISTERED_WEIGHTS
@@ -388,7 +394,8 @@ def list_codecs() -> list[CodecInfo]:
                 raise WeightsError(
                     f"model card of {declared.name} quality {w.quality} says {w.media}, the codec codes {declared.media}"
                 )
-        qualities = sorted({*shipped, *declared.qualities})
+        built = declared.qualities if _package_weights() or not _origin(declared).startswith("neurocodec.") else ()
+        qualities = sorted({*shipped, *built})
         if not qualities:
             continue
         default = declared.codec.default_quality

@@ -20,6 +20,20 @@ if TYPE_CHECKING:
     from neurocodec.codecs.base import Codec
 
 
+def _effort(text: str) -> int:
+    """An ``--effort``: a whole number of iterations, or a preset name (``c3.PRESETS``)."""
+    from neurocodec.codecs.c3 import PRESETS
+
+    if text in PRESETS:
+        return PRESETS[text]
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number of iterations or one of {', '.join(PRESETS)}: {text!r}"
+        ) from None
+
+
 def add_parser(
     commands: argparse._SubParsersAction, verbose: argparse.ArgumentParser, coding: argparse.ArgumentParser
 ) -> None:
@@ -39,12 +53,13 @@ def add_parser(
     encode.add_argument("-q", "--quality", type=int, help="codec quality (default: the codec's default)")
     encode.add_argument(
         "--effort",
-        type=int,
+        type=_effort,
         default=0,
         metavar="N",
         help="adapt the latents to each image by N iterations of stochastic Gumbel annealing: a better "
         "rate-distortion trade-off, same decoder and decoding time, ~N synthesis passes slower "
-        "(default 0: off; hyperprior, mlic and walloc-image; see docs/codecs.md)",
+        "(default 0: off; hyperprior, mlic and walloc-image; see docs/codecs.md); for c3, N fitting "
+        "iterations or a preset: fast (1000), medium (3000), slow (10000)",
     )
     encode.add_argument(
         "--metrics", action="store_true", help="also decode and print the PSNR (images) or SNR (audio)"

@@ -14,7 +14,7 @@ last bits.
 
 Inputs are padded (replicate) to a multiple of 64; the header records the true size. The float
 transforms (``g_a``, the LRP and ``g_s``) run in the channels-last memory format: encode and decode
-are 1.24-1.37x faster on the CPU than in the default one (``eval/bench_mlic_layout.py``); the
+are 1.24-1.37x faster on the CPU than in the default one (``eval/archive/bench_mlic_layout.py``); the
 latent goes to ``h_a`` and the coder contiguous.
 """
 

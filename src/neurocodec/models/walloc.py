@@ -28,7 +28,7 @@ Differences from the paper's code, and why:
   the training loss has a rate term, and ``bits`` (the paper's compander) is optional. The
   hyperprior costs the encoder ``h_a`` and ``h_s`` on the small latent (about as much as the
   packet transform) and saves 15-24 % of the rate on Kodak with the shipped weights
-  (``eval/probe_walloc_hyperprior.py`` measured what it could save beforehand);
+  (``eval/archive/probe_walloc_hyperprior.py`` measured what it could save beforehand);
 - ``latent_scale`` is a fixed gain in front of the quantizer (the decoder divides it out): it
   sets the initial quantization step, so Adam trains the projection at unit scale rather than
   having to grow its weights to tens before the rounding resolves anything;

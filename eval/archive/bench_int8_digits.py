@@ -7,7 +7,11 @@ both on the same input (and checks they give the same digits), then decodes and 
 images with the shipped `mlic` codec with each split swapped in, in alternating rounds in one
 process, and checks the files are identical.
 
-    python eval/bench_int8_digits.py [--images 4] [--quality 3] [--rounds 8] [--out eval/bench_int8_digits.json]
+    python eval/archive/bench_int8_digits.py [--images 4] [--quality 3] [--rounds 8] [--out eval/archive/bench_int8_digits.json]
+
+Archived: the A/B of one past change (e188bf6, the digit split by bit operations); the
+library keeps only the new split, so this script swaps the old one back in to time it. See
+eval/README.md and CHANGELOG.md.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 
 
@@ -54,7 +58,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--quality", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=8)
-    ap.add_argument("--out", default=str(ROOT / "eval" / "bench_int8_digits.json"))
+    ap.add_argument("--out", default=str(ROOT / "eval" / "archive" / "bench_int8_digits.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -106,7 +110,7 @@ def main() -> int:
         print(f"{name:22s} split {row['split_ms']:6.2f} ms   mlic q{args.quality} encode "
               f"{row['encode_ms_median']:6.1f} ms  decode {row['decode_ms_median']:6.1f} ms (medians)")  # fmt: skip
     result = {
-        "benchmark": "eval/bench_int8_digits.py",
+        "benchmark": "eval/archive/bench_int8_digits.py",
         "command": "python " + " ".join(sys.argv),
         "images": [p.name for p in sorted(KODAK.glob("*.png"))[: args.images]],
         "threads": 1,

@@ -15,10 +15,13 @@ Ideal rates on both sides: the coder's overhead is about the same for both (belo
 The decoder is not fine-tuned to the new quantization, so this underestimates what a codec
 trained end to end with a hyperprior would reach.
 
-    python eval/probe_walloc_hyperprior.py --run runs/wi-q2 --out eval/probe_walloc_hyperprior.json
+    python eval/archive/probe_walloc_hyperprior.py --run runs/wi-q2 --out eval/archive/probe_walloc_hyperprior.json
 
 (``runs/wi-q2`` is the factorized q3 run of docs/training.md's WaLLoC recipe, whose weights
 were shipped as walloc-image q3 before the hyperprior.)
+
+Archived: the probe that decided to give WaLLoC a hyperprior, which it has had since; it
+needs a factorized-prior run (``runs/wi-q2``) that is not kept. See eval/README.md and CHANGELOG.md.
 """
 
 from __future__ import annotations
@@ -35,11 +38,11 @@ import torch
 from neurocodec.codecs.base import pad_to_multiple
 from neurocodec.codecs.walloc import WaLLoCImageCodec
 from neurocodec.entropy.latent_codecs import HyperpriorLatentCodec
-from neurocodec.io.image import read_image
 from neurocodec.evaluation.metrics import psnr
+from neurocodec.io import image_files
+from neurocodec.io.image import read_image
 from neurocodec.models.hyperprior import mean_scale_hyperprior
 from neurocodec.train.checkpoint import load_checkpoint, model_weights
-from neurocodec.train.data import image_files
 
 
 def factorized_codec(run: str) -> WaLLoCImageCodec:
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="eval/probe_walloc_hyperprior.json")
+    parser.add_argument("--out", default="eval/archive/probe_walloc_hyperprior.json")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -174,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(summary, indent=1))
     result = {
-        "benchmark": "eval/probe_walloc_hyperprior.py",
-        "command": "python " + " ".join(["eval/probe_walloc_hyperprior.py", *(argv or sys.argv[1:])]),
+        "benchmark": "eval/archive/probe_walloc_hyperprior.py",
+        "command": "python " + " ".join(["eval/archive/probe_walloc_hyperprior.py", *(argv or sys.argv[1:])]),
         "codec": f"walloc-image with the factorized prior, run {args.run}; decoder and encoder frozen",
         "hyperprior": {"N": args.hidden, "model": "models.hyperprior.mean_scale_hyperprior (integer h_s)"},
         "training": {

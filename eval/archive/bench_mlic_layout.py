@@ -7,7 +7,10 @@ inputs the codec hands them), so both see the same weights, file and machine loa
 records whether the two layouts write the same file, and how many 8-bit values of the decoded
 image differ (the float synthesis may differ in its last bits).
 
-    python eval/bench_mlic_layout.py [--image PATH] [--reps 5] [--out eval/bench_mlic_layout.json]
+    python eval/archive/bench_mlic_layout.py [--image PATH] [--reps 5] [--out eval/archive/bench_mlic_layout.json]
+
+Archived: the A/B behind one past change (mlic's float transforms run channels-last since
+0.1.0); kept to re-measure that choice on another machine. See eval/README.md and CHANGELOG.md.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import neurocodec as nc
 import neurocodec.codecs.mlic as mlic_codec
 from neurocodec.io.image import read_image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default=str(ROOT.parent / "shared" / "data" / "kodak" / "kodim01.png"))
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(ROOT / "eval" / "bench_mlic_layout.json"))
+    parser.add_argument("--out", default=str(ROOT / "eval" / "archive" / "bench_mlic_layout.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     x, _ = read_image(args.image)
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{best['channels_last']['decode']:.3f} s ({speed['decode']:.2f}x)"
         )
     result = {
-        "benchmark": "eval/bench_mlic_layout.py",
+        "benchmark": "eval/archive/bench_mlic_layout.py",
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
         "image": Path(args.image).name,
         "threads": args.threads,

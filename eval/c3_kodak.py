@@ -1,0 +1,191 @@
+"""R-D of the overfitted ``c3`` codec on Kodak crops against Pillow AVIF / WebP / JPEG and ``mlic``.
+
+Resumable: every (codec, setting, file) row is appended to a JSON-lines file as soon as it is
+measured, and a restart skips the rows already there, so the run survives being stopped. At the
+end (or with ``--summary`` alone) the mean curves and BD-rates (PSNR, PCHIP, :mod:`neurocodec.evaluation`)
+are written to a JSON summary.
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 nohup python eval/c3_kodak.py > eval/c3_kodak.log 2>&1 &
+    python eval/c3_kodak.py --summary
+
+Inputs: the centre ``--crop`` x ``--crop`` pixels of kodim01..04 (0: the full images); c3 at
+``--effort`` iterations (the fast preset by default) for each of ``--qualities``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from neurocodec import evaluation as rd
+from neurocodec.codecs import c3
+from neurocodec.evaluation import baselines
+from neurocodec.io.image import read_image
+
+HERE = Path(__file__).resolve().parent
+KODAK = Path("/work/shared/data/kodak")
+ANCHORS = ("avif", "webp", "jpeg")
+
+
+def crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    if not size:
+        return x
+    _, h, w = x.shape
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[:, top : top + size, left : left + size].contiguous()
+
+
+def load_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill: measured again
+                pass
+    return rows
+
+
+def append(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+
+
+def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int) -> dict:
+    codec = c3.C3Codec(quality=quality)
+    t0 = time.perf_counter()
+    data = codec.encode(x, effort=effort)
+    t1 = time.perf_counter()
+    x_hat = codec.decode(data)
+    t2 = time.perf_counter()
+    row = rd.rd_row(name, x, data, x_hat, t1 - t0, t2 - t1)
+    fit = codec.last_fit
+    predicted = fit["predicted_latent_bits"] / 8
+    row.update(
+        latent_bytes=fit["latent_bytes"],
+        predicted_latent_bytes=predicted,
+        rate_gap_percent=100 * (fit["latent_bytes"] / predicted - 1),
+        network_bytes=fit["network_bytes"],
+        steps=fit["steps"],
+    )
+    return row
+
+
+def measure_baseline(x: torch.Tensor, name: str, codec: str, setting: float) -> dict:
+    base = baselines.BASELINES[codec]
+    image = baselines.to_pil(x)
+    t0 = time.perf_counter()
+    data = base.encode(image, setting)
+    t1 = time.perf_counter()
+    x_hat = baselines.decode_image(data)
+    t2 = time.perf_counter()
+    return rd.rd_row(name, x, data, x_hat, t1 - t0, t2 - t1)
+
+
+def measure_mlic(x: torch.Tensor, name: str, quality: int) -> dict:
+    import neurocodec as nc
+
+    codec = nc.load("mlic", quality=quality)
+    t0 = time.perf_counter()
+    data = codec.encode(x)
+    t1 = time.perf_counter()
+    x_hat = codec.decode(data)
+    t2 = time.perf_counter()
+    return rd.rd_row(name, x, data, x_hat, t1 - t0, t2 - t1)
+
+
+def summarize(rows: list[dict]) -> dict:
+    by_codec: dict[str, list[dict]] = {}
+    for r in rows:
+        by_codec.setdefault(r["codec"], []).append(r)
+    files = sorted({r["file"] for r in rows if r["codec"] == "c3"})
+    curves, points = {}, {}
+    for name, rs in by_codec.items():
+        grouped: dict[object, list[dict]] = {}
+        for r in rs:
+            grouped.setdefault(r["setting"], []).append(r)
+        complete = {
+            s: g for s, g in grouped.items() if sorted(r["file"] for r in g) == files
+        }  # same files only
+        curve = rd.mean_curve(complete)
+        curves[name] = curve
+        points[name] = rd.curve_points(curve)
+    tests = [n for n in ("c3", "mlic") if len(points.get(n, [])) >= 2]
+    anchors = [n for n in ANCHORS if len(points.get(n, [])) >= 2]
+    table = rd.bd_table(points, tests, anchors)
+    gaps = [r["rate_gap_percent"] for r in by_codec.get("c3", [])]
+    return {
+        "files": files,
+        "curves": curves,
+        "bd_rate": table,
+        "c3_rate_gap_percent": {"mean": sum(gaps) / len(gaps), "max": max(gaps)} if gaps else None,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--files", default="kodim01,kodim02,kodim03,kodim04")
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--qualities", default="1,3,5,2", help="c3 qualities, in the order they are run")
+    p.add_argument("--effort", type=int, default=c3.PRESETS["fast"])
+    p.add_argument("--rows", type=Path, default=HERE / "c3_kodak.jsonl")
+    p.add_argument("--out", type=Path, default=HERE / "c3_kodak.json")
+    p.add_argument("--mlic", default="1,2,3,4", help="mlic qualities ('' to skip)")
+    p.add_argument("--summary", action="store_true", help="only summarize the rows there are")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    rows = load_rows(args.rows)
+    if not args.summary:
+        done = {(r["codec"], r["setting"], r["file"]) for r in rows}
+        images = {n: crop(read_image(KODAK / f"{n}.png")[0], args.crop) for n in args.files.split(",")}
+        jobs = [(c, s, n) for c in ANCHORS for s in baselines.BASELINES[c].sweep for n in images]
+        jobs += [("mlic", q, n) for q in map(int, filter(None, args.mlic.split(","))) for n in images]
+        jobs += [("c3", q, n) for q in map(int, args.qualities.split(",")) for n in images]
+        for codec, setting, name in jobs:
+            if (codec, setting, name) in done:
+                continue
+            x = images[name]
+            try:
+                if codec == "c3":
+                    row = measure_c3(x, name, setting, args.effort)
+                elif codec == "mlic":
+                    row = measure_mlic(x, name, setting)
+                else:
+                    row = measure_baseline(x, name, codec, setting)
+            except Exception as e:
+                print(f"{codec} {setting} {name}: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            row.update(
+                codec=codec, setting=setting, crop=args.crop, effort=args.effort if codec == "c3" else None
+            )
+            append(args.rows, row)
+            rows.append(row)
+            print(
+                json.dumps({k: row[k] for k in ("codec", "setting", "file", "bpp", "psnr", "encode_s")}),
+                flush=True,
+            )
+    summary = summarize(rows)
+    summary.update(
+        crop=args.crop,
+        effort=args.effort,
+        threads=1,
+        cpu=rd.cpu_model(),
+        note="2-core machine shared by ~6 workers: timings are loaded-machine figures",
+    )
+    args.out.write_text(json.dumps(summary, indent=1) + "\n")
+    tests = list(dict.fromkeys(e["test"] for e in summary["bd_rate"]))
+    anchors = list(dict.fromkeys(e["anchor"] for e in summary["bd_rate"]))
+    for line in rd.bd_table_lines(summary["bd_rate"], tests, anchors):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

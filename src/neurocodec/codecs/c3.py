@@ -1,0 +1,296 @@
+"""``c3``: an overfitted image codec (C3 / Cool-chic class). No trained weights: each image gets
+its own latent grids and tiny networks, fitted at encode time (:mod:`neurocodec.codecs.c3_fit`),
+and the networks' quantized parameters travel in the file (:mod:`neurocodec.models.c3`).
+
+Quality ``q`` is the rate-distortion trade-off ``lambda`` (:data:`LAMBDAS`, loss ``bpp + lambda *
+255^2 * MSE``); ``effort`` is the number of fitting iterations (:data:`PRESETS` names budgets;
+``effort=0`` uses the ``fast`` one).
+
+File sections:
+
+- ``networks``: the architecture (ARM hidden width and window, synthesis width: 3 bytes), for
+  each of the 5 parameter groups its step exponent ``k`` (step ``2^-k``, int8) and the scale
+  index ``s`` (uint8) of the zero-mean Laplace table that codes it, then one rANS stream of every
+  parameter's integer (parameter / step), in the order of :func:`~neurocodec.codecs.c3_fit.groups`;
+- ``latents``: one rANS stream of every latent, grids coarse to fine, each in the four passes
+  of :data:`~neurocodec.models.c3.PHASES` (row-major within a pass); latent ``y`` is coded as
+  ``y - m`` with table ``s * 8 + f``, where the integer ARM's mean is ``m + f/8`` and its
+  log-scale the ``s``-th table scale (:func:`~neurocodec.models.c3.table_of`): 48 scales x
+  8 mean fractions of Laplace tables (:func:`laplace_tables`).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neurocodec.codecs import c3_fit
+from neurocodec.codecs.base import Codec, pad_to_multiple
+from neurocodec.container import Header, ImageGeometry
+from neurocodec.entropy import coder
+from neurocodec.errors import BitstreamError, ConfigError, NeurocodecError
+from neurocodec.models.c3 import (
+    ACT_BITS,
+    GRIDS,
+    LATENT_MAX,
+    MEAN_BITS,
+    PHASES,
+    SCALES,
+    WEIGHT_MAX,
+    ImageModel,
+    IntegerARM,
+    check_integer_bounds,
+    grid_sizes,
+    integer_phase,
+    laplace_tables,
+    table_of,
+)
+from neurocodec.registry import register_codec
+
+__all__ = ["LAMBDAS", "PRESETS", "C3Codec", "laplace_tables"]
+
+# quality -> lambda (loss bpp + lambda * 255^2 * MSE): geometric from 0.0018 to 0.0932
+LAMBDAS = {1: 0.0018, 2: 0.0040, 3: 0.0087, 4: 0.0193, 5: 0.0424, 6: 0.0932}
+PRESETS = {"fast": 1000, "medium": 3000, "slow": 10000}  # fitting iterations
+ARCH = {
+    "arm_hidden": 8,
+    "arm_kernel": 5,
+    "synthesis_width": 16,
+}  # hidden 8: fewer parameter bytes, same R-D (kodim01 crops, q1 and q3)
+PADDING = 1 << (GRIDS - 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Bits of the networks
+
+
+_HEAD = struct.Struct("<3B")
+_GROUP = struct.Struct("<bB")  # step exponent k (step 2^-k), scale index of the group's table
+
+
+def pack_networks(model: ImageModel, steps: dict[str, int]) -> bytes:
+    """The ``networks`` section of a fitted model whose groups are quantized with ``steps``."""
+    out = bytearray(_HEAD.pack(model.arm.hidden_size, model.arm.kernel, model.synthesis.mix.out_channels))
+    values, indexes = [], []
+    for name, tensors in c3_fit.groups(model):
+        k = steps[name]
+        ints = torch.cat([c3_fit.coded_values(model, t).detach() * 2.0**k for t in tensors]).to(torch.int64)
+        scale = c3_fit.parameter_cost(ints)[0]
+        out += _GROUP.pack(k, scale)
+        values.append(ints)
+        indexes.append(torch.full_like(ints, scale << MEAN_BITS))
+    stream = coder.encode(
+        torch.cat(values).to(torch.int32), torch.cat(indexes).to(torch.int32), laplace_tables(), lanes=1
+    )
+    return bytes(out) + stream
+
+
+def unpack_networks(data: bytes) -> tuple[ImageModel, dict[str, int]]:
+    """The networks of a ``networks`` section, in an :class:`ImageModel` (its latents are a
+    placeholder: the networks do not depend on the image size), and the step exponents."""
+    groups_len = 5 * _GROUP.size
+    if len(data) < _HEAD.size + groups_len:
+        raise BitstreamError("the c3 networks section is truncated")
+    hidden, kernel, width_ = _HEAD.unpack_from(data)
+    if not (1 <= hidden <= 64 and kernel in (3, 5, 7) and 1 <= width_ <= 64):
+        raise BitstreamError(
+            f"the c3 networks section has an unsupported architecture ({hidden}, {kernel}, {width_})"
+        )
+    arch = {"arm_hidden": hidden, "arm_kernel": kernel, "synthesis_width": width_}
+    model = ImageModel(PADDING, PADDING, **arch)
+    groups = c3_fit.groups(model)
+    steps, indexes = {}, []
+    for i, (name, tensors) in enumerate(groups):
+        k, scale = _GROUP.unpack_from(data, _HEAD.size + i * _GROUP.size)
+        if not (-8 <= k <= 24 and scale < SCALES):
+            raise BitstreamError("the c3 networks section is corrupt")
+        steps[name] = k
+        count = sum(c3_fit.coded_values(model, t).numel() for t in tensors)
+        indexes.append(torch.full((count,), scale << MEAN_BITS, dtype=torch.int32))
+    values = torch.from_numpy(
+        coder.decode(data[_HEAD.size + groups_len :], torch.cat(indexes), laplace_tables())
+    )
+    values = values.to(torch.float64)
+    position = 0
+    with torch.no_grad():
+        for name, tensors in groups:
+            for t in tensors:
+                n = c3_fit.coded_values(model, t).numel()
+                v = (values[position : position + n] * 2.0 ** -steps[name]).to(t.dtype)
+                position += n
+                if t is model.arm.same:
+                    t.zero_()
+                    t[model.arm.masks.unsqueeze(1).expand_as(t)] = v
+                else:
+                    t.copy_(v.reshape(t.shape))
+    return model.eval(), steps
+
+
+def integer_arm(model: ImageModel, steps: dict[str, int]) -> IntegerARM:
+    """The ARM of a quantized model as integers, checked to evaluate exactly."""
+    arm = model.arm
+    kw, kb = steps["arm.weight"], steps["arm.bias"]
+
+    def ints(t: torch.Tensor, k: int) -> torch.Tensor:
+        return torch.round(t.detach().to(torch.float64).cpu() * 2.0**k)
+
+    result = IntegerARM(
+        same=ints(arm.same * arm.masks.unsqueeze(1), kw),
+        coarse=ints(arm.coarse, kw),
+        bias=ints(arm.bias, kb),
+        hidden_w=ints(arm.hidden.weight, kw),
+        hidden_b=ints(arm.hidden.bias, kb),
+        head_w=ints(arm.head.weight, kw),
+        head_b=ints(arm.head.bias, kb),
+        kw=kw,
+        kb=kb,
+    )
+    if ACT_BITS + kw - kb < 0:
+        raise BitstreamError("the c3 ARM's bias step is finer than its accumulator")
+    reason = check_integer_bounds(result)
+    if reason:
+        raise BitstreamError(f"the c3 ARM cannot be evaluated exactly: {reason}")
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Latents
+
+
+def _passes(sizes: list[tuple[int, int]]):
+    """(level, phase, valid) of every pass in coding order; ``valid`` (h2, w2) bool marks the
+    positions of the phase inside the grid (a grid of odd size is padded to even with zeros)."""
+    for level in range(GRIDS - 1, -1, -1):
+        h, w = sizes[level]
+        for phase, (py, px) in enumerate(PHASES):
+            rows = torch.arange(py, h + h % 2, 2) < h
+            cols = torch.arange(px, w + w % 2, 2) < w
+            yield level, phase, (rows[:, None] & cols[None, :]).reshape(-1)
+
+
+def _even(grid: torch.Tensor) -> torch.Tensor:
+    h, w = grid.shape
+    return F.pad(grid, (0, w % 2, 0, h % 2))
+
+
+def _coarse(grids: list[torch.Tensor], level: int) -> torch.Tensor:
+    h, w = grids[level].shape
+    return grids[level + 1] if level + 1 < GRIDS else torch.zeros(-(-h // 2), -(-w // 2), dtype=torch.float64)
+
+
+def encode_latents(grids: list[torch.Tensor], arm: IntegerARM) -> bytes:
+    """The ``latents`` stream of integer ``grids`` (float64 (h, w) each)."""
+    values, indexes = [], []
+    padded = [_even(g) for g in grids]
+    for level, phase, valid in _passes([tuple(g.shape) for g in grids]):
+        py, px = PHASES[phase]
+        mean, log_scale = integer_phase(arm, padded[level], _coarse(grids, level), phase)
+        whole, index = table_of(mean, log_scale)
+        y = padded[level][py::2, px::2].reshape(-1).to(torch.int64)
+        values.append((y - whole)[valid])
+        indexes.append(index[valid])
+    v = torch.cat(values).to(torch.int32)
+    k = torch.cat(indexes).to(torch.int32)
+    tableset = laplace_tables()
+    return coder.fit_lanes(lambda lanes: coder.encode(v, k, tableset, lanes=lanes), v.numel())
+
+
+def decode_latents(data: bytes, sizes: list[tuple[int, int]], arm: IntegerARM) -> list[torch.Tensor]:
+    """The integer grids (float64) of a ``latents`` stream."""
+    stream = coder.StreamDecoder(data, laplace_tables())
+    padded = [torch.zeros(h + h % 2, w + w % 2, dtype=torch.float64) for h, w in sizes]
+    for level, phase, valid in _passes(sizes):
+        py, px = PHASES[phase]
+        h, w = sizes[level]
+        coarse = (
+            padded[level + 1][: sizes[level + 1][0], : sizes[level + 1][1]]
+            if level + 1 < GRIDS
+            else (torch.zeros(-(-h // 2), -(-w // 2), dtype=torch.float64))
+        )
+        mean, log_scale = integer_phase(arm, padded[level], coarse, phase)
+        whole, index = table_of(mean, log_scale)
+        symbols = torch.from_numpy(stream.pull(index[valid]).astype(np.int64))
+        y = whole.clone()
+        y[valid] += symbols
+        y[~valid] = 0
+        target = padded[level][py::2, px::2]
+        target.copy_(y.reshape(target.shape).to(torch.float64))
+    stream.finish()
+    return [p[:h, :w] for p, (h, w) in zip(padded, sizes, strict=True)]
+
+
+# --------------------------------------------------------------------------------------------
+# The codec
+
+
+@register_codec(qualities=tuple(LAMBDAS), priority=-1)  # never the default: it fits each image
+class C3Codec(Codec):
+    name = "c3"
+    media = "image"
+    channels = (3,)
+    adaptive = True
+    default_quality = 3
+
+    def __init__(self, quality: int = 0, weights_hash: bytes = bytes(4), **arch):
+        super().__init__(quality, weights_hash)
+        unknown = set(arch) - set(ARCH)
+        if unknown:
+            raise ConfigError(f"c3 has no architecture parameter {', '.join(sorted(unknown))}")
+        self.arch = {**ARCH, **arch}
+        self.lmbda = LAMBDAS.get(quality)
+        self.progress = sys.stderr.isatty()
+        self.seed = 0
+        self.last_fit: dict = {}  # what the last encode measured (predicted rate, steps, ...)
+
+    def _encode(self, x: torch.Tensor, effort: int = 0) -> tuple[ImageGeometry, dict[str, bytes]]:
+        if self.lmbda is None:
+            raise ConfigError(f"c3 has no quality {self.quality}: use one of {', '.join(map(str, LAMBDAS))}")
+        _, c, h, w = x.shape
+        schedule = c3_fit.Schedule(effort or PRESETS["fast"])
+        with torch.inference_mode(False), torch.enable_grad():
+            x = x.clone()
+            padded = pad_to_multiple(x, PADDING).shape[-2:]
+            model = c3_fit.fit(x, tuple(padded), self.lmbda, schedule, self.arch, self.seed, self.progress)
+            with torch.no_grad():
+                for y in model.latents:
+                    y.copy_(torch.round(y).clamp(-LATENT_MAX, LATENT_MAX))
+                steps = c3_fit.choose_steps(model, x, self.lmbda, WEIGHT_MAX)
+                _, bpp, mse = c3_fit.model_loss(model, x, self.lmbda, c3_fit.hard_round)
+        networks = pack_networks(model, steps)
+        grids = [y.detach()[0, 0].to(torch.float64).cpu() for y in model.latents]
+        latents = encode_latents(grids, integer_arm(model, steps))
+        self.last_fit = {
+            "steps": steps,
+            "predicted_latent_bits": float(bpp) * h * w,
+            "latent_bytes": len(latents),
+            "network_bytes": len(networks),
+            "psnr_fit": -10 * math.log10(max(float(mse), 1e-10)),
+        }
+        return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {
+            "networks": networks,
+            "latents": latents,
+        }
+
+    def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
+        missing = {"networks", "latents"} - sections.keys()
+        if missing:
+            raise BitstreamError(f"this c3 file lacks its {' and '.join(sorted(missing))} section")
+        g = header.geometry
+        height, width = (-(-n // PADDING) * PADDING for n in (g.height, g.width))
+        sizes = grid_sizes(height, width)
+        coded = sum(h * w for h, w in sizes)
+        try:
+            claimed = coder.stream_info(sections["latents"])["num_symbols"]
+        except NeurocodecError:
+            raise BitstreamError("the c3 latents section is not a valid stream") from None
+        if claimed != coded:  # checked before allocating anything of the image's size
+            raise BitstreamError(f"the c3 latents stream holds {claimed} latents, the image has {coded}")
+        model, steps = unpack_networks(sections["networks"])
+        grids = decode_latents(sections["latents"], sizes, integer_arm(model, steps))
+        model = model.to(self.device)
+        return model.reconstruct([y[None, None].to(self.device, torch.float32) for y in grids])

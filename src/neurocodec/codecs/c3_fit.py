@@ -1,0 +1,251 @@
+"""Fitting a ``c3`` model to one image, and choosing the quantization steps of its networks.
+
+:func:`fit` runs the schedule (Cool-chic / C3):
+
+1. *warm-up*: ``candidates`` models from different seeds, each trained for an equal share of
+   ``warmup`` of the budget at the starting temperature; the one with the lowest loss goes on;
+2. *main phase*: Adam, learning rate ``lr`` on a cosine to 0; latents quantized as
+   ``soft_round(soft_round(y, T) + n, T)`` with ``T`` annealed 0.3 -> 0.1 and Kumaraswamy noise
+   ``n`` whose parameter goes 2 -> 1 (uniform);
+3. *hard phase*: ``hard`` of the budget with straight-through rounding at ``hard_lr``.
+
+The loss is the codec convention ``bpp + lambda * 255^2 * MSE`` with the latents' rate from the
+ARM's Laplace. :func:`choose_steps` then quantizes each module's weights and biases with a
+power-of-two step picked greedily for the lowest ``bpp + lambda * 255^2 * MSE``, the
+parameters' bits (:func:`parameter_cost`) included.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from neurocodec.entropy import tables
+from neurocodec.entropy.models import LaplaceConditional
+from neurocodec.models.c3 import (
+    GRIDS,
+    LATENT_MAX,
+    MEAN_BITS,
+    SCALES,
+    ImageModel,
+    kumaraswamy_noise,
+    laplace_tables,
+    log_scale_bounds,
+    soft_round,
+)
+
+__all__ = ["Schedule", "choose_steps", "fit", "groups", "model_loss", "parameter_cost"]
+
+MSE_SCALE = 255.0**2
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The fitting schedule of ``iterations`` in all (fractions of it for warm-up and hard phase)."""
+
+    iterations: int
+    candidates: int = 2
+    warmup: float = 0.1
+    hard: float = 0.08
+    lr: float = 1e-2
+    latent_lr: float = 4.0  # the latents' learning rate, in units of lr
+    hard_lr: float = 1e-4
+    temperature: tuple[float, float] = (0.3, 0.1)
+    kumaraswamy: tuple[float, float] = (2.0, 1.0)
+
+    def phases(self) -> tuple[int, int, int]:
+        """Iterations per warm-up candidate, of the main phase and of the hard phase."""
+        n = self.iterations
+        hard = int(n * self.hard)
+        per_candidate = int(n * self.warmup) // self.candidates if self.candidates > 1 else 0
+        return per_candidate, n - hard - per_candidate * self.candidates, hard
+
+
+_LAPLACE = LaplaceConditional(scale_bound=math.exp(log_scale_bounds()[0]))
+
+
+def latent_bits(model: ImageModel, grids: list[Tensor]) -> Tensor:
+    """The ideal code length of ``grids`` under the float ARM's Laplace, in bits."""
+    total = grids[0].new_zeros(())
+    for level in range(GRIDS):
+        mean, scale = model.grid_rate(grids, level)
+        total = total - torch.log2(_LAPLACE.likelihood(grids[level], scale, mean)).sum()
+    return total
+
+
+def model_loss(
+    model: ImageModel, x: Tensor, lmbda: float, quantize: Callable[[Tensor], Tensor]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(loss, bpp of the latents, MSE) of ``model`` on ``x`` (1, 3, h, w), latents quantized by ``quantize``."""
+    grids = [quantize(y) for y in model.latents]
+    _, _, h, w = x.shape
+    x_hat = model.reconstruct(grids)[..., :h, :w]
+    mse = torch.mean((x_hat - x) ** 2)
+    bpp = latent_bits(model, grids) / (h * w)
+    return bpp + lmbda * MSE_SCALE * mse, bpp, mse
+
+
+def hard_round(y: Tensor) -> Tensor:
+    """``round(y)`` (clamped to the coded range) with the identity's gradient."""
+    return y + (torch.round(y).clamp(-LATENT_MAX, LATENT_MAX) - y).detach()
+
+
+def _soft(temperature: float, a: float) -> Callable[[Tensor], Tensor]:
+    return lambda y: soft_round(soft_round(y, temperature) + kumaraswamy_noise(y, a), temperature)
+
+
+def fit(
+    x: Tensor,
+    padded_size: tuple[int, int],
+    lmbda: float,
+    schedule: Schedule,
+    arch: dict,
+    seed: int = 0,
+    progress: bool = False,
+) -> ImageModel:
+    """An :class:`ImageModel` of ``padded_size`` fitted to ``x`` (1, 3, h, w) for ``lmbda``."""
+    per_candidate, main, hard = schedule.phases()
+    bar = tqdm(total=schedule.iterations, disable=not progress, file=sys.stderr, unit="it", desc="c3 fit")
+    t0, t1 = schedule.temperature
+    a0, a1 = schedule.kumaraswamy
+
+    def new(i: int) -> tuple[ImageModel, torch.optim.Optimizer]:
+        torch.manual_seed(seed + i)
+        model = ImageModel(*padded_size, **arch).to(x.device)
+        latents = list(model.latents.parameters())
+        networks = [p for name, p in model.named_parameters() if not name.startswith("latents.")]
+        groups = [{"params": latents, "scale": schedule.latent_lr}, {"params": networks, "scale": 1.0}]
+        return model, torch.optim.Adam(groups, lr=schedule.lr)
+
+    def step(model: ImageModel, opt: torch.optim.Optimizer, quantize: Callable) -> float:
+        loss, bpp, mse = model_loss(model, x, lmbda, quantize)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.update()
+        bar.set_postfix(
+            bpp=f"{bpp.item():.3f}", psnr=f"{-10 * math.log10(max(mse.item(), 1e-10)):.2f}", refresh=False
+        )
+        return loss.item()
+
+    # warm-up: keep the candidate with the lowest mean loss over its last quarter
+    if per_candidate:
+        best = None
+        for i in range(schedule.candidates):
+            model, opt = new(i)
+            losses = [step(model, opt, _soft(t0, a0)) for _ in range(per_candidate)]
+            score = sum(losses[-max(1, per_candidate // 4) :])
+            if best is None or score < best[0]:
+                best = (score, model, opt)
+        _, model, opt = best
+    else:
+        model, opt = new(0)
+    # main phase: cosine learning rate, annealed temperature and noise
+    for i in range(main):
+        progress_ = i / max(1, main - 1)
+        for group in opt.param_groups:
+            group["lr"] = group["scale"] * schedule.lr * 0.5 * (1 + math.cos(math.pi * progress_))
+        step(model, opt, _soft(t0 + (t1 - t0) * progress_, a0 + (a1 - a0) * progress_))
+    # hard phase: straight-through rounding at a low learning rate
+    for group in opt.param_groups:
+        group["lr"] = group["scale"] * schedule.hard_lr
+    for _ in range(hard):
+        step(model, opt, hard_round)
+    bar.close()
+    return model.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Quantization of the networks
+
+
+def groups(model: ImageModel) -> list[tuple[str, list[Tensor]]]:
+    """The coded parameter groups, in file order: (name, tensors). Each group has one step.
+
+    The ARM's first-layer weights are coded at their phase masks only (the rest are zeros)."""
+    arm, syn = model.arm, model.synthesis
+    return [
+        ("arm.weight", [arm.same, arm.coarse, arm.hidden.weight, arm.head.weight]),
+        ("arm.bias", [arm.bias, arm.hidden.bias, arm.head.bias]),
+        ("upsampler.weight", [model.upsampler.taps]),
+        ("synthesis.weight", [syn.mix.weight, syn.out.weight, syn.res1.weight, syn.res2.weight]),
+        ("synthesis.bias", [syn.mix.bias, syn.out.bias, syn.res1.bias, syn.res2.bias]),
+    ]
+
+
+def coded_values(model: ImageModel, tensor: Tensor) -> Tensor:
+    """The entries of ``tensor`` that the file codes (flattened)."""
+    if tensor is model.arm.same:
+        return tensor[model.arm.masks.unsqueeze(1).expand_as(tensor)]
+    return tensor.reshape(-1)
+
+
+@functools.cache
+def _zero_mean_tables() -> list[tuple[int, np.ndarray]]:
+    """(offset, bits of each entry) of the zero-mean coding table of every scale."""
+    tableset = laplace_tables()
+    cdfs = tableset.cdfs()
+    out = []
+    for s in range(SCALES):
+        t = s << MEAN_BITS
+        freq = np.diff(cdfs[t].astype(np.int64))
+        out.append((int(tableset.offsets[t]), tables.PRECISION - np.log2(freq)))
+    return out
+
+
+def parameter_cost(values: Tensor) -> tuple[int, float]:
+    """(scale index, bits): the zero-mean Laplace table that codes the integers ``values`` in the
+    fewest bits (escapes counted with their bypass bytes), and that many bits."""
+    v = values.detach().to(torch.int64).cpu().numpy().reshape(-1)
+    best = (0, math.inf)
+    for s, (offset, bits) in enumerate(_zero_mean_tables()):
+        i = v - offset
+        inside = (i >= 0) & (i < len(bits) - 1)
+        escapes = v[~inside]
+        escape_bits = len(escapes) * bits[-1] + 8 * np.ceil(np.log2(2 * np.abs(escapes) + 2) / 7).sum()
+        total = float(bits[i[inside]].sum() + escape_bits)
+        if total < best[1]:
+            best = (s, total)
+    return best
+
+
+STEP_CANDIDATES = range(3, 14)  # step 2^-k
+
+
+def quantize_group(model: ImageModel, tensors: list[Tensor], originals: list[Tensor], k: int) -> float:
+    """Set ``tensors`` to ``originals`` on the grid 2^-k; the bits of their integers."""
+    with torch.no_grad():
+        for t, o in zip(tensors, originals, strict=True):
+            t.copy_(torch.round(o * 2.0**k) * 2.0**-k)
+        bits = parameter_cost(torch.cat([coded_values(model, t) * 2.0**k for t in tensors]))[1]
+    return bits
+
+
+def choose_steps(model: ImageModel, x: Tensor, lmbda: float, weight_max: float) -> dict[str, int]:
+    """Quantize every parameter group in place with the step 2^-k that minimizes the loss (greedy,
+    group after group, the later groups still in float); returns k per group name. ARM weights
+    whose integers would exceed ``weight_max`` rule their step out."""
+    _, _, h, w = x.shape
+    steps = {}
+    for name, tensors in groups(model):
+        originals = [t.detach().clone() for t in tensors]
+        best = None
+        for k in STEP_CANDIDATES:
+            if name == "arm.weight" and max(float(o.abs().max()) for o in originals) * 2.0**k > weight_max:
+                continue
+            bits = quantize_group(model, tensors, originals, k)
+            with torch.no_grad():
+                loss = model_loss(model, x, lmbda, hard_round)[0].item() + bits / (h * w)
+            if best is None or loss < best[0]:
+                best = (loss, k)
+        steps[name] = best[1]
+        quantize_group(model, tensors, originals, best[1])
+    return steps
