@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurocodec.errors import ConfigError, UnknownCodecError
-from neurocodec.evaluation.metrics import missing_perceptual
 from neurocodec.registry import CodecInfo, families, list_codecs, load
 
 __all__ = ["DEFAULT_BASELINES", "EvalPlan", "baseline", "known_baselines", "plan_eval"]
@@ -197,6 +196,8 @@ def plan_eval(
     frames = VIDEO_FRAMES if frames is None else frames or None
     if media == "video" and frames:
         notes.append(f"each video is coded from its first {frames} frames at most (--frames; 0: all)")
+    from neurocodec.evaluation.metrics import missing_perceptual  # torch: not for `neurocodec --help`
+
     if media == "audio" and (missing := missing_perceptual()):
         notes.append(
             f"no perceptual scores (ViSQOL, PESQ, STOI): {', '.join(missing)} not installed "
