@@ -336,3 +336,15 @@ def test_audio_encode_then_decode(tmp_path: Path, env: dict[str, str]) -> None:
     wrong = run("encode", png, "--codec", "walloc-audio", env=env, cwd=tmp_path)
     assert "codes audio, not image" in one_error_line(wrong)
     assert not (tmp_path / "photo.ncd").exists()
+
+
+def test_decode_max_samples(files: SimpleNamespace, env: dict[str, str]) -> None:
+    """--max-samples refuses a file holding more samples before decoding it (37x53x3 = 5883 here)."""
+    line = one_error_line(run("decode", files.ncd, "-o", "refused.png", "--max-samples", 5882, env=env, cwd=files.dir))
+    assert line.startswith(f"{ERROR}{files.ncd}: refused: this file holds an image of 53x37x3 = 5883 samples")
+    assert sorted(p.name for p in files.dir.iterdir()) == ["photo.ncd", "photo.png"]
+    for limit in (5883, 0):  # 0: no limit
+        done = run("decode", files.ncd, "-o", f"back{limit}.png", "--max-samples", limit, env=env, cwd=files.dir)
+        assert (done.returncode, done.stderr) == (0, "")
+    bad = run("decode", files.ncd, "--max-samples", -1, env=env, cwd=files.dir)
+    assert bad.returncode == 2 and "a whole number of samples >= 0" in bad.stderr

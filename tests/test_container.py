@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neurocodec.container import (
+    DEFAULT_LIMITS,
     FORMAT_VERSION,
     MAGIC,
     MAX_AUDIO_CHANNELS,
@@ -23,9 +24,11 @@ from neurocodec.container import (
     MAX_SECTION_BYTES,
     MAX_SIDE,
     MIN_FILE_BYTES,
+    NO_LIMITS,
     AudioGeometry,
     Header,
     ImageGeometry,
+    Limits,
     VideoGeometry,
     overhead,
     pack,
@@ -38,6 +41,7 @@ from neurocodec.errors import (
     ChecksumError,
     ContainerError,
     GeometryError,
+    LimitError,
     NeurocodecError,
     UnsupportedVersionError,
 )
@@ -411,3 +415,72 @@ def test_section_size_limit():
 
     with pytest.raises(ValueError, match="larger than"):
         pack(Header("a", 0, HASH, KODAK), {"y": Huge()})
+
+
+# --------------------------------------------------------------------------------------------
+# Resource limits (a decoder's policy, checked against the header before allocating)
+
+
+@pytest.mark.parametrize(
+    ("geometry", "samples"),
+    [
+        (ImageGeometry(height=4096, width=4097, channels=4, bit_depth=8), 4096 * 4097 * 4),
+        (AudioGeometry(sample_rate=48000, channels=2, samples=(1 << 25) + 1), (1 << 26) + 2),
+        (VideoGeometry(frames=2, rate_num=30, rate_den=1, height=4096, width=4097, channels=4, bit_depth=8),
+         4096 * 4097 * 4),
+    ],
+)
+def test_default_limits_refuse_more_samples_than_the_policy(geometry, samples):
+    assert samples > DEFAULT_LIMITS.max_samples
+    data = pack(Header("walloc-image", 3, HASH, geometry), {"y": b"tiny"})
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitError, match=f"= {samples} samples, more than the decoder's limit of "
+                                             f"{DEFAULT_LIMITS.max_samples} .*max-samples"):
+            unpack(data, DEFAULT_LIMITS)
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    finally:
+        tracemalloc.stop()
+    assert unpack(data)[0].geometry == geometry  # the format allows it: only the policy refuses
+    assert unpack(data, NO_LIMITS)[0].geometry == geometry
+
+
+def test_limits_at_and_past_the_boundary():
+    kodak = pack(Header("walloc-image", 3, HASH, KODAK), {})
+    assert unpack(kodak, Limits(max_samples=512 * 768 * 3))[0].geometry == KODAK
+    with pytest.raises(LimitError, match="image of 768x512x3 = 1179648 samples"):
+        unpack(kodak, Limits(max_samples=512 * 768 * 3 - 1))
+    clip = pack(Header("walloc-audio", 1, HASH, AudioGeometry(44100, 2, 1000)), {})
+    with pytest.raises(LimitError, match="audio clip of 2 x 1000 = 2000 samples"):
+        peek_header(clip, Limits(max_samples=1999))
+    video = pack(Header("v", 1, HASH, VideoGeometry(5, 30, 1, 8, 8, 3, 8)), {})
+    assert peek_header(video, Limits(max_frames=5)).geometry.frames == 5
+    with pytest.raises(LimitError, match=r"holds 5 video frames, more than the decoder's limit of 4"):
+        peek_header(video, Limits(max_frames=4))
+
+
+def test_section_count_limit():
+    data = pack(Header("walloc-image", 3, HASH, KODAK), {str(i): b"" for i in range(5)})
+    assert len(unpack(data, Limits(max_sections=5))[1]) == 5
+    with pytest.raises(LimitError, match="more than the decoder's limit of 4 sections"):
+        unpack(data, Limits(max_sections=4))
+    many = pack(Header("walloc-image", 3, HASH, KODAK), {str(i): b"" for i in range(DEFAULT_LIMITS.max_sections + 1)})
+    with pytest.raises(LimitError):
+        unpack(many, DEFAULT_LIMITS)
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "10"])
+def test_limits_are_positive_ints_or_none(bad):
+    with pytest.raises(ValueError, match="positive int or None"):
+        Limits(max_samples=bad)
+
+
+def test_decode_refuses_past_its_limits_before_loading_a_codec():
+    """neurocodec.decode checks the policy first: the codec the file names is not even installed."""
+    import neurocodec as nc
+
+    data = pack(Header("no-such-codec", 1, HASH, KODAK), {})
+    with pytest.raises(LimitError):
+        nc.decode(data, limits=Limits(max_samples=1000))
+    with pytest.raises(nc.UnknownCodecError):
+        nc.decode(data)

@@ -11,12 +11,14 @@ Real bitstreams (docs/bitstream.md), bit-exact across devices::
 Importing neurocodec does not import torch; loading a codec does.
 """
 
+from neurocodec.container import NO_LIMITS, Limits
 from neurocodec.errors import (
     BitstreamError,
     ChecksumError,
     ContainerError,
     DeviceError,
     GeometryError,
+    LimitError,
     MediaReadError,
     NeurocodecError,
     OutputError,
@@ -56,6 +58,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "NO_LIMITS",
     "BitstreamError",
     "ChecksumError",
     "CodecFamily",
@@ -65,6 +68,8 @@ __all__ = [
     "GeometryError",
     "LatentDataset",
     "LatentItem",
+    "LimitError",
+    "Limits",
     "MediaReadError",
     "NeurocodecError",
     "OutputError",

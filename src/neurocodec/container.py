@@ -19,6 +19,7 @@ from neurocodec.errors import (
     ChecksumError,
     ContainerError,
     GeometryError,
+    LimitError,
     UnsupportedVersionError,
 )
 
@@ -125,6 +126,11 @@ class VideoGeometry:
 Geometry = ImageGeometry | AudioGeometry | VideoGeometry
 
 
+def media_of(geometry: Geometry) -> str:
+    """The media type a geometry describes: "image", "audio" or "video"."""
+    return type(geometry).__name__.removesuffix("Geometry").lower()
+
+
 @dataclass(frozen=True)
 class Header:
     """What a file says about itself: enough for ``neurocodec decode`` to need no flags."""
@@ -143,6 +149,60 @@ class Header:
             raise ValueError(f"weights hash must be {WEIGHTS_HASH_BYTES} bytes, not {self.weights_hash!r}")
         if not isinstance(self.geometry, ImageGeometry | AudioGeometry | VideoGeometry):
             raise TypeError(f"geometry must be an Image/Audio/VideoGeometry, not {self.geometry!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Resource limits: what a decoder agrees to allocate for one file (docs/bitstream.md §5)
+
+DEFAULT_MAX_SAMPLES = 1 << 26  # one image, audio clip or video frame: 64 Mi samples (e.g. 4729x4729 RGB)
+DEFAULT_MAX_FRAMES = 1 << 16  # video
+DEFAULT_MAX_SECTIONS = 64
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A decoder's resource policy, checked against a file's header before anything is
+    allocated for the file; a file beyond it is refused with a :class:`LimitError`.
+
+    ``max_samples``: samples of the decoded image (C·H·W), audio clip (channels · samples) or
+    video frame (C·H·W); what a decode's memory grows with. ``max_frames``: frames of a video.
+    ``max_sections``: sections in the file. ``None``: only the format's own limits.
+    ``DEFAULT_LIMITS = Limits()`` is the policy of every decode unless told otherwise; ``NO_LIMITS`` turns it off.
+    """
+
+    max_samples: int | None = DEFAULT_MAX_SAMPLES
+    max_frames: int | None = DEFAULT_MAX_FRAMES
+    max_sections: int | None = DEFAULT_MAX_SECTIONS
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"Limits.{field.name} must be a positive int or None, not {value!r}")
+
+    def check(self, geometry: Geometry) -> None:
+        """Raise :class:`LimitError` if decoding ``geometry`` needs more than this policy allows."""
+        g = geometry
+        if isinstance(g, AudioGeometry):
+            what, samples = f"an audio clip of {g.channels} x {g.samples}", g.channels * g.samples
+        else:
+            kind = "an image" if isinstance(g, ImageGeometry) else "a video frame"
+            what, samples = f"{kind} of {g.width}x{g.height}x{g.channels}", g.channels * g.height * g.width
+        if self.max_samples is not None and samples > self.max_samples:
+            raise LimitError(
+                f"refused: this file holds {what} = {samples} samples, more than the decoder's limit "
+                f"of {self.max_samples} (raise it: limits=Limits(max_samples=...), or --max-samples)"
+            )
+        if isinstance(g, VideoGeometry) and self.max_frames is not None and g.frames > self.max_frames:
+            raise LimitError(f"refused: this file holds {g.frames} video frames, more than the decoder's limit of {self.max_frames}")
+
+    def check_sections(self, count: int) -> None:
+        if self.max_sections is not None and count > self.max_sections:
+            raise LimitError(f"refused: this file has more than the decoder's limit of {self.max_sections} sections")
+
+
+DEFAULT_LIMITS = Limits()
+NO_LIMITS = Limits(max_samples=None, max_frames=None, max_sections=None)
 
 
 def weights_hash_of(weights: bytes) -> bytes:
@@ -247,8 +307,8 @@ def _read_geometry(r: _Reader, media: int) -> Geometry:
         raise ContainerError(f"unsupported neurocodec file: {e}") from None
 
 
-def _parse(data: bytes | bytearray | memoryview) -> tuple[Header, dict[str, tuple[int, int]]]:
-    """The header and each section's (start, end) offsets; checks everything."""
+def _parse(data: bytes | bytearray | memoryview, limits: Limits) -> tuple[Header, dict[str, tuple[int, int]]]:
+    """The header and each section's (start, end) offsets; checks everything, ``limits`` included."""
     mv = memoryview(data).cast("B")
     head = bytes(mv[: len(MAGIC)])
     if head != MAGIC[: len(head)]:
@@ -277,8 +337,10 @@ def _parse(data: bytes | bytearray | memoryview) -> tuple[Header, dict[str, tupl
     quality = r.byte("quality")
     weights_hash = bytes(r.take(WEIGHTS_HASH_BYTES, "weights hash"))
     header = Header(codec, quality, weights_hash, _read_geometry(r, media))
+    limits.check(header.geometry)
     sections: dict[str, tuple[int, int]] = {}
     while r.pos < end:
+        limits.check_sections(len(sections) + 1)
         name = bytes(r.take(r.byte("section name length"), "section name")).decode("latin-1")
         if not _SECTION_NAME.fullmatch(name):
             raise ContainerError(f"malformed neurocodec file: invalid section name {name!r}")
@@ -291,19 +353,21 @@ def _parse(data: bytes | bytearray | memoryview) -> tuple[Header, dict[str, tupl
     return header, sections
 
 
-def unpack(data: bytes | bytearray | memoryview) -> tuple[Header, dict[str, bytes]]:
-    """The header and the sections (in file order) of a complete file; checks everything."""
-    header, spans = _parse(data)
+def unpack(data: bytes | bytearray | memoryview, limits: Limits = NO_LIMITS) -> tuple[Header, dict[str, bytes]]:
+    """The header and the sections (in file order) of a complete file; checks everything, and
+    refuses a file beyond ``limits`` (by default only the format's limits: a decoder passes its
+    policy, by default ``DEFAULT_LIMITS``)."""
+    header, spans = _parse(data, limits)
     mv = memoryview(data).cast("B")
     return header, {name: bytes(mv[start:stop]) for name, (start, stop) in spans.items()}
 
 
-def peek_header(data: bytes | bytearray | memoryview) -> Header:
-    """The header of a complete file, without copying its sections; checks everything."""
-    return _parse(data)[0]
+def peek_header(data: bytes | bytearray | memoryview, limits: Limits = NO_LIMITS) -> Header:
+    """The header of a complete file, without copying its sections; checks everything (see :func:`unpack`)."""
+    return _parse(data, limits)[0]
 
 
 def overhead(data: bytes | bytearray | memoryview) -> int:
     """Bytes of a complete file that are container, not section payload."""
-    _, spans = _parse(data)
+    _, spans = _parse(data, NO_LIMITS)
     return memoryview(data).nbytes - sum(stop - start for start, stop in spans.values())

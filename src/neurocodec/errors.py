@@ -25,6 +25,10 @@ class UnsupportedVersionError(ContainerError):
     """A file was written in a container format version this neurocodec cannot read."""
 
 
+class LimitError(ContainerError):
+    """A file asks for more than the decoder's resource limits allow (``container.Limits``)."""
+
+
 class GeometryError(NeurocodecError, ValueError):
     """A media geometry (size, channels, rate, bit depth) is outside the container's limits."""
 

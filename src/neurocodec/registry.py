@@ -55,7 +55,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neurocodec.container import MAX_QUALITY, WEIGHTS_HASH_BYTES, peek_header
+from neurocodec.container import DEFAULT_LIMITS, MAX_QUALITY, WEIGHTS_HASH_BYTES, Limits, peek_header
 from neurocodec.errors import ConfigError, DeviceError, UnknownCodecError, WeightsError
 
 if TYPE_CHECKING:
@@ -521,16 +521,20 @@ def encode(
     return _cached(*_variant(codec or default_codec("image"), quality), device).encode(x, effort=effort)
 
 
-def decode(data: bytes | bytearray | memoryview, device: str | torch.device = "cpu") -> torch.Tensor:
-    """The reconstruction coded in a file, with the codec, quality and weights the file names."""
-    header = peek_header(data)
+def decode(
+    data: bytes | bytearray | memoryview, device: str | torch.device = "cpu", limits: Limits = DEFAULT_LIMITS
+) -> torch.Tensor:
+    """The reconstruction coded in a file, with the codec, quality and weights the file names.
+    ``limits``: the resource policy (:class:`~neurocodec.container.Limits`), checked before the
+    codec is loaded or anything allocated; ``container.NO_LIMITS`` turns it off."""
+    header = peek_header(data, limits)
     needs = (header.codec, header.quality, header.weights_hash)
     for config in weight_configs():
         if (config.codec, config.quality, config.weights_hash) == needs:
-            return _cached(config.codec, config.quality, config, device).decode(data)
+            return _cached(config.codec, config.quality, config, device).decode(data, limits)
     same = [info for info in list_codecs() if info.name == header.codec]
     if same and header.weights_hash == _NO_WEIGHTS and header.quality in family(header.codec).qualities:
-        return _cached(header.codec, header.quality, None, device).decode(data)
+        return _cached(header.codec, header.quality, None, device).decode(data, limits)
     installed = ", ".join(
         f"{header.codec} quality {q} weights {w.weights_hash.hex() if w else _NO_WEIGHTS.hex()}"
         for info in same

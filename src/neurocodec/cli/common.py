@@ -146,10 +146,6 @@ def channels(count: int) -> str:
     return f"{count} channel{'s' if count > 1 else ''}"
 
 
-def media_of(geometry: Geometry) -> str:
-    return type(geometry).__name__.removesuffix("Geometry").lower()
-
-
 def describe(g: Geometry) -> str:
     if isinstance(g, AudioGeometry):
         return f"{channels(g.channels)}, {g.samples} samples at {g.sample_rate} Hz ({g.samples / g.sample_rate:.2f} s)"

@@ -6,8 +6,15 @@ import argparse
 import time
 from pathlib import Path
 
-from neurocodec.cli.common import Console, describe, expand, jobs_for, media_of, read_bytes, run_jobs
-from neurocodec.container import AudioGeometry, ImageGeometry, peek_header
+from neurocodec.cli.common import Console, describe, expand, jobs_for, read_bytes, run_jobs
+from neurocodec.container import (
+    DEFAULT_MAX_SAMPLES,
+    AudioGeometry,
+    ImageGeometry,
+    Limits,
+    media_of,
+    peek_header,
+)
 from neurocodec.errors import NeurocodecError, UnsupportedMediaError
 from neurocodec.registry import decode
 
@@ -27,7 +34,30 @@ def add_parser(
         "so that a round trip never meets its source; with -o DIR, to DIR/x.png or DIR/x.wav.",
     )
     decode_.add_argument("inputs", nargs="+", metavar="IN", help=".ncd files or globs")
+    decode_.add_argument(
+        "--max-samples",
+        type=_samples,
+        default=DEFAULT_MAX_SAMPLES,
+        metavar="N",
+        help="refuse, before decoding, a file whose image or audio holds more than N samples "
+        "(channels x height x width, or channels x length; decoding takes up to ~200 bytes per sample, "
+        f"docs/bitstream.md); default {DEFAULT_MAX_SAMPLES} (2^26); 0: no limit",
+    )
     decode_.set_defaults(run=run)
+
+
+def _samples(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a whole number of samples >= 0, not {text!r}")
+    return value
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(max_samples=args.max_samples or None)
 
 
 def _decoded_suffix(src: Path) -> str:
@@ -52,7 +82,7 @@ def _decode_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         from neurocodec.io.audio import write_audio
 
         start = time.perf_counter()
-        x = decode(data, args.device)
+        x = decode(data, args.device, _limits(args))
         seconds = time.perf_counter() - start
         write_audio(dst, x.cpu(), g.sample_rate, overwrite=args.force)
         return f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s"
@@ -65,7 +95,7 @@ def _decode_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     from neurocodec.io.image import write_image
 
     start = time.perf_counter()
-    x = decode(data, args.device)
+    x = decode(data, args.device, _limits(args))
     seconds = time.perf_counter() - start
     write_image(dst, x.cpu(), bit_depth=16 if g.bit_depth > 8 else 8, overwrite=args.force)
     return f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s"

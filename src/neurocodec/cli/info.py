@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurocodec.cli.common import Console, describe, expand, media_of, rate_text, read_bytes
-from neurocodec.container import FORMAT_VERSION, overhead, unpack
+from neurocodec.cli.common import Console, describe, expand, rate_text, read_bytes
+from neurocodec.container import FORMAT_VERSION, media_of, overhead, unpack
 from neurocodec.errors import NeurocodecError
 
 

@@ -29,8 +29,8 @@ import torch
 from tqdm import tqdm
 
 from neurocodec import container
-from neurocodec.container import AudioGeometry, Geometry, Header, ImageGeometry
-from neurocodec.errors import ConfigError, UnsupportedMediaError, WrongCodecError
+from neurocodec.container import DEFAULT_LIMITS, AudioGeometry, Geometry, Header, ImageGeometry, Limits
+from neurocodec.errors import ConfigError, ContainerError, UnsupportedMediaError, WrongCodecError
 
 if TYPE_CHECKING:
     from neurocodec.registry import WeightConfig
@@ -152,14 +152,18 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
         header = Header(self.name, self.quality, self.weights_hash, geometry)
         return container.pack(header, sections)
 
-    def decode(self, data: bytes | bytearray | memoryview) -> torch.Tensor:
+    def decode(self, data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> torch.Tensor:
         """The reconstruction coded in a file of this codec, without a batch dimension, on its device.
 
-        Raises :class:`~neurocodec.errors.ContainerError` for a damaged file,
+        ``limits``: the resource policy (:class:`~neurocodec.container.Limits`, by default
+        ``container.DEFAULT_LIMITS``), checked against the header before anything is allocated.
+
+        Raises :class:`~neurocodec.errors.ContainerError` for a damaged file
+        (:class:`~neurocodec.errors.LimitError` for one beyond ``limits``),
         :class:`~neurocodec.errors.WrongCodecError` for a file of another codec, quality or
         weights, and :class:`~neurocodec.errors.BitstreamError` for corrupt streams.
         """
-        header, sections = container.unpack(data)
+        header, sections = container.unpack(data, limits)
         self._check_header(header)
         with torch.inference_mode():
             y = self._decode(header, sections)
@@ -231,6 +235,15 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
             )
 
     def _check_header(self, header: Header) -> None:
+        g = header.geometry
+        media = container.media_of(g)
+        if media != self.media or g.channels not in self.channels:
+            # a header no writer of this codec makes (found by fuzzing: it reached the codec's
+            # decoding as an AttributeError, or decoded a silently cropped tensor)
+            raise ContainerError(
+                f"malformed neurocodec file: {self.name} codes {' or '.join(map(str, self.channels))}-channel "
+                f"{self.media}, but the file holds {g.channels}-channel {media}"
+            )
         needs = f"codec {header.codec!r} quality {header.quality} (weights {header.weights_hash.hex()})"
         has = f"{self.name!r} quality {self.quality} (weights {self.weights_hash.hex()})"
         if (header.codec, header.quality, header.weights_hash) != (
