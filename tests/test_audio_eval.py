@@ -1,5 +1,6 @@
-"""Audio rate-distortion evaluation: SI-SDR, the Opus/MP3/FLAC baselines, and ``neurocodec eval``
-on audio (kbit/s from real file sizes, SNR and SI-SDR, BD-rates, plots)."""
+"""Audio rate-distortion evaluation: SI-SDR, the perceptual scores (ViSQOL, PESQ, STOI), the
+Opus/MP3/FLAC baselines, and ``neurocodec eval`` on audio (kbit/s from real file sizes, SNR, SI-SDR
+and ViSQOL, BD-rates, plots)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import soundfile
 import torch
 
 from neurocodec.codecs.walloc import WaLLoCAudioCodec
+from neurocodec.evaluation import metrics
 from neurocodec.evaluation.baselines import AUDIO_BASELINES, aligned, evaluate_baseline
-from neurocodec.evaluation.metrics import si_sdr, snr
+from neurocodec.evaluation.metrics import is_speech, si_sdr, snr
 from neurocodec.evaluation.rows import curve_points, mean_curve
 from neurocodec.io.audio import write_audio
 from neurocodec.registry import list_codecs
@@ -195,3 +197,83 @@ def test_eval_audio_usage_errors(
     status, _, err = in_process(*args, cwd=tmp_path, capsys=capsys)
     assert status == 2
     assert message in err.splitlines()[-1]
+
+
+# --------------------------------------------------------------------------------------------
+# Perceptual scores (the audio-eval extra: visqol-python, pesq, pystoi; skipped without them)
+
+SPEECH = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "audio" / "speech" / "jfk_inaugural_16k.wav"
+)
+
+
+def needs_perceptual() -> None:
+    for module in ("visqol", "pesq", "pystoi"):
+        pytest.importorskip(module)
+
+
+def test_is_speech() -> None:
+    assert is_speech("data/audio/speech/jfk.wav") and is_speech("/x/Speech_clips/a.flac")
+    assert not is_speech("data/audio/music/a.wav") and not is_speech("a.wav")
+
+
+def test_without_the_extra_there_are_no_perceptual_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows and the report simply lack them, and eval says why in a note."""
+    monkeypatch.setattr(metrics, "missing_perceptual", lambda: ["visqol-python"])
+    x = chords(0.2)
+    assert metrics.perceptual_scores(x, x, RATE, speech=False) == {}
+
+
+def test_visqol_scores_music_lower_as_it_is_degraded() -> None:
+    needs_perceptual()
+    x = chords(3.0)
+    noisy = x + 0.02 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    clean = metrics.perceptual_scores(x, x, RATE, speech=False)
+    assert set(clean) == {"visqol"} and clean["visqol"] > 4.5
+    assert 1 <= metrics.perceptual_scores(x, noisy, RATE, speech=False)["visqol"] < clean["visqol"] - 0.5
+    short = metrics.perceptual_scores(x[:, :4410], x[:, :4410], RATE, speech=False)
+    assert math.isnan(short["visqol"])  # shorter than ViSQOL's patches: no score, no crash
+
+
+@pytest.mark.skipif(not SPEECH.is_file(), reason="needs data/audio/speech")
+def test_speech_gets_visqol_speech_mode_pesq_and_stoi() -> None:
+    needs_perceptual()
+    x, rate = soundfile.read(SPEECH, dtype="float32", frames=4 * 16000)
+    x = torch.from_numpy(x)[None]
+    noisy = x + 0.03 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    clean = metrics.perceptual_scores(x, x, rate, speech=True)
+    degraded = metrics.perceptual_scores(x, noisy, rate, speech=True)
+    assert set(clean) == {"visqol", "pesq", "stoi"}
+    assert clean["pesq"] > 4.4 and clean["stoi"] > 0.99
+    assert degraded["pesq"] < clean["pesq"] - 1 and degraded["stoi"] < clean["stoi"]
+    assert degraded["visqol"] < clean["visqol"]
+
+
+def test_eval_audio_reports_visqol_and_its_bd_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    needs_perceptual()
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    write_weights(weights, WaLLoCAudioCodec, 1, levels=4, latent_dim=8)
+    write_weights(weights, WaLLoCAudioCodec, 2, levels=4, latent_dim=8)
+    monkeypatch.setenv("NEUROCODEC_WEIGHTS_PATH", str(weights))
+    music = tmp_path / "music"
+    music.mkdir()
+    wav(music / "a.wav", 2.0, seed=1)
+    args = ("walloc-audio", "--data", music, "--baselines", "opus", "--sweep", "opus=16,64", "--out", "o")
+    status, out, err = in_process(*args, cwd=tmp_path, capsys=capsys)
+    assert status == 0, err
+    assert "BD-rate, ViSQOL v3 MOS-LQO on 1 audio files:" in out
+    assert out.splitlines()[-1] == "wrote o/results.json, o/rd.png, o/rd-si-sdr.png and o/rd-visqol.png"
+    report = json.loads((tmp_path / "o" / "results.json").read_text())
+    for name in ("walloc-audio", "opus"):
+        rows = report["codecs"][name]["per_file"]
+        assert all(1 <= row["visqol"] <= 5 and "pesq" not in row for row in rows)  # music: no PESQ
+        assert report["codecs"][name]["results"]["visqol"] == [
+            p["visqol"] for p in report["codecs"][name]["mean"]
+        ]
+    (entry,) = report["bd_rate_visqol"]
+    assert (entry["test"], entry["anchor"]) == ("walloc-audio", "opus")
+    assert "bd_rate_pesq" not in report
+    assert (tmp_path / "o" / "rd-visqol.png").read_bytes().startswith(PNG_MAGIC)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import neurocodec as nc
 from neurocodec import container
 from neurocodec.codecs import c3, c3_fit
-from neurocodec.errors import BitstreamError, NeurocodecError
+from neurocodec.errors import BitstreamError, LimitError, NeurocodecError
 from neurocodec.models.c3 import (
     ACT_BITS,
     ACT_MAX,
@@ -264,11 +264,12 @@ def test_a_forged_huge_geometry_is_refused_before_allocating(coded) -> None:
     huge = dataclasses.replace(
         header, geometry=dataclasses.replace(header.geometry, height=20000, width=30000)
     )
-    forged = container.pack(huge, sections)
-    with pytest.raises(NeurocodecError):  # the default limits refuse it from the header
-        CODEC.decode(forged)
-    with pytest.raises(BitstreamError, match="latents"):  # without them, c3 itself does
-        CODEC.decode(forged, limits=container.Limits(max_samples=None))
+    with pytest.raises(LimitError):  # beyond the decoder's resource policy: refused from the header
+        CODEC.decode(container.pack(huge, sections))
+    # within the policy, but not the size the coded latents were fitted at: c3's own check
+    large = dataclasses.replace(header, geometry=dataclasses.replace(header.geometry, height=4000, width=4000))
+    with pytest.raises(BitstreamError, match="latents"):
+        CODEC.decode(container.pack(large, sections))
 
 
 def test_bad_quality_and_effort_are_refused(shipped) -> None:

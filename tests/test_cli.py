@@ -83,7 +83,7 @@ def test_encode_then_decode_gives_identical_pixels(tmp_path: Path, env: dict[str
     encoded = run("encode", "photo.png", "--codec", toy_codec.NAME, "--metrics", env=env, cwd=tmp_path)
     assert (encoded.returncode, encoded.stderr) == (0, "")
     size = (tmp_path / "photo.ncd").stat().st_size
-    line = rf"photo\.png -> photo\.ncd: {size} B, {8 * size / (37 * 53):.4f} bpp, \d+\.\d\d s, PSNR inf dB \(lossless\)"
+    line = rf"photo\.png -> photo\.ncd: {toy_codec.NAME} quality 1, {size} B, {8 * size / (37 * 53):.4f} bpp, \d+\.\d\d s, PSNR inf dB \(lossless\)"
     assert re.fullmatch(line, encoded.stdout.strip())
 
     decoded = run("decode", "photo.ncd", "-o", "back.png", env=env, cwd=tmp_path)
@@ -92,6 +92,20 @@ def test_encode_then_decode_gives_identical_pixels(tmp_path: Path, env: dict[str
         r"photo\.ncd -> back\.png: 53x37, 3 channels, 8-bit, \d+\.\d\d s", decoded.stdout.strip()
     )
     assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png")), pixels)
+
+
+def test_round_trip_without_names_never_meets_its_source(tmp_path: Path, env: dict[str, str]) -> None:
+    """encode x.png then decode x.ncd writes x.decoded.png beside them, and -o DIR writes DIR/x.png."""
+    pixels = write_png(tmp_path / "photo.png")
+    assert run("encode", "photo.png", "-c", toy_codec.NAME, env=env, cwd=tmp_path).returncode == 0
+    decoded = run("decode", "photo.ncd", env=env, cwd=tmp_path)
+    assert (decoded.returncode, decoded.stderr) == (0, "")
+    assert decoded.stdout.startswith("photo.ncd -> photo.decoded.png: ")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "photo.decoded.png")), pixels)
+    (tmp_path / "out").mkdir()
+    assert run("decode", "photo.ncd", "-o", "out", env=env, cwd=tmp_path).returncode == 0
+    assert (tmp_path / "out" / "photo.png").is_file()
+    assert "x.decoded.png" in run("decode", "--help", env=env, cwd=tmp_path).stdout
 
 
 def test_never_overwrites_without_force(files: SimpleNamespace, env: dict[str, str]) -> None:
@@ -314,7 +328,7 @@ def test_audio_encode_then_decode(tmp_path: Path, env: dict[str, str]) -> None:
 
     result = run("decode", tmp_path / "clip.ncd", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    audio, rate = sf.read(tmp_path / "clip.wav")
+    audio, rate = sf.read(tmp_path / "clip.decoded.wav")
     assert rate == 32000 and audio.shape == (3001, 2)
 
     png = tmp_path / "photo.png"

@@ -194,6 +194,17 @@ def test_mean_curve() -> None:
     assert mean_curve({10: rows[:2], 20: rows[2:]}) == expected
 
 
+def test_bd_table_keeps_the_bd_rate_of_curves_apart_in_rate() -> None:
+    """Curves that share a quality range but no rate range (a perceptual codec far below a waveform
+    codec, as Opus against walloc-audio in ViSQOL) have a BD-rate and no BD-quality."""
+    anchor = [(8.0, 2.6), (12.0, 2.9), (16.0, 4.3)]
+    test = [(40.0, 2.8), (60.0, 3.2), (90.0, 3.3)]
+    (entry,) = bd.bd_table({"anchor": anchor, "test": test}, ["test"], ["anchor"])
+    assert entry["bd_rate_percent"] == pytest.approx(bd_rate(anchor, test)) and entry["bd_rate_percent"] > 100
+    assert entry["bd_psnr_db"] is None and entry["psnr_interval_db"] == pytest.approx((2.8, 3.3))
+    assert "error" not in entry
+
+
 def test_bd_rate_over_ms_ssim() -> None:
     """A test codec that needs 0.9x the anchor's bytes for the same MS-SSIM, file by file, is
     -10 % over MS-SSIM; its PSNR, better at every point, does not enter that number."""
@@ -371,6 +382,11 @@ def test_eval_learned_codec_against_a_baseline(
     assert all(p["psnr"] is None for p in toy["mean"])
     (entry,) = report["bd_rate"]
     assert (entry["test"], entry["anchor"], entry["bd_rate_percent"]) == (toy_codec.NAME, "jpeg", None)
+
+    # without --out: ./neurocodec-eval/<data>-<codecs> in the current directory, not the source tree
+    default_args = [a for a in args if a not in ("--out", "o")]
+    assert in_process(*default_args, "--quiet", cwd=tmp_path, capsys=capsys) == (0, "", "")
+    assert (tmp_path / "neurocodec-eval" / f"images-{toy_codec.NAME}-jpeg" / "results.json").is_file()
 
     before = (tmp_path / "o" / "results.json").read_bytes()
     status, _, err = in_process(*args, cwd=tmp_path, capsys=capsys)

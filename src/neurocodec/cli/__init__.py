@@ -28,7 +28,7 @@ EPILOG = f"""\
 examples:
   {PROG} encode photo.png                    writes photo.ncd with the default codec
   {PROG} encode 'shots/*.png' -o out/ -q 3   a glob, outputs into a directory
-  {PROG} encode song.flac --metrics          audio: kbit/s and SNR; decodes to song.wav
+  {PROG} encode song.flac --metrics          audio: kbit/s and SNR; decodes to song.decoded.wav
   {PROG} decode photo.ncd -o photo.webp      the format follows the extension
   {PROG} info photo.ncd                      what the file holds
   {PROG} list                                installed codecs, qualities, R-D points

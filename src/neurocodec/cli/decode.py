@@ -18,6 +18,8 @@ from neurocodec.container import (
 from neurocodec.errors import NeurocodecError, UnsupportedMediaError
 from neurocodec.registry import decode
 
+DECODED = ".decoded"  # x.ncd decodes beside itself to x.decoded.png
+
 
 def add_parser(
     commands: argparse._SubParsersAction, verbose: argparse.ArgumentParser, coding: argparse.ArgumentParser
@@ -27,8 +29,9 @@ def add_parser(
         parents=[coding],
         help="decompress .ncd files into images or audio",
         description="Decompress .ncd files; the file names its codec, so no flags are needed. "
-        "The format follows the extension of -o (default beside each input: PNG for images, "
-        "WAV for audio; .flac/.ogg/.opus for audio, .jpg/.webp/.tif for images).",
+        "The format follows the extension of -o (.flac/.ogg/.opus for audio, .jpg/.webp/.tif for images). "
+        "Without -o, x.ncd is decoded beside itself to x.decoded.png (images) or x.decoded.wav (audio), "
+        "so that a round trip never meets its source; with -o DIR, to DIR/x.png or DIR/x.wav.",
     )
     decode_.add_argument("inputs", nargs="+", metavar="IN", help=".ncd files or globs")
     decode_.add_argument(
@@ -58,12 +61,18 @@ def _limits(args: argparse.Namespace) -> Limits:
 
 
 def _decoded_suffix(src: Path) -> str:
-    """The default output extension of a file: .wav for audio, .png for images (and unreadable files,
+    """The output extension of a file: .wav for audio, .png for images (and unreadable files,
     which fail later with their own error)."""
     try:
         return ".wav" if isinstance(peek_header(src.read_bytes()).geometry, AudioGeometry) else ".png"
     except (OSError, NeurocodecError):
         return ".png"
+
+
+def _decoded_suffix_beside(src: Path) -> str:
+    """The output extension of a file decoded beside itself: x.ncd -> x.decoded.png (or .wav), never
+    the x.png it was most likely encoded from."""
+    return DECODED + _decoded_suffix(src)
 
 
 def _decode_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
@@ -93,5 +102,6 @@ def _decode_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace, console: Console) -> None:
-    jobs = jobs_for(expand(args.inputs, console), args.output, _decoded_suffix, args.force, console)
+    suffix = _decoded_suffix if args.output else _decoded_suffix_beside
+    jobs = jobs_for(expand(args.inputs, console), args.output, suffix, args.force, console)
     run_jobs(jobs, "decode", lambda src, dst: _decode_one(src, dst, args), console)

@@ -43,7 +43,8 @@ def add_parser(
         help="compress images or audio into .ncd files",
         description="Compress images (PNG, JPEG, WebP, TIFF, PPM) or audio (WAV, FLAC, Ogg) into .ncd "
         "files, beside each input unless -o says otherwise, with the default codec of each input's "
-        "media. Prints size, rate (bpp or kbit/s) and time per file.",
+        "media. Prints the codec and quality used, size, rate (bpp or kbit/s) and time per file "
+        "(and PSNR or SNR with --metrics).",
     )
     encode.add_argument("inputs", nargs="+", metavar="IN", help="image or audio files, or globs")
     encode.add_argument(
@@ -91,7 +92,7 @@ def _encode_one(codec_for: Callable[[str], Codec], src: Path, dst: Path, args: a
     seconds = time.perf_counter() - start
     write_atomic(dst, data, overwrite=args.force)
     g = peek_header(data).geometry
-    line = f"{src} -> {dst}: {len(data)} B, {rate_text(g, len(data))}, {seconds:.2f} s"
+    line = f"{src} -> {dst}: {codec.name} quality {codec.quality}, {len(data)} B, {rate_text(g, len(data))}, {seconds:.2f} s"
     if args.metrics:
         x_hat = codec.decode(data).cpu()
         if media == "audio":

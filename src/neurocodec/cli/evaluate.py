@@ -74,7 +74,11 @@ def add_parser(
         help="video: code the first N frames of each clip (default: neurocodec.evaluation.baselines.VIDEO_FRAMES, 30; "
         "0: all of them)",
     )
-    eval_.add_argument("--out", metavar="DIR", help="output folder (default: eval/results/<data>-<codecs>)")
+    eval_.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder (default: ./neurocodec-eval/<data>-<codecs>, in the current directory)",
+    )
     eval_.add_argument("--device", default="cpu", help="device of the learned codecs: cpu (default) or cuda")
     eval_.add_argument(
         "-f",

@@ -143,7 +143,9 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
         x = self._checked(x, sample_rate)
         self.check_effort(effort)
         with torch.inference_mode():
-            x = x.to(self.device, torch.float32).unsqueeze(0)
+            # contiguous: the same pixels give the same file whatever their memory layout (a view,
+            # channels-last, a permuted array): the layouts' float rounding differs in the networks
+            x = x.to(self.device, torch.float32).contiguous().unsqueeze(0)
             geometry, sections = self._encode(x, effort=effort) if effort else self._encode(x)
         if sample_rate is not None:
             geometry = dataclasses.replace(geometry, sample_rate=sample_rate)

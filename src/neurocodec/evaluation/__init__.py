@@ -29,7 +29,10 @@ from __future__ import annotations
 import importlib
 
 _MODULES = {
-    "metrics": ("MS_SSIM_MIN_SIZE", "ms_ssim", "ms_ssim_db", "psnr", "quantized", "si_sdr", "snr", "video_psnr"),
+    "metrics": (
+        "MS_SSIM_MIN_SIZE", "PERCEPTUAL_PACKAGES", "is_speech", "missing_perceptual", "ms_ssim", "ms_ssim_db",
+        "perceptual_scores", "psnr", "quantized", "si_sdr", "snr", "video_psnr",
+    ),
     "baselines": (
         "AUDIO_BASELINES", "BASELINES", "VIDEO_BASELINES", "VIDEO_FRAMES", "aligned", "evaluate_baseline",
     ),

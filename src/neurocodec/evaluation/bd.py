@@ -150,7 +150,8 @@ def bd_table(
 ) -> list[dict]:
     """BD-rate (pchip) of each of ``tests`` against each of ``anchors`` (skipping a codec against
     itself): ``{"test", "anchor", "bd_rate_percent", "bd_psnr_db", "psnr_interval_db"}``, or
-    ``bd_rate_percent`` None and ``error`` when the curves allow no delta. ``curves`` map names to
+    ``bd_rate_percent`` None and ``error`` when the curves allow no delta (``bd_psnr_db`` None alone
+    when they overlap in quality but not in rate). ``curves`` map names to
     ``(bpp, quality)`` points: PSNR or MS-SSIM in dB (:func:`~neurocodec.evaluation.rows.curve_points`); the keys keep PSNR's
     names either way."""
     table = []
@@ -161,11 +162,15 @@ def bd_table(
             entry: dict[str, object] = {"test": test, "anchor": anchor}
             try:
                 entry["bd_rate_percent"] = bd_rate(curves[anchor], curves[test])
-                entry["bd_psnr_db"] = bd_psnr(curves[anchor], curves[test])
-                entry["psnr_interval_db"] = overlap(curves[anchor], curves[test])
             except ValueError as e:
                 entry["bd_rate_percent"] = None
                 entry["error"] = str(e)
+            else:
+                try:  # over rate: the curves may overlap in quality and not in rate
+                    entry["bd_psnr_db"] = bd_psnr(curves[anchor], curves[test])
+                except ValueError:
+                    entry["bd_psnr_db"] = None
+                entry["psnr_interval_db"] = overlap(curves[anchor], curves[test])
             table.append(entry)
     return table
 

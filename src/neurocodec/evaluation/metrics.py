@@ -1,16 +1,34 @@
 """Quality metrics: PSNR and MS-SSIM (pytorch-msssim) of images in [0, 1], of the output as a
-decoder writes it (quantized to the file's bit depth); SNR and SI-SDR of audio ``(C, T)``; the
-per-plane and RGB PSNR of YUV video."""
+decoder writes it (quantized to the file's bit depth); SNR and SI-SDR of audio ``(C, T)``, and its
+perceptual scores (:func:`perceptual_scores`: ViSQOL v3, PESQ, STOI; the optional ``audio-eval``
+extra); the per-plane and RGB PSNR of YUV video."""
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from neurocodec.io.video import Planes, yuv_to_rgb
 
-__all__ = ["MS_SSIM_MIN_SIZE", "ms_ssim", "ms_ssim_db", "psnr", "quantized", "si_sdr", "snr", "video_psnr"]
+__all__ = [
+    "MS_SSIM_MIN_SIZE",
+    "PERCEPTUAL_PACKAGES",
+    "is_speech",
+    "missing_perceptual",
+    "ms_ssim",
+    "ms_ssim_db",
+    "perceptual_scores",
+    "psnr",
+    "quantized",
+    "si_sdr",
+    "snr",
+    "video_psnr",
+]
 
 # MS-SSIM's five scales with an 11-tap window need the smaller side above (11 - 1) * 2^4 pixels
 MS_SSIM_MIN_SIZE = 161
@@ -99,3 +117,71 @@ def ms_ssim(reference: torch.Tensor, test: torch.Tensor, bit_depth: int = 8) -> 
 def ms_ssim_db(value: float) -> float:
     """MS-SSIM in dB, ``-10 log10(1 - MS-SSIM)`` (as CompressAI plots it); ``inf`` at 1."""
     return math.inf if value >= 1 else -10 * math.log10(1 - value)
+
+
+# The perceptual audio scores' packages (pip install neurocodec[audio-eval]): module -> PyPI name
+PERCEPTUAL_PACKAGES = {"visqol": "visqol-python", "pesq": "pesq", "pystoi": "pystoi"}
+_VISQOL_RATE = {"audio": 48000, "speech": 16000}  # the rate each ViSQOL v3 mode scores at
+_SPEECH_RATE = 16000  # PESQ (wide band) and STOI
+
+
+def missing_perceptual() -> list[str]:
+    """The PyPI names of the perceptual scores' packages that are not installed."""
+    from importlib.util import find_spec
+
+    return [package for module, package in PERCEPTUAL_PACKAGES.items() if find_spec(module) is None]
+
+
+def is_speech(path: str | Path) -> bool:
+    """Whether an audio file is scored as speech: a folder or file name in its path says "speech"
+    (as data/audio/speech/ does); other audio is scored as music."""
+    return any("speech" in part.lower() for part in Path(path).parts)
+
+
+def _mono_at(x: torch.Tensor, sample_rate: int, rate: int) -> np.ndarray:
+    """Audio ``(C, T)`` (or ``(T,)``) mixed to mono, in float64, resampled to ``rate`` (polyphase)."""
+    from scipy.signal import resample_poly
+
+    mono = x.double().cpu().reshape(-1, x.shape[-1]).mean(0).numpy()
+    if sample_rate == rate:
+        return mono
+    g = math.gcd(sample_rate, rate)
+    return resample_poly(mono, rate // g, sample_rate // g)
+
+
+@functools.cache
+def _visqol(mode: str):
+    from visqol import VisqolApi
+
+    api = VisqolApi()
+    api.create(mode=mode)
+    return api
+
+
+def perceptual_scores(reference: torch.Tensor, test: torch.Tensor, sample_rate: int, speech: bool) -> dict:
+    """Perceptual scores of audio ``test`` against ``reference`` (``(C, T)`` at ``sample_rate``),
+    both mixed to mono: music gets ``visqol``, ViSQOL v3's MOS-LQO (1-5) in audio mode at 48 kHz;
+    speech (``speech``) gets ``visqol`` in speech mode at 16 kHz, ``pesq`` (ITU-T P.862.2 wide band,
+    MOS-LQO) and ``stoi`` (0-1), at 16 kHz. NaN for a score the clip is too short for; empty when the ``audio-eval`` packages are missing
+    (:func:`missing_perceptual`)."""
+    if missing_perceptual():
+        return {}
+    mode = "speech" if speech else "audio"
+    ref, deg = (_mono_at(t, sample_rate, _VISQOL_RATE[mode]) for t in (reference, test))
+    with warnings.catch_warnings():  # speech mode's note that it maps MOS by a polynomial
+        warnings.simplefilter("ignore")
+        try:
+            scores = {"visqol": float(_visqol(mode).measure_from_arrays(ref, deg, _VISQOL_RATE[mode]).moslqo)}
+        except ValueError:  # a clip shorter than ViSQOL's patches (about 1 s): no score
+            scores = {"visqol": math.nan}
+    if speech:
+        from pesq import PesqError, pesq
+        from pystoi import stoi
+
+        ref, deg = (_mono_at(t, sample_rate, _SPEECH_RATE) for t in (reference, test))
+        try:
+            scores["pesq"] = float(pesq(_SPEECH_RATE, ref, deg, "wb"))
+        except PesqError:  # too short, or no utterance found
+            scores["pesq"] = math.nan
+        scores["stoi"] = float(stoi(ref, deg, _SPEECH_RATE))
+    return scores

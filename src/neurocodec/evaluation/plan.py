@@ -21,6 +21,7 @@ from neurocodec.registry import CodecInfo, families, list_codecs, load
 
 __all__ = ["DEFAULT_BASELINES", "EvalPlan", "baseline", "known_baselines", "plan_eval"]
 
+DEFAULT_OUT_DIR = "neurocodec-eval"  # where eval writes without --out, in the current directory
 DEFAULT_BASELINES = {"image": "jpeg,webp,avif,jpeg2000", "audio": "opus,mp3", "video": "x264,x265,svtav1"}
 
 
@@ -63,8 +64,9 @@ class EvalPlan:
         return not isinstance(dict(self.entries)[name], CodecInfo)
 
     def default_out(self) -> Path:
-        """``eval/results/<data>-<codecs>``: where ``neurocodec eval`` writes without --out."""
-        return Path("eval", "results", "-".join([self.data.resolve().name, *(n for n, _ in self.entries)]))
+        """``neurocodec-eval/<data>-<codecs>`` in the current directory: where ``neurocodec eval`` writes
+        without --out (never into the source tree's eval/results/, which holds the committed results)."""
+        return Path(DEFAULT_OUT_DIR, "-".join([self.data.resolve().name, *(n for n, _ in self.entries)]))
 
 
 def _choose(
@@ -194,6 +196,13 @@ def plan_eval(
     frames = VIDEO_FRAMES if frames is None else frames or None
     if media == "video" and frames:
         notes.append(f"each video is coded from its first {frames} frames at most (--frames; 0: all)")
+    from neurocodec.evaluation.metrics import missing_perceptual  # torch: not for `neurocodec --help`
+
+    if media == "audio" and (missing := missing_perceptual()):
+        notes.append(
+            f"no perceptual scores (ViSQOL, PESQ, STOI): {', '.join(missing)} not installed "
+            "(pip install 'neurocodec[audio-eval]')"
+        )
     return EvalPlan(
         tuple(entries), settings, tuple(tests), tuple(anchors), tuple(notes), media, Path(data),
         tuple(paths), effort, frames, device,

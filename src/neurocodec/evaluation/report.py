@@ -4,8 +4,8 @@
 
 ``results.json``: the command, date, version and machine; the data; what the metrics and the
 BD-rates mean (``metrics``, ``bd``); notes; ``bd_rate`` (the first metric of the media: PSNR,
-SNR or PSNR-Y) and ``bd_rate_<second>`` (MS-SSIM, SI-SDR or PSNR-YUV) of each test against each
-anchor; for video ``bd_rate_per_file`` (each clip's own curves); and per codec its kind, its
+SNR or PSNR-Y) and ``bd_rate_<other>`` (MS-SSIM, SI-SDR or PSNR-YUV; for audio also ViSQOL, and
+PESQ and STOI for speech, where measured) of each test against each anchor; for video ``bd_rate_per_file`` (each clip's own curves); and per codec its kind, its
 description, its settings, its ``mean`` curve, CompressAI's ``results`` layout of that curve and
 its ``per_file`` rows. Floats are rounded to 6 decimals, a non-finite one is null.
 """
@@ -44,10 +44,11 @@ class Metric:
 
 @dataclass(frozen=True)
 class MediaReport:
-    """How a media is reported: its two metrics (the first is the main one), what its files are
-    called, the rate axis, its unit and format, and what the metrics and BD-rates mean."""
+    """How a media is reported: its metrics (the first is the main one; the first two are always
+    reported, the others where the rows have them), what its files are called, the rate axis, its
+    unit and format, and what the metrics and BD-rates mean."""
 
-    metrics: tuple[Metric, Metric]
+    metrics: tuple[Metric, ...]
     files: str
     xlabel: str
     rate_unit: str
@@ -55,10 +56,17 @@ class MediaReport:
     metrics_description: str
     bd_description: str
 
-    @property
-    def bd_keys(self) -> tuple[str, str]:
-        """The report's keys of the BD-rate tables over each metric."""
-        return "bd_rate", f"bd_rate_{self.metrics[1].name.replace('-', '_')}"
+    def bd_key(self, metric: Metric) -> str:
+        """The report's key of the BD-rate table over ``metric``."""
+        return "bd_rate" if metric is self.metrics[0] else f"bd_rate_{metric.name.replace('-', '_')}"
+
+    def measured(self, codecs: dict[str, dict]) -> list[Metric]:
+        """The metrics reported for ``codecs`` (their report entries): the first two, and each other
+        that some codec's mean curve has (the perceptual audio scores need the audio-eval extra)."""
+        return [
+            m for i, m in enumerate(self.metrics)
+            if i < 2 or any(curve_points(e["mean"], m.name) for e in codecs.values())
+        ]  # fmt: skip
 
 
 MEDIA = {
@@ -78,6 +86,9 @@ MEDIA = {
         (
             Metric("snr", "snr", "SNR (dB)", "rd.png"),
             Metric("si-sdr", "si-sdr", "SI-SDR (dB)", "rd-si-sdr.png"),
+            Metric("visqol", "visqol", "ViSQOL v3 MOS-LQO", "rd-visqol.png"),
+            Metric("pesq", "pesq", "PESQ (wide band) MOS-LQO", "rd-pesq.png"),
+            Metric("stoi", "stoi", "STOI", "rd-stoi.png"),
         ),
         "audio files", "rate (kbit/s, from file sizes)", "kbit/s", ".1f",
         "kbps = 8 * file bytes / duration / 1000 (headers and container included), averaged over "
@@ -85,9 +96,14 @@ MEDIA = {
         "and SI-SDR (zero-mean, optimal gain, per channel averaged) in dB of the float decoded signal at the "
         "source rate, averaged in dB over files; conventional decoders' output is aligned to the source by "
         "cross-correlation first (whole samples, up to 8192); encode/decode seconds per file. Opus and MP3 "
-        "optimize perception, not the waveform",
+        "optimize perception, not the waveform: the perceptual scores (pip install neurocodec[audio-eval]) "
+        "compare them fairly: visqol, ViSQOL v3 MOS-LQO (visqol-python) of the mono mix, audio mode at 48 kHz "
+        "for music, speech mode at 16 kHz (polynomial MOS mapping) for speech (files whose path says speech); "
+        "for speech also pesq (ITU-T P.862.2 wide band MOS-LQO) and stoi (0-1) at 16 kHz; averaged over files",
         "Bjøntegaard delta rate (%) and SNR (dB, in the bd_psnr_db key) of test vs anchor, pchip, over "
-        "the SNR interval both cover (psnr_interval_db); bd_rate_si_sdr: the same over SI-SDR",
+        "the SNR interval both cover (psnr_interval_db); bd_rate_si_sdr, bd_rate_visqol, bd_rate_pesq, "
+        "bd_rate_stoi: the same over SI-SDR, ViSQOL, PESQ and STOI (bd_psnr_db and psnr_interval_db in "
+        "that metric's unit)",
     ),
     "video": MediaReport(
         (
@@ -135,7 +151,11 @@ def _entry(plan: EvalPlan, name: str, rows: list[dict], weights: dict[int, str])
     rate = METRICS[metrics[0].name][0]
     entry["results"] = {  # CompressAI's layout: one entry per setting
         rate: [p[rate] for p in curve],
-        **{m.key: [p[METRICS[m.name][1]] for p in curve] for m in metrics},
+        **{
+            m.key: [p.get(METRICS[m.name][1]) for p in curve]
+            for m in metrics
+            if any(METRICS[m.name][1] in p for p in curve)
+        },
         "encoding_time": [p["encode_s"] for p in curve],
         "decoding_time": [p["decode_s"] for p in curve],
     }
@@ -153,16 +173,15 @@ def _bd_tables(plan: EvalPlan, codecs: dict[str, dict]) -> dict[str, object]:
         return bd_table({name: curve_points(c, metric.name) for name, c in curves.items()}, tests, anchors)
 
     means = {name: entry["mean"] for name, entry in codecs.items()}
-    tables: dict[str, object] = {
-        key: table(means, m) for key, m in zip(spec.bd_keys, spec.metrics, strict=True)
-    }
+    measured = spec.measured(codecs)
+    tables: dict[str, object] = {spec.bd_key(m): table(means, m) for m in measured}
     per_file = {}  # video: each clip's own BD-rates too, which video papers average
     for path in plan.paths if plan.media == "video" else ():
         clip = {
             name: mean_curve([r for r in e["per_file"] if r["file"] == path.name])
             for name, e in codecs.items()
         }
-        per_file[path.name] = {m.name: table(clip, m) for m in spec.metrics}
+        per_file[path.name] = {m.name: table(clip, m) for m in measured}
     if per_file:
         tables["bd_rate_per_file"] = per_file
     return tables
@@ -174,11 +193,12 @@ def _plot(report: dict, media: str, out: Path) -> None:
 
     spec = MEDIA[media]
     codecs = report["codecs"]
-    curves = {m.name: {n: curve_points(e["mean"], m.name) for n, e in codecs.items()} for m in spec.metrics}
+    measured = spec.measured(codecs)
+    curves = {m.name: {n: curve_points(e["mean"], m.name) for n, e in codecs.items()} for m in measured}
     top = max((p[0] for points in curves[spec.metrics[0].name].values() for p in points), default=1.0)
     title = f"{Path(report['data']['dir']).resolve().name}, {report['data']['count']} {spec.files}"
     xlim = (0, min(top * 1.03, 2.5) if media == "image" else top * 1.03)
-    for m in spec.metrics:
+    for m in measured:
         plot_rd(curves[m.name], out / m.plot, title, xlim=xlim, ylabel=m.label, xlabel=spec.xlabel)
 
 
@@ -245,8 +265,10 @@ def summary_lines(report: dict, plan: EvalPlan, out: str | Path) -> list[str]:
     tests = [name for name in plan.tests if name in report["codecs"]]
     anchors = [name for name in plan.anchors if name in report["codecs"]]
     files = f"{report['data']['count']} {spec.files}"
+    measured = spec.measured(report["codecs"])
     if report["bd_rate"]:
-        for metric, key in zip(spec.metrics, spec.bd_keys, strict=True):
+        for metric in measured:
+            key = spec.bd_key(metric)
             if metric is main:
                 lines.append(
                     f"BD-rate, {metric.label.removesuffix(' (dB)')} on {files} "
@@ -257,6 +279,6 @@ def summary_lines(report: dict, plan: EvalPlan, out: str | Path) -> list[str]:
             lines += bd_table_lines(report[key], tests, anchors)
     elif report["codecs"]:
         lines.append("no BD-rate: name a codec and at least one baseline to compare it with")
-    plots = [str(Path(out) / m.plot) for m in spec.metrics]
-    lines.append(f"wrote {Path(out) / 'results.json'}, {' and '.join(plots)}")
+    plots = [str(Path(out) / m.plot) for m in measured]
+    lines.append(f"wrote {Path(out) / 'results.json'}, {', '.join(plots[:-1])} and {plots[-1]}")
     return lines

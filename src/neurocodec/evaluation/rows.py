@@ -2,7 +2,8 @@
 
 - :func:`evaluate_images`: per file, bpp from the real file size, PSNR and MS-SSIM of the
   8-bit output;
-- :func:`evaluate_audio`: per file, kbit/s from the real file size, SNR and SI-SDR;
+- :func:`evaluate_audio`: per file, kbit/s from the real file size, SNR and SI-SDR, and the
+  perceptual scores (ViSQOL; PESQ and STOI for speech) where the ``audio-eval`` extra is installed;
 - :func:`rd_row`: one file's row (images, audio, or video, which :mod:`~neurocodec.evaluation.baselines` codes);
 - :func:`mean_point`, :func:`mean_curve`: the averaged point of each setting; :func:`spread`: a
   shorter sweep with the same ends;
@@ -20,7 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from neurocodec.evaluation.bd import Point
-from neurocodec.evaluation.metrics import ms_ssim, ms_ssim_db, psnr, si_sdr, snr, video_psnr
+from neurocodec.evaluation.metrics import (
+    is_speech,
+    ms_ssim,
+    ms_ssim_db,
+    perceptual_scores,
+    psnr,
+    si_sdr,
+    snr,
+    video_psnr,
+)
 from neurocodec.io.image import read_image
 
 if TYPE_CHECKING:
@@ -88,7 +98,9 @@ def rd_row(
 
     With ``sample_rate`` (Hz), ``x`` and ``x_hat`` are audio ``(C, T)`` and the row has
     ``kbps`` (8 * bytes over the duration ``T / sample_rate``, in kbit/s), ``snr`` and
-    ``si_sdr`` (dB) of the float output instead of bpp, PSNR and MS-SSIM.
+    ``si_sdr`` (dB) of the float output instead of bpp, PSNR and MS-SSIM, and
+    :func:`~neurocodec.evaluation.metrics.perceptual_scores` (``visqol``; ``pesq`` and ``stoi`` for a
+    file whose path says speech) where the ``audio-eval`` extra is installed.
 
     With ``frame_rate`` (frames per second), ``x`` and ``x_hat`` are video planes ``(Y, U, V)``
     of ``(T, h, w)`` and the row has ``frames``, bpp (8 * bytes over ``T * H * W``), ``kbps``
@@ -120,6 +132,7 @@ def rd_row(
             "kbps": 8 * len(data) / seconds / 1000,
             "snr": snr(x, x_hat),
             "si_sdr": si_sdr(x, x_hat),
+            **perceptual_scores(x, x_hat, sample_rate, speech=is_speech(path)),
             "encode_s": encode_s,
             "decode_s": decode_s,
         }
@@ -155,6 +168,9 @@ _MEANS = (
     "ms_ssim",
     "snr",
     "si_sdr",
+    "visqol",
+    "pesq",
+    "stoi",
     "psnr_y",
     "psnr_yuv",
     "encode_s",
@@ -167,7 +183,7 @@ def mean_curve(rows_by_setting: Mapping[object, Sequence[dict]] | Iterable[dict]
     "ms_ssim_db", "encode_s", "decode_s"}`` (means over the files; PSNR averaged in dB, MS-SSIM
     averaged and then put in dB as CompressAI does), in the order the settings come; keys the
     rows lack are left out. Audio rows give ``kbps``, ``snr`` and ``si_sdr`` (averaged in dB)
-    instead; video rows ``bpp``, ``kbps``, ``psnr_y``, ``psnr_yuv`` and ``psnr`` (RGB).
+    instead, and ``visqol``, ``pesq``, ``stoi`` where they have them; video rows ``bpp``, ``kbps``, ``psnr_y``, ``psnr_yuv`` and ``psnr`` (RGB).
 
     ``rows_by_setting`` maps each setting to its per-file rows, or is a flat list of rows that
     carry a ``"setting"`` key (as :func:`neurocodec.evaluation.baselines.evaluate_baseline` gives).
@@ -207,6 +223,9 @@ METRICS = {
     "ms-ssim": ("bpp", "ms_ssim_db"),
     "snr": ("kbps", "snr"),
     "si-sdr": ("kbps", "si_sdr"),
+    "visqol": ("kbps", "visqol"),
+    "pesq": ("kbps", "pesq"),
+    "stoi": ("kbps", "stoi"),
     "psnr-y": ("bpp", "psnr_y"),
     "psnr-yuv": ("bpp", "psnr_yuv"),
 }
@@ -215,7 +234,8 @@ METRICS = {
 def curve_points(curve: Sequence[Mapping], metric: str = "psnr") -> list[Point]:
     """``(rate, quality)`` points of a :func:`mean_curve`, for :func:`~neurocodec.evaluation.bd.bd_rate` and
     :func:`~neurocodec.evaluation.plots.plot_rd`: ``(bpp, PSNR)`` (``metric="psnr"``), ``(bpp, MS-SSIM dB)`` ("ms-ssim"),
-    ``(kbit/s, SNR)`` ("snr"), ``(kbit/s, SI-SDR)`` ("si-sdr"), or for video ``(bpp, PSNR-Y)``
+    ``(kbit/s, SNR)`` ("snr"), ``(kbit/s, SI-SDR)`` ("si-sdr"), ``(kbit/s, MOS or STOI)`` ("visqol",
+    "pesq", "stoi"), or for video ``(bpp, PSNR-Y)``
     ("psnr-y") or ``(bpp, PSNR-YUV)`` ("psnr-yuv"). Points whose quality is
     missing or not finite (a lossless file, an image too small for MS-SSIM) are left out."""
     if metric not in METRICS:
