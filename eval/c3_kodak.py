@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 
+from common import KODAK
 from neurocodec import evaluation as rd
 from neurocodec.codecs import c3
 from neurocodec.evaluation import baselines
 from neurocodec.io.image import read_image
 
 HERE = Path(__file__).resolve().parent
-KODAK = Path("/work/shared/data/kodak")
 ANCHORS = ("avif", "webp", "jpeg")
 
 
