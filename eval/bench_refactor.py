@@ -27,7 +27,7 @@ CODECS = ("hyperprior", "mlic", "walloc-image")
 SHIM = "import sys; sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != 'ScikitBuildRedirectingFinder']"
 
 
-def bench(tree: Path, data: Path, reps: int, out: Path) -> dict:
+def bench(tree: Path, codecs: list[str], data: Path, reps: int, out: Path) -> dict:
     """One `neurocodec bench` of ``tree``'s sources (this checkout's: the installed package); its
     summary rows by (codec, quality)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -35,7 +35,7 @@ def bench(tree: Path, data: Path, reps: int, out: Path) -> dict:
     if tree != ROOT:  # the base's sources first, past the editable install's redirect to ROOT
         env["PYTHONPATH"] = str(tree / "src")
         code = f"{SHIM}; {code}"
-    cmd = [sys.executable, "-c", code, "bench", *CODECS, "--data", str(data), "--limit", "4",
+    cmd = [sys.executable, "-c", code, "bench", *codecs, "--data", str(data), "--limit", "4",
            "--threads", "1", "--reps", str(reps), "--json", str(out), "-f", "--quiet"]
     subprocess.run(cmd, env=env, check=True, cwd=tree)
     report = json.loads(out.read_text(encoding="utf-8"))
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=KODAK)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--codecs", default=",".join(CODECS), help="comma-separated (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=ROOT / "eval" / "bench_refactor.json")
     args = parser.parse_args()
     trees = {"base": args.base.resolve(), "new": ROOT}
@@ -55,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for name in (("base", "new") if r % 2 == 0 else ("new", "base")):
-                runs[name].append(bench(trees[name], args.data, args.reps, Path(tmp) / f"{name}{r}.json"))
+                runs[name].append(bench(trees[name], args.codecs.split(","), args.data, args.reps, Path(tmp) / f"{name}{r}.json"))
     base_commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=trees["base"], capture_output=True,
                                  text=True, check=True).stdout.strip()
     rows = {}
