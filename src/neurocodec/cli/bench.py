@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from neurocodec import __version__
-from neurocodec.cli.common import PROG, Console, UsageError, checked_qualities
+from neurocodec.cli.common import PROG, Console, UsageError, checked_qualities, effort
 from neurocodec.errors import ConfigError, NeurocodecError, OutputError, OutputExistsError
 from neurocodec.io.atomic import write_atomic
 from neurocodec.registry import list_codecs, load
@@ -63,10 +63,10 @@ def add_parser(
     bench.add_argument("--limit", type=int, metavar="N", help="only the first N files")
     bench.add_argument(
         "--effort",
-        type=int,
+        type=effort,
         default=0,
         metavar="N",
-        help="encode with N iterations of adaptation (as encode --effort)",
+        help="encode with N iterations of adaptation, or a preset name (as encode --effort)",
     )
     bench.add_argument(
         "--json", metavar="OUT.json", help="also write the command, machine, per-file times and summary"

@@ -170,6 +170,20 @@ def number(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
+def effort(text: str) -> int:
+    """An ``--effort`` of encode, eval and bench: a whole number of iterations, or a preset name (``c3.PRESETS``)."""
+    from neurocodec.codecs.c3 import PRESETS
+
+    if text in PRESETS:
+        return PRESETS[text]
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number of iterations or one of {', '.join(PRESETS)}: {text!r}"
+        ) from None
+
+
 def qualities(text: str | None) -> list[int] | None:
     """``--qualities 1,2,3`` as a list (None: not given)."""
     try:

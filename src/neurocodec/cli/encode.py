@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from neurocodec.cli.common import SUFFIX, Console, UsageError, expand, jobs_for, rate_text, run_jobs
+from neurocodec.cli.common import SUFFIX, Console, UsageError, effort, expand, jobs_for, rate_text, run_jobs
 from neurocodec.container import peek_header
 from neurocodec.errors import ConfigError, UnsupportedMediaError
 from neurocodec.io.atomic import write_atomic
@@ -18,20 +18,6 @@ if TYPE_CHECKING:
     import torch
 
     from neurocodec.codecs.base import Codec
-
-
-def _effort(text: str) -> int:
-    """An ``--effort``: a whole number of iterations, or a preset name (``c3.PRESETS``)."""
-    from neurocodec.codecs.c3 import PRESETS
-
-    if text in PRESETS:
-        return PRESETS[text]
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a number of iterations or one of {', '.join(PRESETS)}: {text!r}"
-        ) from None
 
 
 def add_parser(
@@ -53,7 +39,7 @@ def add_parser(
     encode.add_argument("-q", "--quality", type=int, help="codec quality (default: the codec's default)")
     encode.add_argument(
         "--effort",
-        type=_effort,
+        type=effort,
         default=0,
         metavar="N",
         help="adapt the latents to each image by N iterations of stochastic Gumbel annealing: a better "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from neurocodec.cli.common import PROG, Console, UsageError, checked_qualities, number
+from neurocodec.cli.common import PROG, Console, UsageError, checked_qualities, effort, number
 from neurocodec.errors import ConfigError
 from neurocodec.evaluation.plan import DEFAULT_BASELINES
 
@@ -61,7 +61,7 @@ def add_parser(
     eval_.add_argument("--limit", type=int, metavar="N", help="only the first N files")
     eval_.add_argument(
         "--effort",
-        type=int,
+        type=effort,
         default=0,
         metavar="N",
         help="encode with N iterations of encoder-side adaptation (as encode --effort; learned image codecs "
