@@ -16,16 +16,19 @@ import torch.nn.functional as F
 import neurocodec as nc
 from neurocodec import container
 from neurocodec.codecs import c3, c3_fit
+from neurocodec.entropy import _rans
 from neurocodec.errors import BitstreamError, LimitError, NeurocodecError
 from neurocodec.models.c3 import (
     ACT_BITS,
     ACT_MAX,
+    LATENT_MAX,
+    LOG_SCALE_0,
+    LOG_SCALE_STEP,
+    MEAN_BITS,
+    SCALES,
     ContextModel,
     ImageModel,
-    integer_phase,
-    lattice_phases,
-    phase_masks,
-    table_of,
+    raster_mask,
 )
 
 EFFORT = 150
@@ -118,99 +121,89 @@ def test_decoding_is_bit_exact_across_threads(coded) -> None:
 
 
 def _int64_reference(
-    arm, grid: torch.Tensor, coarse: torch.Tensor, phase: int
+    arm, grid: torch.Tensor, coarse: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The integer ARM by int64 arithmetic, position by position through explicit windows."""
-    k, ck, n = arm.same.shape[-1], arm.coarse.shape[-1], arm.lattice
+    """(integer part of the mean, table index) of every latent of ``grid``, by int64 arithmetic,
+    position by position through explicit windows (the mapping written out from the module doc)."""
+    k, ck = arm.same.shape[-1], arm.coarse.shape[-1]
     r, cr = k // 2, ck // 2
-    py, px = lattice_phases(n)[phase]
+    h, w = grid.shape
     g = F.pad(grid[None, None], (r, r, r, r))[0, 0].to(torch.int64) << ACT_BITS
-    cp = F.pad(coarse[None, None], (cr, cr, cr, cr))[0, 0].to(torch.int64) << ACT_BITS
-    same, coarse_w = arm.same[phase].to(torch.int64), arm.coarse[phase].to(torch.int64)
+    c = torch.zeros((h + 1) // 2, (w + 1) // 2, dtype=torch.int64) if coarse is None else coarse.to(torch.int64)
+    cp = F.pad(c[None, None], (cr, cr, cr, cr))[0, 0] << ACT_BITS
+    same, coarse_w = (arm.same * raster_mask(k)).to(torch.int64), arm.coarse.to(torch.int64)
     shift = ACT_BITS + arm.kw - arm.kb
-    bias = [b.to(torch.int64) << shift for b in (arm.bias[phase], arm.hidden_b, arm.head_b)]
-    means, scales = [], []
-    for i in range(grid.shape[0] // n):
-        for j in range(grid.shape[1] // n):
-            y, x = n * i + py, n * j + px
+    bias = [b.to(torch.int64) << shift for b in (arm.bias, arm.hidden_b, arm.head_b)]
+    wholes, indexes = [], []
+    for y in range(h):
+        for x in range(w):
             window = g[y : y + k, x : x + k]
             cwin = cp[y // 2 : y // 2 + ck, x // 2 : x // 2 + ck]
             acc = (same * window).sum((1, 2)) + (coarse_w * cwin).sum((1, 2)) + bias[0]
             a = (acc >> arm.kw).clamp(0, int(ACT_MAX))
             a = ((arm.hidden_w.to(torch.int64) @ a + bias[1]) >> arm.kw).clamp(0, int(ACT_MAX))
-            out = (arm.head_w.to(torch.int64) @ a + bias[2]) >> arm.kw
-            means.append(out[0])
-            scales.append(out[1])
-    return torch.stack(means), torch.stack(scales)
+            mean, log_scale = ((arm.head_w.to(torch.int64) @ a + bias[2]) >> arm.kw).tolist()
+            t = (mean + (1 << (ACT_BITS - MEAN_BITS - 1))) >> (ACT_BITS - MEAN_BITS)
+            s = min(max((log_scale - LOG_SCALE_0 + LOG_SCALE_STEP // 2) // LOG_SCALE_STEP, 0), SCALES - 1)
+            wholes.append(min(max(t >> MEAN_BITS, -LATENT_MAX), LATENT_MAX))
+            indexes.append((s << MEAN_BITS) + (t & ((1 << MEAN_BITS) - 1)))
+    return torch.tensor(wholes), torch.tensor(indexes)
 
 
-ARCHS = [{}, {"arm_lattice": 4}, {"arm_coarse_kernel": 5}, {"arm_lattice": 4, "arm_coarse_kernel": 5}]
+ARCHS = [{}, {"arm_coarse_kernel": 5}, {"arm_kernel": 7, "arm_hidden": 12}]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_integer_arm_equals_an_int64_reference(arch: dict) -> None:
-    model, steps = random_model(16, 20, **arch)
+def test_native_integer_arm_equals_an_int64_reference(arch: dict) -> None:
+    """The native ARM (what encoder and decoder use) predicts every latent of every grid as the
+    int64 reference does: values (latent - integer mean) and table indexes."""
+    model, steps = random_model(64, 128, **arch)
     arm = c3.integer_arm(model, steps)
-    grid = model.latents[0].detach()[0, 0].double()
-    coarse = model.latents[1].detach()[0, 0].double()
-    phases = lattice_phases(arm.lattice)
-    for phase in range(len(phases)):
-        got = integer_phase(arm, grid, coarse, phase)
-        want = _int64_reference(arm, grid, coarse, phase)
-        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-        # only earlier phases are read: the later ones may hold anything
-        noisy = grid.clone()
-        for p in range(phase, len(phases)):
-            py, px = phases[p]
-            noisy[py :: arm.lattice, px :: arm.lattice] = 99
-        assert all(
-            torch.equal(a, b) for a, b in zip(integer_phase(arm, noisy, coarse, phase), got, strict=True)
+    with torch.no_grad():  # a strong mean, so that integer parts and clamping are exercised
+        arm.head_b[0] = 3 * 2**arm.kb
+    grids = [y.detach()[0, 0].double() for y in model.latents]
+    coarse_first = grids[::-1]
+    flat = [g.to(torch.int32).reshape(-1).numpy() for g in coarse_first]
+    n = sum(f.size for f in flat)
+    values, indexes = torch.empty(n, dtype=torch.int32), torch.empty(n, dtype=torch.int32)
+    _rans.arm_symbols(
+        arm.native(), [tuple(g.shape) for g in coarse_first], flat, values.numpy(), indexes.numpy()
+    )
+    position = 0
+    for level, g in enumerate(coarse_first):
+        whole, index = _int64_reference(arm, g, coarse_first[level - 1] if level else None)
+        count = g.numel()
+        assert torch.equal(indexes[position : position + count].to(torch.int64), index), level
+        assert torch.equal(
+            values[position : position + count].to(torch.int64), g.reshape(-1).to(torch.int64) - whole
         )
+        position += count
 
 
-@pytest.mark.parametrize(("lattice", "coarse_kernel"), [(2, 3), (4, 3), (2, 5), (4, 5)])
-def test_float_arm_is_the_masked_window_mlp(lattice: int, coarse_kernel: int) -> None:
-    """The one-convolution float ARM (sub-grids as channels) equals the MLP over each phase's
-    masked window, position by position."""
+@pytest.mark.parametrize("coarse_kernel", [3, 5])
+def test_float_arm_is_the_causal_window_mlp(coarse_kernel: int) -> None:
+    """The convolutional float ARM equals the MLP over each latent's causal window and coarse
+    window, position by position (what the integer ARM computes in fixed point)."""
     torch.manual_seed(1)
-    arm = ContextModel(8, 5, coarse_kernel, lattice=lattice)
+    arm = ContextModel(8, 5, coarse_kernel)
     with torch.no_grad():
         arm.head.weight.normal_()
         arm.bias.normal_()
+        arm.same.normal_()  # including outside the mask: the mask must hide it
     grid, coarse = torch.randn(1, 1, 8, 12), torch.randn(1, 1, 4, 6)
     mean, log_scale = arm(grid, coarse)
     cr = coarse_kernel // 2
     g = F.pad(grid, (2, 2, 2, 2))[0, 0]
     c = F.pad(coarse, (cr, cr, cr, cr))[0, 0]
-    phases = lattice_phases(lattice)
     for y in range(8):
         for x in range(12):
-            p = phases.index((y % lattice, x % lattice))
-            pre = (arm.same[p] * arm.masks[p] * g[y : y + 5, x : x + 5]).sum((1, 2))
+            pre = (arm.same * raster_mask(5) * g[y : y + 5, x : x + 5]).sum((1, 2))
             window = c[y // 2 : y // 2 + coarse_kernel, x // 2 : x // 2 + coarse_kernel]
-            pre = pre + (arm.coarse[p] * window).sum((1, 2)) + arm.bias[p]
+            pre = pre + (arm.coarse * window).sum((1, 2)) + arm.bias
             out = arm.head(torch.relu(arm.hidden(torch.relu(pre))))
             assert torch.allclose(out, torch.stack([mean[0, 0, y, x], log_scale[0, 0, y, x]]), atol=1e-5)
-
-
-def test_phase_masks_only_see_earlier_passes() -> None:
-    masks = phase_masks(5)
-    assert not masks[0].any()  # the first pass has only the coarser grid
-    assert masks[1].sum() == 4 and masks[2].sum() == 12 and masks[3].sum() == 16
-    masks = phase_masks(5, 4)
-    assert masks.sum((1, 2)).tolist() == [0, 4, 4, 8, 4, 8, 8, 12, 12, 16, 16, 20, 16, 20, 20, 24]
-    for lattice in (2, 4):  # a pass never sees itself or a later pass
-        phases = lattice_phases(lattice)
-        for p, (py, px) in enumerate(phases):
-            for i, j in phase_masks(5, lattice)[p].nonzero().tolist():
-                assert phases.index(((py + i - 2) % lattice, (px + j - 2) % lattice)) < p
-
-
-def test_table_mapping_is_integer_and_nearest() -> None:
-    mean = torch.tensor([0, 31, 32, 255, -1, -33, 1000], dtype=torch.int64)  # units 1/256
-    whole, index = table_of(mean, torch.zeros_like(mean))
-    approx = whole + (index % 8) / 8
-    assert torch.all((approx - mean / 256).abs() <= 1 / 16 + 1e-12)
+    # a latent never sees itself or anything after it in raster order
+    assert raster_mask(5).sum() == 12 and not raster_mask(5)[2, 2:].any() and not raster_mask(5)[3:].any()
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -267,7 +260,9 @@ def test_a_forged_huge_geometry_is_refused_before_allocating(coded) -> None:
     with pytest.raises(LimitError):  # beyond the decoder's resource policy: refused from the header
         CODEC.decode(container.pack(huge, sections))
     # within the policy, but not the size the coded latents were fitted at: c3's own check
-    large = dataclasses.replace(header, geometry=dataclasses.replace(header.geometry, height=4000, width=4000))
+    large = dataclasses.replace(
+        header, geometry=dataclasses.replace(header.geometry, height=4000, width=4000)
+    )
     with pytest.raises(BitstreamError, match="latents"):
         CODEC.decode(container.pack(large, sections))
 

@@ -8,16 +8,14 @@ Quality ``q`` is the rate-distortion trade-off ``lambda`` (:data:`LAMBDAS`, loss
 
 File sections:
 
-- ``networks``: the architecture (ARM hidden width, window, coarse window and lattice, synthesis
-  width: 5 bytes), for each of the 5 parameter groups its step exponent ``k`` (step ``2^-k``,
-  int8) and the scale index ``s`` (uint8) of the zero-mean Laplace table that codes it, then one
-  rANS stream of every parameter's integer (parameter / step), in the order of
-  :func:`~neurocodec.codecs.c3_fit.groups`;
-- ``latents``: one rANS stream of every latent, grids coarse to fine, each in the lattice^2
-  passes of :func:`~neurocodec.models.c3.lattice_phases` (row-major within a pass; a grid is
-  padded with zeros to multiples of the lattice, the padding is not coded); latent ``y`` is
-  coded as ``y - m`` with table ``s * 8 + f``, where the integer ARM's mean is ``m + f/8`` and
-  its log-scale the ``s``-th table scale (:func:`~neurocodec.models.c3.table_of`): 48 scales x
+- ``networks``: the architecture (5 bytes: ARM hidden width, window, coarse window, scan order
+  -- 1, raster, the only one --, synthesis width), for each of the 5 parameter groups its step
+  exponent ``k`` (step ``2^-k``, int8) and the scale index ``s`` (uint8) of the zero-mean Laplace
+  table that codes it, then one rANS stream of every parameter's integer (parameter / step), in
+  the order of :func:`~neurocodec.codecs.c3_fit.groups`;
+- ``latents``: one rANS stream of every latent, grids coarse to fine, each in raster order;
+  latent ``y`` is coded as ``y - m`` with table ``s * 8 + f``, where the integer ARM's mean is
+  ``m + f/8`` and its log-scale the ``s``-th table scale (``entropy/native/arm.hpp``): 48 scales x
   8 mean fractions of Laplace tables (:func:`laplace_tables`).
 """
 
@@ -29,18 +27,15 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from neurocodec.codecs import c3_fit
 from neurocodec.codecs.base import Codec, pad_to_multiple
 from neurocodec.container import Header, ImageGeometry
-from neurocodec.entropy import coder
+from neurocodec.entropy import _rans, coder
 from neurocodec.errors import BitstreamError, ConfigError, NeurocodecError
 from neurocodec.models.c3 import (
-    ACT_BITS,
     GRIDS,
     LATENT_MAX,
-    LATTICES,
     MEAN_BITS,
     SCALES,
     WEIGHT_MAX,
@@ -48,10 +43,7 @@ from neurocodec.models.c3 import (
     IntegerARM,
     check_integer_bounds,
     grid_sizes,
-    integer_phase,
     laplace_tables,
-    lattice_phases,
-    table_of,
 )
 from neurocodec.registry import register_codec
 
@@ -64,9 +56,9 @@ ARCH = {
     "arm_hidden": 8,
     "arm_kernel": 5,
     "arm_coarse_kernel": 3,
-    "arm_lattice": 2,
     "synthesis_width": 16,
 }  # hidden 8: fewer parameter bytes, same R-D (kodim01 crops, q1 and q3)
+RASTER = 1  # the scan order byte of the networks header
 PADDING = 1 << (GRIDS - 1)
 
 
@@ -74,7 +66,7 @@ PADDING = 1 << (GRIDS - 1)
 # Bits of the networks
 
 
-_HEAD = struct.Struct("<5B")  # ARM hidden, window, coarse window, lattice; synthesis width
+_HEAD = struct.Struct("<5B")  # ARM hidden, window, coarse window, scan order; synthesis width
 _GROUP = struct.Struct("<bB")  # step exponent k (step 2^-k), scale index of the group's table
 
 
@@ -82,9 +74,7 @@ def pack_networks(model: ImageModel, steps: dict[str, int]) -> bytes:
     """The ``networks`` section of a fitted model whose groups are quantized with ``steps``."""
     arm = model.arm
     out = bytearray(
-        _HEAD.pack(
-            arm.hidden_size, arm.kernel, arm.coarse_kernel, arm.lattice, model.synthesis.mix.out_channels
-        )
+        _HEAD.pack(arm.hidden_size, arm.kernel, arm.coarse_kernel, RASTER, model.synthesis.mix.out_channels)
     )
     values, indexes = [], []
     for name, tensors in c3_fit.groups(model):
@@ -107,11 +97,16 @@ def unpack_networks(data: bytes) -> tuple[ImageModel, dict[str, int]]:
     if len(data) < _HEAD.size + groups_len:
         raise BitstreamError("the c3 networks section is truncated")
     head = _HEAD.unpack_from(data)
-    hidden, kernel, coarse_kernel, lattice, width_ = head
-    supported = kernel in (3, 5, 7) and coarse_kernel in (3, 5) and lattice in LATTICES
+    hidden, kernel, coarse_kernel, scan, width_ = head
+    supported = kernel in (3, 5, 7) and coarse_kernel in (3, 5) and scan == RASTER
     if not (supported and 1 <= hidden <= 64 and 1 <= width_ <= 64):
         raise BitstreamError(f"the c3 networks section has an unsupported architecture {head}")
-    arch = dict(zip(ARCH, head, strict=True))  # the header's order
+    arch = {
+        "arm_hidden": hidden,
+        "arm_kernel": kernel,
+        "arm_coarse_kernel": coarse_kernel,
+        "synthesis_width": width_,
+    }
     model = ImageModel(PADDING, PADDING, **arch)
     groups = c3_fit.groups(model)
     steps, indexes = {}, []
@@ -135,7 +130,7 @@ def unpack_networks(data: bytes) -> tuple[ImageModel, dict[str, int]]:
                 position += n
                 if t is model.arm.same:
                     t.zero_()
-                    t[model.arm.masks.unsqueeze(1).expand_as(t)] = v
+                    t[model.arm.mask.expand_as(t)] = v
                 else:
                     t.copy_(v.reshape(t.shape))
     return model.eval(), steps
@@ -150,7 +145,7 @@ def integer_arm(model: ImageModel, steps: dict[str, int]) -> IntegerARM:
         return torch.round(t.detach().to(torch.float64).cpu() * 2.0**k)
 
     result = IntegerARM(
-        same=ints(arm.same * arm.masks.unsqueeze(1), kw),
+        same=ints(arm.same * arm.mask, kw),
         coarse=ints(arm.coarse, kw),
         bias=ints(arm.bias, kb),
         hidden_w=ints(arm.hidden.weight, kw),
@@ -160,8 +155,6 @@ def integer_arm(model: ImageModel, steps: dict[str, int]) -> IntegerARM:
         kw=kw,
         kb=kb,
     )
-    if ACT_BITS + kw - kb < 0:
-        raise BitstreamError("the c3 ARM's bias step is finer than its accumulator")
     reason = check_integer_bounds(result)
     if reason:
         raise BitstreamError(f"the c3 ARM cannot be evaluated exactly: {reason}")
@@ -172,71 +165,27 @@ def integer_arm(model: ImageModel, steps: dict[str, int]) -> IntegerARM:
 # Latents
 
 
-def _passes(sizes: list[tuple[int, int]], lattice: int):
-    """(level, phase, valid) of every pass in coding order; ``valid`` (h/n * w/n,) bool marks the
-    positions of the phase inside the grid (a grid is padded with zeros to multiples of the
-    lattice n)."""
-    for level in range(GRIDS - 1, -1, -1):
-        h, w = sizes[level]
-        for phase, (py, px) in enumerate(lattice_phases(lattice)):
-            rows = torch.arange(py, _up(h, lattice), lattice) < h
-            cols = torch.arange(px, _up(w, lattice), lattice) < w
-            yield level, phase, (rows[:, None] & cols[None, :]).reshape(-1)
-
-
-def _up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
-def _pad(grid: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``grid`` (h, w) padded with zeros to (height, width)."""
-    h, w = grid.shape
-    return F.pad(grid, (0, width - w, 0, height - h))
-
-
-def _coarse(padded: list[torch.Tensor], level: int) -> torch.Tensor:
-    """The coarser grid of ``padded[level]`` (padded with zeros to half its size; zeros for the coarsest)."""
-    h, w = padded[level].shape
-    if level + 1 < GRIDS:
-        return _pad(padded[level + 1][: h // 2, : w // 2], h // 2, w // 2)
-    return torch.zeros(h // 2, w // 2, dtype=torch.float64)
-
-
 def encode_latents(grids: list[torch.Tensor], arm: IntegerARM) -> bytes:
-    """The ``latents`` stream of integer ``grids`` (float64 (h, w) each)."""
-    n = arm.lattice
-    values, indexes = [], []
-    padded = [_pad(g, _up(g.shape[0], n), _up(g.shape[1], n)) for g in grids]
-    for level, phase, valid in _passes([tuple(g.shape) for g in grids], n):
-        py, px = lattice_phases(n)[phase]
-        mean, log_scale = integer_phase(arm, padded[level], _coarse(padded, level), phase)
-        whole, index = table_of(mean, log_scale)
-        y = padded[level][py::n, px::n].reshape(-1).to(torch.int64)
-        values.append((y - whole)[valid])
-        indexes.append(index[valid])
-    v = torch.cat(values).to(torch.int32)
-    k = torch.cat(indexes).to(torch.int32)
+    """The ``latents`` stream of integer ``grids`` (float64 (h, w) each, finest first)."""
+    coarse_first = [np.ascontiguousarray(g.numpy().reshape(-1), dtype=np.int32) for g in reversed(grids)]
+    sizes = [tuple(g.shape) for g in reversed(grids)]
+    n = sum(g.size for g in coarse_first)
+    values, indexes = np.empty(n, np.int32), np.empty(n, np.int32)
+    _rans.arm_symbols(arm.native(), sizes, coarse_first, values, indexes)
     tableset = laplace_tables()
-    return coder.fit_lanes(lambda lanes: coder.encode(v, k, tableset, lanes=lanes), v.numel())
+    return coder.fit_lanes(lambda lanes: coder.encode(values, indexes, tableset, lanes=lanes), n)
 
 
 def decode_latents(data: bytes, sizes: list[tuple[int, int]], arm: IntegerARM) -> list[torch.Tensor]:
-    """The integer grids (float64) of a ``latents`` stream."""
-    n = arm.lattice
-    stream = coder.StreamDecoder(data, laplace_tables())
-    padded = [torch.zeros(_up(h, n), _up(w, n), dtype=torch.float64) for h, w in sizes]
-    for level, phase, valid in _passes(sizes, n):
-        py, px = lattice_phases(n)[phase]
-        mean, log_scale = integer_phase(arm, padded[level], _coarse(padded, level), phase)
-        whole, index = table_of(mean, log_scale)
-        symbols = torch.from_numpy(stream.pull(index[valid]).astype(np.int64))
-        y = whole.clone()
-        y[valid] += symbols
-        y[~valid] = 0
-        target = padded[level][py::n, px::n]
-        target.copy_(y.reshape(target.shape).to(torch.float64))
-    stream.finish()
-    return [p[:h, :w] for p, (h, w) in zip(padded, sizes, strict=True)]
+    """The integer grids (float64, finest first) of a ``latents`` stream."""
+    coarse_first = sizes[::-1]
+    out = np.empty(sum(h * w for h, w in sizes), np.int32)
+    _rans.arm_decode(arm.native(), laplace_tables()._native, data, coarse_first, out)
+    grids, position = [], 0
+    for h, w in coarse_first:
+        grids.append(torch.from_numpy(out[position : position + h * w].astype(np.float64)).reshape(h, w))
+        position += h * w
+    return grids[::-1]
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,21 +5,21 @@
 - :class:`Upsampler`: coarse -> fine, each 2x step a learned separable symmetric 8-tap filter
   (initialized bicubic), the finer grid concatenated after each step: 7 channels at full size.
 - :class:`Synthesis`: 1x1 conv to ``width``, ReLU, 1x1 to 3, then two residual 3x3 convs.
-- :class:`ContextModel` (the ARM): a Laplace (mean, log-scale) per latent from the latents of
-  the same grid decoded in earlier passes and a window of the coarser grid. A grid is decoded
-  in ``lattice^2`` passes, the phases of a 2x2 (the codec's) or 4x4 lattice
-  (:func:`lattice_phases`); each pass sees the earlier phases inside a ``kernel`` x ``kernel``
-  window (phase-dependent masks) and has its own first layer; the hidden and output layers are
-  shared. Training evaluates all positions at once (one convolution over the sub-grids);
-  coding evaluates the same MLP in exact integer arithmetic (:func:`integer_phase`), so table
-  indexes are identical on every device.
+- :class:`ContextModel` (the ARM): a Laplace (mean, log-scale) per latent from the latents
+  before it in raster order (a causal window of the same grid) and a window of the coarser
+  grid, which is decoded first (grids go coarse to fine). Training evaluates every position at
+  once; coding evaluates the MLP latent by latent in exact integer arithmetic in the native
+  coder (``entropy/native/arm.hpp``, :meth:`IntegerARM.native`), so table indexes are
+  identical on every device and thread count.
 
 Fixed point of the integer ARM: weights are ``W * 2^-kw``, biases ``B * 2^-kb`` (one step per
 module for each), activations are integers in units of ``2^-ACT_BITS``; every layer computes
 the exact integer ``acc = W x + B 2^(ACT_BITS + kw - kb)`` (units ``2^-(ACT_BITS + kw)``) and
-outputs ``floor(acc 2^-kw)``. All values are integers held in float64 whose magnitudes
-(:func:`check_integer_bounds`) keep every partial sum below 2^53, so the products and sums are
-exact in any order, on any device and thread count.
+outputs ``floor(acc 2^-kw)`` (hidden layers clamped to ``[0, ACT_MAX]``), in int64 in the native
+coder. :func:`check_integer_bounds` keeps every partial sum below 2^53, so any exact evaluation
+(int64, or float64 holding integers) gives the same integers. The outputs select the coding
+table: the mean to the nearest ``2^-MEAN_BITS`` (its integer part clamped to ``LATENT_MAX``), the
+log-scale to the nearest of :data:`SCALES` table scales (:func:`laplace_tables`).
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from neurocodec.entropy import coder, tables
+from neurocodec.entropy import _rans, coder, tables
 from neurocodec.entropy.models.base import lower_bound
 
 GRIDS = 7
-LATTICES = (2, 4)  # a grid is decoded in lattice^2 passes
 
 ACT_BITS = 8  # fixed-point fraction bits of the integer ARM's activations and outputs
 ACT_MAX = 2.0**24  # activations are clamped to [0, ACT_MAX] (units 2^-ACT_BITS)
@@ -45,17 +44,6 @@ LATENT_MAX = 2**15 - 1  # |latent| bound: a coded latent outside it is clamped b
 WEIGHT_MAX = 2**15 - 1  # |integer weight| bound of the ARM
 BIAS_MAX = 2**40  # |bias * 2^(ACT_BITS + kw - kb)| bound of the ARM (accumulator units)
 EXACT = 2.0**53
-
-
-@functools.cache
-def lattice_phases(lattice: int) -> tuple[tuple[int, int], ...]:
-    """Decoding order of the positions (row, column) mod ``lattice`` of an ``lattice`` x ``lattice``
-    lattice: (0, 0), (1, 1), (0, 1), (1, 0) for 2; for 4, the 2-lattice's order on the even
-    positions, then the same order shifted by (1, 1), (0, 1), (1, 0)."""
-    if lattice == 1:
-        return ((0, 0),)
-    coarse = lattice_phases(lattice // 2)
-    return tuple((2 * y + oy, 2 * x + ox) for oy, ox in ((0, 0), (1, 1), (0, 1), (1, 0)) for y, x in coarse)
 
 
 def soft_round(x: Tensor, temperature: float) -> Tensor:
@@ -146,19 +134,6 @@ class Synthesis(nn.Module):
 # The context model
 
 
-def phase_masks(kernel: int, lattice: int = 2) -> Tensor:
-    """(lattice^2, kernel, kernel) bool: which window offsets phase ``p`` may use (decoded in an earlier pass)."""
-    r = kernel // 2
-    phases = lattice_phases(lattice)
-    masks = torch.zeros(len(phases), kernel, kernel, dtype=torch.bool)
-    for p, (py, px) in enumerate(phases):
-        for i in range(kernel):
-            for j in range(kernel):
-                q = phases.index(((py + i - r) % lattice, (px + j - r) % lattice))
-                masks[p, i, j] = q < p
-    return masks
-
-
 def raster_mask(kernel: int) -> Tensor:
     """(kernel, kernel) bool: the raster-causal window (rows above, and left in the same row)."""
     r = kernel // 2
@@ -167,92 +142,38 @@ def raster_mask(kernel: int) -> Tensor:
 
 
 class ContextModel(nn.Module):
-    """The ARM: Laplace (mean, log-scale) of every latent of a grid from its decoded neighbours.
+    """The ARM: Laplace (mean, log-scale) of every latent of a grid from the latents before it in
+    raster order (a causal ``kernel`` x ``kernel`` window) and a ``coarse_kernel`` window of the
+    coarser grid centred on (y // 2, x // 2); outside a grid reads zero. An MLP: the window to
+    ``hidden`` (ReLU), ``hidden`` to ``hidden`` (ReLU), to 2. Training evaluates every position at
+    once (masked convolutions); coding evaluates it latent by latent in exact integer arithmetic
+    (``entropy/native/arm.hpp``, :class:`IntegerARM`)."""
 
-    ``scheme="phases"`` is what the codec codes with: ``lattice^2`` passes; ``scheme="raster"``
-    (training rate only, never coded) replaces the phase masks by one raster-causal mask, to
-    measure what the passes cost.
-    """
-
-    def __init__(
-        self,
-        hidden: int = 16,
-        kernel: int = 5,
-        coarse_kernel: int = 3,
-        scheme: str = "phases",
-        lattice: int = 2,
-    ):
+    def __init__(self, hidden: int = 8, kernel: int = 5, coarse_kernel: int = 3):
         super().__init__()
-        if scheme not in ("phases", "raster"):
-            raise ValueError(f"scheme must be 'phases' or 'raster', not {scheme!r}")
-        if lattice not in LATTICES:
-            raise ValueError(f"lattice must be one of {LATTICES}, not {lattice!r}")
-        self.hidden_size, self.kernel, self.coarse_kernel, self.scheme = hidden, kernel, coarse_kernel, scheme
-        self.lattice, self.phases = lattice, lattice_phases(lattice)
-        phases = len(self.phases)
+        self.hidden_size, self.kernel, self.coarse_kernel = hidden, kernel, coarse_kernel
         fan_in = kernel * kernel // 2 + coarse_kernel**2
         std = 1 / math.sqrt(fan_in)
-        self.same = nn.Parameter(torch.randn(phases, hidden, kernel, kernel) * std)
-        self.coarse = nn.Parameter(torch.randn(phases, hidden, coarse_kernel, coarse_kernel) * std)
-        self.bias = nn.Parameter(torch.zeros(phases, hidden))
+        self.register_buffer("mask", raster_mask(kernel), persistent=False)
+        self.same = nn.Parameter(torch.randn(hidden, kernel, kernel) * std * self.mask)
+        self.coarse = nn.Parameter(torch.randn(hidden, coarse_kernel, coarse_kernel) * std)
+        self.bias = nn.Parameter(torch.zeros(hidden))
         self.hidden = nn.Linear(hidden, hidden)
         self.head = nn.Linear(hidden, 2)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-        if scheme == "phases":
-            masks = phase_masks(kernel, lattice)
-        else:
-            masks = raster_mask(kernel).expand(phases, -1, -1)
-        self.register_buffer("masks", masks.clone(), persistent=False)
-        self.register_buffer("placement", _placement(masks, coarse_kernel, lattice), persistent=False)
 
-    def forward(self, grid: Tensor, coarse: Tensor) -> tuple[Tensor, Tensor]:
-        """(mean, log-scale), each (1, 1, h, w), of ``grid`` (1, 1, h, w; multiples of the lattice)
-        given the coarser grid ``coarse`` (1, 1, h/2, w/2; zeros for the coarsest).
-
-        One convolution computes every phase's first layer: the grid's lattice sub-grids
-        (``pixel_unshuffle``) and the coarser grid's (lattice/2)^2 ones are its input channels at
-        1/lattice size, and each phase's masked window is laid out on them by the fixed ``placement``."""
-        _, _, h, w = grid.shape
-        n, hid, phases = self.lattice, self.hidden_size, len(self.phases)
-        same = self.same if self.scheme == "phases" else self.same[:1].expand(phases, -1, -1, -1)
-        taps = torch.cat([same.flatten(2), self.coarse.flatten(2)], 2)  # (P, H, k^2 + ck^2)
-        channels, size = self.placement.shape[2], self.placement.shape[-1]
-        weight = torch.bmm(taps, self.placement.flatten(2)).reshape(phases * hid, channels, size, size)
-        x = torch.cat([F.pixel_unshuffle(grid, n), F.pixel_unshuffle(coarse, n // 2)], 1)
-        x = F.pad(x, (size // 2,) * 4).contiguous(memory_format=torch.channels_last)
-        h1 = F.conv2d(x, weight).permute(0, 2, 3, 1).reshape(-1, phases, hid)  # channels-last: a view
-        h1 = torch.relu(h1 + self.bias)
-        h2 = torch.relu(F.linear(h1, self.hidden.weight, self.hidden.bias))
-        out = F.linear(h2, self.head.weight, self.head.bias)  # (h/n * w/n, P, 2)
-        order = [self.phases.index((i // n, i % n)) for i in range(n * n)]  # phases in sub-pixel order
-        out = out[:, order].reshape(h // n, w // n, n, n, 2).permute(4, 0, 2, 1, 3).reshape(1, 2, h, w)
+    def forward(self, grid: Tensor, coarse: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(mean, log-scale), each (1, 1, h, w), of ``grid`` (1, 1, h, w) given the coarser grid
+        ``coarse`` (1, 1, h/2, w/2; None for the coarsest)."""
+        h1 = F.conv2d(grid, (self.same * self.mask).unsqueeze(1), self.bias, padding=self.kernel // 2)
+        if coarse is not None:
+            c = F.conv2d(coarse, self.coarse.unsqueeze(1), padding=self.coarse_kernel // 2)
+            h1 = h1 + c.repeat_interleave(2, 2).repeat_interleave(2, 3)
+        h1 = torch.relu(h1)
+        h2 = torch.relu(F.conv2d(h1, self.hidden.weight[..., None, None], self.hidden.bias))
+        out = F.conv2d(h2, self.head.weight[..., None, None], self.head.bias)
         return out[:, :1], out[:, 1:]
-
-
-def _placement(masks: Tensor, coarse_kernel: int, lattice: int) -> Tensor:
-    """(P, k^2 + ck^2, n^2 + (n/2)^2, K, K), n the lattice: where each window tap of each phase
-    lands in a KxK kernel over the n^2 sub-grids (channel ``n * row + column`` mod n) and the
-    coarser grid's (n/2)^2 ones (channels after those); masked-out taps land nowhere. The coarse
-    window of the latent at (y, x) is centred on (y // 2, x // 2)."""
-    phases, k, _ = masks.shape
-    n, m = lattice, lattice // 2
-    r, cr = k // 2, coarse_kernel // 2
-    half = max(-(-r // n), -(-cr // m))
-    size = 2 * half + 1
-    out = torch.zeros(phases, k * k + coarse_kernel**2, n * n + m * m, size, size)
-    for p, (py, px) in enumerate(lattice_phases(n)):
-        for i in range(k):
-            for j in range(k):
-                if masks[p, i, j]:
-                    y, x = py + i - r, px + j - r
-                    out[p, i * k + j, (y % n) * n + x % n, y // n + half, x // n + half] = 1
-        for i in range(coarse_kernel):
-            for j in range(coarse_kernel):
-                y, x = py // 2 + i - cr, px // 2 + j - cr
-                channel = n * n + (y % m) * m + x % m
-                out[p, k * k + i * coarse_kernel + j, channel, y // m + half, x // m + half] = 1
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,19 +184,15 @@ def _placement(masks: Tensor, coarse_kernel: int, lattice: int) -> Tensor:
 class IntegerARM:
     """The ARM's parameters as integers (float64 holding integers) and their steps 2^-kw, 2^-kb."""
 
-    same: Tensor  # (P, H, k, k), zero outside each phase's mask; P = lattice^2
-    coarse: Tensor  # (P, H, ck, ck)
-    bias: Tensor  # (P, H)
+    same: Tensor  # (H, k, k), zero outside the raster mask
+    coarse: Tensor  # (H, ck, ck)
+    bias: Tensor  # (H,)
     hidden_w: Tensor  # (H, H)
     hidden_b: Tensor  # (H,)
     head_w: Tensor  # (2, H)
     head_b: Tensor  # (2,)
     kw: int
     kb: int
-
-    @property
-    def lattice(self) -> int:
-        return math.isqrt(self.same.shape[0])
 
     @property
     def bias_scale(self) -> float:
@@ -287,59 +204,53 @@ class IntegerARM:
     def biases(self) -> list[Tensor]:
         return [self.bias, self.hidden_b, self.head_b]
 
+    def native(self) -> _rans.Arm:
+        """This ARM for the native coder (``entropy/native/arm.hpp``), with the table mapping."""
+        hidden, k = self.same.shape[0], self.same.shape[-1]
+        taps = raster_mask(k).nonzero()
+        dy, dx = (np.ascontiguousarray(taps[:, i].numpy() - k // 2, dtype=np.int32) for i in (0, 1))
+
+        def longs(t: Tensor, scale: float = 1.0) -> np.ndarray:
+            return np.ascontiguousarray((t * scale).reshape(-1).numpy().astype(np.int64))
+
+        w1 = torch.cat([self.same[:, taps[:, 0], taps[:, 1]], self.coarse.reshape(hidden, -1)], 1)
+        return _rans.Arm(
+            hidden=hidden,
+            dy=dy,
+            dx=dx,
+            coarse_kernel=self.coarse.shape[-1],
+            w1=longs(w1),
+            b1=longs(self.bias, self.bias_scale),
+            w2=longs(self.hidden_w),
+            b2=longs(self.hidden_b, self.bias_scale),
+            w3=longs(self.head_w),
+            b3=longs(self.head_b, self.bias_scale),
+            kw=self.kw,
+            act_bits=ACT_BITS,
+            mean_bits=MEAN_BITS,
+            act_max=int(ACT_MAX),
+            log_scale0=LOG_SCALE_0,
+            log_scale_step=LOG_SCALE_STEP,
+            scales=SCALES,
+            latent_max=LATENT_MAX,
+        )
+
 
 def check_integer_bounds(arm: IntegerARM) -> str | None:
-    """Why ``arm``'s integer evaluation could round (a reason), or None when every partial sum of
-    every layer provably stays below 2^53 in magnitude."""
+    """Why ``arm``'s integer evaluation could round or overflow (a reason), or None when every
+    partial sum of every layer provably stays below 2^53 in magnitude."""
+    if not 0 <= arm.kw <= 24 or ACT_BITS + arm.kw - arm.kb < 0:
+        return "its fixed-point steps are out of range"
     if any(float(w.abs().max()) > WEIGHT_MAX for w in arm.weights() if w.numel()):
         return f"an ARM weight exceeds {WEIGHT_MAX}"
     if any(float(b.abs().max()) * arm.bias_scale > BIAS_MAX for b in arm.biases() if b.numel()):
         return "an ARM bias is out of range"
     latent_in = LATENT_MAX * 2.0**ACT_BITS
-    first = (arm.same.abs().sum((2, 3)) + arm.coarse.abs().sum((2, 3))).max() * latent_in
+    first = (arm.same.abs().sum((1, 2)) + arm.coarse.abs().sum((1, 2))).max() * latent_in
     rest = max(float(arm.hidden_w.abs().sum(1).max()), float(arm.head_w.abs().sum(1).max())) * ACT_MAX
     if max(float(first), rest) + BIAS_MAX >= EXACT:
         return "the ARM's accumulators could exceed 2^53"
     return None
-
-
-def _layer(acc: Tensor, kw: int, hidden: bool) -> Tensor:
-    out = torch.floor(acc * 2.0**-kw)
-    return out.clamp(0, ACT_MAX) if hidden else out
-
-
-def integer_phase(arm: IntegerARM, grid: Tensor, coarse: Tensor, phase: int) -> tuple[Tensor, Tensor]:
-    """The integer ARM at the positions of ``phase``: (mean, log-scale), int64 (h/n * w/n,) in
-    units of 2^-ACT_BITS, row-major over the phase's sub-grid (n: the ARM's lattice).
-
-    ``grid`` (h, w; multiples of n) and ``coarse`` (h/2, w/2) hold integers in float64; only
-    positions of earlier phases of ``grid`` are read (the others may hold anything). Exact: see
-    the module doc.
-    """
-    h, w = grid.shape
-    n = arm.lattice
-    hn, wn, m = h // n, w // n, n // 2
-    k, ck = arm.same.shape[-1], arm.coarse.shape[-1]
-    r, cr = k // 2, ck // 2
-    py, px = lattice_phases(n)[phase]
-    xp = F.pad(grid[None, None], (r, r, r, r))[0, 0]
-    cp = F.pad(coarse[None, None], (cr, cr, cr, cr))[0, 0]
-    cy, cx = py // 2, px // 2  # the coarse window of (y, x) is centred on (y // 2, x // 2)
-    taps = (arm.same[phase] != 0).any(0).nonzero().tolist()  # the window offsets this phase uses
-    columns = [xp[py + i :: n, px + j :: n][:hn, :wn].reshape(-1) for i, j in taps]
-    columns += [cp[cy + i :: m, cx + j :: m][:hn, :wn].reshape(-1) for i in range(ck) for j in range(ck)]
-    x = torch.stack(columns) * 2.0**ACT_BITS  # (taps, N): latents in units 2^-ACT_BITS
-    w1 = torch.cat(
-        [
-            arm.same[phase][:, [i for i, _ in taps], [j for _, j in taps]],
-            arm.coarse[phase].reshape(-1, ck * ck),
-        ],
-        1,
-    )
-    a = _layer(w1 @ x + arm.bias[phase, :, None] * arm.bias_scale, arm.kw, True)
-    a = _layer(arm.hidden_w @ a + arm.hidden_b[:, None] * arm.bias_scale, arm.kw, True)
-    out = _layer(arm.head_w @ a + arm.head_b[:, None] * arm.bias_scale, arm.kw, False)
-    return out[0].to(torch.int64), out[1].to(torch.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,16 +304,6 @@ def log_scale_bounds() -> tuple[float, float]:
     return lo, (LOG_SCALE_0 + (SCALES - 1) * LOG_SCALE_STEP) / 2**ACT_BITS
 
 
-def table_of(mean: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor]:
-    """(integer part of the mean, table index), int64, from the integer ARM's outputs (int64,
-    units 2^-ACT_BITS): the mean to the nearest 1/2^MEAN_BITS, the log-scale to the nearest table."""
-    shift = ACT_BITS - MEAN_BITS
-    t = (mean + (1 << (shift - 1))) >> shift  # the mean in units 2^-MEAN_BITS
-    whole, fraction = t >> MEAN_BITS, t & ((1 << MEAN_BITS) - 1)
-    s = torch.div(log_scale - LOG_SCALE_0 + LOG_SCALE_STEP // 2, LOG_SCALE_STEP, rounding_mode="floor")
-    return whole, s.clamp(0, SCALES - 1) * (1 << MEAN_BITS) + fraction
-
-
 # --------------------------------------------------------------------------------------------
 # One image's model
 
@@ -418,8 +319,6 @@ class ImageModel(nn.Module):
         arm_kernel: int = 5,
         synthesis_width: int = 16,
         arm_coarse_kernel: int = 3,
-        arm_lattice: int = 2,
-        scheme: str = "phases",
     ) -> None:
         super().__init__()
         self.latents = nn.ParameterList(
@@ -427,7 +326,24 @@ class ImageModel(nn.Module):
         )
         self.upsampler = Upsampler()
         self.synthesis = Synthesis(synthesis_width)
-        self.arm = ContextModel(arm_hidden, arm_kernel, arm_coarse_kernel, scheme, arm_lattice)
+        self.arm = ContextModel(arm_hidden, arm_kernel, arm_coarse_kernel)
+
+    def macs_per_pixel(self) -> float:
+        """Multiply-accumulates per pixel of the padded image that decoding costs: the ARM per
+        latent, the upsampling filters (4 taps per output and axis) and the synthesis."""
+        sizes = [tuple(y.shape[-2:]) for y in self.latents]
+        pixels = sizes[0][0] * sizes[0][1]
+        arm, syn = self.arm, self.synthesis
+        taps = int(arm.mask.sum()) + arm.coarse_kernel**2
+        per_latent = arm.hidden_size * (taps + arm.hidden_size + 2)
+        arm_macs = per_latent * sum(h * w for h, w in sizes)
+        up_macs = 0
+        for level in range(GRIDS - 2, -1, -1):  # GRIDS - 1 - level channels go up to level's size
+            (h, w), (hc, _) = sizes[level], sizes[level + 1]
+            up_macs += (GRIDS - 1 - level) * 4 * (hc * w + h * w)
+        width = syn.mix.out_channels
+        syn_macs = pixels * (GRIDS * width + width * 3 + 2 * 27)
+        return (arm_macs + up_macs + syn_macs) / pixels
 
     def reconstruct(self, grids: list[Tensor]) -> Tensor:
         return self.synthesis(self.upsampler(grids))
@@ -435,17 +351,9 @@ class ImageModel(nn.Module):
     def grid_rate(self, grids: list[Tensor], level: int) -> tuple[Tensor, Tensor]:
         """(mean, scale) of every latent of ``grids[level]`` from the float ARM (scale clamped to
         the range of the coding tables)."""
-        g = grids[level]
-        _, _, h, w = g.shape
-        n = self.arm.lattice
-        hp, wp = -(-h // n) * n, -(-w // n) * n  # padded with zeros to multiples of the lattice
-        if level + 1 < len(grids):
-            c = grids[level + 1]
-            coarse = F.pad(c, (0, wp // 2 - c.shape[-1], 0, hp // 2 - c.shape[-2]))
-        else:
-            coarse = g.new_zeros(1, 1, hp // 2, wp // 2)
-        mean, log_scale = self.arm(F.pad(g, (0, wp - w, 0, hp - h)), coarse)
+        coarse = grids[level + 1] if level + 1 < len(grids) else None
+        mean, log_scale = self.arm(grids[level], coarse)
         lo, hi = log_scale_bounds()
         # bounded like the coding tables, with gradients that can still bring a log-scale back
-        log_scale = -lower_bound(-lower_bound(log_scale[..., :h, :w], lo), -hi)
-        return mean[..., :h, :w], torch.exp(log_scale)
+        log_scale = -lower_bound(-lower_bound(log_scale, lo), -hi)
+        return mean, torch.exp(log_scale)
