@@ -14,9 +14,9 @@ File sections:
   table that codes it, then one rANS stream of every parameter's integer (parameter / step), in
   the order of :func:`~neurocodec.codecs.c3_fit.groups`;
 - ``latents``: one rANS stream of every latent, grids coarse to fine, each in raster order;
-  latent ``y`` is coded as ``y - m`` with table ``s * 8 + f``, where the integer ARM's mean is
-  ``m + f/8`` and its log-scale the ``s``-th table scale (``entropy/native/arm.hpp``): 48 scales x
-  8 mean fractions of Laplace tables (:func:`laplace_tables`).
+  latent ``y`` is coded as ``y - m`` with table ``s * 16 + f``, where the integer ARM's mean is
+  ``m + f/16`` and its log-scale the ``s``-th table scale (``entropy/native/arm.hpp``): 48 scales x
+  16 mean fractions of Laplace tables (:func:`laplace_tables`).
 """
 
 from __future__ import annotations
