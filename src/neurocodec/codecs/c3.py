@@ -60,6 +60,7 @@ ARCH = {
 }  # hidden 8: fewer parameter bytes, same R-D (kodim01 crops, q1 and q3)
 RASTER = 1  # the scan order byte of the networks header
 PADDING = 1 << (GRIDS - 1)
+LATENTS_CHUNK_BITS = 30  # the coder's largest chunk: every latent stream is one chunk
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,8 +173,9 @@ def encode_latents(grids: list[torch.Tensor], arm: IntegerARM) -> bytes:
     n = sum(g.size for g in coarse_first)
     values, indexes = np.empty(n, np.int32), np.empty(n, np.int32)
     _rans.arm_symbols(arm.native(), sizes, coarse_first, values, indexes)
-    tableset = laplace_tables()
-    return coder.fit_lanes(lambda lanes: coder.encode(values, indexes, tableset, lanes=lanes), n)
+    # decoding is sequential (each latent's table depends on the latents before it), so the
+    # stream has one lane and one chunk: no state or chunk bytes buy parallelism it cannot use
+    return coder.encode(values, indexes, laplace_tables(), chunk_bits=LATENTS_CHUNK_BITS, lanes=1)
 
 
 def decode_latents(data: bytes, sizes: list[tuple[int, int]], arm: IntegerARM) -> list[torch.Tensor]:
