@@ -194,11 +194,15 @@ class Limits:
                 f"of {self.max_samples} (raise it: limits=Limits(max_samples=...), or --max-samples)"
             )
         if isinstance(g, VideoGeometry) and self.max_frames is not None and g.frames > self.max_frames:
-            raise LimitError(f"refused: this file holds {g.frames} video frames, more than the decoder's limit of {self.max_frames}")
+            raise LimitError(
+                f"refused: this file holds {g.frames} video frames, more than the decoder's limit of {self.max_frames}"
+            )
 
     def check_sections(self, count: int) -> None:
         if self.max_sections is not None and count > self.max_sections:
-            raise LimitError(f"refused: this file has more than the decoder's limit of {self.max_sections} sections")
+            raise LimitError(
+                f"refused: this file has more than the decoder's limit of {self.max_sections} sections"
+            )
 
 
 DEFAULT_LIMITS = Limits()
@@ -353,7 +357,9 @@ def _parse(data: bytes | bytearray | memoryview, limits: Limits) -> tuple[Header
     return header, sections
 
 
-def unpack(data: bytes | bytearray | memoryview, limits: Limits = NO_LIMITS) -> tuple[Header, dict[str, bytes]]:
+def unpack(
+    data: bytes | bytearray | memoryview, limits: Limits = NO_LIMITS
+) -> tuple[Header, dict[str, bytes]]:
     """The header and the sections (in file order) of a complete file; checks everything, and
     refuses a file beyond ``limits`` (by default only the format's limits: a decoder passes its
     policy, by default ``DEFAULT_LIMITS``)."""

@@ -394,7 +394,11 @@ def list_codecs() -> list[CodecInfo]:
                 raise WeightsError(
                     f"model card of {declared.name} quality {w.quality} says {w.media}, the codec codes {declared.media}"
                 )
-        built = declared.qualities if _package_weights() or not _origin(declared).startswith("neurocodec.") else ()
+        built = (
+            declared.qualities
+            if _package_weights() or not _origin(declared).startswith("neurocodec.")
+            else ()
+        )
         qualities = sorted({*shipped, *built})
         if not qualities:
             continue

@@ -226,7 +226,7 @@ class C3Codec(Codec):
                 for y in model.latents:
                     y.copy_(torch.round(y).clamp(-LATENT_MAX, LATENT_MAX))
                 steps = c3_fit.choose_steps(model, x, self.lmbda, WEIGHT_MAX)
-                _, bpp, mse = c3_fit.model_loss(model, x, self.lmbda, c3_fit.hard_round)
+                _, bpp, mse = c3_fit.model_loss(model, x, self.lmbda, c3_fit.hard_round, coded=True)
         networks = pack_networks(model, steps)
         grids = [y.detach()[0, 0].to(torch.float64).cpu() for y in model.latents]
         latents = encode_latents(grids, integer_arm(model, steps))

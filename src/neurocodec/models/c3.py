@@ -348,12 +348,17 @@ class ImageModel(nn.Module):
     def reconstruct(self, grids: list[Tensor]) -> Tensor:
         return self.synthesis(self.upsampler(grids))
 
-    def grid_rate(self, grids: list[Tensor], level: int) -> tuple[Tensor, Tensor]:
+    def grid_rate(self, grids: list[Tensor], level: int, coded: bool = False) -> tuple[Tensor, Tensor]:
         """(mean, scale) of every latent of ``grids[level]`` from the float ARM (scale clamped to
-        the range of the coding tables)."""
+        the range of the coding tables); ``coded``: at the coding tables' resolution too (mean to
+        ``2^-MEAN_BITS``, log-scale to the nearest table scale), gradients passed straight through."""
         coarse = grids[level + 1] if level + 1 < len(grids) else None
         mean, log_scale = self.arm(grids[level], coarse)
         lo, hi = log_scale_bounds()
         # bounded like the coding tables, with gradients that can still bring a log-scale back
         log_scale = -lower_bound(-lower_bound(log_scale, lo), -hi)
+        if coded:
+            step = LOG_SCALE_STEP / 2**ACT_BITS
+            mean = mean + (torch.round(mean * 2**MEAN_BITS) * 2.0**-MEAN_BITS - mean).detach()
+            log_scale = log_scale + (lo + torch.round((log_scale - lo) / step) * step - log_scale).detach()
         return mean, torch.exp(log_scale)
