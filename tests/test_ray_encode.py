@@ -37,7 +37,9 @@ def local_ray():
     moment, before any test hides the shipped weights (conftest.py), so they see them."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # as neurocodec.dataset sets it: nothing leaves the machine
     ray = pytest.importorskip("ray")  # the `ray` extra
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False
+    )
     yield ray
     ray.shutdown()
 

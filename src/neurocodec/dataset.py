@@ -214,7 +214,8 @@ def _run_pipeline(
     started = not ray.is_initialized()
     if started:
         ray.init(
-            num_cpus=workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
+            address="local", num_cpus=workers, include_dashboard=False, ignore_reinit_error=True,
+            log_to_driver=False,
             logging_level=logging.INFO if verbose else logging.ERROR,
         )  # fmt: skip
     context = ray.data.DataContext.get_current()
