@@ -96,8 +96,8 @@ def main() -> None:
     record = {"command": command(), "machine": machine(packages=("ray",))}
     start = time.perf_counter()
     ray.init(
-        address="local", num_cpus=args.workers, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
-        logging_level=logging.ERROR,
+        address="local", _node_ip_address="127.0.0.1", num_cpus=args.workers, include_dashboard=False,
+        ignore_reinit_error=True, log_to_driver=False, logging_level=logging.ERROR,
     )  # fmt: skip
     ray_init_s = time.perf_counter() - start
 

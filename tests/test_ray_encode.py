@@ -38,8 +38,9 @@ def local_ray():
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # as neurocodec.dataset sets it: nothing leaves the machine
     ray = pytest.importorskip("ray")  # the `ray` extra
     ray.init(
-        address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False
-    )
+        address="local", _node_ip_address="127.0.0.1", num_cpus=2, include_dashboard=False,
+        ignore_reinit_error=True, log_to_driver=False,
+    )  # fmt: skip
     yield ray
     ray.shutdown()
 

@@ -16,8 +16,9 @@ corrupt, of a format no codec reads) is an ``error`` line, never the end of the 
 
 Outputs are named as ``neurocodec encode -o DIR`` names them (``DIR/name.ncd``); the files of a
 folder keep their path below it. The files are the same bytes the plain command writes.
-Ray runs locally only: a local instance with usage reporting and the dashboard off (unless one
-is already running in this process, which is then used as it is).
+Ray runs locally only: a new local instance on the loopback address (never a cluster that
+``RAY_ADDRESS`` or ``ray start`` names), with usage reporting and the dashboard off, shut down at
+the end; if this process has already started Ray, that instance is used as it is.
 """
 
 from __future__ import annotations
@@ -214,8 +215,8 @@ def _run_pipeline(
     started = not ray.is_initialized()
     if started:
         ray.init(
-            address="local", num_cpus=workers, include_dashboard=False, ignore_reinit_error=True,
-            log_to_driver=False,
+            address="local", _node_ip_address="127.0.0.1", num_cpus=workers, include_dashboard=False,
+            ignore_reinit_error=True, log_to_driver=False,
             logging_level=logging.INFO if verbose else logging.ERROR,
         )  # fmt: skip
     context = ray.data.DataContext.get_current()
