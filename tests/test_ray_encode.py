@@ -99,6 +99,26 @@ def test_manifest_lists_every_input(dataset: SimpleNamespace) -> None:
     )
 
 
+def test_each_media_gets_its_default_codec(local_ray, tmp_path: Path, shipped) -> None:
+    """Images and audio in one folder, without --codec: mlic for the image, walloc-audio for the clip."""
+    import numpy as np
+    import soundfile as sf
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    Image.open(KODAK / "kodim04.png").crop((0, 0, 64, 64)).save(mixed / "photo.png")
+    t = np.arange(16000) / 32000
+    sf.write(mixed / "tone.wav", 0.4 * np.stack([np.sin(2 * np.pi * 440 * t)] * 2, 1), 32000)
+    rows = {}
+    summary = encode_dataset(
+        mixed, tmp_path / "out", workers=2, on_result=lambda r: rows.update({Path(r["input"]).name: r})
+    )
+    assert (summary.encoded, summary.failed) == (2, 0), rows
+    assert (rows["photo.png"]["codec"], rows["photo.png"]["bpp"] > 0) == (nc.default_codec("image"), True)
+    assert (rows["tone.wav"]["codec"], rows["tone.wav"]["kbit_s"] > 0) == (nc.default_codec("audio"), True)
+    assert nc.decode((tmp_path / "out" / "tone.ncd").read_bytes()).shape == (2, 16000)
+
+
 def test_an_output_without_its_manifest_line_is_kept(
     dataset: SimpleNamespace, tmp_path: Path, shipped
 ) -> None:
