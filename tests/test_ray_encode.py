@@ -119,7 +119,7 @@ def test_each_media_gets_its_default_codec(local_ray, tmp_path: Path, shipped) -
     assert nc.decode((tmp_path / "out" / "tone.ncd").read_bytes()).shape == (2, 16000)
 
 
-def test_an_output_without_its_manifest_line_is_kept(
+def test_an_output_without_its_manifest_line_is_never_replaced(
     dataset: SimpleNamespace, tmp_path: Path, shipped
 ) -> None:
     out = tmp_path / "out"
@@ -129,7 +129,7 @@ def test_an_output_without_its_manifest_line_is_kept(
     summary = encode_dataset(
         dataset.images / "k1.png", out, codec="hyperprior", quality=1, on_result=rows.append
     )
-    assert (summary.encoded, summary.failed) == (0, 1)  # no pipeline ran: nothing to encode
+    assert (summary.encoded, summary.failed) == (0, 1)
     assert "already exists" in rows[0]["error"] and "-f" in rows[0]["error"]
     assert (out / "k1.ncd").read_bytes() == b"someone else's file"
 
@@ -159,10 +159,14 @@ def test_without_ray_the_error_says_how_to_install_it(
 def test_a_rerun_encodes_only_what_is_missing(
     dataset: SimpleNamespace, shipped, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Last: it changes the module's output folder. The command line, as a killed run resumes."""
+    """Last: it changes the module's output folder. The command line, after a killed run."""
     before = {i: (dataset.out / f"k{i}.ncd").stat().st_mtime_ns for i in (1, 3)}
     data = (dataset.out / "k2.ncd").read_bytes()
     (dataset.out / "k2.ncd").unlink()
+    # As a killed run leaves it: k3's file written, its manifest line not, and a torn last line.
+    manifest = dataset.out / MANIFEST
+    lines = [line for line in manifest.read_text().splitlines() if "k3.png" not in line]
+    manifest.write_text("\n".join(lines) + '\n{"input": "/tor')
     capsys.readouterr()
     args = [
         "encode",
@@ -176,14 +180,14 @@ def test_a_rerun_encodes_only_what_is_missing(
     ]
     assert main(args) == 1  # the two bad inputs fail again
     out, err = capsys.readouterr()
-    encoded = [line for line in out.splitlines() if " -> " in line]
-    assert len(encoded) == 1 and "k2.png" in encoded[0] and "hyperprior quality 1" in encoded[0], out
-    assert "1 encoded, 2 done before, 2 failed" in out
+    encoded = sorted(line for line in out.splitlines() if " -> " in line)
+    assert len(encoded) == 2 and "k2.png" in encoded[0] and "hyperprior quality 1" in encoded[0], out
+    assert "k3.png" in encoded[1] and encoded[1].endswith("kept)"), out
+    assert "2 encoded, 1 done before, 2 failed" in out
     assert err.count("neurocodec: error:") == 2, err
     assert (dataset.out / "k2.ncd").read_bytes() == data
     assert {i: (dataset.out / f"k{i}.ncd").stat().st_mtime_ns for i in (1, 3)} == before
-    latest = read_manifest(dataset.out / MANIFEST)
-    assert (
-        len(latest) == 5
-        and [Path(p).name for p, r in latest.items() if r["status"] == "done"].count("k2.png") == 1
-    )
+    latest = {Path(p).name: r for p, r in read_manifest(manifest).items()}  # the torn line left out
+    assert sorted(latest) == ["corrupt.png", "k1.png", "k2.png", "k3.png", "missing.png"]
+    assert [latest[f"k{i}.png"]["status"] for i in (1, 2, 3)] == ["done"] * 3
+    assert (latest["k2.png"]["kept"], latest["k3.png"]["kept"]) == (False, True)

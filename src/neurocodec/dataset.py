@@ -7,12 +7,16 @@ pipeline (``from_items`` -> ``map_batches`` with a pool of N workers, each loadi
 once, one CPU and one torch thread each, or one GPU each with ``device="cuda"``), and each
 worker writes its outputs atomically. The driver appends one JSON line per input to
 ``OUT_DIR/manifest.jsonl`` as results arrive: input, output, codec, quality, effort, status
-(``done`` or ``error``), bytes, bpp (images) or kbit/s (audio), encoding seconds and the error.
+(``done`` or ``error``), bytes, bpp (images) or kbit/s (audio), encoding seconds, ``kept`` (see
+below) and the error.
 
 Resuming: an input whose output exists and whose latest manifest line says ``done`` with the
 same codec, quality and effort is skipped, so a killed run goes on where it stopped. An output
-that exists without such a line is not replaced unless ``force``. A bad input (unreadable,
-corrupt, of a format no codec reads) is an ``error`` line, never the end of the run.
+that exists without such a line (a killed run's workers may write a few files after the driver
+stops) is encoded again and kept, as ``done`` with ``kept: true``, when it holds the same bytes
+(encoding is deterministic); if it differs it is an error, and it is never replaced unless
+``force``. A bad input (unreadable, corrupt, of a format no codec reads) is an ``error`` line,
+never the end of the run.
 
 Outputs are named as ``neurocodec encode -o DIR`` names them (``DIR/name.ncd``); the files of a
 folder keep their path below it. The files are the same bytes the plain command writes.
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from neurocodec.errors import ConfigError, MediaReadError, NeurocodecError, OutputError
+from neurocodec.errors import ConfigError, MediaReadError, NeurocodecError, OutputError, OutputExistsError
 from neurocodec.io import input_media
 from neurocodec.io.files import audio_files, image_files
 
@@ -131,10 +135,24 @@ def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
     return latest
 
 
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _ends_a_line(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
 def _row(src: Path, dst: Path, codec: str, quality: int, effort: int, **fields: Any) -> dict[str, Any]:
     return {
         "input": str(src), "output": str(dst), "codec": codec, "quality": quality, "effort": effort,
-        "status": "error", "bytes": None, "bpp": None, "kbit_s": None, "seconds": None, "error": None,
+        "status": "error", "bytes": None, "bpp": None, "kbit_s": None, "seconds": None, "kept": False,
+        "error": None,
         **fields,
     }  # fmt: skip
 
@@ -176,8 +194,15 @@ class _Encoder:
             start = time.perf_counter()
             data = codec.encode(x, sample_rate=sample_rate, effort=self.effort)
             seconds = time.perf_counter() - start
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(dst, data, overwrite=self.force)
+            if job["existing"]:  # written by a killed run before its manifest line, or not ours
+                if _read(dst) != data:
+                    raise OutputExistsError(
+                        f"{dst} already exists and is not what this run writes (use -f to replace it)"
+                    )
+                row["kept"] = True
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(dst, data, overwrite=self.force)
         except Exception as e:  # a bad input is a line of the manifest, never the end of the run
             message = " ".join(str(e).split()) or type(e).__name__
             if not isinstance(e, (NeurocodecError, OSError)):
@@ -294,6 +319,8 @@ def encode_dataset(
     counts = {"done": 0, "error": 0, "skipped": 0}
     jobs = []
     with manifest.open("a", encoding="utf-8") as log:
+        if log.tell() and not _ends_a_line(manifest):
+            log.write("\n")  # after the torn last line of a killed run
 
         def record(row: dict[str, Any]) -> None:
             if row["status"] != "skipped":
@@ -309,12 +336,11 @@ def encode_dataset(
             same = (before.get("codec"), before.get("quality"), before.get("effort")) == (name, q, effort)
             if not force and before.get("status") == "done" and same and dst.exists():
                 record({**before, "status": "skipped"})
-            elif not force and os.path.lexists(dst):
-                reason = "not done with these settings" if before else "not in it"
-                error = f"{dst} already exists, {reason} in {manifest} (use -f to replace it)"
-                record(_row(src, dst, name, q, effort, error=error))
             else:
-                jobs.append({"input": str(src), "output": str(dst), "codec": name, "quality": q})
+                existing = not force and os.path.lexists(dst)
+                jobs.append(
+                    {"input": str(src), "output": str(dst), "codec": name, "quality": q, "existing": existing}
+                )
         if jobs:
             for row in _run_pipeline(jobs, effort, workers, device, force, verbose):
                 record(row)

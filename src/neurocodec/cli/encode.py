@@ -117,7 +117,7 @@ def _run_dataset(args: argparse.Namespace, console: Console) -> None:
         rate = f"{row['bpp']:.4f} bpp" if row["bpp"] is not None else f"{row['kbit_s']:.1f} kbit/s"
         console.say(
             f"{row['input']} -> {row['output']}: {row['codec']} quality {row['quality']}, {row['bytes']} B, "
-            f"{rate}, {row['seconds']:.2f} s"
+            f"{rate}, {row['seconds']:.2f} s" + (" (the same file was there: kept)" if row["kept"] else "")
         )
 
     inputs = expand(args.inputs, console)
