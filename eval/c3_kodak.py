@@ -1,14 +1,14 @@
-"""R-D of the overfitted ``c3`` codec on Kodak crops against Pillow AVIF / WebP / JPEG and ``mlic``.
+"""R-D of the overfitted ``c3`` codec on Kodak images against Pillow AVIF / WebP / JPEG and ``mlic``.
 
 Resumable: every (codec, setting, file) row is appended to a JSON-lines file as soon as it is
 measured, and a restart skips the rows already there, so the run survives being stopped. At the
 end (or with ``--summary`` alone) the mean curves and BD-rates (PSNR, PCHIP, :mod:`neurocodec.evaluation`)
 are written to a JSON summary.
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 nohup python eval/c3_kodak.py > eval/c3_kodak.log 2>&1 &
+    OMP_NUM_THREADS=1 nohup python eval/c3_kodak.py > c3_kodak.log 2>&1 &
     python eval/c3_kodak.py --summary
 
-Inputs: the centre ``--crop`` x ``--crop`` pixels of kodim01..04 (0: the full images); c3 at
+Inputs: kodim01..04, whole (or their centre ``--crop`` x ``--crop`` pixels); c3 at
 ``--effort`` iterations (the fast preset by default) for each of ``--qualities``.
 """
 
@@ -133,11 +133,11 @@ def summarize(rows: list[dict]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--files", default="kodim01,kodim02,kodim03,kodim04")
-    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--crop", type=int, default=0, help="centre crop size (0: the full images)")
     p.add_argument("--qualities", default="1,3,5,2", help="c3 qualities, in the order they are run")
     p.add_argument("--effort", type=int, default=c3.PRESETS["fast"])
-    p.add_argument("--rows", type=Path, default=HERE / "c3_kodak.jsonl")
-    p.add_argument("--out", type=Path, default=HERE / "c3_kodak.json")
+    p.add_argument("--rows", type=Path, default=HERE / "c3_kodak_full.jsonl")
+    p.add_argument("--out", type=Path, default=HERE / "c3_kodak_full.json")
     p.add_argument("--mlic", default="1,2,3,4", help="mlic qualities ('' to skip)")
     p.add_argument("--summary", action="store_true", help="only summarize the rows there are")
     args = p.parse_args()

@@ -18,6 +18,8 @@ Targets (``TARGETS``), each with seeds from real files (``seeds(name)``):
   codec's ``decode`` of the bytes with a fresh CRC, at the quality of its seeds, under small
   resource limits. Oracle: a decode has the shape the header gives and finite samples.
   Seeds: the 0.1.0 corpus files (tests/corpus) of that codec, small images and clips.
+- ``c3`` (no released files yet): the same on c3 files, the raster context model decoded by the
+  native coder from fuzzed networks and latents. Seed: a 64x64 picture fitted briefly.
 """
 
 from __future__ import annotations
@@ -192,7 +194,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "container": container_target,
     "coder": coder_target,
     "reference": reference_target,
-    **{name: codec_target(name) for name in CODECS},
+    **{name: codec_target(name) for name in (*CODECS, "c3")},
 }
 
 
@@ -224,6 +226,16 @@ def _stream_seeds() -> list[bytes]:
     return seeds
 
 
+@functools.cache
+def _c3_seed() -> bytes:
+    """A small c3 file (a smooth 64x64 picture, 40 fitting iterations; deterministic)."""
+    import torch
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    x = torch.stack([0.5 + 0.4 * torch.sin(5 * xx + c) * torch.cos(3 * yy) for c in range(3)])
+    return _codec("c3").encode(x, effort=40)
+
+
 def seeds(target: str) -> list[bytes]:
     """The seed inputs of ``target``: real files (less their CRC where the target appends one) or streams."""
     if target == "container":
@@ -233,4 +245,6 @@ def seeds(target: str) -> list[bytes]:
         for file in corpus_files():  # real streams too: refused by hash, which the fuzzer must get past
             streams.extend(container.unpack(file)[1].values())
         return streams
+    if target == "c3":
+        return [_c3_seed()[:-4]]
     return [f[:-4] for f in corpus_files(target)]

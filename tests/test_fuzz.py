@@ -63,6 +63,11 @@ def test_codec_target_on_seeds_mutations_and_crashers(codec: str):
 
 
 @pytest.mark.usefixtures("shipped")
+def test_c3_target_on_its_seed_mutations_and_crashers():
+    run_all("c3", 200)
+
+
+@pytest.mark.usefixtures("shipped")
 @pytest.mark.parametrize(
     ("codec", "geometry", "holds"),
     [

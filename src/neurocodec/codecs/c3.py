@@ -14,9 +14,9 @@ File sections:
   table that codes it, then one rANS stream of every parameter's integer (parameter / step), in
   the order of :func:`~neurocodec.codecs.c3_fit.groups`;
 - ``latents``: one rANS stream of every latent, grids coarse to fine, each in raster order;
-  latent ``y`` is coded as ``y - m`` with table ``s * 8 + f``, where the integer ARM's mean is
-  ``m + f/8`` and its log-scale the ``s``-th table scale (``entropy/native/arm.hpp``): 48 scales x
-  8 mean fractions of Laplace tables (:func:`laplace_tables`).
+  latent ``y`` is coded as ``y - m`` with table ``s * 16 + f``, where the integer ARM's mean is
+  ``m + f/16`` and its log-scale the ``s``-th table scale (``entropy/native/arm.hpp``): 48 scales x
+  16 mean fractions of Laplace tables (:func:`laplace_tables`).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ ARCH = {
 }  # hidden 8: fewer parameter bytes, same R-D (kodim01 crops, q1 and q3)
 RASTER = 1  # the scan order byte of the networks header
 PADDING = 1 << (GRIDS - 1)
+LATENTS_CHUNK_BITS = 30  # the coder's largest chunk: every latent stream is one chunk
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,8 +173,9 @@ def encode_latents(grids: list[torch.Tensor], arm: IntegerARM) -> bytes:
     n = sum(g.size for g in coarse_first)
     values, indexes = np.empty(n, np.int32), np.empty(n, np.int32)
     _rans.arm_symbols(arm.native(), sizes, coarse_first, values, indexes)
-    tableset = laplace_tables()
-    return coder.fit_lanes(lambda lanes: coder.encode(values, indexes, tableset, lanes=lanes), n)
+    # decoding is sequential (each latent's table depends on the latents before it), so the
+    # stream has one lane and one chunk: no state or chunk bytes buy parallelism it cannot use
+    return coder.encode(values, indexes, laplace_tables(), chunk_bits=LATENTS_CHUNK_BITS, lanes=1)
 
 
 def decode_latents(data: bytes, sizes: list[tuple[int, int]], arm: IntegerARM) -> list[torch.Tensor]:
