@@ -42,7 +42,7 @@ from neurocodec.errors import ConfigError, MediaReadError, NeurocodecError, Outp
 from neurocodec.io import input_media
 from neurocodec.io.files import audio_files, image_files
 
-__all__ = ["MANIFEST", "DatasetSummary", "encode_dataset"]
+__all__ = ["MANIFEST", "DatasetSummary", "encode_dataset", "read_manifest"]
 
 MANIFEST = "manifest.jsonl"
 SUFFIX = ".ncd"
