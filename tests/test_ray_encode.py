@@ -137,6 +137,8 @@ def test_an_output_without_its_manifest_line_is_never_replaced(
 def test_bad_arguments_fail_before_any_work(tmp_path: Path, local_ray, shipped) -> None:
     with pytest.raises(nc.UnknownCodecError, match="no quality 9"):
         encode_dataset(tmp_path / "x.png", tmp_path / "out", codec="hyperprior", quality=9)
+    with pytest.raises(nc.NeurocodecError, match="no encoder-side adaptation"):
+        encode_dataset(tmp_path / "x.wav", tmp_path / "out", codec="walloc-audio", effort=5)
     with pytest.raises(nc.MediaReadError, match="no image or audio file"):
         encode_dataset(tmp_path, tmp_path / "out")
     with pytest.raises(nc.NeurocodecError, match="workers"):

@@ -108,11 +108,14 @@ def _inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -
     return list(found.items())
 
 
-def _settings(media: str, codec: str | None, quality: int | None) -> tuple[str, int]:
-    """The codec and quality that encode inputs of ``media`` (checked against what is installed)."""
-    from neurocodec.registry import _variant, default_codec
+def _settings(media: str, codec: str | None, quality: int | None, effort: int) -> tuple[str, int]:
+    """The codec and quality that encode inputs of ``media``, checked against what is installed
+    and against ``effort`` (the workers check the rest when they load the codec)."""
+    from neurocodec.registry import _variant, default_codec, family
 
     name, quality, _ = _variant(codec or default_codec(media), quality)
+    if effort and not family(name).codec.adaptive:
+        raise ConfigError(f"{name} has no encoder-side adaptation: use effort 0")
     return name, quality
 
 
@@ -308,7 +311,8 @@ def encode_dataset(
     _ray()  # before any work: without the extra, say how to install it
     out = Path(out_dir)
     files = _inputs(inputs)
-    settings = {media: _settings(media, codec, quality) for media in {input_media(s) for s, _ in files}}
+    medias = {input_media(src) for src, _ in files}
+    settings = {media: _settings(media, codec, quality, effort) for media in medias}
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
