@@ -6,6 +6,7 @@ Real bitstreams (docs/bitstream.md), bit-exact across devices::
     codec = nc.load("hyperprior", quality=3, device="cpu")   # shipped weights, offline
     data = codec.encode(image)                               # bytes of a complete file
     image_hat = nc.decode(data)                              # the file names its codec
+    nc.encode_dataset("photos/", "out/", workers=2)          # a folder on Ray Data (the ray extra)
     nc.list_codecs()                                         # installed; nc.families(): declared
 
 Importing neurocodec does not import torch; loading a codec does.
@@ -54,6 +55,10 @@ def __getattr__(name: str):
         from neurocodec import latents
 
         return getattr(latents, name)
+    if name == "encode_dataset":  # Ray Data (the `ray` extra), imported when it runs
+        from neurocodec.dataset import encode_dataset
+
+        return encode_dataset
     raise AttributeError(f"module 'neurocodec' has no attribute {name!r}")
 
 
@@ -86,6 +91,7 @@ __all__ = [
     "decode",
     "default_codec",
     "encode",
+    "encode_dataset",
     "encode_latents",
     "families",
     "list_codecs",

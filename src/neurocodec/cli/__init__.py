@@ -28,6 +28,7 @@ EPILOG = f"""\
 examples:
   {PROG} encode photo.png                    writes photo.ncd with the default codec
   {PROG} encode 'shots/*.png' -o out/ -q 3   a glob, outputs into a directory
+  {PROG} encode photos/ -o out/ --workers 2  a folder on Ray Data (neurocodec[ray]), resumable
   {PROG} encode song.flac --metrics          audio: kbit/s and SNR; decodes to song.decoded.wav
   {PROG} decode photo.ncd -o photo.webp      the format follows the extension
   {PROG} info photo.ncd                      what the file holds

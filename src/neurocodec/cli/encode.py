@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from neurocodec.cli.common import SUFFIX, Console, UsageError, effort, expand, jobs_for, rate_text, run_jobs
 from neurocodec.container import peek_header
-from neurocodec.errors import ConfigError, UnsupportedMediaError
+from neurocodec.errors import ConfigError, NeurocodecError, UnsupportedMediaError
+from neurocodec.io import input_media
 from neurocodec.io.atomic import write_atomic
 from neurocodec.registry import default_codec, load
 
@@ -50,6 +51,16 @@ def add_parser(
     encode.add_argument(
         "--metrics", action="store_true", help="also decode and print the PSNR (images) or SNR (audio)"
     )
+    encode.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="encode a dataset on Ray Data with N local worker processes (pip install 'neurocodec[ray]'): "
+        "inputs may be folders (their images and audio, keeping their paths below them), -o OUT_DIR is "
+        "required (created), OUT_DIR/manifest.jsonl lists every input as it finishes, and a rerun skips "
+        "the inputs it lists as done (a killed run resumes); one CPU and one torch thread per worker, "
+        "or one GPU each with --device cuda",
+    )
     encode.set_defaults(run=run)
 
 
@@ -60,17 +71,10 @@ def _psnr(x: torch.Tensor, y: torch.Tensor, bit_depth: int) -> str:
     return "PSNR inf dB (lossless)" if value == float("inf") else f"PSNR {value:.2f} dB"
 
 
-def _input_media(path: Path) -> str:
-    """What an input file holds, by its extension: audio for soundfile's formats, else an image."""
-    from neurocodec.io.audio import WRITE_FORMATS
-
-    return "audio" if path.suffix.lower() in WRITE_FORMATS else "image"
-
-
 def _encode_one(codec_for: Callable[[str], Codec], src: Path, dst: Path, args: argparse.Namespace) -> str:
     from neurocodec.io import read_codec_input
 
-    media = _input_media(src)
+    media = input_media(src)
     codec = codec_for(media)
     x, sample_rate = read_codec_input(src, media, codec.channels)
     start = time.perf_counter()
@@ -90,7 +94,49 @@ def _encode_one(codec_for: Callable[[str], Codec], src: Path, dst: Path, args: a
     return line
 
 
+def _run_dataset(args: argparse.Namespace, console: Console) -> None:
+    """``encode --workers N``: :func:`neurocodec.dataset.encode_dataset`, one line per input."""
+    from neurocodec.dataset import encode_dataset
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.output is None:
+        raise UsageError("--workers needs -o OUT_DIR: the outputs and their manifest go there")
+    if args.metrics:
+        raise UsageError("--metrics does not go with --workers (`neurocodec eval` measures quality)")
+
+    def show(row: dict) -> None:
+        if row["status"] == "error":
+            console.error(NeurocodecError(row["error"]))
+            return
+        console.done += 1
+        if row["status"] == "skipped":
+            if console.verbose:
+                console.say(f"{row['input']}: done before, skipped")
+            return
+        rate = f"{row['bpp']:.4f} bpp" if row["bpp"] is not None else f"{row['kbit_s']:.1f} kbit/s"
+        console.say(
+            f"{row['input']} -> {row['output']}: {row['codec']} quality {row['quality']}, {row['bytes']} B, "
+            f"{rate}, {row['seconds']:.2f} s" + (" (the same file was there: kept)" if row["kept"] else "")
+        )
+
+    inputs = expand(args.inputs, console)
+    if not inputs:
+        return
+    summary = encode_dataset(
+        inputs, args.output, codec=args.codec, quality=args.quality, effort=args.effort, workers=args.workers,
+        device=args.device, force=args.force, on_result=show, verbose=args.verbose,
+    )  # fmt: skip
+    console.say(
+        f"{summary.encoded} encoded, {summary.skipped} done before, {summary.failed} failed, "
+        f"in {summary.seconds:.1f} s; manifest: {summary.manifest}"
+    )
+
+
 def run(args: argparse.Namespace, console: Console) -> None:
+    if args.workers is not None:
+        _run_dataset(args, console)
+        return
     jobs = jobs_for(expand(args.inputs, console), args.output, SUFFIX, args.force, console)
     codecs: dict[str, Codec] = {}
 
@@ -114,6 +160,6 @@ def run(args: argparse.Namespace, console: Console) -> None:
     if jobs:
         # Load before any work, so that an unknown codec or quality is a usage error (exit 2) and a
         # codec of the wrong media fails once, not file by file.
-        for media in sorted({_input_media(src) for src, _ in jobs}):
+        for media in sorted({input_media(src) for src, _ in jobs}):
             codec_for(media)
         run_jobs(jobs, "encode", lambda src, dst: _encode_one(codec_for, src, dst, args), console)

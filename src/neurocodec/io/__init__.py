@@ -14,7 +14,15 @@ from neurocodec.io.files import audio_files, image_files, media_files, video_fil
 if TYPE_CHECKING:  # the command line imports this package; torch loads only for the commands that code
     import torch
 
-__all__ = ["audio_files", "image_files", "media_files", "read_codec_input", "video_files"]
+__all__ = ["audio_files", "image_files", "input_media", "media_files", "read_codec_input", "video_files"]
+
+
+def input_media(path: str | Path) -> str:
+    """What an input file of ``neurocodec encode`` holds, by its extension: audio for the formats
+    soundfile reads and writes (WAV, FLAC, Ogg), else an image."""
+    from neurocodec.io.audio import WRITE_FORMATS
+
+    return "audio" if Path(path).suffix.lower() in WRITE_FORMATS else "image"
 
 
 def read_codec_input(
