@@ -2,7 +2,7 @@
 
 Rows go to eval/c3_effort.jsonl as they finish (a restart skips the presets already there).
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python eval/c3_effort.py [presets...]
+    OMP_NUM_THREADS=1 python eval/c3_effort.py [presets...]
 """
 
 from __future__ import annotations
