@@ -15,7 +15,9 @@ Inputs: kodim01..04, whole (or their centre ``--crop`` x ``--crop`` pixels); c3 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -127,7 +129,30 @@ def summarize(rows: list[dict]) -> dict:
         "curves": curves,
         "bd_rate": table,
         "c3_rate_gap_percent": {"mean": sum(gaps) / len(gaps), "max": max(gaps)} if gaps else None,
+        "c3_db_over_avif": db_over_anchor(by_codec.get("c3", []), by_codec.get("avif", [])),
     }
+
+
+def db_over_anchor(tests: list[dict], anchors: list[dict]) -> list[dict]:
+    """Each test row's PSNR minus the anchor's on the same file at the same bpp (linear in
+    log-bpp between the anchor's neighbouring points; None outside its range)."""
+    out = []
+    for r in tests:
+        points = sorted((a["bpp"], a["psnr"]) for a in anchors if a["file"] == r["file"])
+        at = None
+        for (b0, p0), (b1, p1) in itertools.pairwise(points):
+            if b0 <= r["bpp"] <= b1:
+                at = p0 + (p1 - p0) * math.log(r["bpp"] / b0) / math.log(b1 / b0)
+                break
+        out.append(
+            {
+                "file": r["file"],
+                "setting": r["setting"],
+                "bpp": r["bpp"],
+                "db": None if at is None else r["psnr"] - at,
+            }
+        )
+    return out
 
 
 def main() -> None:

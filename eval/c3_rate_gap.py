@@ -31,16 +31,8 @@ def ideal_bits(values: np.ndarray, indexes: np.ndarray) -> float:
     cdfs, offsets = tableset.cdfs(), tableset.offsets
     total = 0.0
     for t in np.unique(indexes):
-        v = values[indexes == t].astype(np.int64)
-        freq = np.diff(cdfs[t].astype(np.int64))
-        bits = tables.PRECISION - np.log2(np.maximum(freq, 1))
-        j = v - offsets[t]
-        inside = (j >= 0) & (j < len(freq) - 1)
-        total += float(bits[j[inside]].sum())
-        escapes = v[~inside]
-        total += len(escapes) * float(bits[-1]) + 8 * float(
-            np.ceil(np.log2(2 * np.abs(escapes) + 2) / 7).sum()
-        )
+        bits = tables.PRECISION - np.log2(np.maximum(np.diff(cdfs[t].astype(np.int64)), 1))
+        total += c3_fit.code_length(values[indexes == t].astype(np.int64), int(offsets[t]), bits)
     return total
 
 

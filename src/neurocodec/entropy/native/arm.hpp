@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -122,54 +123,50 @@ class Predictor {
 
 using Size = std::pair<int, int>;
 
+// Visits every latent of the grids `sizes` (coarse to fine, each in raster order) with its
+// prediction: `latent(prediction, n)` returns the n-th latent in coding order, which the later
+// predictions then read.
+template <class Latent>
+void scan(const Arm& arm, const std::vector<Size>& sizes, Latent&& latent) {
+  arm.check();
+  const int pad = arm.radius();
+  Predictor predict(arm);
+  std::optional<Padded> coarse;  // the grid before, complete
+  size_t n = 0;
+  for (const auto& [h, w] : sizes) {
+    Padded grid(h, w, pad);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x, ++n) grid.set(y, x, latent(predict(grid, coarse ? &*coarse : nullptr, y, x), n));
+    coarse.emplace(std::move(grid));
+  }
+}
+
 // The coded symbols of `grids` (coarse to fine, row-major int32 each): value - whole and the
 // table index of every latent, in coding order.
 inline void symbols(const Arm& arm, const std::vector<Size>& sizes, const std::vector<const int32_t*>& grids,
                     int32_t* values, int32_t* indexes) {
-  arm.check();
-  const int pad = arm.radius();
-  Predictor predict(arm);
-  std::vector<Padded> done;
-  size_t n = 0;
-  for (size_t g = 0; g < sizes.size(); ++g) {
-    const auto [h, w] = sizes[g];
-    Padded grid(h, w, pad);
-    for (int y = 0; y < h; ++y)
-      for (int x = 0; x < w; ++x) grid.set(y, x, grids[g][size_t(y) * size_t(w) + size_t(x)]);
-    const Padded* coarse = done.empty() ? nullptr : &done.back();
-    for (int y = 0; y < h; ++y)
-      for (int x = 0; x < w; ++x, ++n) {
-        const Prediction p = predict(grid, coarse, y, x);
-        values[n] = int32_t(grid.at(y, x) - p.whole);
-        indexes[n] = p.index;
-      }
-    done.push_back(std::move(grid));
-  }
+  std::vector<size_t> starts = {0};  // where each grid begins in coding order
+  for (const auto& [h, w] : sizes) starts.push_back(starts.back() + size_t(h) * size_t(w));
+  size_t g = 0;
+  scan(arm, sizes, [&](const Prediction& p, size_t n) {
+    while (n >= starts[g + 1]) ++g;
+    const int64_t v = grids[g][n - starts[g]];
+    values[n] = int32_t(v - p.whole);
+    indexes[n] = p.index;
+    return v;
+  });
 }
 
 // Decodes the grids of a stream written from `symbols` (all latents, coarse to fine) into `out`.
 inline void decode(const Arm& arm, rans::StreamDecoder& stream, const std::vector<Size>& sizes, int32_t* out) {
-  arm.check();
-  const int pad = arm.radius();
-  Predictor predict(arm);
-  std::vector<Padded> done;
-  size_t n = 0;
-  for (const auto& [h, w] : sizes) {
-    Padded grid(h, w, pad);
-    const Padded* coarse = done.empty() ? nullptr : &done.back();
-    for (int y = 0; y < h; ++y)
-      for (int x = 0; x < w; ++x, ++n) {
-        const Prediction p = predict(grid, coarse, y, x);
-        int32_t symbol;
-        stream.pull(&p.index, &symbol, 1);
-        const int64_t v = p.whole + int64_t(symbol);
-        if (v < -arm.latent_max || v > arm.latent_max)
-          throw rans::StreamError("corrupt stream (a c3 latent out of range)");
-        grid.set(y, x, v);
-        out[n] = int32_t(v);
-      }
-    done.push_back(std::move(grid));
-  }
+  scan(arm, sizes, [&](const Prediction& p, size_t n) {
+    int32_t symbol;
+    stream.pull(&p.index, &symbol, 1);
+    const int64_t v = p.whole + int64_t(symbol);
+    if (v < -arm.latent_max || v > arm.latent_max) throw rans::StreamError("corrupt stream (a c3 latent out of range)");
+    out[n] = int32_t(v);
+    return v;
+  });
   stream.finish();
 }
 

@@ -1,0 +1,83 @@
+"""One c3 fit on a 256x256 top-left crop of a Kodak image with the codec's real file: bytes, PSNR
+and what the encoder measured, for a schedule or architecture override. Probes of a change go
+here before a full evaluation (``eval/c3_kodak.py``); each run appends a row to
+``eval/c3_probe.jsonl``.
+
+``--cc`` is Cool-chic's lambda (loss MSE + lambda * bpp; ours is ``1 / (cc * 255^2)``), so a probe
+at 0.004 with 2,000 iterations compares with Cool-chic 5.0.1 measured on this machine kind
+(``../shared/research/inr.md`` §7: 0.338 bpp at 28.14 dB on kodim01's crop).
+
+    OMP_NUM_THREADS=1 python eval/c3_probe.py --tag T [--img kodim01] [--it 2000] [--cc 0.004] \\
+        [--sched '{"clip": 0}'] [--arch '{"arm_hidden": 16}']
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+
+import torch
+
+from common import EVAL, KODAK, git_commit
+from neurocodec.codecs import c3, c3_fit
+from neurocodec.io.image import read_image
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tag", required=True)
+    p.add_argument("--img", default="kodim01")
+    p.add_argument("--it", type=int, default=2000)
+    p.add_argument("--cc", type=float, default=0.004, help="Cool-chic's lambda")
+    p.add_argument("--arch", default="{}", help="c3 architecture overrides (JSON)")
+    p.add_argument("--sched", default="{}", help="c3_fit.Schedule overrides (JSON)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    x = read_image(KODAK / f"{args.img}.png")[0][:, :256, :256].contiguous()
+    overrides = json.loads(args.sched)
+    schedule = c3_fit.Schedule
+
+    def patched(iterations: int) -> c3_fit.Schedule:  # the codec builds its schedule from the effort
+        return dataclasses.replace(schedule(iterations), **overrides)
+
+    c3_fit.Schedule = patched
+    codec = c3.C3Codec(quality=1, **json.loads(args.arch))
+    codec.lmbda = 1 / (args.cc * 255**2)
+    t0, w0 = time.process_time(), time.perf_counter()
+    data = codec.encode(x, effort=args.it)
+    enc_cpu, enc_wall = time.process_time() - t0, time.perf_counter() - w0
+    w0 = time.perf_counter()
+    y = codec.decode(data)
+    decode_s = time.perf_counter() - w0
+    mse = float(torch.mean(((y.clamp(0, 1) * 255).round() / 255 - x) ** 2))
+    fit = codec.last_fit
+    row = {
+        "tag": args.tag,
+        "img": args.img,
+        "crop": 256,
+        "it": args.it,
+        "cc": args.cc,
+        "arch": args.arch,
+        "sched": args.sched,
+        "threads": 1,
+        "bytes": len(data),
+        "bpp": len(data) * 8 / x[0].numel(),
+        "psnr": -10 * math.log10(mse),
+        "network_bytes": fit["network_bytes"],
+        "latent_bytes": fit["latent_bytes"],
+        "predicted_latent_bytes": fit["predicted_latent_bits"] / 8,
+        "enc_cpu_s": enc_cpu,
+        "enc_wall_s": enc_wall,
+        "decode_s": decode_s,
+        "code": git_commit()[:7],
+    }
+    print(json.dumps(row))
+    with (EVAL / "c3_probe.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
