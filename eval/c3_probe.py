@@ -8,7 +8,11 @@ at 0.004 with 2,000 iterations compares with Cool-chic 5.0.1 measured on this ma
 (``../shared/research/inr.md`` §7: 0.338 bpp at 28.14 dB on kodim01's crop).
 
     OMP_NUM_THREADS=1 python eval/c3_probe.py --tag T [--img kodim01] [--it 2000] [--cc 0.004] \\
-        [--sched '{"clip": 0}'] [--arch '{"arm_hidden": 16}']
+        [--sched '{"clip": 0}'] [--arch '{"arm_hidden": 16}'] [--quality 3] [--crop centre] [--trace 250]
+
+``--quality`` uses the codec's lambda instead of ``--cc``; ``--crop centre`` takes the centre
+256x256 crop; ``--trace N`` records, every N steps, the training loss and the loss with hard
+rounding at the tables' resolution (what the file would cost then), into the row's ``trace``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,34 @@ from neurocodec.codecs import c3, c3_fit
 from neurocodec.io.image import read_image
 
 
+def tracer(x: torch.Tensor, lmbda: float, every: int, out: list[dict]):
+    """A ``c3_fit.fit`` trace callback appending, every ``every`` steps, the step's training loss and
+    the loss with hard rounding at the tables' resolution."""
+    count = [0]
+
+    def trace(phase: str, model, loss: float, bpp: float, mse: float) -> None:
+        count[0] += 1
+        if count[0] % every:
+            return
+        with torch.no_grad():
+            hard, hard_bpp, hard_mse = c3_fit.model_loss(model, x, lmbda, c3_fit.hard_round, coded=True)
+        out.append(
+            {
+                "step": count[0],
+                "phase": phase,
+                "loss": round(loss, 5),
+                "bpp": round(bpp, 5),
+                "hard_loss": round(hard.item(), 5),
+                "hard_bpp": round(hard_bpp.item(), 5),
+                "hard_psnr": round(-10 * math.log10(max(hard_mse.item(), 1e-10)), 3),
+                "latent_rms": round(float(torch.cat([y.reshape(-1) for y in model.latents]).pow(2).mean().sqrt()), 3),
+            }
+        )
+        print(json.dumps(out[-1]), flush=True)
+
+    return trace
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tag", required=True)
@@ -34,9 +66,14 @@ def main() -> None:
     p.add_argument("--cc", type=float, default=0.004, help="Cool-chic's lambda")
     p.add_argument("--arch", default="{}", help="c3 architecture overrides (JSON)")
     p.add_argument("--sched", default="{}", help="c3_fit.Schedule overrides (JSON)")
+    p.add_argument("--quality", type=int, default=0, help="the codec's quality (overrides --cc)")
+    p.add_argument("--crop", choices=("topleft", "centre"), default="topleft")
+    p.add_argument("--trace", type=int, default=0, help="record the losses every N steps")
     args = p.parse_args()
     torch.set_num_threads(1)
-    x = read_image(KODAK / f"{args.img}.png")[0][:, :256, :256].contiguous()
+    x = read_image(KODAK / f"{args.img}.png")[0]
+    top, left = ((x.shape[1] - 256) // 2, (x.shape[2] - 256) // 2) if args.crop == "centre" else (0, 0)
+    x = x[:, top : top + 256, left : left + 256].contiguous()
     overrides = json.loads(args.sched)
     schedule = c3_fit.Schedule
 
@@ -44,8 +81,12 @@ def main() -> None:
         return dataclasses.replace(schedule(iterations), **overrides)
 
     c3_fit.Schedule = patched
-    codec = c3.C3Codec(quality=1, **json.loads(args.arch))
-    codec.lmbda = 1 / (args.cc * 255**2)
+    codec = c3.C3Codec(quality=args.quality or 1, **json.loads(args.arch))
+    if not args.quality:
+        codec.lmbda = 1 / (args.cc * 255**2)
+    trace: list[dict] = []
+    if args.trace:
+        codec.trace = tracer(x[None], codec.lmbda, args.trace, trace)
     t0, w0 = time.process_time(), time.perf_counter()
     data = codec.encode(x, effort=args.it)
     enc_cpu, enc_wall = time.process_time() - t0, time.perf_counter() - w0
@@ -59,7 +100,9 @@ def main() -> None:
         "img": args.img,
         "crop": 256,
         "it": args.it,
-        "cc": args.cc,
+        "cc": None if args.quality else args.cc,
+        "quality": args.quality or None,
+        "crop_at": args.crop,
         "arch": args.arch,
         "sched": args.sched,
         "threads": 1,
@@ -73,6 +116,7 @@ def main() -> None:
         "enc_wall_s": enc_wall,
         "decode_s": decode_s,
         "code": git_commit()[:7],
+        "trace": trace,
     }
     print(json.dumps(row))
     with (EVAL / "c3_probe.jsonl").open("a") as f:

@@ -211,6 +211,7 @@ class C3Codec(Codec):
         self.lmbda = LAMBDAS.get(quality)
         self.progress = sys.stderr.isatty()
         self.seed = 0
+        self.trace = None  # c3_fit.fit's per-step callback (eval/c3_probe.py)
         self.last_fit: dict = {}  # what the last encode measured (predicted rate, steps, ...)
 
     def _encode(self, x: torch.Tensor, effort: int = 0) -> tuple[ImageGeometry, dict[str, bytes]]:
@@ -221,7 +222,7 @@ class C3Codec(Codec):
         with torch.inference_mode(False), torch.enable_grad():
             x = x.clone()
             padded = pad_to_multiple(x, PADDING).shape[-2:]
-            model = c3_fit.fit(x, tuple(padded), self.lmbda, schedule, self.arch, self.seed, self.progress)
+            model = c3_fit.fit(x, tuple(padded), self.lmbda, schedule, self.arch, self.seed, self.progress, self.trace)
             with torch.no_grad():
                 for y in model.latents:
                     y.copy_(torch.round(y).clamp(-LATENT_MAX, LATENT_MAX))

@@ -118,8 +118,10 @@ def fit(
     arch: dict,
     seed: int = 0,
     progress: bool = False,
+    trace: Callable[[str, ImageModel, float, float, float], None] | None = None,
 ) -> ImageModel:
-    """An :class:`ImageModel` of ``padded_size`` fitted to ``x`` (1, 3, h, w) for ``lmbda``."""
+    """An :class:`ImageModel` of ``padded_size`` fitted to ``x`` (1, 3, h, w) for ``lmbda``;
+    ``trace(phase, model, loss, bpp, mse)`` is called after every step (``eval/c3_probe.py``)."""
     per_candidate, main, hard = schedule.phases()
     bar = tqdm(total=schedule.iterations, disable=not progress, file=sys.stderr, unit="it", desc="c3 fit")
     t0, t1 = schedule.temperature
@@ -133,13 +135,17 @@ def fit(
         groups = [{"params": latents, "scale": schedule.latent_lr}, {"params": networks, "scale": 1.0}]
         return model, torch.optim.Adam(groups, lr=schedule.lr)
 
-    def step(model: ImageModel, opt: torch.optim.Optimizer, quantize: Callable, coded: bool = False) -> float:
+    def step(
+        phase: str, model: ImageModel, opt: torch.optim.Optimizer, quantize: Callable, coded: bool = False
+    ) -> float:
         loss, bpp, mse = model_loss(model, x, lmbda, quantize, coded)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if schedule.clip:
             torch.nn.utils.clip_grad_norm_(opt.param_groups[1]["params"], schedule.clip)
         opt.step()
+        if trace is not None:
+            trace(phase, model, loss.item(), bpp.item(), mse.item())
         bar.update()
         bar.set_postfix(
             bpp=f"{bpp.item():.3f}", psnr=f"{-10 * math.log10(max(mse.item(), 1e-10)):.2f}", refresh=False
@@ -151,7 +157,7 @@ def fit(
         best = None
         for i in range(schedule.candidates):
             model, opt = new(i)
-            losses = [step(model, opt, _soft(t0, a0)) for _ in range(per_candidate)]
+            losses = [step("warmup", model, opt, _soft(t0, a0)) for _ in range(per_candidate)]
             score = sum(losses[-max(1, per_candidate // 4) :])
             if best is None or score < best[0]:
                 best = (score, model, opt)
@@ -163,12 +169,12 @@ def fit(
         progress_ = i / max(1, main - 1)
         for group in opt.param_groups:
             group["lr"] = group["scale"] * schedule.lr * 0.5 * (1 + math.cos(math.pi * progress_))
-        step(model, opt, _soft(t0 + (t1 - t0) * progress_, a0 + (a1 - a0) * progress_))
+        step("main", model, opt, _soft(t0 + (t1 - t0) * progress_, a0 + (a1 - a0) * progress_))
     # hard phase: straight-through rounding at a low learning rate
     for group in opt.param_groups:
         group["lr"] = group["scale"] * schedule.hard_lr
     for _ in range(hard):
-        step(model, opt, hard_round, coded=True)
+        step("hard", model, opt, hard_round, coded=True)
     bar.close()
     return model.eval()
 
