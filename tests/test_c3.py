@@ -322,3 +322,22 @@ def test_cli_encode_decode(tmp_path: Path, shipped) -> None:
         env=env,
     )
     assert bad.returncode != 0 and "fast, medium, slow" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_fit_ends_on_its_best_checked_parameters() -> None:
+    """The fit goes back to the parameters with the lowest coded loss it checked (here a learning
+    rate far too high for the hard phase makes its last steps the worst ones)."""
+    x = image()[None]
+    schedule = c3_fit.Schedule(60, candidates=1, hard=0.5, hard_lr=0.5, check=5)
+    coded_losses = []
+
+    def trace(phase, model, loss, bpp, mse) -> None:
+        if len(coded_losses) < 60:
+            with torch.no_grad():
+                coded_losses.append(c3_fit.model_loss(model, x, 0.01, c3_fit.hard_round, coded=True)[0].item())
+
+    model = c3_fit.fit(x, (64, 64), 0.01, schedule, dict(c3.ARCH), trace=trace)
+    final = c3_fit.model_loss(model, x, 0.01, c3_fit.hard_round, coded=True)[0].item()
+    checked = coded_losses[4::5]
+    assert coded_losses[-1] > min(checked)  # the hard phase did drift
+    assert final == pytest.approx(min(checked), rel=1e-6)
