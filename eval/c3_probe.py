@@ -10,7 +10,8 @@ at 0.004 with 2,000 iterations compares with Cool-chic 5.0.1 measured on this ma
     OMP_NUM_THREADS=1 python eval/c3_probe.py --tag T [--img kodim01] [--it 2000] [--cc 0.004] \\
         [--sched '{"clip": 0}'] [--arch '{"arm_hidden": 16}'] [--quality 3] [--crop centre] [--trace 250]
 
-``--quality`` uses the codec's lambda instead of ``--cc``; ``--crop centre`` takes the centre
+``--quality`` uses the codec's lambda instead of ``--cc``; ``--bpp`` fits to a rate (the lambda it
+settled on is in the row); ``--crop centre`` takes the centre
 256x256 crop; ``--trace N`` records, every N steps, the training loss and the loss with hard
 rounding at the tables' resolution (what the file would cost then), into the row's ``trace``.
 """
@@ -69,6 +70,7 @@ def main() -> None:
     p.add_argument("--quality", type=int, default=0, help="the codec's quality (overrides --cc)")
     p.add_argument("--crop", choices=("topleft", "centre"), default="topleft")
     p.add_argument("--trace", type=int, default=0, help="record the losses every N steps")
+    p.add_argument("--bpp", type=float, default=None, help="fit to this rate (the codec's target_bpp)")
     args = p.parse_args()
     torch.set_num_threads(1)
     x = read_image(KODAK / f"{args.img}.png")[0]
@@ -84,6 +86,7 @@ def main() -> None:
     codec = c3.C3Codec(quality=args.quality or 1, **json.loads(args.arch))
     if not args.quality:
         codec.lmbda = 1 / (args.cc * 255**2)
+    codec.target_bpp = args.bpp
     trace: list[dict] = []
     if args.trace:
         codec.trace = tracer(x[None], codec.lmbda, args.trace, trace)
@@ -102,6 +105,8 @@ def main() -> None:
         "it": args.it,
         "cc": None if args.quality else args.cc,
         "quality": args.quality or None,
+        "target_bpp": args.bpp,
+        "lambda": fit["lambda"],
         "crop_at": args.crop,
         "arch": args.arch,
         "sched": args.sched,

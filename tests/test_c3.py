@@ -341,3 +341,42 @@ def test_fit_ends_on_its_best_checked_parameters() -> None:
     checked = coded_losses[4::5]
     assert coded_losses[-1] > min(checked)  # the hard phase did drift
     assert final == pytest.approx(min(checked), rel=1e-6)
+
+
+def test_start_lambda_interpolates_the_measured_rates() -> None:
+    for lmbda, bpp in c3_fit.LAMBDA_BPP:
+        assert c3_fit.start_lambda(bpp) == pytest.approx(lmbda, rel=1e-9)
+    rates = [0.02, 0.1, 0.3, 1.0, 4.0]
+    lambdas = [c3_fit.start_lambda(b) for b in rates]
+    assert lambdas == sorted(lambdas) and all(lm > 0 for lm in lambdas)
+
+
+def test_a_rate_target_steers_lambda_to_it() -> None:
+    """Started at a lambda whose fit codes about 4x the wanted rate of latents, the steered fit
+    lands near the target."""
+    x = image(64, 64)[None]
+    schedule = c3_fit.Schedule(300, candidates=1)
+
+    def coded_bpp(model) -> float:
+        with torch.no_grad():
+            return c3_fit.model_loss(model, x, 1.0, c3_fit.hard_round, coded=True)[1].item()
+
+    start = 0.05
+    free = coded_bpp(c3_fit.fit(x, (64, 64), start, schedule, dict(c3.ARCH)))
+    target = c3_fit.RateTarget(free / 4, network_bytes=0)
+    steered = c3_fit.fit(x, (64, 64), start, schedule, dict(c3.ARCH), target=target)
+    assert target.lmbda < start
+    assert coded_bpp(steered) == pytest.approx(free / 4, rel=0.3), (free, coded_bpp(steered))
+
+
+def test_cli_bpp_is_checked(tmp_path: Path, capsys, shipped) -> None:
+    from PIL import Image
+
+    from neurocodec.cli import main
+
+    Image.fromarray((image(24, 30).permute(1, 2, 0) * 255).round().byte().numpy()).save(tmp_path / "a.png")
+    assert main(["encode", str(tmp_path / "a.png"), "-c", "c3", "--bpp", "0", "-o", str(tmp_path / "b.ncd")]) == 2
+    assert "--bpp" in capsys.readouterr().err
+    assert main(["encode", str(tmp_path / "a.png"), "-c", "hyperprior", "--bpp", "1", "-o", str(tmp_path / "c.ncd")]) == 2
+    assert "no target-rate mode" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.ncd"))

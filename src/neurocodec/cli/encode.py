@@ -49,6 +49,13 @@ def add_parser(
         "iterations or a preset: fast (1000), medium (3000), slow (10000)",
     )
     encode.add_argument(
+        "--bpp",
+        type=float,
+        metavar="X",
+        help="c3 only: fit each image to about X bits per pixel instead of the quality's trade-off "
+        "(lambda is steered while fitting; the rate lands within a few percent)",
+    )
+    encode.add_argument(
         "--metrics", action="store_true", help="also decode and print the PSNR (images) or SNR (audio)"
     )
     encode.add_argument(
@@ -135,6 +142,8 @@ def _run_dataset(args: argparse.Namespace, console: Console) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> None:
     if args.workers is not None:
+        if args.bpp is not None:
+            raise UsageError("--bpp does not go with --workers")
         _run_dataset(args, console)
         return
     jobs = jobs_for(expand(args.inputs, console), args.output, SUFFIX, args.force, console)
@@ -150,6 +159,13 @@ def run(args: argparse.Namespace, console: Console) -> None:
                 codec.check_effort(args.effort)
             except ConfigError as e:
                 raise UsageError(f"--effort: {e}") from None
+            if args.bpp is not None:
+                if not hasattr(codec, "target_bpp"):
+                    raise UsageError(f"--bpp: {codec.name} has no target-rate mode (c3 has)")
+                try:
+                    codec.target_bpp = args.bpp
+                except ConfigError as e:
+                    raise UsageError(f"--bpp: {e}") from None
             if console.verbose:
                 console.say(
                     f"{codec.name} quality {codec.quality} (weights {codec.weights_hash.hex()}) on {codec.device}"

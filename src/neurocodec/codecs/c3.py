@@ -4,7 +4,8 @@ and the networks' quantized parameters travel in the file (:mod:`neurocodec.mode
 
 Quality ``q`` is the rate-distortion trade-off ``lambda`` (:data:`LAMBDAS`, loss ``bpp + lambda *
 255^2 * MSE``); ``effort`` is the number of fitting iterations (:data:`PRESETS` names budgets;
-``effort=0`` uses the ``fast`` one).
+``effort=0`` uses the ``fast`` one). Setting ``target_bpp`` fits to a rate instead: lambda is
+steered during the fit (:class:`~neurocodec.codecs.c3_fit.RateTarget`; ``neurocodec encode --bpp``).
 
 File sections:
 
@@ -212,22 +213,42 @@ class C3Codec(Codec):
         self.progress = sys.stderr.isatty()
         self.seed = 0
         self.trace = None  # c3_fit.fit's per-step callback (eval/c3_probe.py)
+        self._target_bpp: float | None = None
         self.last_fit: dict = {}  # what the last encode measured (predicted rate, steps, ...)
 
+    @property
+    def target_bpp(self) -> float | None:
+        """Fit to this rate (bits per pixel, networks included) instead of the quality's lambda;
+        None: use the quality."""
+        return self._target_bpp
+
+    @target_bpp.setter
+    def target_bpp(self, bpp: float | None) -> None:
+        if bpp is not None and not (isinstance(bpp, int | float) and 0.01 <= bpp <= 24):
+            raise ConfigError(f"c3's target rate must be 0.01 to 24 bpp, not {bpp}")
+        self._target_bpp = bpp
+
     def _encode(self, x: torch.Tensor, effort: int = 0) -> tuple[ImageGeometry, dict[str, bytes]]:
-        if self.lmbda is None:
+        lmbda, target = self.lmbda, None
+        if self.target_bpp is not None:
+            target = c3_fit.RateTarget(self.target_bpp)
+            lmbda = c3_fit.start_lambda(self.target_bpp)
+        if lmbda is None:
             raise ConfigError(f"c3 has no quality {self.quality}: use one of {', '.join(map(str, LAMBDAS))}")
         _, c, h, w = x.shape
         schedule = c3_fit.Schedule(effort or PRESETS["fast"])
         with torch.inference_mode(False), torch.enable_grad():
             x = x.clone()
-            padded = pad_to_multiple(x, PADDING).shape[-2:]
-            model = c3_fit.fit(x, tuple(padded), self.lmbda, schedule, self.arch, self.seed, self.progress, self.trace)
+            padded = tuple(pad_to_multiple(x, PADDING).shape[-2:])
+            model = c3_fit.fit(
+                x, padded, lmbda, schedule, self.arch, self.seed, self.progress, self.trace, target
+            )
+            lmbda = target.lmbda if target is not None else lmbda
             with torch.no_grad():
                 for y in model.latents:
                     y.copy_(torch.round(y).clamp(-LATENT_MAX, LATENT_MAX))
-                steps = c3_fit.choose_steps(model, x, self.lmbda, WEIGHT_MAX)
-                _, bpp, mse = c3_fit.model_loss(model, x, self.lmbda, c3_fit.hard_round, coded=True)
+                steps = c3_fit.choose_steps(model, x, lmbda, WEIGHT_MAX)
+                _, bpp, mse = c3_fit.model_loss(model, x, lmbda, c3_fit.hard_round, coded=True)
         networks = pack_networks(model, steps)
         grids = [y.detach()[0, 0].to(torch.float64).cpu() for y in model.latents]
         latents = encode_latents(grids, integer_arm(model, steps))
@@ -237,6 +258,7 @@ class C3Codec(Codec):
             "latent_bytes": len(latents),
             "network_bytes": len(networks),
             "psnr_fit": -10 * math.log10(max(float(mse), 1e-10)),
+            "lambda": lmbda,
         }
         return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {
             "networks": networks,

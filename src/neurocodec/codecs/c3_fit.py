@@ -33,6 +33,7 @@ parameters' bits (:func:`parameter_cost`) included.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import sys
 from collections.abc import Callable
@@ -58,7 +59,16 @@ from neurocodec.models.c3 import (
 )
 from neurocodec.train.soap import SOAP
 
-__all__ = ["Schedule", "choose_steps", "fit", "groups", "model_loss", "parameter_cost"]
+__all__ = [
+    "RateTarget",
+    "Schedule",
+    "choose_steps",
+    "fit",
+    "groups",
+    "model_loss",
+    "parameter_cost",
+    "start_lambda",
+]
 
 MSE_SCALE = 255.0**2
 
@@ -134,9 +144,11 @@ def fit(
     seed: int = 0,
     progress: bool = False,
     trace: Callable[[str, ImageModel, float, float, float], None] | None = None,
+    target: RateTarget | None = None,
 ) -> ImageModel:
-    """An :class:`ImageModel` of ``padded_size`` fitted to ``x`` (1, 3, h, w) for ``lmbda``;
-    ``trace(phase, model, loss, bpp, mse)`` is called after every step (``eval/c3_probe.py``)."""
+    """An :class:`ImageModel` of ``padded_size`` fitted to ``x`` (1, 3, h, w) for ``lmbda`` (with a
+    ``target`` rate: starting from it, see :class:`RateTarget`); ``trace(phase, model, loss, bpp,
+    mse)`` is called after every step (``eval/c3_probe.py``)."""
     per_candidate, main, hard = schedule.phases()
     bar = tqdm(total=schedule.iterations, disable=not progress, file=sys.stderr, unit="it", desc="c3 fit")
     t0, t1 = schedule.temperature
@@ -170,7 +182,7 @@ def fit(
     def step(
         phase: str, model: ImageModel, opt: torch.optim.Optimizer, quantize: Callable, coded: bool = False
     ) -> float:
-        loss, bpp, mse = model_loss(model, x, lmbda, quantize, coded)
+        loss, bpp, mse = model_loss(model, x, lmbda, quantize, coded)  # lmbda moves with a target
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if schedule.clip:
@@ -196,6 +208,7 @@ def fit(
         _, model, opt = best
     else:
         model, opt = new(0)
+    controlled = int(main * target.share) if target is not None else 0  # steps with lambda moving
     best = BestModel(x, lmbda)
     # main phase: cosine learning rate, annealed temperature and noise
     for i in range(main):
@@ -203,9 +216,15 @@ def fit(
         for group in opt.param_groups:
             group["lr"] = group["scale"] * schedule.lr * 0.5 * (1 + math.cos(math.pi * progress_))
         step("main", model, opt, _soft(t0 + (t1 - t0) * progress_, a0 + (a1 - a0) * progress_))
-        if schedule.check and (i + 1) % schedule.check == 0:
+        if i < controlled:
+            if (i + 1) % max(1, controlled // target.updates) == 0:
+                lmbda = target.steer(lmbda, model, x)
+                best = BestModel(x, lmbda)  # losses at another lambda do not compare
+        elif schedule.check and (i + 1) % schedule.check == 0:
             best.offer(model)
     best.restore(model)
+    if target is not None:
+        target.lmbda = lmbda
     # hard phase: straight-through rounding, a low learning rate on a cosine to 0
     for i in range(hard):
         for group in opt.param_groups:
@@ -218,6 +237,44 @@ def fit(
     best.restore(model)
     bar.close()
     return model.eval()
+
+
+@dataclass
+class RateTarget:
+    """Fitting to a rate instead of a trade-off: ``bpp`` in all, of which the networks are
+    estimated to take ``network_bytes``. At ``updates`` even points of the first ``share`` of the
+    main phase, lambda is multiplied by ``(wanted / coded) ** gain``, from the rate of the latents
+    as they would be coded then; after that it stays, and :func:`fit` leaves it in ``lmbda``.
+    Start from :func:`start_lambda`."""
+
+    bpp: float
+    network_bytes: int = 640  # about what the networks took on Kodak (eval/c3_kodak_full.jsonl)
+    share: float = 0.6
+    updates: int = 8
+    gain: float = 1.0
+    lmbda: float | None = None  # the lambda the fit settled on
+
+    def steer(self, lmbda: float, model: ImageModel, x: Tensor) -> float:
+        """The next lambda, from the coded rate of ``model``'s latents on ``x`` now."""
+        pixels = x.shape[-2] * x.shape[-1]
+        wanted = max(self.bpp - 8 * self.network_bytes / pixels, 0.25 * self.bpp)
+        with torch.no_grad():
+            coded = model_loss(model, x, lmbda, hard_round, coded=True)[1].item()
+        return lmbda * (wanted / max(coded, 1e-4)) ** self.gain
+
+
+# (lambda, mean bpp of c3's fast preset on kodim01-04): where a target rate starts from
+LAMBDA_BPP = ((0.0018, 0.0906), (0.0040, 0.177), (0.0087, 0.328), (0.0424, 0.812))
+
+
+def start_lambda(bpp: float) -> float:
+    """The lambda whose typical rate is ``bpp`` (log-log interpolation of :data:`LAMBDA_BPP`,
+    extrapolated from its ends)."""
+    logs = [(math.log(lm), math.log(b)) for lm, b in LAMBDA_BPP]
+    t = math.log(bpp)
+    pairs = list(itertools.pairwise(logs))
+    (l0, b0), (l1, b1) = next(((a, b) for a, b in pairs if t <= b[1]), pairs[-1])
+    return math.exp(l0 + (t - b0) * (l1 - l0) / (b1 - b0))
 
 
 class BestModel:
