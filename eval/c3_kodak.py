@@ -165,6 +165,12 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=HERE / "c3_kodak_full.json")
     p.add_argument("--mlic", default="1,2,3,4", help="mlic qualities ('' to skip)")
     p.add_argument("--summary", action="store_true", help="only summarize the rows there are")
+    p.add_argument(
+        "--note",
+        default="2-core machine, one thread a fit, two fits at a time (the qualities split in two "
+        "processes): encode times are for a machine shared by two fits",
+        help="how the rows were measured (into the summary)",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = load_rows(args.rows)
@@ -203,7 +209,7 @@ def main() -> None:
         effort=args.effort,
         threads=1,
         cpu=rd.cpu_model(),
-        note="2-core machine shared by ~6 workers: timings are loaded-machine figures",
+        note=args.note,
     )
     args.out.write_text(json.dumps(summary, indent=1) + "\n")
     tests = list(dict.fromkeys(e["test"] for e in summary["bd_rate"]))
