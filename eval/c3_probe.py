@@ -12,7 +12,7 @@ at 0.004 with 2,000 iterations compares with Cool-chic 5.0.1 measured on this ma
 
 ``--quality`` uses the codec's lambda instead of ``--cc``; ``--bpp`` fits to a rate (the lambda it
 settled on is in the row); ``--crop centre`` takes the centre
-256x256 crop; ``--trace N`` records, every N steps, the training loss and the loss with hard
+256x256 crop, ``--crop full`` the whole image; ``--trace N`` records, every N steps, the training loss and the loss with hard
 rounding at the tables' resolution (what the file would cost then), into the row's ``trace``.
 """
 
@@ -68,14 +68,15 @@ def main() -> None:
     p.add_argument("--arch", default="{}", help="c3 architecture overrides (JSON)")
     p.add_argument("--sched", default="{}", help="c3_fit.Schedule overrides (JSON)")
     p.add_argument("--quality", type=int, default=0, help="the codec's quality (overrides --cc)")
-    p.add_argument("--crop", choices=("topleft", "centre"), default="topleft")
+    p.add_argument("--crop", choices=("topleft", "centre", "full"), default="topleft")
     p.add_argument("--trace", type=int, default=0, help="record the losses every N steps")
     p.add_argument("--bpp", type=float, default=None, help="fit to this rate (the codec's target_bpp)")
     args = p.parse_args()
     torch.set_num_threads(1)
     x = read_image(KODAK / f"{args.img}.png")[0]
-    top, left = ((x.shape[1] - 256) // 2, (x.shape[2] - 256) // 2) if args.crop == "centre" else (0, 0)
-    x = x[:, top : top + 256, left : left + 256].contiguous()
+    if args.crop != "full":
+        top, left = ((x.shape[1] - 256) // 2, (x.shape[2] - 256) // 2) if args.crop == "centre" else (0, 0)
+        x = x[:, top : top + 256, left : left + 256].contiguous()
     overrides = json.loads(args.sched)
     schedule = c3_fit.Schedule
 
@@ -101,7 +102,7 @@ def main() -> None:
     row = {
         "tag": args.tag,
         "img": args.img,
-        "crop": 256,
+        "crop": 0 if args.crop == "full" else 256,
         "it": args.it,
         "cc": None if args.quality else args.cc,
         "quality": args.quality or None,
