@@ -40,18 +40,19 @@ def tracer(x: torch.Tensor, lmbda: float, every: int, out: list[dict]):
         count[0] += 1
         if count[0] % every:
             return
-        with torch.no_grad():
-            hard, hard_bpp, hard_mse = c3_fit.model_loss(model, x, lmbda, c3_fit.hard_round, coded=True)
+        hard, hard_bpp, hard_mse = c3_fit.coded_loss(model, x, lmbda)
         out.append(
             {
                 "step": count[0],
                 "phase": phase,
                 "loss": round(loss, 5),
                 "bpp": round(bpp, 5),
-                "hard_loss": round(hard.item(), 5),
-                "hard_bpp": round(hard_bpp.item(), 5),
-                "hard_psnr": round(-10 * math.log10(max(hard_mse.item(), 1e-10)), 3),
-                "latent_rms": round(float(torch.cat([y.reshape(-1) for y in model.latents]).pow(2).mean().sqrt()), 3),
+                "hard_loss": round(hard, 5),
+                "hard_bpp": round(hard_bpp, 5),
+                "hard_psnr": round(-10 * math.log10(max(hard_mse, 1e-10)), 3),
+                "latent_rms": round(
+                    float(torch.cat([y.reshape(-1) for y in model.latents]).pow(2).mean().sqrt()), 3
+                ),
             }
         )
         print(json.dumps(out[-1]), flush=True)

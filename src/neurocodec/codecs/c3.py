@@ -248,16 +248,16 @@ class C3Codec(Codec):
                 for y in model.latents:
                     y.copy_(torch.round(y).clamp(-LATENT_MAX, LATENT_MAX))
                 steps = c3_fit.choose_steps(model, x, lmbda, WEIGHT_MAX)
-                _, bpp, mse = c3_fit.model_loss(model, x, lmbda, c3_fit.hard_round, coded=True)
+            _, bpp, mse = c3_fit.coded_loss(model, x, lmbda)
         networks = pack_networks(model, steps)
         grids = [y.detach()[0, 0].to(torch.float64).cpu() for y in model.latents]
         latents = encode_latents(grids, integer_arm(model, steps))
         self.last_fit = {
             "steps": steps,
-            "predicted_latent_bits": float(bpp) * h * w,
+            "predicted_latent_bits": bpp * h * w,
             "latent_bytes": len(latents),
             "network_bytes": len(networks),
-            "psnr_fit": -10 * math.log10(max(float(mse), 1e-10)),
+            "psnr_fit": -10 * math.log10(max(mse, 1e-10)),
             "lambda": lmbda,
         }
         return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {
