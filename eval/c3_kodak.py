@@ -61,8 +61,8 @@ def append(path: Path, row: dict) -> None:
         f.flush()
 
 
-def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int) -> dict:
-    codec = c3.C3Codec(quality=quality)
+def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int, arch: dict) -> dict:
+    codec = c3.C3Codec(quality=quality, **arch)
     t0 = time.perf_counter()
     data = codec.encode(x, effort=effort)
     t1 = time.perf_counter()
@@ -165,6 +165,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=HERE / "c3_kodak_full.json")
     p.add_argument("--mlic", default="1,2,3,4", help="mlic qualities ('' to skip)")
     p.add_argument("--summary", action="store_true", help="only summarize the rows there are")
+    p.add_argument("--arch", default="{}", help="c3 architecture overrides (JSON), e.g. '{\"synthesis_width\": 32}'")
     p.add_argument(
         "--note",
         default="2-core machine, one thread a fit, two fits at a time (the qualities split in two "
@@ -173,6 +174,7 @@ def main() -> None:
     )
     args = p.parse_args()
     torch.set_num_threads(1)
+    arch = json.loads(args.arch)
     rows = load_rows(args.rows)
     if not args.summary:
         done = {(r["codec"], r["setting"], r["file"]) for r in rows}
@@ -186,7 +188,7 @@ def main() -> None:
             x = images[name]
             try:
                 if codec == "c3":
-                    row = measure_c3(x, name, setting, args.effort)
+                    row = measure_c3(x, name, setting, args.effort, arch)
                 elif codec == "mlic":
                     row = measure_mlic(x, name, setting)
                 else:
@@ -197,6 +199,8 @@ def main() -> None:
             row.update(
                 codec=codec, setting=setting, crop=args.crop, effort=args.effort if codec == "c3" else None
             )
+            if codec == "c3" and arch:
+                row.update(arch=arch)
             append(args.rows, row)
             rows.append(row)
             print(
@@ -207,6 +211,7 @@ def main() -> None:
     summary.update(
         crop=args.crop,
         effort=args.effort,
+        arch=arch,
         threads=1,
         cpu=rd.cpu_model(),
         note=args.note,

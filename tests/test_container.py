@@ -101,7 +101,17 @@ def test_layout_is_as_documented():
         (AudioGeometry(44100, 2, 1_000_000), leb(44100) + leb(2) + leb(1_000_000), 1),
         (
             VideoGeometry(120, 30000, 1001, 144, 176, 3, 8),
-            leb(120) + leb(30000) + leb(1001) + leb(144) + leb(176) + bytes([0x27]),
+            leb(120) + leb(30000) + leb(1001) + leb(144) + leb(176) + bytes([0x27, 0]),
+            2,
+        ),
+        (
+            VideoGeometry(9, 12, 1, 192, 320, 3, 10, colour="yuv420", full_range=True),
+            leb(9) + leb(12) + leb(1) + leb(192) + leb(320) + bytes([0x29, 3 | 4]),
+            2,
+        ),
+        (
+            VideoGeometry(1, 25, 1, 2, 2, 3, 8, colour="yuv422"),
+            leb(1) + leb(25) + leb(1) + leb(2) + leb(2) + bytes([0x27, 2]),
             2,
         ),
     ],
@@ -258,6 +268,35 @@ def test_bad_header_fields(kwargs, error):
 def test_geometry_limits(make):
     with pytest.raises(GeometryError, match=r"outside the supported range|more than the supported"):
         make()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"colour": "yuv411"}, "video colour must be one of"),
+        ({"colour": "yuv420", "channels": 1}, "has 3 channels"),
+        ({"full_range": True}, "full_range is for YCbCr"),
+    ],
+)
+def test_video_colour_is_checked(fields, message):
+    with pytest.raises(GeometryError, match=message):
+        VideoGeometry(
+            **{
+                **dict(frames=1, rate_num=25, rate_den=1, height=2, width=2, channels=3, bit_depth=8),
+                **fields,
+            }
+        )
+
+
+@pytest.mark.parametrize(
+    ("colour_byte", "message"), [(0x08, "unknown video colour"), (0x04, "full_range is for YCbCr")]
+)
+def test_bad_video_colour_bytes_are_refused(colour_byte, message):
+    data = bytearray(pack(Header("v", 1, HASH, VideoGeometry(5, 30, 1, 8, 8, 3, 8)), {}))
+    assert data[-5] == 0  # the colour byte, before the CRC
+    data[-5] = colour_byte
+    with pytest.raises(ContainerError, match=message):
+        unpack(seal(bytes(data[:-4])))
 
 
 def test_geometry_types():
@@ -426,8 +465,12 @@ def test_section_size_limit():
     [
         (ImageGeometry(height=4096, width=4097, channels=4, bit_depth=8), 4096 * 4097 * 4),
         (AudioGeometry(sample_rate=48000, channels=2, samples=(1 << 25) + 1), (1 << 26) + 2),
-        (VideoGeometry(frames=2, rate_num=30, rate_den=1, height=4096, width=4097, channels=4, bit_depth=8),
-         4096 * 4097 * 4),
+        (
+            VideoGeometry(
+                frames=2, rate_num=30, rate_den=1, height=4096, width=4097, channels=4, bit_depth=8
+            ),
+            4096 * 4097 * 4,
+        ),
     ],
 )
 def test_default_limits_refuse_more_samples_than_the_policy(geometry, samples):
@@ -435,8 +478,11 @@ def test_default_limits_refuse_more_samples_than_the_policy(geometry, samples):
     data = pack(Header("walloc-image", 3, HASH, geometry), {"y": b"tiny"})
     tracemalloc.start()
     try:
-        with pytest.raises(LimitError, match=f"= {samples} samples, more than the decoder's limit of "
-                                             f"{DEFAULT_LIMITS.max_samples} .*max-samples"):
+        with pytest.raises(
+            LimitError,
+            match=f"= {samples} samples, more than the decoder's limit of "
+            f"{DEFAULT_LIMITS.max_samples} .*max-samples",
+        ):
             unpack(data, DEFAULT_LIMITS)
         assert tracemalloc.get_traced_memory()[1] < 1 << 20
     finally:
@@ -464,7 +510,9 @@ def test_section_count_limit():
     assert len(unpack(data, Limits(max_sections=5))[1]) == 5
     with pytest.raises(LimitError, match="more than the decoder's limit of 4 sections"):
         unpack(data, Limits(max_sections=4))
-    many = pack(Header("walloc-image", 3, HASH, KODAK), {str(i): b"" for i in range(DEFAULT_LIMITS.max_sections + 1)})
+    many = pack(
+        Header("walloc-image", 3, HASH, KODAK), {str(i): b"" for i in range(DEFAULT_LIMITS.max_sections + 1)}
+    )
     with pytest.raises(LimitError):
         unpack(many, DEFAULT_LIMITS)
 

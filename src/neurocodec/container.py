@@ -53,6 +53,8 @@ _SECTION_NAME = re.compile(rf"[\x21-\x7e]{{1,{MAX_SECTION_NAME}}}")
 
 def _check_ints(geometry: Geometry) -> None:
     for field in fields(geometry):
+        if field.name in ("colour", "full_range"):
+            continue
         value = getattr(geometry, field.name)
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"{type(geometry).__name__}.{field.name} must be an int, not {value!r}")
@@ -103,9 +105,20 @@ class AudioGeometry:
         _check_range("audio sample count", self.samples, 1, MAX_SAMPLES // self.channels)
 
 
+# What the channels of a video are (docs/bitstream.md §5): RGB, or the Y, Cb, Cr planes (BT.601)
+# at full resolution, of a source whose chroma was 4:4:4, 4:2:2 or 4:2:0 (what a decoder writes back).
+COLOURS = ("rgb", "yuv444", "yuv422", "yuv420")
+
+
 @dataclass(frozen=True)
 class VideoGeometry:
-    """A video: ``frames`` pictures at ``rate_num / rate_den`` frames per second."""
+    """A video: ``frames`` pictures at ``rate_num / rate_den`` frames per second.
+
+    ``colour``: what its channels are, one of :data:`COLOURS`: "rgb", or Y, Cb, Cr planes at
+    the frame's full size ("yuv444", "yuv422", "yuv420": the chroma format of the source, to
+    which a decoder subsamples them back). ``full_range``: YCbCr codes use the full range
+    (0..2^bits-1) rather than the limited ("TV") range; always False for RGB.
+    """
 
     frames: int
     rate_num: int
@@ -114,6 +127,8 @@ class VideoGeometry:
     width: int
     channels: int
     bit_depth: int
+    colour: str = "rgb"
+    full_range: bool = False
 
     def __post_init__(self) -> None:
         _check_ints(self)
@@ -121,6 +136,14 @@ class VideoGeometry:
         _check_range("video frame-rate numerator", self.rate_num, 1, MAX_RATE_TERM)
         _check_range("video frame-rate denominator", self.rate_den, 1, MAX_RATE_TERM)
         _check_picture(self.height, self.width, self.channels, self.bit_depth, "video frame")
+        if self.colour not in COLOURS:
+            raise GeometryError(f"video colour must be one of {', '.join(COLOURS)}, not {self.colour!r}")
+        if not isinstance(self.full_range, bool):
+            raise TypeError(f"VideoGeometry.full_range must be a bool, not {self.full_range!r}")
+        if self.colour != "rgb" and self.channels != 3:
+            raise GeometryError(f"a {self.colour} video has 3 channels (Y, Cb, Cr), not {self.channels}")
+        if self.colour == "rgb" and self.full_range:
+            raise GeometryError("full_range is for YCbCr video; RGB has no limited range")
 
 
 Geometry = ImageGeometry | AudioGeometry | VideoGeometry
@@ -235,7 +258,8 @@ def _geometry_bytes(geometry: Geometry) -> tuple[int, bytes]:
     picture = _leb128(g.height) + _leb128(g.width) + bytes([(g.channels - 1) << 4 | (g.bit_depth - 1)])
     if isinstance(g, ImageGeometry):
         return MEDIA_IMAGE, picture
-    return MEDIA_VIDEO, _leb128(g.frames) + _leb128(g.rate_num) + _leb128(g.rate_den) + picture
+    colour = bytes([COLOURS.index(g.colour) | g.full_range << 2])
+    return MEDIA_VIDEO, _leb128(g.frames) + _leb128(g.rate_num) + _leb128(g.rate_den) + picture + colour
 
 
 def pack(header: Header, sections: dict[str, bytes]) -> bytes:
@@ -306,7 +330,11 @@ def _read_geometry(r: _Reader, media: int) -> Geometry:
             return AudioGeometry(r.leb128("sample rate"), r.leb128("channels"), r.leb128("samples"))
         frames = r.leb128("frame count")
         rate = r.leb128("frame-rate numerator"), r.leb128("frame-rate denominator")
-        return VideoGeometry(frames, *rate, *_read_picture(r))
+        picture = _read_picture(r)
+        colour = r.byte("colour")
+        if colour >> 3:  # bits 3-7 are reserved
+            raise ContainerError(f"unsupported neurocodec file: unknown video colour byte {colour:#04x}")
+        return VideoGeometry(frames, *rate, *picture, COLOURS[colour & 3], bool(colour & 4))
     except GeometryError as e:
         raise ContainerError(f"unsupported neurocodec file: {e}") from None
 

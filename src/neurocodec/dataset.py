@@ -193,9 +193,9 @@ class _Encoder:
             media = input_media(src)
             if codec.media != media:
                 raise UnsupportedMediaError(f"{codec.name} codes {codec.media}, not {media}")
-            x, sample_rate = read_codec_input(src, media, codec.channels)
+            x, options = read_codec_input(src, media, codec.channels)
             start = time.perf_counter()
-            data = codec.encode(x, sample_rate=sample_rate, effort=self.effort)
+            data = codec.encode(x, effort=self.effort, **options)
             seconds = time.perf_counter() - start
             if job["existing"]:  # written by a killed run before its manifest line, or not ours
                 if _read(dst) != data:

@@ -91,8 +91,6 @@ def _codecs(names: Sequence[str]) -> list:
                 f"`{PROG} eval` records the baselines' times"
             )
         info = codec_info(name)  # UnknownCodecError: unknown codec 'x' (installed: ...)
-        if info.media not in ("image", "audio"):
-            raise UsageError(f"bench times image and audio codecs, not {name} ({info.media})")
         infos.append(info)
     return infos
 
@@ -144,7 +142,7 @@ def _options(args: argparse.Namespace) -> list[int] | None:
 
 def _plan(args: argparse.Namespace, infos: list, wanted: list[int] | None) -> tuple[list[tuple], list[str]]:
     """``(name, media, files, {quality: codec})`` per codec, every codec loaded and checked, and the notes."""
-    from neurocodec.io import audio_files, image_files
+    from neurocodec.io import media_files
 
     notes: list[str] = []
     plan = []
@@ -158,9 +156,8 @@ def _plan(args: argparse.Namespace, infos: list, wanted: list[int] | None) -> tu
             )
         if not chosen:
             continue
-        lister = audio_files if info.media == "audio" else image_files
         try:
-            paths = lister(args.data)[: args.limit]
+            paths = media_files(args.data, info.media)[: args.limit]
         except FileNotFoundError as e:
             raise UsageError(f"--data: {e} for {info.name}") from None
         codecs = {q: load(info.name, q, args.device) for q in chosen}
@@ -188,14 +185,14 @@ def _time(plan: list[tuple], args: argparse.Namespace, console: Console) -> list
             bar.set_description(name)
             for path in paths:
                 try:
-                    x, sample_rate = read_codec_input(path, media, next(iter(codecs.values())).channels)
+                    x, options = read_codec_input(path, media, next(iter(codecs.values())).channels)
                 except NeurocodecError as e:
                     console.error(e, path)
                     bar.update(len(codecs))
                     continue
                 for quality, codec in codecs.items():
                     try:
-                        row = bench_input(codec, x, sample_rate, args.reps, args.warmup, args.effort)
+                        row = bench_input(codec, x, options, args.reps, args.warmup, args.effort)
                     except (NeurocodecError, OSError) as e:
                         console.error(e, path)
                     else:
@@ -311,7 +308,7 @@ def _check_row(row: dict, reps: int, console: Console) -> None:
 
 
 def _line(row: dict) -> str:
-    if "kbps" in row:
+    if "sample_rate" in row:
         rate, speed = f"{row['kbps']:.1f} kbit/s", "x_realtime"
         fmt = "{:.1f}x realtime"
     else:

@@ -152,7 +152,8 @@ def describe(g: Geometry) -> str:
     picture = f"{g.width}x{g.height}, {channels(g.channels)}, {g.bit_depth}-bit"
     if isinstance(g, ImageGeometry):
         return picture
-    return f"{picture}, {g.frames} frames at {g.rate_num / g.rate_den:.3f} fps"
+    colour = "" if g.colour == "rgb" else f", {g.colour}" + (" full range" if g.full_range else "")
+    return f"{picture}, {g.frames} frames at {g.rate_num / g.rate_den:.3f} fps{colour}"
 
 
 def rate_text(g: Geometry, size: int) -> str:
@@ -170,17 +171,19 @@ def number(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def effort(text: str) -> int:
-    """An ``--effort`` of encode, eval and bench: a whole number of iterations, or a preset name (``c3.PRESETS``)."""
-    from neurocodec.codecs.c3 import PRESETS
+PRESET_NAMES = ("fast", "medium", "slow")  # the effort presets of the codecs that fit each input
 
-    if text in PRESETS:
-        return PRESETS[text]
+
+def effort(text: str) -> int | str:
+    """An ``--effort`` of encode, eval and bench: a whole number of iterations, or a preset name
+    (each codec says what its presets are: ``Codec.presets``)."""
+    if text in PRESET_NAMES:
+        return text
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"not a number of iterations or one of {', '.join(PRESETS)}: {text!r}"
+            f"not a number of iterations or one of {', '.join(PRESET_NAMES)}: {text!r}"
         ) from None
 
 
@@ -196,6 +199,6 @@ def checked_qualities(args: argparse.Namespace) -> list[int] | None:
     """The ``--qualities`` of ``eval`` and ``bench``, once their ``--limit`` and ``--effort`` are checked."""
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
-    if args.effort < 0:
+    if isinstance(args.effort, int) and args.effort < 0:
         raise UsageError("--effort must be 0 or more")
     return qualities(args.qualities)

@@ -1,4 +1,4 @@
-"""``neurocodec decode``: decompress .ncd files into images or audio."""
+"""``neurocodec decode``: decompress .ncd files into images, audio or video."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from neurocodec.container import (
     AudioGeometry,
     ImageGeometry,
     Limits,
-    media_of,
+    VideoGeometry,
     peek_header,
 )
 from neurocodec.errors import NeurocodecError, UnsupportedMediaError
@@ -27,11 +27,14 @@ def add_parser(
     decode_ = commands.add_parser(
         "decode",
         parents=[coding],
-        help="decompress .ncd files into images or audio",
+        help="decompress .ncd files into images, audio or video",
         description="Decompress .ncd files; the file names its codec, so no flags are needed. "
-        "The format follows the extension of -o (.flac/.ogg/.opus for audio, .jpg/.webp/.tif for images). "
-        "Without -o, x.ncd is decoded beside itself to x.decoded.png (images) or x.decoded.wav (audio), "
-        "so that a round trip never meets its source; with -o DIR, to DIR/x.png or DIR/x.wav.",
+        "The format follows the extension of -o (.flac/.ogg/.opus for audio, .jpg/.webp/.tif for images, "
+        ".y4m/.mp4/.mkv/.mov for video). Without -o, x.ncd is decoded beside itself to x.decoded.png "
+        "(images), x.decoded.wav (audio) or x.decoded.y4m (video), so that a round trip never meets its "
+        "source; with -o DIR, to DIR/x.png, DIR/x.wav or DIR/x.y4m. Video coded as YUV is written as "
+        "YUV of its source's chroma format and bit depth (.y4m), or 4:2:0 planes straight to the encoder "
+        "(.mp4/.mkv/.mov: lossless H.264 unless --video-codec/--crf say otherwise).",
     )
     decode_.add_argument("inputs", nargs="+", metavar="IN", help=".ncd files or globs")
     decode_.add_argument(
@@ -42,6 +45,15 @@ def add_parser(
         help="refuse, before decoding, a file whose image or audio holds more than N samples "
         "(channels x height x width, or channels x length; decoding takes up to ~200 bytes per sample, "
         f"docs/bitstream.md); default {DEFAULT_MAX_SAMPLES} (2^26); 0: no limit",
+    )
+    decode_.add_argument(
+        "--video-codec",
+        default="libx264",
+        metavar="NAME",
+        help="FFmpeg encoder of .mp4/.mkv/.mov outputs: libx264 (default), libx265, ffv1 (.mkv), ...",
+    )
+    decode_.add_argument(
+        "--crf", type=int, metavar="N", help="a lossy .mp4/.mkv/.mov at this CRF (default: lossless, QP 0)"
     )
     decode_.set_defaults(run=run)
 
@@ -61,12 +73,13 @@ def _limits(args: argparse.Namespace) -> Limits:
 
 
 def _decoded_suffix(src: Path) -> str:
-    """The output extension of a file: .wav for audio, .png for images (and unreadable files,
-    which fail later with their own error)."""
+    """The output extension of a file: .wav for audio, .y4m for video, .png for images (and
+    unreadable files, which fail later with their own error)."""
     try:
-        return ".wav" if isinstance(peek_header(src.read_bytes()).geometry, AudioGeometry) else ".png"
+        g = peek_header(src.read_bytes()).geometry
     except (OSError, NeurocodecError):
         return ".png"
+    return {AudioGeometry: ".wav", VideoGeometry: ".y4m"}.get(type(g), ".png")
 
 
 def _decoded_suffix_beside(src: Path) -> str:
@@ -86,8 +99,13 @@ def _decode_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         seconds = time.perf_counter() - start
         write_audio(dst, x.cpu(), g.sample_rate, overwrite=args.force)
         return f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s"
-    if not isinstance(g, ImageGeometry):
-        raise UnsupportedMediaError(f"{src} holds {media_of(g)}; decoding {media_of(g)} is not supported yet")
+    if isinstance(g, VideoGeometry):
+        start = time.perf_counter()
+        x = decode(data, args.device, _limits(args))
+        seconds = time.perf_counter() - start
+        _write_video(dst, x.cpu(), g, args)
+        return f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s ({g.frames / max(seconds, 1e-9):.1f} fps)"
+    assert isinstance(g, ImageGeometry)
     if g.channels not in (1, 3):
         raise UnsupportedMediaError(
             f"{src} holds a {g.channels}-channel image; only grey and RGB are written"
@@ -99,6 +117,27 @@ def _decode_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     seconds = time.perf_counter() - start
     write_image(dst, x.cpu(), bit_depth=16 if g.bit_depth > 8 else 8, overwrite=args.force)
     return f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s"
+
+
+def _write_video(dst: Path, x, g: VideoGeometry, args: argparse.Namespace) -> None:
+    """Write decoded video ``x`` (3, T, H, W) of geometry ``g`` to ``dst`` by its extension."""
+    from neurocodec.io.video import tensor_to_planes, write_video, write_y4m
+
+    rate = (g.rate_num, g.rate_den)
+    if g.channels != 3:
+        raise UnsupportedMediaError(f"the video holds {g.channels} channels; only 3 are written")
+    if dst.suffix.lower() == ".y4m":
+        if g.colour == "rgb":
+            even = not (g.height % 2 or g.width % 2)
+            write_y4m(dst, x, rate, chroma="420" if even else "444", overwrite=args.force)
+        else:
+            planes = tensor_to_planes(x, g.colour)
+            depth = 8 if g.bit_depth <= 8 else 10
+            write_y4m(dst, planes, rate, bit_depth=depth, full_range=g.full_range, overwrite=args.force)
+        return
+    video = x if g.colour == "rgb" else tensor_to_planes(x, g.colour)
+    lossy = {"crf": args.crf} if args.crf is not None else {"crf": None, "qp": 0}
+    write_video(dst, video, rate, codec=args.video_codec, overwrite=args.force, **lossy)
 
 
 def run(args: argparse.Namespace, console: Console) -> None:

@@ -1,10 +1,11 @@
-"""``neurocodec encode``: compress images or audio into .ncd files."""
+"""``neurocodec encode``: compress images, audio or video into .ncd files."""
 
 from __future__ import annotations
 
 import argparse
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,13 +28,14 @@ def add_parser(
     encode = commands.add_parser(
         "encode",
         parents=[coding],
-        help="compress images or audio into .ncd files",
-        description="Compress images (PNG, JPEG, WebP, TIFF, PPM) or audio (WAV, FLAC, Ogg) into .ncd "
-        "files, beside each input unless -o says otherwise, with the default codec of each input's "
-        "media. Prints the codec and quality used, size, rate (bpp or kbit/s) and time per file "
-        "(and PSNR or SNR with --metrics).",
+        help="compress images, audio or video into .ncd files",
+        description="Compress images (PNG, JPEG, WebP, TIFF, PPM), audio (WAV, FLAC, Ogg) or video (Y4M, "
+        "raw .yuv, MP4, MKV, MOV, WebM, AVI) into .ncd files, beside each input unless -o says otherwise, "
+        "with the default codec of each input's media (video: name one with -c, e.g. nirvana). YUV video "
+        "is coded as its Y, Cb, Cr planes, with no RGB round trip. Prints the codec and quality used, size, "
+        "rate (bpp or kbit/s) and time per file (and PSNR, PSNR-YUV or SNR with --metrics).",
     )
-    encode.add_argument("inputs", nargs="+", metavar="IN", help="image or audio files, or globs")
+    encode.add_argument("inputs", nargs="+", metavar="IN", help="image, audio or video files, or globs")
     encode.add_argument(
         "-c", "--codec", help="codec name (see `neurocodec list`; default: the preferred installed one)"
     )
@@ -56,7 +58,21 @@ def add_parser(
         "(lambda is steered while fitting; measured 3-8 %% below the target on two Kodak crops)",
     )
     encode.add_argument(
-        "--metrics", action="store_true", help="also decode and print the PSNR (images) or SNR (audio)"
+        "--metrics",
+        action="store_true",
+        help="also decode and print the PSNR (images), PSNR-Y and PSNR-YUV (video) or SNR (audio)",
+    )
+    video = encode.add_argument_group("video")
+    video.add_argument("--frames", type=int, metavar="N", help="code the first N frames only (default: all)")
+    video.add_argument(
+        "--size", metavar="WxH", help="width and height of raw .yuv inputs whose names do not give them"
+    )
+    video.add_argument(
+        "--pix-fmt", default="yuv420p", help="pixel format of raw .yuv inputs (default yuv420p; "
+        "yuv422p, yuv444p, gray and their 10-bit forms such as yuv420p10le)",
+    )  # fmt: skip
+    video.add_argument(
+        "--frame-rate", metavar="R", help="frame rate of raw .yuv inputs: 30, 30000/1001 (default 30)"
     )
     encode.add_argument(
         "--workers",
@@ -78,14 +94,38 @@ def _psnr(x: torch.Tensor, y: torch.Tensor, bit_depth: int) -> str:
     return "PSNR inf dB (lossless)" if value == float("inf") else f"PSNR {value:.2f} dB"
 
 
+def _raw_video(args: argparse.Namespace) -> tuple[int, int, str, Fraction] | None:
+    """The geometry ``--size``, ``--pix-fmt`` and ``--frame-rate`` give raw .yuv inputs (None: not given)."""
+    if args.frames is not None and args.frames < 1:
+        raise UsageError("--frames must be at least 1")
+    if args.size is None:
+        if args.frame_rate is not None:
+            raise UsageError("--frame-rate goes with --size (raw .yuv inputs)")
+        return None
+    from neurocodec.io.video import RAW_FORMATS
+
+    try:
+        width, height = (int(n) for n in args.size.lower().split("x"))
+        rate = Fraction(args.frame_rate or 30)
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(
+            f"--size WxH and --frame-rate R (30, 30000/1001), not {args.size!r} and {args.frame_rate!r}"
+        ) from None
+    if width < 1 or height < 1 or rate <= 0:
+        raise UsageError(f"--size and --frame-rate must be positive, not {args.size} and {args.frame_rate}")
+    if args.pix_fmt not in RAW_FORMATS:
+        raise UsageError(f"--pix-fmt must be one of {', '.join(RAW_FORMATS)}, not {args.pix_fmt!r}")
+    return width, height, args.pix_fmt, rate
+
+
 def _encode_one(codec_for: Callable[[str], Codec], src: Path, dst: Path, args: argparse.Namespace) -> str:
     from neurocodec.io import read_codec_input
 
     media = input_media(src)
     codec = codec_for(media)
-    x, sample_rate = read_codec_input(src, media, codec.channels)
+    x, options = read_codec_input(src, media, codec.channels, max_frames=args.frames, raw=_raw_video(args))
     start = time.perf_counter()
-    data = codec.encode(x, sample_rate=sample_rate, effort=args.effort)
+    data = codec.encode(x, effort=args.effort, **options)
     seconds = time.perf_counter() - start
     write_atomic(dst, data, overwrite=args.force)
     g = peek_header(data).geometry
@@ -96,6 +136,12 @@ def _encode_one(codec_for: Callable[[str], Codec], src: Path, dst: Path, args: a
             from neurocodec.evaluation.metrics import snr
 
             line += f", SNR {snr(x, x_hat):.2f} dB"
+        elif media == "video":
+            from neurocodec.evaluation.metrics import video_psnr
+            from neurocodec.io.video import tensor_to_planes
+
+            scores = video_psnr(tensor_to_planes(x, g.colour), tensor_to_planes(x_hat, g.colour), g.bit_depth)
+            line += f", PSNR-Y {scores['y']:.2f} dB, PSNR-YUV {scores['yuv']:.2f} dB"
         else:
             line += f", {_psnr(x, x_hat, g.bit_depth)}"
     return line
@@ -141,6 +187,7 @@ def _run_dataset(args: argparse.Namespace, console: Console) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> None:
+    _raw_video(args)  # its usage errors before any work
     if args.workers is not None:
         if args.bpp is not None:
             raise UsageError("--bpp does not go with --workers")

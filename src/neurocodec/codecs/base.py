@@ -23,13 +23,22 @@ import abc
 import dataclasses
 import sys
 from collections.abc import Iterable
+from fractions import Fraction
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from tqdm import tqdm
 
 from neurocodec import container
-from neurocodec.container import DEFAULT_LIMITS, AudioGeometry, Geometry, Header, ImageGeometry, Limits
+from neurocodec.container import (
+    DEFAULT_LIMITS,
+    AudioGeometry,
+    Geometry,
+    Header,
+    ImageGeometry,
+    Limits,
+    VideoGeometry,
+)
 from neurocodec.errors import ConfigError, ContainerError, UnsupportedMediaError, WrongCodecError
 
 if TYPE_CHECKING:
@@ -75,8 +84,9 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
     ("image", "audio" or "video"), ``channels`` (the channel counts it codes),
     ``default_quality`` (the quality :func:`neurocodec.load` picks when none is given; None:
     the middle of the shipped ones), for audio ``sample_rate`` (the rate in Hz a file
-    records when :meth:`encode` is not told one: the rate the codec was trained at), and
-    ``adaptive`` (whether :meth:`encode` takes an ``effort``).
+    records when :meth:`encode` is not told one: the rate the codec was trained at),
+    ``adaptive`` (whether :meth:`encode` takes an ``effort``) and ``presets`` (names of efforts,
+    such as ``{"fast": 1000, ...}``, that :meth:`encode` takes for ``effort``).
 
     ``lmbda`` is the rate-distortion trade-off its weights were trained for (``lambda * 255^2 *
     MSE + bpp``, from the model card; None when unknown), which ``effort`` optimizes.
@@ -88,6 +98,7 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
     default_quality: ClassVar[int | None] = None
     sample_rate: ClassVar[int | None] = None
     adaptive: ClassVar[bool] = False
+    presets: ClassVar[dict[str, int]] = {}
 
     def __init__(self, quality: int = 0, weights_hash: bytes = bytes(container.WEIGHTS_HASH_BYTES)) -> None:
         super().__init__()
@@ -126,7 +137,17 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
     # ----------------------------------------------------------------------------------------
     # The API
 
-    def encode(self, x: torch.Tensor, sample_rate: int | None = None, effort: int = 0) -> bytes:
+    def encode(
+        self,
+        x: torch.Tensor,
+        sample_rate: int | None = None,
+        effort: int = 0,
+        *,
+        frame_rate: int | Fraction | tuple[int, int] | None = None,
+        colour: str = "rgb",
+        full_range: bool = False,
+        bit_depth: int = 8,
+    ) -> bytes:
         """The bytes of a complete neurocodec file coding ``x``.
 
         ``x`` is one input without a batch dimension or with one of size 1: an image
@@ -135,13 +156,24 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
         limits: the codec pads internally and the decoder crops. ``sample_rate`` (audio only)
         is the rate in Hz the file records; by default the codec's ``sample_rate``.
 
+        Video only, what the file records for a decoder to write the video back
+        (:class:`~neurocodec.container.VideoGeometry`): ``frame_rate`` (frames per second, an
+        int, a Fraction or ``(num, den)``; default 25, as FFmpeg assumes for raw video);
+        ``colour``: "rgb" (default), or "yuv444" / "yuv422" / "yuv420" when the channels are the
+        Y, Cb, Cr planes at the frame's size of a video of that chroma format
+        (:func:`neurocodec.io.video.planes_to_tensor`; ``neurocodec.io.read_codec_input`` gives
+        a file's video this way, with no RGB round trip); ``full_range`` (YCbCr codes span the
+        full range) and ``bit_depth`` (of the source's samples).
+
         ``effort`` (``adaptive`` codecs with a known ``lmbda``): that many iterations of
         encoder-side adaptation of the latents to ``x`` (:mod:`neurocodec.codecs.adapt`), for a
         better rate-distortion trade-off at the same decoding cost; each iteration costs about a
         synthesis forward and backward pass. 0 (the default) codes the encoder's latents as they are.
         """
         x = self._checked(x, sample_rate)
+        video = self._video_fields(x, frame_rate, colour, full_range, bit_depth)
         self.check_effort(effort)
+        effort = self.resolve_effort(effort)
         with torch.inference_mode():
             # contiguous: the same pixels give the same file whatever their memory layout (a view,
             # channels-last, a permuted array): the layouts' float rounding differs in the networks
@@ -149,6 +181,8 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
             geometry, sections = self._encode(x, effort=effort) if effort else self._encode(x)
         if sample_rate is not None:
             geometry = dataclasses.replace(geometry, sample_rate=sample_rate)
+        if video:
+            geometry = dataclasses.replace(geometry, **video)
         header = Header(self.name, self.quality, self.weights_hash, geometry)
         return container.pack(header, sections)
 
@@ -215,6 +249,10 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
         if self.media == "audio":
             rate = sample_rate if sample_rate is not None else self.sample_rate
             AudioGeometry(sample_rate=rate or 1, channels=x.shape[0], samples=x.shape[-1])
+        elif self.media == "video":
+            VideoGeometry(
+                x.shape[1], 1, 1, height=x.shape[2], width=x.shape[3], channels=x.shape[0], bit_depth=8
+            )
         else:
             ImageGeometry(height=x.shape[-2], width=x.shape[-1], channels=x.shape[0], bit_depth=8)
         low, high = _RANGES[self.media]
@@ -222,8 +260,46 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
             raise UnsupportedMediaError(f"{self.name} encodes finite samples in [{low:g}, {high:g}]")
         return x
 
-    def check_effort(self, effort: int) -> None:
-        """Raise :class:`~neurocodec.errors.ConfigError` unless :meth:`encode` can take ``effort``."""
+    def _video_fields(
+        self, x: torch.Tensor, frame_rate: object, colour: str, full_range: bool, bit_depth: int
+    ) -> dict:
+        """The video geometry's fields :meth:`encode` was told (checked), or {} for other media."""
+        if self.media != "video":
+            if frame_rate is not None or (colour, full_range, bit_depth) != ("rgb", False, 8):
+                raise UnsupportedMediaError(
+                    f"{self.name} codes {self.media}: frame_rate, colour, full_range and bit_depth are for video"
+                )
+            return {}
+        from neurocodec.io.video import frame_rate as checked_rate
+
+        try:
+            rate = checked_rate(25 if frame_rate is None else frame_rate)
+            fields = {
+                "rate_num": rate.numerator, "rate_den": rate.denominator, "colour": colour,
+                "full_range": full_range, "bit_depth": bit_depth,
+            }  # fmt: skip
+            VideoGeometry(x.shape[1], height=x.shape[2], width=x.shape[3], channels=x.shape[0], **fields)
+        except (ValueError, TypeError) as e:  # GeometryError is a ValueError
+            raise ConfigError(f"{self.name}: {e}") from None
+        return fields
+
+    def resolve_effort(self, effort: int | str) -> int:
+        """``effort`` as a number of iterations: one of this codec's :attr:`presets` by name, or the number."""
+        if not isinstance(effort, str):
+            return effort
+        if effort not in self.presets:
+            known = (
+                f"its presets are {', '.join(self.presets)}"
+                if self.presets
+                else "give a number of iterations"
+            )
+            raise ConfigError(f"{self.name} has no effort preset {effort!r}: {known}")
+        return self.presets[effort]
+
+    def check_effort(self, effort: int | str) -> None:
+        """Raise :class:`~neurocodec.errors.ConfigError` unless :meth:`encode` can take ``effort``
+        (a number of iterations, or the name of one of the codec's :attr:`presets`)."""
+        effort = self.resolve_effort(effort)
         if isinstance(effort, bool) or not isinstance(effort, int) or effort < 0:
             raise ConfigError(f"effort must be a whole number of iterations >= 0, not {effort!r}")
         if effort and not self.adaptive:

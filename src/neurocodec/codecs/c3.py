@@ -202,6 +202,7 @@ class C3Codec(Codec):
     channels = (3,)
     adaptive = True
     default_quality = 3
+    presets = PRESETS
 
     def __init__(self, quality: int = 0, weights_hash: bytes = bytes(4), **arch):
         super().__init__(quality, weights_hash)

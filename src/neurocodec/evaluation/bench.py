@@ -39,13 +39,15 @@ def _ms(seconds: Sequence[float]) -> tuple[float, float]:
 def bench_input(
     codec: Codec,
     x: torch.Tensor,
-    sample_rate: int | None = None,
+    options: dict | None = None,
     reps: int = 5,
     warmup: int = 1,
     effort: int = 0,
 ) -> dict:
-    """Time ``codec`` on one input ``x`` (an image ``(C, H, W)`` in [0, 1] or audio ``(C, T)`` in
-    [-1, 1] at ``sample_rate``): ``warmup`` untimed encode+decode, then ``reps`` timed encodes
+    """Time ``codec`` on one input ``x`` (an image ``(C, H, W)`` in [0, 1], audio ``(C, T)`` in
+    [-1, 1], a video ``(C, T, H, W)``), coded with the keywords ``options`` of
+    :meth:`~neurocodec.codecs.base.Codec.encode` (``sample_rate``, ``frame_rate``, ...;
+    :func:`~neurocodec.io.read_codec_input` gives them): ``warmup`` untimed encode+decode, then ``reps`` timed encodes
     and decodes in turn. The row's times are in milliseconds (median, and ``_min``, of the reps;
     ``_all``: each rep)."""
     if reps < 1 or warmup < 0:
@@ -57,7 +59,7 @@ def bench_input(
             torch.cuda.synchronize(device)
 
     def encode() -> bytes:
-        return codec.encode(x, sample_rate=sample_rate, effort=effort)
+        return codec.encode(x, effort=effort, **(options or {}))
 
     for _ in range(warmup):
         codec.decode(encode())
@@ -85,14 +87,26 @@ def bench_input(
     encode_ms, encode_min = _ms(encode_s)
     decode_ms, decode_min = _ms(decode_s)
     size = len(first_data)
+    options = options or {}
     if codec.media == "audio":
-        rate = sample_rate if sample_rate is not None else codec.sample_rate
+        rate = options.get("sample_rate") or codec.sample_rate
         seconds = x.shape[-1] / rate
         shape = {"samples": x.shape[-1], "sample_rate": rate, "seconds": seconds}
         rates = {"kbps": 8 * size / seconds / 1000}
         speed = {
             "encode_x_realtime": seconds / (encode_ms / 1000),
             "decode_x_realtime": seconds / (decode_ms / 1000),
+        }
+    elif codec.media == "video":
+        frames, pixels = x.shape[-3], x.shape[-3] * x.shape[-2] * x.shape[-1]
+        seconds = frames / float(options.get("frame_rate") or 25)
+        shape = {"frames": frames, "height": x.shape[-2], "width": x.shape[-1], "pixels": pixels}
+        rates = {"bpp": 8 * size / pixels, "kbps": 8 * size / seconds / 1000}
+        speed = {
+            "encode_mp_s": pixels / 1e6 / (encode_ms / 1000),
+            "decode_mp_s": pixels / 1e6 / (decode_ms / 1000),
+            "encode_fps": frames / (encode_ms / 1000),
+            "decode_fps": frames / (decode_ms / 1000),
         }
     else:
         pixels = x.shape[-2] * x.shape[-1]
@@ -121,8 +135,8 @@ def bench_input(
 
 def bench_file(codec: Codec, path: str | Path, reps: int = 5, warmup: int = 1, effort: int = 0) -> dict:
     """:func:`bench_input` of the file at ``path`` (read once), with its name as ``file``."""
-    x, sample_rate = read_codec_input(path, codec.media, codec.channels)
-    return {"file": Path(path).name, **bench_input(codec, x, sample_rate, reps, warmup, effort)}
+    x, options = read_codec_input(path, codec.media, codec.channels)
+    return {"file": Path(path).name, **bench_input(codec, x, options, reps, warmup, effort)}
 
 
 def bench_codec(
@@ -140,7 +154,7 @@ def summarize(rows: Sequence[dict]) -> dict:
     if not rows:
         raise ValueError("no rows to summarize")
     count = len(rows)
-    audio = "kbps" in rows[0]
+    audio = "sample_rate" in rows[0]  # else pixels: images, or the frames of a video
     summary: dict = {"files": count, "bytes": statistics.fmean(r["bytes"] for r in rows)}
     summary["kbps" if audio else "bpp"] = statistics.fmean(r["kbps" if audio else "bpp"] for r in rows)
     for key in ("encode_ms", "decode_ms", "total_ms"):

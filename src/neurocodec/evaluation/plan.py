@@ -103,8 +103,6 @@ def _choose(
         if known[name].media != kind:
             article = "a" if known[name].media == "video" else "an"
             raise ConfigError(f"--baselines: {name} is {article} {known[name].media} codec, not {kind}")
-    if kind == "video" and any(name not in known for name in media):
-        raise ConfigError("eval measures the video baselines only: learned video codecs come later")
     tests = [name for name, _ in entries]
     if notes and not any(name in installed for name in tests):
         notes.append("no learned codec has weights installed: evaluating the baselines only")
@@ -147,7 +145,7 @@ def plan_eval(
     qualities: Sequence[int] | None = None,
     sweeps: Mapping[str, Sequence] | None = None,
     limit: int | None = None,
-    effort: int = 0,
+    effort: int | str = 0,
     frames: int | None = None,
     device: str = "cpu",
 ) -> EvalPlan:
@@ -162,7 +160,7 @@ def plan_eval(
 
     if limit is not None and limit < 1:
         raise ConfigError("--limit must be at least 1")
-    if effort < 0:
+    if isinstance(effort, int) and effort < 0:
         raise ConfigError("--effort must be 0 or more")
     if frames is not None and frames < 0:
         raise ConfigError("--frames must be 0 (all) or more")
@@ -192,7 +190,8 @@ def plan_eval(
                     load(name, chosen[0], device).check_effort(effort)
                 except ConfigError as e:
                     raise ConfigError(f"--effort: {e}") from None
-        notes.append(f"the learned codecs encode with {effort} iterations of adaptation (--effort)")
+        what = f"the {effort} preset" if isinstance(effort, str) else f"{effort} iterations"
+        notes.append(f"the learned codecs encode with {what} of adaptation or fitting (--effort)")
     frames = VIDEO_FRAMES if frames is None else frames or None
     if media == "video" and frames:
         notes.append(f"each video is coded from its first {frames} frames at most (--frames; 0: all)")

@@ -4,7 +4,9 @@
   8-bit output;
 - :func:`evaluate_audio`: per file, kbit/s from the real file size, SNR and SI-SDR, and the
   perceptual scores (ViSQOL; PESQ and STOI for speech) where the ``audio-eval`` extra is installed;
-- :func:`rd_row`: one file's row (images, audio, or video, which :mod:`~neurocodec.evaluation.baselines` codes);
+- :func:`evaluate_video`: per file, bpp and kbit/s, PSNR-Y/-YUV/-RGB on the planes the video
+  baselines are measured on;
+- :func:`rd_row`: one file's row (images, audio, or video);
 - :func:`mean_point`, :func:`mean_curve`: the averaged point of each setting; :func:`spread`: a
   shorter sweep with the same ends;
 - :func:`curve_points`: a mean curve as ``(rate, quality)`` points: ``(bpp, PSNR or MS-SSIM
@@ -41,6 +43,7 @@ __all__ = [
     "curve_points",
     "evaluate_audio",
     "evaluate_images",
+    "evaluate_video",
     "mean_curve",
     "mean_point",
     "rd_row",
@@ -61,6 +64,33 @@ def evaluate_images(codec: Codec, paths: Sequence[str | Path], effort: int = 0) 
         x_hat = codec.decode(data)
         t2 = time.perf_counter()
         rows.append(rd_row(path, x, data, x_hat, t1 - t0, t2 - t1))
+    return rows
+
+
+def evaluate_video(
+    codec: Codec, paths: Sequence[str | Path], effort: int | str = 0, frames: int | None = None
+) -> list[dict]:
+    """Per video file (its first ``frames`` frames; None: all): the video row of :func:`rd_row` --
+    bpp and kbit/s of the complete file, PSNR-Y, -U, -V, -YUV and -RGB -- measured on the same
+    planes as the video baselines. A YUV file is coded as its Y, Cb, Cr planes at full size
+    (:func:`neurocodec.io.read_codec_input`) and the decoded chroma averaged back to its
+    subsampling; a grey or RGB one (read as RGB) is measured on its BT.601 4:2:0 planes."""
+    from neurocodec.io import read_codec_input
+    from neurocodec.io.video import tensor_to_planes
+
+    rows = []
+    for path in paths:
+        x, options = read_codec_input(path, "video", codec.channels, max_frames=frames)
+        t0 = time.perf_counter()
+        data = codec.encode(x, effort=effort, **options)
+        t1 = time.perf_counter()
+        x_hat = codec.decode(data)
+        t2 = time.perf_counter()
+        colour = options.get("colour", "rgb")
+        reference, decoded = tensor_to_planes(x, colour), tensor_to_planes(x_hat, colour)
+        rows.append(
+            rd_row(path, reference, data, decoded, t1 - t0, t2 - t1, frame_rate=options["frame_rate"])
+        )
     return rows
 
 

@@ -87,7 +87,9 @@ def _unit(name: str, weights: str | None, settings: tuple, path: Path, data: Pat
     return json.dumps([name, weights, list(settings), where])
 
 
-def _learned_rows(evaluate: Callable, codec: object, path: Path, quality: int, effort: int) -> list[dict]:
+def _learned_rows(
+    evaluate: Callable, codec: object, path: Path, quality: int, effort: int | str
+) -> list[dict]:
     options = {"effort": effort} if effort else {}
     return [{"setting": quality, **row} for row in evaluate(codec, [path], **options)]
 
@@ -100,7 +102,7 @@ def measure(
     ``store`` are read back; the others are measured and added as each one finishes.
     ``progress(name, count)`` is called after each unit with the files times settings done."""
     from neurocodec.evaluation.baselines import evaluate_baseline
-    from neurocodec.evaluation.rows import evaluate_audio, evaluate_images
+    from neurocodec.evaluation.rows import evaluate_audio, evaluate_images, evaluate_video
     from neurocodec.registry import load
 
     def done(name: str, unit: str, rows: Callable[[], list[dict]], count: int) -> list[dict]:
@@ -112,7 +114,11 @@ def measure(
             progress(name, count)
         return found
 
-    evaluate = evaluate_audio if plan.media == "audio" else evaluate_images
+    evaluate = {
+        "audio": evaluate_audio,
+        "image": evaluate_images,
+        "video": partial(evaluate_video, frames=plan.frames),
+    }[plan.media]
     results: dict[str, tuple[list[dict], dict[int, str]]] = {}
     for name, _ in plan.entries:
         if name not in plan.settings:

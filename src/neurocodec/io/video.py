@@ -59,7 +59,8 @@ class VideoInfo:
     pixel format ("yuv420p", ...) and codec ("h264", "rawvideo", ...).
 
     ``frames`` is the number of frames in the file (as far as the header tells), not the
-    number read when ``max_frames`` stopped early.
+    number read when ``max_frames`` stopped early. ``full_range``: YUV codes span the full
+    range (a .y4m tagged ``XCOLORRANGE=FULL``), not the limited one.
     """
 
     rate_num: int
@@ -69,9 +70,11 @@ class VideoInfo:
     frames: int
     pix_fmt: str
     codec: str
+    full_range: bool = False
 
 
-def _rate(rate: Rate) -> Fraction:
+def frame_rate(rate: Rate) -> Fraction:
+    """A frame rate given as an int, a :class:`~fractions.Fraction` or ``(num, den)``, as a positive Fraction."""
     if isinstance(rate, tuple):
         rate = Fraction(*rate)
     if isinstance(rate, bool) or not isinstance(rate, int | Fraction) or rate <= 0:
@@ -134,9 +137,52 @@ def _rgb_to_yuv(rgb: torch.Tensor, sub: tuple[int, int]) -> Planes:
     v = (128 + 224 * cr) / 255
     fx, fy = sub
     if fx > 1 or fy > 1:
-        u = torch.nn.functional.avg_pool2d(u, (fy, fx))
-        v = torch.nn.functional.avg_pool2d(v, (fy, fx))
+        u, v = _subsample(u, (fx, fy)), _subsample(v, (fx, fy))
     return y.float(), u.float(), v.float()
+
+
+def _subsample(plane: torch.Tensor, sub: tuple[int, int]) -> torch.Tensor:
+    """``plane`` (T, H, W) averaged over ``sub`` = (x, y) blocks; a block cut by the edge averages
+    the samples it has (so a plane upsampled by repetition comes back exactly)."""
+    fx, fy = sub
+    return torch.nn.functional.avg_pool2d(plane, (fy, fx), ceil_mode=True)
+
+
+# the chroma subsampling (x, y) of each YCbCr colour of a video geometry (container.COLOURS)
+SUBSAMPLING = {"yuv444": (1, 1), "yuv422": (2, 1), "yuv420": (2, 2)}
+
+
+def planes_to_tensor(planes: Planes) -> tuple[torch.Tensor, str]:
+    """Planes ``(Y, U, V)`` of ``(T, h, w)`` -> ``(3, T, H, W)`` (Y, Cb, Cr at the frame's size, chroma
+    repeated) and its colour ("yuv444", "yuv422" or "yuv420"): a video codec's YUV input, which
+    :func:`tensor_to_planes` turns back into exactly these planes. No colour conversion."""
+    y, u, v = planes
+    if u.numel() == 0:
+        raise UnsupportedMediaError("a grey video has no chroma planes: read it as RGB")
+    t, height, width = y.shape
+    fy, fx = -(-height // u.shape[1]), -(-width // u.shape[2])
+    colour = {sub: name for name, sub in SUBSAMPLING.items()}.get((fx, fy))
+    if colour is None or u.shape != v.shape or u.shape != (t, -(-height // fy), -(-width // fx)):
+        raise UnsupportedMediaError(
+            f"plane shapes {y.shape}, {u.shape}, {v.shape} are not 4:4:4, 4:2:2 or 4:2:0"
+        )
+
+    def full(p: torch.Tensor) -> torch.Tensor:
+        return p.repeat_interleave(fy, 1).repeat_interleave(fx, 2)[:, :height, :width]
+
+    return torch.stack([y, full(u), full(v)]), colour
+
+
+def tensor_to_planes(x: torch.Tensor, colour: str) -> Planes:
+    """A video codec's ``(3, T, H, W)`` of ``colour`` -> planes ``(Y, U, V)``: Y, Cb, Cr with the chroma
+    averaged back to the colour's subsampling; an "rgb" video is converted (BT.601, limited range)
+    to 4:2:0, the planes the video baselines are measured on."""
+    x = x.detach().float().cpu()
+    if colour == "rgb":
+        return _rgb_to_yuv(x.clamp(0, 1), (2, 2))
+    if colour not in SUBSAMPLING:
+        raise ValueError(f"colour must be rgb or one of {', '.join(SUBSAMPLING)}, not {colour!r}")
+    return x[0], _subsample(x[1], SUBSAMPLING[colour]), _subsample(x[2], SUBSAMPLING[colour])
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,7 +297,7 @@ def read_y4m(
                 raise MediaReadError(f"cannot decode {path}: frame {index} is truncated")
             chunks.append(data)
     planes = _split(b"".join(chunks), wanted, pix_fmt, height, width)
-    info = VideoInfo(rate.numerator, rate.denominator, width, height, frames, pix_fmt, "rawvideo")
+    info = VideoInfo(rate.numerator, rate.denominator, width, height, frames, pix_fmt, "rawvideo", full_range)
     return _finish(planes, rgb, full_range), info
 
 
@@ -277,7 +323,7 @@ def read_yuv(
         raise UnsupportedMediaError(
             f"raw pixel format {pix_fmt!r} is not supported ({', '.join(RAW_FORMATS)})"
         )
-    fraction = _rate(rate)
+    fraction = frame_rate(rate)
     for name, value in (("width", width), ("height", height)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, not {value!r}")
@@ -295,7 +341,9 @@ def read_yuv(
         wanted = frames if max_frames is None else min(frames, max_frames)
         raw = f.read(wanted * frame_bytes)
     planes = _split(raw, wanted, pix_fmt, height, width)
-    info = VideoInfo(fraction.numerator, fraction.denominator, width, height, frames, pix_fmt, "rawvideo")
+    info = VideoInfo(
+        fraction.numerator, fraction.denominator, width, height, frames, pix_fmt, "rawvideo", full_range
+    )
     return _finish(planes, rgb, full_range), info
 
 
@@ -475,17 +523,22 @@ def write_y4m(
     rate: Rate,
     *,
     chroma: str = "420",
+    bit_depth: int = 8,
+    full_range: bool = False,
     overwrite: bool = False,
 ) -> None:
-    """Write a video as an 8-bit YUV4MPEG2 file, atomically.
+    """Write a video as a YUV4MPEG2 file, atomically.
 
-    ``video`` is RGB ``(C, T, H, W)`` in ``[0, 1]``, converted to limited-range BT.601 with
+    ``video`` is RGB ``(C, T, H, W)`` in ``[0, 1]``, converted to 8-bit limited-range BT.601 with
     ``chroma`` "420" (needs even H and W) or "444"; or a tuple of planes ``(Y, U, V)`` as
     ``read_y4m(..., rgb=False)`` returns them, written unchanged (their shapes give the chroma
-    format: 4:2:0, 4:2:2 or 4:4:4).
+    format: 4:2:0, 4:2:2, 4:4:4, or grey when they are empty) at ``bit_depth`` 8 or 10, tagged ``XCOLORRANGE=FULL`` when
+    ``full_range``.
     """
+    if bit_depth not in (8, 10):
+        raise ValueError(f"Y4M is written at 8 or 10 bits, not {bit_depth}")
     path = Path(path)
-    fraction = _rate(rate)
+    fraction = frame_rate(rate)
     if isinstance(video, tuple):
         if len(video) != 3 or any(not isinstance(p, torch.Tensor) or p.ndim != 3 for p in video):
             raise ValueError("planes must be a tuple of three (T, h, w) tensors")
@@ -496,12 +549,14 @@ def write_y4m(
             (height, (width + 1) // 2): "422",
             (height, width): "444",
         }
-        tag = subs.get(tuple(u.shape[1:]))
+        tag = "mono" if u.numel() == v.numel() == 0 else subs.get(tuple(u.shape[1:]))
         if tag is None or u.shape != v.shape or u.shape[0] != frames:
             raise ValueError(f"plane shapes {y.shape}, {u.shape}, {v.shape} are not 4:2:0, 4:2:2 or 4:4:4")
     else:
         x = _check_tensor(video)
         frames, height, width = x.shape[1:]
+        if bit_depth != 8 or full_range:
+            raise ValueError("an RGB video is written as 8-bit limited-range YUV; give planes for more")
         if chroma == "420":
             if height % 2 or width % 2:
                 raise ValueError(f"4:2:0 needs an even width and height, not {width}x{height}")
@@ -512,21 +567,30 @@ def write_y4m(
             tag = "444"
         else:
             raise ValueError(f"chroma must be '420' or '444', not {chroma!r}")
-    _check(path, frames, fraction, height, width, 8)
+    _check(path, frames, fraction, height, width, bit_depth)
+    peak = (1 << bit_depth) - 1
 
     def codes(p: torch.Tensor) -> np.ndarray:
-        return p.clamp(0, 1).mul(255).round().to(torch.uint8).reshape(frames, -1).numpy()
+        ints = p.clamp(0, 1).mul(peak).round().reshape(frames, -1)
+        if bit_depth == 8:
+            return ints.to(torch.uint8).numpy()
+        return ints.to(torch.int32).numpy().astype("<u2").view(np.uint8)
 
     body = np.concatenate(
         [np.frombuffer(b"FRAME\n", np.uint8)[None].repeat(frames, 0), codes(y), codes(u), codes(v)], axis=1
     )
-    header = f"YUV4MPEG2 W{width} H{height} F{fraction.numerator}:{fraction.denominator} Ip A1:1 C{tag}\n"
+    if bit_depth > 8:
+        tag = tag.removesuffix("jpeg") + f"p{bit_depth}"
+    extra = " XCOLORRANGE=FULL" if full_range else ""
+    header = (
+        f"YUV4MPEG2 W{width} H{height} F{fraction.numerator}:{fraction.denominator} Ip A1:1 C{tag}{extra}\n"
+    )
     write_atomic(path, header.encode("ascii") + body.tobytes(), overwrite=overwrite)
 
 
 def write_video(
     path: str | os.PathLike[str],
-    video: torch.Tensor,
+    video: torch.Tensor | Planes,
     rate: Rate,
     *,
     codec: str = "libx264",
@@ -540,6 +604,10 @@ def write_video(
     ``codec`` is an FFmpeg encoder: "libx264" (default, ``crf`` 23, yuv420p), "libx265",
     "ffv1" (lossless, bgr0: an exact RGB round trip; .mkv). ``qp=0`` with libx264 and
     ``pix_fmt="yuv444p"`` is lossless in YUV. .y4m goes to :func:`write_y4m`.
+
+    ``video`` may also be 8-bit limited-range 4:2:0 planes ``(Y, U, V)`` (as ``read_y4m(...,
+    rgb=False)`` gives them): they go to the encoder as they are, yuv420p (``qp=0`` with libx264:
+    lossless), with no RGB round trip; other planes are converted to RGB first.
     """
     path = Path(path)
     if path.suffix.lower() == ".y4m":
@@ -550,9 +618,24 @@ def write_video(
         raise UnsupportedMediaError(
             f"cannot write {path}: unknown video extension {path.suffix!r} ({', '.join((*WRITE_FORMATS, '.y4m'))})"
         )
-    fraction = _rate(rate)
-    x = _check_tensor(video)
-    frames, height, width = x.shape[1:]
+    fraction = frame_rate(rate)
+    planar = None
+    if isinstance(video, tuple):
+        y, u, v = (p.detach().to("cpu", torch.float32) for p in video)
+        frames, height, width = y.shape
+        if not height % 2 and not width % 2 and u.shape == v.shape == (frames, height // 2, width // 2):
+            planar = [
+                np.concatenate(
+                    [p[t].clamp(0, 1).mul(255).round().to(torch.uint8).numpy().ravel() for p in (y, u, v)]
+                ).reshape(-1, width)
+                for t in range(frames)
+            ]
+            pix_fmt = "yuv420p"
+        else:
+            video = yuv_to_rgb((y, u, v))
+    x = None if planar is not None else _check_tensor(video)
+    if x is not None:
+        frames, height, width = x.shape[1:]
     _check(path, frames, fraction, height, width, 8)
     if pix_fmt is None:
         pix_fmt = "bgr0" if codec == "ffv1" else "yuv420p"
@@ -560,7 +643,11 @@ def write_video(
         raise ValueError(f"{pix_fmt} needs an even width and height, not {width}x{height}")
     import av
 
-    array = x.mul(255).round().to(torch.uint8).permute(1, 2, 3, 0).contiguous().numpy()  # (T, H, W, 3)
+    if planar is None:
+        array = x.mul(255).round().to(torch.uint8).permute(1, 2, 3, 0).contiguous().numpy()  # (T, H, W, 3)
+        pictures = [av.VideoFrame.from_ndarray(picture, format="rgb24") for picture in array]
+    else:
+        pictures = [av.VideoFrame.from_ndarray(picture, format="yuv420p") for picture in planar]
     buffer = io.BytesIO()
     try:
         with av.open(buffer, "w", format=fmt) as container:
@@ -573,8 +660,8 @@ def write_video(
             elif crf is not None and codec in ("libx264", "libx265"):
                 options["crf"] = str(crf)
             stream.options = options
-            for picture in array:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+            for picture in pictures:
+                for packet in stream.encode(picture):
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
