@@ -238,8 +238,10 @@ def _c3_seed() -> bytes:
 
 def seeds(target: str) -> list[bytes]:
     """The seed inputs of ``target``: real files (less their CRC where the target appends one) or streams."""
-    if target == "container":
-        return [f[:-4] for f in corpus_files()]
+    if target == "container":  # the released files, and a video header (no video file was released)
+        video = container.VideoGeometry(9, 30000, 1001, 144, 176, 3, 10, colour="yuv420", full_range=True)
+        header = container.Header("video-codec", 2, bytes(4), video)
+        return [f[:-4] for f in corpus_files()] + [container.pack(header, {"groups": b"\x01\x02"})[:-4]]
     if target in ("coder", "reference"):
         streams = _stream_seeds()
         for file in corpus_files():  # real streams too: refused by hash, which the fuzzer must get past

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neurocodec.container import (
+    COLOURS,
     DEFAULT_LIMITS,
     FORMAT_VERSION,
     MAGIC,
@@ -163,11 +164,19 @@ geometries = st.one_of(
     pictures().map(lambda p: ImageGeometry(*p)),
     audio(),
     st.builds(
-        lambda frames, num, den, p: VideoGeometry(frames, num, den, *p),
+        lambda frames, num, den, p, colour, full: VideoGeometry(
+            frames,
+            num,
+            den,
+            *p,
+            **({"colour": colour, "full_range": full} if p[2] == 3 and colour != "rgb" else {}),
+        ),
         st.integers(1, MAX_FRAMES),
         st.integers(1, MAX_RATE_TERM),
         st.integers(1, MAX_RATE_TERM),
         pictures(),
+        st.sampled_from(COLOURS),
+        st.booleans(),
     ),
 )
 headers = st.builds(

@@ -32,7 +32,7 @@ class ToyVideoCodec(Codec):
     channels = (3,)
     default_quality = 1
 
-    def _encode(self, x: torch.Tensor) -> tuple[VideoGeometry, dict[str, bytes]]:
+    def _encode(self, x: torch.Tensor, colour: str = "rgb") -> tuple[VideoGeometry, dict[str, bytes]]:
         _, c, t, h, w = x.shape
         codes = x[0].mul(65535).round().to(torch.int32).numpy().astype("<u2")
         geometry = VideoGeometry(frames=t, rate_num=1, rate_den=1, height=h, width=w, channels=c, bit_depth=8)

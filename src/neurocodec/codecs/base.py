@@ -9,7 +9,9 @@ A codec family implements three hooks:
 - ``_encode(x) -> (geometry, sections)``: ``x`` is float32 with a batch dimension of one, on
   the codec's device, already checked; pad it as the networks need (the geometry records
   the true size). A family with ``adaptive = True`` also takes ``_encode(x, effort=N)``, N > 0:
-  N iterations of encoder-side adaptation of its latents (:mod:`neurocodec.codecs.adapt`);
+  N iterations of encoder-side adaptation of its latents (:mod:`neurocodec.codecs.adapt`).
+  A video family's ``_encode`` also takes ``colour``: what the channels are ("rgb", or Y, Cb,
+  Cr planes: "yuv420", ...), so that it may weight them as the metric does (PSNR-YUV 6:1:1);
 - ``_decode(header, sections) -> tensor``: the reconstruction, padded or not (it is cropped
   to the header's geometry here) and with or without the batch dimension of one;
 - ``from_weights(config, state, device)``: the codec built from a weight config and its
@@ -178,7 +180,10 @@ class Codec(torch.nn.Module, metaclass=abc.ABCMeta):
             # contiguous: the same pixels give the same file whatever their memory layout (a view,
             # channels-last, a permuted array): the layouts' float rounding differs in the networks
             x = x.to(self.device, torch.float32).contiguous().unsqueeze(0)
-            geometry, sections = self._encode(x, effort=effort) if effort else self._encode(x)
+            hook = {"colour": colour} if self.media == "video" else {}
+            if effort:
+                hook["effort"] = effort
+            geometry, sections = self._encode(x, **hook)
         if sample_rate is not None:
             geometry = dataclasses.replace(geometry, sample_rate=sample_rate)
         if video:
