@@ -20,6 +20,8 @@ Targets (``TARGETS``), each with seeds from real files (``seeds(name)``):
   Seeds: the 0.1.0 corpus files (tests/corpus) of that codec, small images and clips.
 - ``c3`` (no released files yet): the same on c3 files, the raster context model decoded by the
   native coder from fuzzed networks and latents. Seed: a 64x64 picture fitted briefly.
+- ``nirvana`` (no released files yet): the same on nirvana video files (fuzzed architecture,
+  steps and weight streams). Seed: a 4-frame 32x48 clip fitted briefly.
 """
 
 from __future__ import annotations
@@ -194,7 +196,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "container": container_target,
     "coder": coder_target,
     "reference": reference_target,
-    **{name: codec_target(name) for name in (*CODECS, "c3")},
+    **{name: codec_target(name) for name in (*CODECS, "c3", "nirvana")},
 }
 
 
@@ -236,6 +238,17 @@ def _c3_seed() -> bytes:
     return _codec("c3").encode(x, effort=40)
 
 
+@functools.cache
+def _nirvana_seed() -> bytes:
+    """A small nirvana file (a moving smooth 4-frame 32x48 clip, a few fitting iterations; deterministic)."""
+    import torch
+
+    t = torch.arange(4).view(-1, 1, 1)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 48), indexing="ij")
+    x = torch.stack([0.5 + 0.4 * torch.sin(5 * xx + 0.3 * t + c) * torch.cos(3 * yy) for c in range(3)])
+    return _codec("nirvana").encode(x, effort=4, frame_rate=(30000, 1001))
+
+
 def seeds(target: str) -> list[bytes]:
     """The seed inputs of ``target``: real files (less their CRC where the target appends one) or streams."""
     if target == "container":  # the released files, and a video header (no video file was released)
@@ -249,4 +262,6 @@ def seeds(target: str) -> list[bytes]:
         return streams
     if target == "c3":
         return [_c3_seed()[:-4]]
+    if target == "nirvana":
+        return [_nirvana_seed()[:-4]]
     return [f[:-4] for f in corpus_files(target)]

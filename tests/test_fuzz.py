@@ -68,6 +68,11 @@ def test_c3_target_on_its_seed_mutations_and_crashers():
 
 
 @pytest.mark.usefixtures("shipped")
+def test_nirvana_target_on_its_seed_mutations_and_crashers():
+    run_all("nirvana", 200)
+
+
+@pytest.mark.usefixtures("shipped")
 @pytest.mark.parametrize(
     ("codec", "geometry", "holds"),
     [

@@ -23,7 +23,14 @@ from neurocodec.container import peek_header
 from neurocodec.errors import ConfigError, UnsupportedMediaError
 from neurocodec.evaluation.rows import evaluate_video
 from neurocodec.io import input_media, read_codec_input
-from neurocodec.io.video import planes_to_tensor, read_video, read_y4m, tensor_to_planes, write_video, write_y4m
+from neurocodec.io.video import (
+    planes_to_tensor,
+    read_video,
+    read_y4m,
+    tensor_to_planes,
+    write_video,
+    write_y4m,
+)
 from test_video_baselines import clip
 
 TESTS = Path(__file__).resolve().parent
@@ -53,7 +60,12 @@ def test_yuv_is_coded_as_its_planes(tmp_path: Path) -> None:
     write_y4m(tmp_path / "a.y4m", planes, (30000, 1001), bit_depth=10, full_range=True)
     assert input_media(tmp_path / "a.y4m") == "video"
     x, options = read_codec_input(tmp_path / "a.y4m", "video")
-    assert options == {"frame_rate": Fraction(30000, 1001), "colour": "yuv420", "full_range": True, "bit_depth": 10}
+    assert options == {
+        "frame_rate": Fraction(30000, 1001),
+        "colour": "yuv420",
+        "full_range": True,
+        "bit_depth": 10,
+    }
     data = CODEC.encode(x, **options)
     g = peek_header(data).geometry
     assert (g.frames, g.rate_num, g.rate_den, g.height, g.width) == (3, 30000, 1001, 9, 13)
@@ -86,7 +98,9 @@ def test_video_encode_arguments() -> None:
 def test_effort_presets_are_the_codecs_own() -> None:
     c3 = C3Codec(quality=3)
     assert c3.resolve_effort("medium") == 3000 and c3.resolve_effort(7) == 7
-    with pytest.raises(ConfigError, match="c3 has no effort preset 'turbo': its presets are fast, medium, slow"):
+    with pytest.raises(
+        ConfigError, match="c3 has no effort preset 'turbo': its presets are fast, medium, slow"
+    ):
         c3.check_effort("turbo")
     with pytest.raises(ConfigError, match="test-video has no effort preset 'fast'"):
         CODEC.check_effort("fast")
@@ -119,10 +133,11 @@ def test_evaluate_video_measures_on_the_planes(tmp_path: Path) -> None:
 # The command line
 
 
-def neurocodec(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
+def neurocodec(*args: object, cwd: Path, package: bool = False) -> subprocess.CompletedProcess[str]:
+    """The command line in a subprocess, with test-video known (and the package's codecs if ``package``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEUROCODEC_")}
     env.update(
-        NEUROCODEC_PACKAGE_WEIGHTS="0",
+        NEUROCODEC_PACKAGE_WEIGHTS="1" if package else "0",
         NEUROCODEC_CODEC_MODULES=toy_video_codec.MODULES,
         PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
     )
@@ -153,7 +168,9 @@ def test_cli_raw_yuv_needs_its_geometry(tmp_path: Path) -> None:
     raw.numpy().tofile(tmp_path / "clip.yuv")
     done = neurocodec("encode", "clip.yuv", "-c", "test-video", cwd=tmp_path)
     assert done.returncode == 1 and "its name gives no geometry" in done.stderr
-    done = neurocodec("encode", "clip.yuv", "-c", "test-video", "--size", "24x16", "--frame-rate", "12", cwd=tmp_path)
+    done = neurocodec(
+        "encode", "clip.yuv", "-c", "test-video", "--size", "24x16", "--frame-rate", "12", cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     g = peek_header((tmp_path / "clip.ncd").read_bytes()).geometry
     assert (g.width, g.height, g.frames, g.rate_num, g.colour) == (24, 16, 2, 12, "yuv420")
@@ -173,3 +190,29 @@ def test_cli_eval_puts_a_learned_video_codec_beside_x264(tmp_path: Path) -> None
     (row,) = report["codecs"]["test-video"]["per_file"]
     assert row["frames"] == 2 and row["psnr_yuv"] is None and row["bpp"] > 0  # lossless: inf, written as null
     assert [p["setting"] for p in report["codecs"]["x264"]["mean"]] == [40, 30]
+
+
+def test_cli_nirvana_round_trip(tmp_path: Path) -> None:
+    """The first learned video codec end to end: a 6-frame clip fitted briefly, decoded from the file alone."""
+    write_y4m(tmp_path / "clip.y4m", clip(6, 16, 24), 25)
+    done = neurocodec(
+        "encode",
+        "clip.y4m",
+        "-c",
+        "nirvana",
+        "-q",
+        "2",
+        "--effort",
+        "3",
+        "--metrics",
+        cwd=tmp_path,
+        package=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "nirvana quality 2" in done.stdout and "PSNR-YUV" in done.stdout
+    g = peek_header((tmp_path / "clip.ncd").read_bytes()).geometry
+    assert (g.frames, g.colour, g.rate_num) == (6, "yuv420", 25)
+    done = neurocodec("decode", "clip.ncd", cwd=tmp_path, package=True)
+    assert done.returncode == 0, done.stderr
+    planes, info = read_y4m(tmp_path / "clip.decoded.y4m", rgb=False)
+    assert info.frames == 6 and planes[1].shape == (6, 8, 12)

@@ -4,11 +4,14 @@ It checks what the library does around a video codec -- the API's frame rate and
 container's video geometry, ``neurocodec encode`` / ``decode`` / ``eval`` of video -- exactly:
 16-bit codes keep 8- and 10-bit samples to the level, so whatever a test writes back (Y4M, 4:2:0
 planes) must equal what it read. Known to the registry through ``NEUROCODEC_CODEC_MODULES=toy_video_codec``
-(this directory on ``sys.path``); built without weights (quality 1).
+(this directory on ``sys.path``); built without weights (quality 1). Imported otherwise (the
+in-process tests use the class directly), it declares nothing, so that the other tests' registry
+does not grow a video codec.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 
@@ -25,7 +28,6 @@ MODULES = "toy_video_codec"
 _SHAPE = struct.Struct("<4I")
 
 
-@register_codec(qualities=(1,))
 class ToyVideoCodec(Codec):
     name = NAME
     media = "video"
@@ -54,3 +56,7 @@ class ToyVideoCodec(Codec):
             raise BitstreamError("the test-video codes have the wrong length")
         codes = np.frombuffer(raw, "<u2").reshape(shape).astype(np.float32)
         return torch.from_numpy(codes).div_(65535)
+
+
+if MODULES in os.environ.get("NEUROCODEC_CODEC_MODULES", "").split(","):
+    register_codec(ToyVideoCodec, qualities=(1,))

@@ -1,0 +1,159 @@
+"""R-D and speed of the ``nirvana`` video codec on carphone (QCIF, 120 frames), with x264 as anchor.
+
+Resumable: one JSON-lines row per (codec, quality or CRF, preset) is appended to ``--out`` as
+soon as it is measured; a restart skips the rows already there. Run ONE process at a time, on
+one thread (the decode is also timed on 2 threads):
+
+    OMP_NUM_THREADS=1 python eval/nirvana_carphone.py --qualities 2 4 --preset fast
+    python eval/nirvana_carphone.py --x264 28 33 38     # the anchor rows
+
+The codec is given the clip's own Y, Cb, Cr planes (chroma repeated to the frame's size,
+``colour="yuv420"``: no RGB round trip; its loss weights them 6:1:1), and its output is turned
+back into 4:2:0 planes (:func:`neurocodec.io.video.tensor_to_planes`); ``--rgb`` gives it the
+clip's BT.601 RGB instead (its output is then converted to 4:2:0 for the metric). A row: bytes of
+the complete file, bpp (over the frames' pixels, all frames), kbps at the clip's 30000/1001
+frames/s, PSNR-Y/U/V/YUV (6:1:1) and RGB PSNR of the decoded planes against the file's
+(:func:`neurocodec.evaluation.metrics.video_psnr`, as the x264 rows), encode seconds (one
+thread), decode seconds on 1 and 2 threads (best of 2 runs each) and frames/s on 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+from neurocodec.codecs.nirvana import PRESETS, NirvanaCodec
+from neurocodec.evaluation.metrics import video_psnr
+from neurocodec.io.video import planes_to_tensor, read_y4m, tensor_to_planes
+
+HERE = Path(__file__).resolve().parent
+CLIP = (
+    Path(__file__).resolve().parents[2]
+    / "shared/data/video/carphone_qcif_176x144_30000-1001fps_i420_120f.y4m"
+)
+RATE = Fraction(30000, 1001)
+
+
+def done(path: Path) -> set[tuple]:
+    if not path.exists():
+        return set()
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["codec"], r["setting"], r.get("preset"), r["frames"], r.get("input", "yuv420")) for r in rows}
+
+
+def append(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+
+
+def timed_decode(codec: NirvanaCodec, data: bytes, threads: int) -> tuple[torch.Tensor, float]:
+    torch.set_num_threads(threads)
+    best, y = math.inf, None
+    for _ in range(2):
+        start = time.perf_counter()
+        y = codec.decode(data)
+        best = min(best, time.perf_counter() - start)
+    torch.set_num_threads(1)
+    return y, best
+
+
+def nirvana_row(quality: int, preset: str, x: torch.Tensor, colour: str, planes) -> dict:
+    codec = NirvanaCodec(quality=quality)
+    codec.progress = True
+    start = time.perf_counter()
+    data = codec.encode(x, effort=PRESETS[preset], colour=colour)
+    encode_s = time.perf_counter() - start
+    y1, dec1 = timed_decode(codec, data, 1)
+    y2, dec2 = timed_decode(codec, data, 2)
+    _, t, h, w = x.shape
+    yuv = video_psnr(planes, tensor_to_planes(y1, colour))
+    return {
+        "codec": "nirvana",
+        "setting": quality,
+        "preset": preset,
+        "input": colour,
+        "effort": PRESETS[preset],
+        "lambda": codec.lmbda,
+        "frames": t,
+        "bytes": len(data),
+        "bpp": 8 * len(data) / (t * h * w),
+        "kbps": 8 * len(data) * float(RATE) / t / 1000,
+        "psnr_rgb": yuv["rgb"],
+        "psnr_y": yuv["y"],
+        "psnr_u": yuv["u"],
+        "psnr_v": yuv["v"],
+        "psnr_yuv": yuv["yuv"],
+        "encode_s": encode_s,
+        "decode_s_1thread": dec1,
+        "decode_s_2threads": dec2,
+        "decode_fps_2threads": t / dec2,
+        "identical_1_2_threads": bool(torch.equal(y1, y2)),
+        "header_bytes": codec.last_fit["header_bytes"],
+        "params_bytes": codec.last_fit["params_bytes"],
+        "first_group_bytes": round(codec.last_fit["group_bits"][0] / 8),
+        "group_bytes_estimated": [round(b / 8) for b in codec.last_fit["group_bits"]],
+        "psnr_fit_channels_alike": codec.last_fit["psnr_fit"],
+        "steps": codec.last_fit["steps"],
+        "parameters_per_group": codec.last_fit["parameters_per_group"],
+    }
+
+
+def x264_row(crf: int, planes, frames: int) -> dict:
+    from neurocodec.evaluation.baselines import VIDEO_BASELINES
+
+    start = time.perf_counter()
+    data, decoded = VIDEO_BASELINES["x264"](planes, RATE, crf)
+    seconds = time.perf_counter() - start
+    t, h, w = planes[0].shape
+    yuv = video_psnr(planes, decoded)
+    return {
+        "codec": "x264",
+        "setting": crf,
+        "preset": "medium",
+        "input": "yuv420",
+        "frames": t,
+        "bytes": len(data),
+        "bpp": 8 * len(data) / (t * h * w),
+        "kbps": 8 * len(data) * float(RATE) / t / 1000,
+        "psnr_rgb": yuv["rgb"],
+        "psnr_y": yuv["y"],
+        "psnr_u": yuv["u"],
+        "psnr_v": yuv["v"],
+        "psnr_yuv": yuv["yuv"],
+        "encode_decode_s": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--qualities", type=int, nargs="*", default=[])
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="fast")
+    parser.add_argument("--x264", type=int, nargs="*", default=[], help="x264 CRFs")
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--rgb", action="store_true", help="give the codec RGB rather than the planes")
+    parser.add_argument("--out", type=Path, default=HERE / "nirvana_carphone.jsonl")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    planes, _ = read_y4m(CLIP, rgb=False, max_frames=args.frames)
+    if args.rgb:
+        x, colour = read_y4m(CLIP, max_frames=args.frames)[0], "rgb"
+    else:
+        x, colour = planes_to_tensor(planes)
+    have = done(args.out)
+    for crf in args.x264:
+        if ("x264", crf, "medium", args.frames, "yuv420") not in have:
+            append(args.out, x264_row(crf, planes, args.frames))
+    for q in args.qualities:
+        if ("nirvana", q, args.preset, args.frames, colour) not in have:
+            append(args.out, nirvana_row(q, args.preset, x, colour, planes))
+
+
+if __name__ == "__main__":
+    main()
