@@ -101,6 +101,11 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_image(work / "photo.png", read_image(KODAK / "kodim23.png")[0][:, :128, :192].contiguous())
     sf.write(work / "song.flac", music, 44100)
     sf.write(work / "song.wav", music, 44100)
+    if VIDEO.is_file():  # clip.y4m: 8 frames of the smallest clip, cropped to 96x64 (a quick fit)
+        from neurocodec.io.video import read_video, write_y4m
+
+        y, u, v = read_video(VIDEO, rgb=False, max_frames=8)[0]
+        write_y4m(work / "clip.y4m", (y[:, :64, :96], u[:, :32, :48], v[:, :32, :48]), 12)
     bin_dir = top / "bin"  # `neurocodec` as the editable install provides it, for this interpreter
     bin_dir.mkdir()
     script = bin_dir / "neurocodec"
