@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from neurocodec.codecs.nirvana import PRESETS, NirvanaCodec
-from neurocodec.evaluation.metrics import video_psnr
+from neurocodec.evaluation.rows import rd_row
 from neurocodec.io.video import planes_to_tensor, read_y4m, tensor_to_planes
 
 HERE = Path(__file__).resolve().parent
@@ -72,8 +72,7 @@ def nirvana_row(quality: int, preset: str, x: torch.Tensor, colour: str, planes)
     encode_s = time.perf_counter() - start
     y1, dec1 = timed_decode(codec, data, 1)
     y2, dec2 = timed_decode(codec, data, 2)
-    _, t, h, w = x.shape
-    yuv = video_psnr(planes, tensor_to_planes(y1, colour))
+    t = x.shape[1]
     return {
         "codec": "nirvana",
         "setting": quality,
@@ -81,16 +80,7 @@ def nirvana_row(quality: int, preset: str, x: torch.Tensor, colour: str, planes)
         "input": colour,
         "effort": PRESETS[preset],
         "lambda": codec.lmbda,
-        "frames": t,
-        "bytes": len(data),
-        "bpp": 8 * len(data) / (t * h * w),
-        "kbps": 8 * len(data) * float(RATE) / t / 1000,
-        "psnr_rgb": yuv["rgb"],
-        "psnr_y": yuv["y"],
-        "psnr_u": yuv["u"],
-        "psnr_v": yuv["v"],
-        "psnr_yuv": yuv["yuv"],
-        "encode_s": encode_s,
+        **quality_row(planes, data, tensor_to_planes(y1, colour), encode_s, dec1),
         "decode_s_1thread": dec1,
         "decode_s_2threads": dec2,
         "decode_fps_2threads": t / dec2,
@@ -105,30 +95,25 @@ def nirvana_row(quality: int, preset: str, x: torch.Tensor, colour: str, planes)
     }
 
 
-def x264_row(crf: int, planes, frames: int) -> dict:
+def x264_row(crf: int, planes) -> dict:
     from neurocodec.evaluation.baselines import VIDEO_BASELINES
 
+    x264 = VIDEO_BASELINES["x264"]
     start = time.perf_counter()
-    data, decoded = VIDEO_BASELINES["x264"](planes, RATE, crf)
-    seconds = time.perf_counter() - start
-    t, h, w = planes[0].shape
-    yuv = video_psnr(planes, decoded)
-    return {
-        "codec": "x264",
-        "setting": crf,
-        "preset": "medium",
-        "input": "yuv420",
-        "frames": t,
-        "bytes": len(data),
-        "bpp": 8 * len(data) / (t * h * w),
-        "kbps": 8 * len(data) * float(RATE) / t / 1000,
-        "psnr_rgb": yuv["rgb"],
-        "psnr_y": yuv["y"],
-        "psnr_u": yuv["u"],
-        "psnr_v": yuv["v"],
-        "psnr_yuv": yuv["yuv"],
-        "encode_decode_s": seconds,
-    }
+    data = x264.encode(planes, RATE, crf)
+    middle = time.perf_counter()
+    decoded = x264.decode(data)
+    seconds = time.perf_counter() - middle
+    row = {"codec": "x264", "setting": crf, "preset": "medium", "input": "yuv420"}
+    return {**row, **quality_row(planes, data, decoded, middle - start, seconds)}
+
+
+def quality_row(planes, data: bytes, decoded, encode_s: float, decode_s: float) -> dict:
+    """The video row of :func:`neurocodec.evaluation.rows.rd_row` (frames, bytes, bpp, kbps, PSNR-Y/U/V/YUV),
+    its RGB PSNR as ``psnr_rgb`` (the name of the earlier rows)."""
+    row = rd_row(CLIP, planes, data, decoded, encode_s, decode_s, frame_rate=RATE)
+    row["psnr_rgb"] = row.pop("psnr")
+    return row
 
 
 def main() -> None:
@@ -149,7 +134,7 @@ def main() -> None:
     have = done(args.out)
     for crf in args.x264:
         if ("x264", crf, "medium", args.frames, "yuv420") not in have:
-            append(args.out, x264_row(crf, planes, args.frames))
+            append(args.out, x264_row(crf, planes))
     for q in args.qualities:
         if ("nirvana", q, args.preset, args.frames, colour) not in have:
             append(args.out, nirvana_row(q, args.preset, x, colour, planes))

@@ -123,7 +123,7 @@ def _encode_one(codec_for: Callable[[str], Codec], src: Path, dst: Path, args: a
 
     media = input_media(src)
     codec = codec_for(media)
-    x, options = read_codec_input(src, media, codec.channels, max_frames=args.frames, raw=_raw_video(args))
+    x, options = read_codec_input(src, media, codec.channels, max_frames=args.frames, raw=args.raw)
     start = time.perf_counter()
     data = codec.encode(x, effort=args.effort, **options)
     seconds = time.perf_counter() - start
@@ -187,7 +187,7 @@ def _run_dataset(args: argparse.Namespace, console: Console) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> None:
-    _raw_video(args)  # its usage errors before any work
+    args.raw = _raw_video(args)  # its usage errors before any work
     if args.workers is not None:
         if args.bpp is not None:
             raise UsageError("--bpp does not go with --workers")

@@ -66,7 +66,7 @@ def read_codec_input(
 def _read_video_input(
     path: Path, max_frames: int | None, raw: tuple[int, int, str, Fraction] | None
 ) -> tuple[torch.Tensor, dict]:
-    from neurocodec.io.video import RAW_FORMATS, planes_to_tensor, read_video, read_yuv
+    from neurocodec.io.video import RAW_FORMATS, planes_to_tensor, read_video, read_yuv, yuv_to_rgb
 
     def read(rgb: bool):
         if raw is not None and path.suffix.lower() == ".yuv":
@@ -78,9 +78,11 @@ def _read_video_input(
     except UnsupportedMediaError:  # a container's pixel format we do not read as planes
         planes, info = None, None
     options: dict = {}
-    if planes is not None and planes[1].numel():
+    if planes is None:
+        x, info = read(rgb=True)
+    elif not planes[1].numel():  # grey: as the RGB reader would give it, without reading the file again
+        x = yuv_to_rgb(planes, info.full_range)
+    else:
         x, colour = planes_to_tensor(planes)
         options = {"colour": colour, "full_range": info.full_range, "bit_depth": RAW_FORMATS[info.pix_fmt][1]}
-    else:
-        x, info = read(rgb=True)
     return x, {"frame_rate": Fraction(info.rate_num, info.rate_den), **options}
