@@ -67,3 +67,7 @@ class DeviceError(NeurocodecError):
 
 class ConfigError(NeurocodecError, ValueError):
     """A training, encoding or evaluation setting that cannot work (unknown model, crop too small, ...)."""
+
+
+class PacketLossWarning(UserWarning):
+    """A file decoded with some of its packets missing: what they held was estimated."""

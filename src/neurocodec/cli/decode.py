@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 from neurocodec.cli.common import Console, describe, expand, jobs_for, read_bytes, run_jobs
@@ -15,7 +16,7 @@ from neurocodec.container import (
     VideoGeometry,
     peek_header,
 )
-from neurocodec.errors import NeurocodecError, UnsupportedMediaError
+from neurocodec.errors import NeurocodecError, PacketLossWarning, UnsupportedMediaError
 from neurocodec.registry import decode
 
 DECODED = ".decoded"  # x.ncd decodes beside itself to x.decoded.png
@@ -88,35 +89,40 @@ def _decoded_suffix_beside(src: Path) -> str:
     return DECODED + _decoded_suffix(src)
 
 
+def _timed_decode(data: bytes, args: argparse.Namespace):
+    """``(x, seconds, notes)``: the decoded tensor, the time it took, and what the decoder warned
+    of (lost packets), as text for the file's line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PacketLossWarning)
+        start = time.perf_counter()
+        x = decode(data, args.device, _limits(args))
+        seconds = time.perf_counter() - start
+    notes = "".join(f" ({w.message})" for w in caught if issubclass(w.category, PacketLossWarning))
+    return x.cpu(), seconds, notes
+
+
 def _decode_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     data = read_bytes(src)
     g = peek_header(data).geometry
-    if isinstance(g, AudioGeometry):
-        from neurocodec.io.audio import write_audio
-
-        start = time.perf_counter()
-        x = decode(data, args.device, _limits(args))
-        seconds = time.perf_counter() - start
-        write_audio(dst, x.cpu(), g.sample_rate, overwrite=args.force)
-        return f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s"
-    if isinstance(g, VideoGeometry):
-        start = time.perf_counter()
-        x = decode(data, args.device, _limits(args))
-        seconds = time.perf_counter() - start
-        _write_video(dst, x.cpu(), g, args)
-        return f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s ({g.frames / max(seconds, 1e-9):.1f} fps)"
-    assert isinstance(g, ImageGeometry)
-    if g.channels not in (1, 3):
+    if isinstance(g, ImageGeometry) and g.channels not in (1, 3):
         raise UnsupportedMediaError(
             f"{src} holds a {g.channels}-channel image; only grey and RGB are written"
         )
+    x, seconds, notes = _timed_decode(data, args)
+    if isinstance(g, AudioGeometry):
+        from neurocodec.io.audio import write_audio
+
+        write_audio(dst, x, g.sample_rate, overwrite=args.force)
+        return f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s{notes}"
+    if isinstance(g, VideoGeometry):
+        _write_video(dst, x, g, args)
+        return (
+            f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s ({g.frames / max(seconds, 1e-9):.1f} fps){notes}"
+        )
     from neurocodec.io.image import write_image
 
-    start = time.perf_counter()
-    x = decode(data, args.device, _limits(args))
-    seconds = time.perf_counter() - start
-    write_image(dst, x.cpu(), bit_depth=16 if g.bit_depth > 8 else 8, overwrite=args.force)
-    return f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s"
+    write_image(dst, x, bit_depth=16 if g.bit_depth > 8 else 8, overwrite=args.force)
+    return f"{src} -> {dst}: {describe(g)}, {seconds:.2f} s{notes}"
 
 
 def _write_video(dst: Path, x, g: VideoGeometry, args: argparse.Namespace) -> None:

@@ -58,6 +58,13 @@ def add_parser(
         "(lambda is steered while fitting; measured 3-8 %% below the target on two Kodak crops)",
     )
     encode.add_argument(
+        "--packets",
+        type=int,
+        metavar="N",
+        help="vqgan only: spread the indices over N independently decodable packets (2-48; e.g. 16), "
+        "so that a file missing some still decodes, their indices restored (about 1 %% larger)",
+    )
+    encode.add_argument(
         "--metrics",
         action="store_true",
         help="also decode and print the PSNR (images), PSNR-Y and PSNR-YUV (video) or SNR (audio)",
@@ -189,8 +196,8 @@ def _run_dataset(args: argparse.Namespace, console: Console) -> None:
 def run(args: argparse.Namespace, console: Console) -> None:
     args.raw = _raw_video(args)  # its usage errors before any work
     if args.workers is not None:
-        if args.bpp is not None:
-            raise UsageError("--bpp does not go with --workers")
+        if args.bpp is not None or args.packets is not None:
+            raise UsageError("--bpp and --packets do not go with --workers")
         _run_dataset(args, console)
         return
     jobs = jobs_for(expand(args.inputs, console), args.output, SUFFIX, args.force, console)
@@ -213,6 +220,13 @@ def run(args: argparse.Namespace, console: Console) -> None:
                     codec.target_bpp = args.bpp
                 except ConfigError as e:
                     raise UsageError(f"--bpp: {e}") from None
+            if args.packets is not None:
+                if not hasattr(codec, "packets"):
+                    raise UsageError(f"--packets: {codec.name} writes no packets (vqgan does)")
+                try:
+                    codec.packets = args.packets
+                except ConfigError as e:
+                    raise UsageError(f"--packets: {e}") from None
             if console.verbose:
                 console.say(
                     f"{codec.name} quality {codec.quality} (weights {codec.weights_hash.hex()}) on {codec.device}"

@@ -3,7 +3,8 @@
 loss = distortion + lambda * rate (:func:`~neurocodec.models.losses.rd_loss`: MSE with
 CompressAI's ``lambda * 255^2`` scale, or MS-SSIM) plus the terms the model adds itself
 (``loss_terms``, see :class:`neurocodec.registry.CodecFamily`), and the entropy bottleneck's auxiliary
-loss on its own optimizer. Adam, gradient clipping, a learning-rate schedule (a 10x drop at
+loss on its own optimizer, and a GAN's discriminator (a model's ``discriminator`` module and its
+``discriminator_loss(x, x_hat)``) on a third. Adam, gradient clipping, a learning-rate schedule (a 10x drop at
 ``lr_drop_at`` of the run by default, or cosine with warmup), bf16 autocast (on CUDA by default; on
 the CPU when asked, where the CPU has bf16 units), optional
 channels-last and EMA of the weights, periodic validation on held-out data, seeds, JSON-lines
@@ -105,6 +106,9 @@ class Trainer:
             torch.manual_seed(c.seed + 7919 * self.world.rank)
         aux = {n for n, _ in self.model.named_parameters() if n.endswith("quantiles")}
         self.aux_params = [p for n, p in self.model.named_parameters() if n in aux]
+        discriminator = getattr(self.model, "discriminator", None)
+        self.disc_params = list(discriminator.parameters()) if discriminator is not None else []
+        aux |= {n for n, _ in self.model.named_parameters() if n.startswith("discriminator.")}
         self.main_params = [p for n, p in self.model.named_parameters() if n not in aux]
         if c.train_only:
             prefixes = tuple(p.strip() for p in c.train_only.split(",") if p.strip())
@@ -118,6 +122,10 @@ class Trainer:
         self.net = self._parallel(aux) if self.world.distributed else self.model  # what trains
         self.opt = torch.optim.Adam(self.main_params, lr=c.lr)
         self.aux_opt = torch.optim.Adam(self.aux_params, lr=c.aux_lr) if self.aux_params else None
+        # a GAN's discriminator: its own Adam (taming's betas), stepped after the model's
+        self.disc_opt = (
+            torch.optim.Adam(self.disc_params, lr=c.lr, betas=(0.5, 0.9)) if self.disc_params else None
+        )
         self.ema = WeightAverage(self.model, c.ema) if c.ema else None
         self.gen = torch.Generator(device="cpu").manual_seed(c.seed)
         self.step = 0
@@ -135,7 +143,8 @@ class Trainer:
         return DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
 
     def _optimizers(self) -> list[tuple[str, torch.optim.Optimizer]]:
-        return [("opt", self.opt)] + ([("aux_opt", self.aux_opt)] if self.aux_opt is not None else [])
+        extra = [("aux_opt", self.aux_opt), ("disc_opt", self.disc_opt)]
+        return [("opt", self.opt)] + [(tag, opt) for tag, opt in extra if opt is not None]
 
     # -- data -------------------------------------------------------------------------------
 
@@ -237,6 +246,8 @@ class Trainer:
         source = dict(_init_source(Path(run), self.device))
         if hasattr(self.model, "renamed_keys"):  # a 0.1.0 weight file's keys -> today's
             self.model.renamed_keys(source)
+        if hasattr(self.model, "inherit"):  # e.g. a VQGAN's codebook reduced to this model's size
+            self.model.inherit(source)
         own = self.model.state_dict()
         taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         if not taken:
@@ -295,6 +306,13 @@ class Trainer:
             aux.backward()
             self.aux_opt.step()
             stats["aux"] = float(aux.detach())
+        if self.disc_opt is not None:
+            disc = self.model.discriminator_loss(x, out["x_hat"].detach())
+            self.disc_opt.zero_grad(set_to_none=True)
+            if disc.requires_grad:
+                disc.backward()
+                self.disc_opt.step()
+            stats["discriminator"] = float(disc.detach())
         if self.ema is not None:
             self.ema.update(self.model)
         return stats

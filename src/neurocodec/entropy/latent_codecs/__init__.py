@@ -17,7 +17,9 @@ transforms. The interface (:class:`LatentCodec`) is small:
 
 Implementations: :class:`FactorizedLatentCodec` (section ``y``), :class:`HyperpriorLatentCodec`
 (the mean-scale hyperprior: ``z``, ``y``), :class:`ContextLatentCodec` (a hyperprior plus a
-context schedule: channel slices, checkerboard, or both; ``z``, ``y``).
+context schedule: channel slices, checkerboard, or both; ``z``, ``y``),
+:class:`VectorQuantizedLatentCodec` (the index of each latent vector's nearest codeword;
+``indices``).
 
 They live under ``entropy/`` (DESIGN.md §1) and import nothing from :mod:`neurocodec.models`:
 the networks (``h_a``, the integer ``h_s``, a context model) are handed in by the model that
@@ -28,6 +30,7 @@ from neurocodec.entropy.latent_codecs.base import LatentCodec, aux_loss, update_
 from neurocodec.entropy.latent_codecs.context import ContextLatentCodec
 from neurocodec.entropy.latent_codecs.factorized import FactorizedLatentCodec
 from neurocodec.entropy.latent_codecs.hyperprior import HyperpriorLatentCodec, LogUniformScales
+from neurocodec.entropy.latent_codecs.vector import VectorQuantizedLatentCodec
 
 __all__ = [
     "ContextLatentCodec",
@@ -35,6 +38,7 @@ __all__ = [
     "HyperpriorLatentCodec",
     "LatentCodec",
     "LogUniformScales",
+    "VectorQuantizedLatentCodec",
     "aux_loss",
     "update_tables",
 ]
