@@ -17,18 +17,19 @@ from neurocodec.codecs import c3
 from neurocodec.io.image import read_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from c3_kodak import KODAK, append, crop, load_rows, measure_c3
+from c3_kodak import KODAK, crop, measure_c3
+from common import append_row, read_rows
 
 ROWS = Path(__file__).resolve().with_suffix(".jsonl")
 
 torch.set_num_threads(1)
 presets = sys.argv[1:] or ["fast", "medium"]
 x = crop(read_image(KODAK / "kodim03.png")[0], 256)
-done = {r["preset"] for r in load_rows(ROWS)}
+done = {r["preset"] for r in read_rows(ROWS)}
 for preset in presets:
     if preset in done:
         continue
     row = measure_c3(x, "kodim03", 3, c3.PRESETS[preset])
     row.update(preset=preset, effort=c3.PRESETS[preset], crop=256)
-    append(ROWS, row)
+    append_row(ROWS, row)
     print(json.dumps({k: row[k] for k in ("preset", "bpp", "psnr", "encode_s")}), flush=True)

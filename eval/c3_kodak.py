@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from common import KODAK
+from common import KODAK, append_row, read_rows
 from neurocodec import evaluation as rd
 from neurocodec.codecs import c3
 from neurocodec.evaluation import baselines
@@ -40,25 +40,6 @@ def crop(x: torch.Tensor, size: int) -> torch.Tensor:
     _, h, w = x.shape
     top, left = (h - size) // 2, (w - size) // 2
     return x[:, top : top + size, left : left + size].contiguous()
-
-
-def load_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill: measured again
-                pass
-    return rows
-
-
-def append(path: Path, row: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
 
 
 def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int, arch: dict) -> dict:
@@ -165,7 +146,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=HERE / "c3_kodak_full.json")
     p.add_argument("--mlic", default="1,2,3,4", help="mlic qualities ('' to skip)")
     p.add_argument("--summary", action="store_true", help="only summarize the rows there are")
-    p.add_argument("--arch", default="{}", help="c3 architecture overrides (JSON), e.g. '{\"synthesis_width\": 32}'")
+    p.add_argument(
+        "--arch", default="{}", help="c3 architecture overrides (JSON), e.g. '{\"synthesis_width\": 32}'"
+    )
     p.add_argument(
         "--note",
         default="2-core machine, one thread a fit, two fits at a time (the qualities split in two "
@@ -175,7 +158,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     arch = json.loads(args.arch)
-    rows = load_rows(args.rows)
+    rows = read_rows(args.rows)
     if not args.summary:
         done = {(r["codec"], r["setting"], r["file"]) for r in rows}
         images = {n: crop(read_image(KODAK / f"{n}.png")[0], args.crop) for n in args.files.split(",")}
@@ -201,7 +184,7 @@ def main() -> None:
             )
             if codec == "c3" and arch:
                 row.update(arch=arch)
-            append(args.rows, row)
+            append_row(args.rows, row)
             rows.append(row)
             print(
                 json.dumps({k: row[k] for k in ("codec", "setting", "file", "bpp", "psnr", "encode_s")}),

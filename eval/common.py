@@ -6,7 +6,9 @@ A script run as ``python eval/NAME.py`` finds this module beside it (``from comm
   versions, the commit and the load it was measured under;
 - :func:`interleaved` / :func:`best_of`: time functions, in turn within each repetition when
   there are several, so that load from other processes hits each alike;
-- :func:`write_json`: the JSON, written the same way by every script.
+- :func:`write_json`: the JSON, written the same way by every script;
+- :func:`read_rows` / :func:`append_row`: the JSON-lines rows of a resumable evaluation, one
+  appended as soon as it is measured, so a killed run loses at most the row it was measuring.
 """
 
 from __future__ import annotations
@@ -179,3 +181,24 @@ def write_json(path: str | Path, record: Any, indent: int = 1) -> Path:
     path.write_text(json.dumps(record, indent=indent) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """The rows of a JSON-lines file (none when it does not exist); a line cut short by a kill
+    is skipped, so its row is measured again."""
+    path = Path(path)
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return rows
+
+
+def append_row(path: str | Path, row: dict) -> None:
+    """Append ``row`` to a JSON-lines file, flushed at once."""
+    with Path(path).open("a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()

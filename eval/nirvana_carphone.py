@@ -28,28 +28,25 @@ from pathlib import Path
 
 import torch
 
+from common import DATA, append_row, read_rows
 from neurocodec.codecs.nirvana import PRESETS, NirvanaCodec
 from neurocodec.evaluation.rows import rd_row
 from neurocodec.io.video import planes_to_tensor, read_y4m, tensor_to_planes
 
 HERE = Path(__file__).resolve().parent
-CLIP = (
-    Path(__file__).resolve().parents[2]
-    / "shared/data/video/carphone_qcif_176x144_30000-1001fps_i420_120f.y4m"
-)
+CLIP = DATA / "video/carphone_qcif_176x144_30000-1001fps_i420_120f.y4m"
 RATE = Fraction(30000, 1001)
 
 
 def done(path: Path) -> set[tuple]:
-    if not path.exists():
-        return set()
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {(r["codec"], r["setting"], r.get("preset"), r["frames"], r.get("input", "yuv420")) for r in rows}
+    return {
+        (r["codec"], r["setting"], r.get("preset"), r["frames"], r.get("input", "yuv420"))
+        for r in read_rows(path)
+    }
 
 
 def append(path: Path, row: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_row(path, row)
     print(json.dumps(row), flush=True)
 
 

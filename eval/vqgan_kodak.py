@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from common import KODAK, machine, write_json
+from common import KODAK, append_row, machine, read_rows, write_json
 from neurocodec import container
 from neurocodec import evaluation as rd
 from neurocodec.evaluation import baselines
@@ -36,26 +36,6 @@ from neurocodec.io.image import read_image, write_image
 HERE = Path(__file__).resolve().parent
 LOWEST = {"avif": (0, 5, 10), "webp": (0, 5)}
 CROP = 256
-
-
-def load_rows(path: Path) -> list[dict]:
-    import json
-
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill: measured again
-                pass
-    return rows
-
-
-def append(path: Path, row: dict) -> None:
-    import json
-
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
 
 
 def measure_vqgan(codec, x: torch.Tensor, name: str, packets: int, lost: int) -> dict:
@@ -71,7 +51,7 @@ def measure_vqgan(codec, x: torch.Tensor, name: str, packets: int, lost: int) ->
     _, sections = container.unpack(data)
     index_bits = 8 * sum(len(s) for s in sections.values())
     height, width = math.ceil(x.shape[1] / 16), math.ceil(x.shape[2] / 16)
-    blocks = rows_ * cols
+    blocks = height * width
     indices = codec.model.latent_codec.decode_indices(sections, (1, height, width))
     row.update(
         indices_used=sorted(set(indices.flatten().tolist())),
@@ -151,7 +131,7 @@ def main() -> None:
     torch.set_num_threads(1)
     import neurocodec as nc
 
-    rows = load_rows(args.rows)
+    rows = read_rows(args.rows)
     qualities = [int(q) for q in args.qualities.split(",") if q] or [
         q for info in nc.list_codecs() if info.name == "vqgan" for q in info.qualities
     ]
@@ -169,7 +149,7 @@ def main() -> None:
                         continue
                     row, x_hat = measure_baseline(x, name, codec_name, s)
                     if (codec_name, s, name) not in done:
-                        append(args.rows, {**row, "codec": codec_name, "setting": s})
+                        append_row(args.rows, {**row, "codec": codec_name, "setting": s})
                     if (codec_name, s) == ("avif", 0):
                         avif_panel = centre(x_hat)
             for q in qualities:
@@ -178,7 +158,7 @@ def main() -> None:
                     continue
                 row, x_hat, _ = measure_vqgan(codec, x, name, args.packets, args.lost)
                 if ("vqgan", q, name) not in done:
-                    append(args.rows, {**row, "codec": "vqgan", "setting": q})
+                    append_row(args.rows, {**row, "codec": "vqgan", "setting": q})
                     print(f"{name} q{q}: {row['bpp']:.4f} bpp, MS-SSIM {row['ms_ssim']:.4f} "
                           f"(lost {args.lost}/{args.packets}: {row['ms_ssim_lost']:.4f})", file=sys.stderr)  # fmt: skip
                 panels.append(centre(x_hat))
@@ -186,7 +166,7 @@ def main() -> None:
                 args.crops.mkdir(parents=True, exist_ok=True)
                 strip = torch.cat([*panels, *([avif_panel] if avif_panel is not None else [])], dim=2)
                 write_image(args.crops / f"{name}.png", strip, overwrite=True)
-        rows = load_rows(args.rows)
+        rows = read_rows(args.rows)
     summary = summarize(rows)
     summary["machine"] = machine()
     summary["command"] = "OMP_NUM_THREADS=1 python eval/vqgan_kodak.py " + " ".join(sys.argv[1:])
