@@ -283,3 +283,15 @@ def test_the_command_line_writes_packets_and_says_what_was_lost(tmp_path):
         "encode", data / "im0.png", "-c", "vqgan", "-q", "4", "--packets", "99", "-o", "c.ncd"
     )
     assert refused.returncode == 2 and "--packets: packets must be 2 ... 48" in refused.stderr
+
+
+def test_the_codec_keeps_no_discriminator(tmp_path):
+    from safetensors.torch import load_file
+
+    from neurocodec.train.export import export_weights
+
+    data = make_images(tmp_path / "data", count=2)
+    Trainer(config(tmp_path, data, "run", 2)).run(progress=False)
+    card = export_weights(tmp_path / "run" / "checkpoint", 3, out_dir=tmp_path / "weights")
+    weights = load_file(str(card.with_suffix(".safetensors")))
+    assert weights and not any(k.startswith("discriminator.") for k in weights)

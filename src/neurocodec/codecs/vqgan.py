@@ -44,7 +44,7 @@ class VQGANCodec(ImageTransformCodec):
         self, *, quality: int = 0, weights_hash: bytes = bytes(container.WEIGHTS_HASH_BYTES), **arch
     ):
         super().__init__(quality=quality, weights_hash=weights_hash)
-        self.model = VQGAN(**arch)
+        self.model = VQGAN(**{**arch, "disc_weight": 0.0})  # decoding needs no discriminator
 
     @property
     def packets(self) -> int:

@@ -210,6 +210,12 @@ class VQGAN(CompressionModel):
                 terms["adversarial"] = -self.disc_weight * self.discriminator(x_hat).mean()
         return {"x_hat": x_hat, "likelihoods": {"indices": lc.likelihoods(indices)}, "loss_terms": terms}
 
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        if self.discriminator is None:  # a codec's model: a training run's discriminator is not needed
+            for key in [k for k in state_dict if k.startswith(prefix + "discriminator.")]:
+                del state_dict[key]
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def discriminator_loss(self, x: Tensor, x_hat: Tensor) -> Tensor:
         """The discriminator's hinge loss on real ``x`` and reconstructed ``x_hat`` (detached);
         zero, with no gradient, before ``disc_start``."""
