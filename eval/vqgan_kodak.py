@@ -170,8 +170,9 @@ def main() -> None:
     summary = summarize(rows)
     summary["machine"] = machine()
     summary["command"] = "OMP_NUM_THREADS=1 python eval/vqgan_kodak.py " + " ".join(sys.argv[1:])
+    crops = args.crops.relative_to(HERE.parent) if args.crops.is_relative_to(HERE.parent) else args.crops
     summary["crops"] = (
-        f"{args.crops.relative_to(HERE.parent)}/<file>.png: original | vqgan q{qualities} | AVIF quality 0 (centre {CROP}x{CROP})"
+        f"{crops}/<file>.png: original | vqgan q{qualities} | AVIF quality 0 (centre {CROP}x{CROP})"
     )
     summary["threads"] = os.environ.get("OMP_NUM_THREADS")
     write_json(args.out, summary)
