@@ -76,20 +76,29 @@ def test_weighted_kmeans_follows_the_heavy_points():
     assert centre.item() == pytest.approx(8.1)
 
 
-def test_the_model_is_f16_with_the_vq_and_l1_terms_and_a_rate_of_log2_k():
+def test_the_model_is_f16_with_the_vq_and_l1_terms_and_a_rate_from_the_usage():
     torch.manual_seed(0)
     model = VQGAN(**TINY)
     x = torch.rand(2, 3, 64, 96)
     out = model(x)
     assert out["x_hat"].shape == x.shape
     assert out["likelihoods"]["indices"].shape == (2, 4, 6)
-    bits = -torch.log2(out["likelihoods"]["indices"]).sum()
-    assert bits.item() == pytest.approx(2 * 4 * 6 * 4, rel=1e-5)  # uniform prior over 16: 4 bits
     assert {"codebook", "commitment", "l1"} <= out["loss_terms"].keys()
     assert "adversarial" not in out["loss_terms"]  # disc_start = 1: the first step has none
     assert "adversarial" in model(x)["loss_terms"]
     out["x_hat"].sum().backward()
     assert model.g_a[0][0].weight.grad is not None  # straight through the quantizer
+
+    lc = model.latent_codec
+    with torch.no_grad():
+        lc.codebook.usage.copy_(torch.tensor([0.5] + [0.5 / 15] * 15))
+    model.eval()
+    indices = lc.quantize(model.g_a(x))[1]
+    bits = -torch.log2(model(x)["likelihoods"]["indices"]).sum().item()
+    expected = sum(1.0 if i == 0 else -math.log2(0.5 / 15) for i in indices.flatten().tolist())
+    assert bits == pytest.approx(expected, rel=1e-5)  # the marginal is the usage
+    lc.update_tables()
+    assert torch.allclose(lc.index_prior.probabilities(), lc.marginal())  # and codes with it
 
 
 def test_ch_mult_must_give_four_halvings():

@@ -11,7 +11,8 @@ After Esser, Rombach and Ommer, "Taming Transformers for High-Resolution Image S
   length;
 - the latent codec: :class:`~neurocodec.entropy.latent_codecs.VectorQuantizedLatentCodec`, a
   VQGAN-LC codebook of ``codebook_size`` codewords (frozen vectors taken from the encoder's
-  features, a learned projection) and a learned prior over the indices: their marginal, or with
+  features, a learned projection) and a prior over the indices: their marginal (each codeword's
+  share of the picks in training), or with
   ``prior_layers > 0`` the masked integer transformer of :mod:`neurocodec.models.index_prior`
   (``prior_dim`` wide, ``prior_heads`` heads, ``prior_window``-square windows), coded in four
   passes; train it on a trained VQGAN with ``--init RUN --arch ...,prior_layers=2 --train-only

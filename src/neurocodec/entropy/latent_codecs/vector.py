@@ -1,8 +1,9 @@
 """The vector-quantized latent codec: each latent vector becomes the index of its nearest codeword.
 
 ``y`` (N, D, h, w) -> one index per position into a codebook of ``K`` vectors of ``D`` -> section
-``indices`` (a rANS stream under a learned :class:`~neurocodec.entropy.models.Categorical` over
-the ``K`` indices, in row-major order of the index map); the decoder looks the codewords up.
+``indices`` (a rANS stream, in row-major order of the index map, under the indices' marginal:
+each codeword's share of the picks in training, held in a
+:class:`~neurocodec.entropy.models.Categorical` table); the decoder looks the codewords up.
 
 The codebook (:class:`Codebook`) follows VQGAN-LC (Zhu et al., "Scaling the Codebook Size of
 VQGAN to 100,000 with a Utilization Rate of 99%", 2024): the codewords are a frozen matrix ``E``
@@ -51,6 +52,7 @@ from neurocodec.errors import BitstreamError, PacketLossWarning
 __all__ = ["Codebook", "VectorQuantizedLatentCodec", "kmeans", "packet_of"]
 
 USAGE_DECAY = 0.99  # the moving average of how often each codeword is picked in training
+MARGINAL_FLOOR = 0.1  # the least marginal probability of a codeword, in units of 1 / size
 MAX_PACKETS = 48  # with the container's other sections, within its default limit of 64
 PACKET_PREFIX = "pk"
 
@@ -149,8 +151,8 @@ def kmeans(
 class VectorQuantizedLatentCodec(LatentCodec):
     """``y`` (N, D, h, w) -> index sections -> the codewords (the module docstring).
 
-    Without a ``context`` the indices are one section, ``indices``, under the learned marginal
-    :attr:`index_prior`. With one -- a network over the index map with the interface of
+    Without a ``context`` the indices are one section, ``indices``, under the marginal
+    (:meth:`marginal`, its table in :attr:`index_prior`). With one -- a network over the index map with the interface of
     :class:`neurocodec.models.index_prior.IndexTransformer` (``pass_masks``, ``masked``,
     ``cdfs``, ``likelihoods``), handed in by the model that owns it -- the map is coded in its
     passes, one rANS stream (section ``pass<p>``) each, every position with its own table
@@ -192,7 +194,21 @@ class VectorQuantizedLatentCodec(LatentCodec):
 
     def likelihoods(self, indices: Tensor) -> Tensor:
         """The probability of each index (N, h, w) under the context, or else the marginal."""
-        return self.context.likelihoods(indices) if self.context is not None else self.index_prior(indices)
+        if self.context is not None:
+            return self.context.likelihoods(indices)
+        return self.marginal()[indices]
+
+    def marginal(self) -> Tensor:
+        """The probability of each codeword without context: its share of the picks in training
+        (the moving average :attr:`Codebook.usage`), at least ``MARGINAL_FLOOR / size``."""
+        share = self.codebook.usage.clamp_min(MARGINAL_FLOOR / self.codebook.size)
+        return share / share.sum()
+
+    @torch.no_grad()
+    def update_tables(self) -> None:
+        """The marginal's table from the usage (:meth:`marginal`), and any others, once."""
+        self.index_prior.logits.copy_(torch.log(self.marginal()))
+        super().update_tables()
 
     def losses(self, y: Tensor, chosen: Tensor, beta: float = 0.25) -> dict[str, Tensor]:
         """The VQ-VAE terms: ``codebook`` pulls the codewords to the latents (through the
