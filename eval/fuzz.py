@@ -58,7 +58,7 @@ def child(target: str, native: str | None, libfuzzer_args: list[str]) -> None:
         import neurocodec.entropy.coder
         import neurocodec.entropy.reference
 
-        if target in (*fuzz_targets.CODECS, "c3"):
+        if target in (*fuzz_targets.CODECS, "c3", "nirvana", "s2lic", "vqgan"):
             fuzz_targets._codec(target)  # loads (and instruments) the codec's modules
     import torch
 

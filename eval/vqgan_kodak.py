@@ -52,7 +52,7 @@ def measure_vqgan(codec, x: torch.Tensor, name: str, packets: int, lost: int) ->
     index_bits = 8 * sum(len(s) for s in sections.values())
     height, width = math.ceil(x.shape[1] / 16), math.ceil(x.shape[2] / 16)
     blocks = height * width
-    indices = codec.model.latent_codec.decode_indices(sections, (1, height, width))
+    indices, _ = codec.model.latent_codec.decode_indices(sections, (1, height, width))
     row.update(
         indices_used=sorted(set(indices.flatten().tolist())),
         codebook=size,

@@ -22,6 +22,11 @@ Targets (``TARGETS``), each with seeds from real files (``seeds(name)``):
   native coder from fuzzed networks and latents. Seed: a 64x64 picture fitted briefly.
 - ``nirvana`` (no released files yet): the same on nirvana video files (fuzzed architecture,
   steps and weight streams). Seed: a 4-frame 32x48 clip fitted briefly.
+- ``s2lic`` (no weights shipped yet): its decode under small limits, with seeded initial weights
+  of the small preset. Seed: a 64x64 picture.
+- ``vqgan`` (no released files yet): the same on vqgan files of quality 4 (its smallest shipped
+  codebook), one index stream and 16 loss-resilient packets (missing or damaged ones are
+  restored). Seeds: a 64x96 picture both ways.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from neurocodec.errors import NeurocodecError
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 CODECS = ("hyperprior", "mlic", "walloc-image", "walloc-audio")
-SEED_QUALITY = 1  # the codec targets decode files of this quality (their seeds' quality)
+SEED_QUALITY = 1  # the codec targets decode files of this quality (their seeds' quality) ...
+SEED_QUALITIES = {"vqgan": 4}  # ... or of this one
 # Small enough that a fuzzed geometry never makes a decode slow; every seed is within it.
 FUZZ_LIMITS = container.Limits(max_samples=1 << 16, max_frames=16, max_sections=8)
 MAX_STREAM_SYMBOLS = 1 << 16  # the coder targets skip streams that claim more symbols
@@ -116,10 +122,14 @@ def _native_decode(data: bytes) -> np.ndarray | None:
         incremental = np.concatenate(pulled)
     except NeurocodecError:
         incremental = None
-    if (values is None) != (incremental is None) or (values is not None and not np.array_equal(values, incremental)):
+    if (values is None) != (incremental is None) or (
+        values is not None and not np.array_equal(values, incremental)
+    ):
         raise Finding("decode and StreamDecoder disagree on a stream")
     if values is not None:
-        again = coder.encode(values, indexes, _table_set(), chunk_bits=info["chunk_bits"], lanes=info["lanes"])
+        again = coder.encode(
+            values, indexes, _table_set(), chunk_bits=info["chunk_bits"], lanes=info["lanes"]
+        )
         if again != data:
             raise Finding("a stream that decodes does not re-encode to the same bytes")
     return values
@@ -166,7 +176,21 @@ def reference_target(data: bytes) -> None:
 def _codec(name: str):
     import neurocodec as nc
 
-    return nc.load(name, SEED_QUALITY)
+    if name == "s2lic":
+        return _s2lic_codec()
+    return nc.load(name, SEED_QUALITIES.get(name, SEED_QUALITY))
+
+
+def _s2lic_codec():
+    """s2lic ships no weights yet: the small preset with seeded initial weights and built tables."""
+    import torch
+
+    from neurocodec.codecs.s2lic import S2LICCodec
+
+    torch.manual_seed(0)
+    codec = S2LICCodec("small", quality=SEED_QUALITY).eval()
+    codec.model.update_tables()
+    return codec
 
 
 def codec_target(name: str) -> Callable[[bytes], None]:
@@ -185,8 +209,10 @@ def codec_target(name: str) -> Callable[[bytes], None]:
             return
         shape = shape_of(container.peek_header(file).geometry)
         if tuple(out.shape) != shape or not bool(torch.isfinite(out).all()):
-            raise Finding(f"{name} decoded a tensor of shape {tuple(out.shape)} (finite: "
-                          f"{bool(torch.isfinite(out).all())}) from a file that says {shape}")
+            raise Finding(
+                f"{name} decoded a tensor of shape {tuple(out.shape)} (finite: "
+                f"{bool(torch.isfinite(out).all())}) from a file that says {shape}"
+            )
 
     target.__name__ = f"{name.replace('-', '_')}_target"
     return target
@@ -196,7 +222,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "container": container_target,
     "coder": coder_target,
     "reference": reference_target,
-    **{name: codec_target(name) for name in (*CODECS, "c3", "nirvana")},
+    **{name: codec_target(name) for name in (*CODECS, "c3", "nirvana", "s2lic", "vqgan")},
 }
 
 
@@ -249,6 +275,32 @@ def _nirvana_seed() -> bytes:
     return _codec("nirvana").encode(x, effort=4, frame_rate=(30000, 1001))
 
 
+@functools.cache
+def _s2lic_seed() -> bytes:
+    """A small s2lic file (a smooth 64x64 picture; deterministic)."""
+    import torch
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    x = torch.stack([0.5 + 0.4 * torch.sin(5 * xx + c) * torch.cos(3 * yy) for c in range(3)])
+    return _codec("s2lic").encode(x)
+
+
+@functools.cache
+def _vqgan_seeds() -> tuple[bytes, bytes]:
+    """A small vqgan file (a smooth 64x96 picture), as one index stream and as 16 packets."""
+    import torch
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 96), indexing="ij")
+    x = torch.stack([0.5 + 0.4 * torch.sin(5 * xx + c) * torch.cos(3 * yy) for c in range(3)])
+    codec = _codec("vqgan")
+    plain = codec.encode(x)
+    codec.packets = 16
+    try:
+        return plain, codec.encode(x)
+    finally:
+        codec.packets = 0
+
+
 def seeds(target: str) -> list[bytes]:
     """The seed inputs of ``target``: real files (less their CRC where the target appends one) or streams."""
     if target == "container":  # the released files, and a video header (no video file was released)
@@ -264,4 +316,8 @@ def seeds(target: str) -> list[bytes]:
         return [_c3_seed()[:-4]]
     if target == "nirvana":
         return [_nirvana_seed()[:-4]]
+    if target == "s2lic":
+        return [_s2lic_seed()[:-4]]
+    if target == "vqgan":
+        return [seed[:-4] for seed in _vqgan_seeds()]
     return [f[:-4] for f in corpus_files(target)]

@@ -33,7 +33,11 @@ def inputs(target: str, mutations: int) -> list[bytes]:
     """The seeds of ``target``, ``mutations`` corrupted variants of them, and its crashers."""
     base = seeds(target)
     rng = np.random.default_rng(0)
-    mutated = [corrupt(base[i % len(base)], KINDS[i % len(KINDS)], rng) for i in range(mutations) if base[i % len(base)]]
+    mutated = [
+        corrupt(base[i % len(base)], KINDS[i % len(KINDS)], rng)
+        for i in range(mutations)
+        if base[i % len(base)]
+    ]
     found = sorted((CRASHERS / target).glob("*"))  # none yet: see tests/fuzz_crashers/README.md
     return base + mutated + [p.read_bytes() for p in found]
 
@@ -43,7 +47,9 @@ def run_all(target: str, mutations: int) -> None:
         try:
             TARGETS[target](data)
         except Exception as e:
-            raise AssertionError(f"target {target}, input {i} ({data[:32].hex()}...): {type(e).__name__}: {e}") from e
+            raise AssertionError(
+                f"target {target}, input {i} ({data[:32].hex()}...): {type(e).__name__}: {e}"
+            ) from e
 
 
 def test_container_target_on_seeds_mutations_and_crashers():
@@ -73,10 +79,24 @@ def test_nirvana_target_on_its_seed_mutations_and_crashers():
 
 
 @pytest.mark.usefixtures("shipped")
+def test_s2lic_target_on_its_seed_mutations_and_crashers():
+    run_all("s2lic", 200)
+
+
+@pytest.mark.usefixtures("shipped")
+def test_vqgan_target_on_its_seeds_mutations_and_crashers():
+    run_all("vqgan", 200)
+
+
+@pytest.mark.usefixtures("shipped")
 @pytest.mark.parametrize(
     ("codec", "geometry", "holds"),
     [
-        ("walloc-image", AudioGeometry(44100, 2, 4410), "2-channel audio"),  # the first finding: an AttributeError
+        (
+            "walloc-image",
+            AudioGeometry(44100, 2, 4410),
+            "2-channel audio",
+        ),  # the first finding: an AttributeError
         ("walloc-audio", ImageGeometry(50, 70, 3, 8), "3-channel image"),
         ("hyperprior", ImageGeometry(50, 70, 1, 8), "1-channel image"),  # decoded, silently cropped
         ("walloc-audio", AudioGeometry(44100, 1, 4410), "1-channel audio"),
@@ -100,11 +120,25 @@ def test_the_oracles_can_fail(monkeypatch: pytest.MonkeyPatch):
         fuzz_targets.reference_target(seeds("reference")[2])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris not installed (pip install atheris==3.0.0)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("atheris") is None, reason="atheris not installed (pip install atheris==3.0.0)"
+)
 def test_coverage_guided_smoke_run(tmp_path: Path):
     out = tmp_path / "fuzz.json"
-    cmd = [sys.executable, str(ROOT / "eval" / "fuzz.py"), "--targets", "container,coder", "--runs", "3000",
-           "--seconds", "20", "--work", str(tmp_path / "work"), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "eval" / "fuzz.py"),
+        "--targets",
+        "container,coder",
+        "--runs",
+        "3000",
+        "--seconds",
+        "20",
+        "--work",
+        str(tmp_path / "work"),
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())

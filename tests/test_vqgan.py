@@ -235,31 +235,38 @@ def test_a_damaged_packet_counts_as_lost(codec):
         codec.decode(container.pack(header, sections))
 
 
-def test_lost_indices_come_back_from_their_neighbours():
-    """Without a context network a lost index becomes the codeword nearest its known neighbours'
-    mean: on a map of one codeword, exactly that codeword."""
+def test_lost_positions_get_the_mean_of_their_neighbours():
+    """A lost position's latent is the mean of its known neighbours' codewords: inside a region of
+    one codeword, exactly that codeword."""
     import warnings
 
-    from neurocodec.entropy.latent_codecs.vector import packet_of
+    from neurocodec.entropy.latent_codecs.vector import packet_of, restored
 
     lc = VectorQuantizedLatentCodec(8, 4).eval()
     lc.update_tables()
     with torch.no_grad():
         lc.codebook.frozen.copy_(torch.randn(8, 4, generator=torch.Generator().manual_seed(0)))
+    codes = lc.codebook.codes().detach()
     indices = torch.full((1, 6, 9), 3)
     indices[0, :, 6:] = 5
     lc.packets = 16
-    y = lc.codebook.codes()[indices].permute(0, 3, 1, 2)
+    y = codes[indices].permute(0, 3, 1, 2)
     sections = lc.compress(y)
     del sections["pk4"]
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
-        decoded = lc.decode_indices(sections, (1, 6, 9))
+        decoded = lc.decompress(sections, (1, 4, 6, 9))
     lost = packet_of(6, 9, 16)[None] == 4
     assert lost.any()
     inside = lost.clone()
-    inside[0, :, 5:7] = False  # next to the border between the two regions: either may win
-    assert torch.equal(decoded[inside], indices[inside])
+    inside[0, :, 5:8] = False  # next to the border between the two regions: a blend
+    assert torch.allclose(decoded.permute(0, 2, 3, 1)[inside], codes[indices[inside]], atol=1e-6)
+    assert torch.equal(decoded.permute(0, 2, 3, 1)[~lost], codes[indices[~lost]])
+    # a lost block with no known neighbour is filled from further out
+    hole = torch.zeros(1, 6, 9, dtype=torch.bool)
+    hole[0, 1:5, 1:5] = True
+    filled = restored(y, hole)
+    assert torch.allclose(filled.permute(0, 2, 3, 1)[hole], codes[3].expand(16, 4), atol=1e-6)
 
 
 def test_the_command_line_writes_packets_and_says_what_was_lost(tmp_path):

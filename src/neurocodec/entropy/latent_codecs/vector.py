@@ -26,10 +26,8 @@ how often each was used): a family's lower rates come from one trained model (Ma
 eight neighbours is in another packet), in row-major order. A packet's payload is ``N`` (u8),
 the CRC-32 of the rest (u32, little-endian), then the rANS stream of its indices under the
 marginal prior, which needs no other packet. A decoder given a file whose packets are missing
-(or fail their CRC) restores their indices -- by the context network where there is one
-(:meth:`~neurocodec.models.index_prior.IndexTransformer.restore`), else as the codeword nearest
-the mean of the known neighbours' codewords -- and says how many were lost
-(:class:`~neurocodec.errors.PacketLossWarning`).
+(or fail their CRC) fills their positions with the mean of the known neighbours' codewords
+(:func:`restored`) and says how many were lost (:class:`~neurocodec.errors.PacketLossWarning`).
 """
 
 from __future__ import annotations
@@ -49,7 +47,7 @@ from neurocodec.entropy.models import Categorical
 from neurocodec.entropy.models.base import Mode
 from neurocodec.errors import BitstreamError, PacketLossWarning
 
-__all__ = ["Codebook", "VectorQuantizedLatentCodec", "kmeans", "packet_of"]
+__all__ = ["Codebook", "VectorQuantizedLatentCodec", "kmeans", "packet_of", "restored"]
 
 USAGE_DECAY = 0.99  # the moving average of how often each codeword is picked in training
 MARGINAL_FLOOR = 0.1  # the least marginal probability of a codeword, in units of 1 / size
@@ -255,8 +253,8 @@ class VectorQuantizedLatentCodec(LatentCodec):
         if not any(name.startswith(PACKET_PREFIX) for name in sections):
             super().check_sections(sections, what)
 
-    def _unpacked(self, sections: Mapping[str, bytes], shape: Sequence[int]) -> Tensor:
-        """The index map of packet sections, the lost packets' indices restored."""
+    def _unpacked(self, sections: Mapping[str, bytes], shape: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """The index map of packet sections and where it is lost (its indices there are 0)."""
         payloads = {name: data for name, data in sections.items() if name.startswith(PACKET_PREFIX)}
         counts = {data[0] for data in payloads.values() if data}
         if len(counts) != 1 or not 2 <= (count := counts.pop()) <= MAX_PACKETS:
@@ -269,41 +267,26 @@ class VectorQuantizedLatentCodec(LatentCodec):
             data = payloads.get(f"{PACKET_PREFIX}{p}", b"")
             stream = data[5:]
             if len(data) < 5 or zlib.crc32(stream) != int.from_bytes(data[1:5], "little"):
-                continue  # lost, or damaged: restored below
+                continue  # lost, or damaged: restored by decompress()
             where = owner == p
             indices[where] = self._checked(self.index_prior.decompress(stream, (int(where.sum()),)))
             lost &= ~where
             received += 1
         if received < count:
+            if bool(lost.all()):
+                raise BitstreamError("every index packet was lost: nothing to restore the image from")
             warnings.warn(
                 PacketLossWarning(
                     f"{count - received} of {count} index packets were lost; their indices were restored"
                 ),
-                stacklevel=2,
+                stacklevel=3,
             )
-            indices = self._restored(indices, lost)
-        return indices
+        return indices, lost
 
-    @torch.no_grad()
-    def _restored(self, indices: Tensor, lost: Tensor) -> Tensor:
-        if bool(lost.all()):
-            raise BitstreamError("every index packet was lost: nothing to restore the image from")
-        if self.context is not None:
-            return self.context.restore(indices, lost)
-        codes = self.codebook.codes().float()
-        vectors = codes[indices].permute(0, 3, 1, 2) * (~lost)[:, None]
-        known = (~lost)[:, None].float()
-        ring = torch.ones(1, 1, 3, 3)
-        total = F.conv2d(vectors.flatten(0, 1)[:, None], ring, padding=1).view_as(vectors)
-        weight = F.conv2d(known, ring, padding=1)
-        mean = (total / weight.clamp_min(1)).permute(0, 2, 3, 1)
-        restored = indices.clone()
-        restored[lost] = self.codebook.nearest(mean[lost], codes)
-        return restored
-
-    def decode_indices(self, sections: Mapping[str, bytes], shape: Sequence[int]) -> Tensor:
-        """The index map ``shape`` ``(N, h, w)`` (int64, CPU) of the sections; BitstreamError when
-        they hold an index outside the codebook."""
+    def decode_indices(self, sections: Mapping[str, bytes], shape: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """The index map ``shape`` ``(N, h, w)`` (int64, CPU) of the sections, and where it is lost
+        (missing packets; all False otherwise). BitstreamError when the sections hold an index
+        outside the codebook."""
         if any(name.startswith(PACKET_PREFIX) for name in sections):
             return self._unpacked(sections, shape)
         if self.context is None:
@@ -319,7 +302,7 @@ class VectorQuantizedLatentCodec(LatentCodec):
                     torch.from_numpy(coder.decode(sections[name], steps, tableset))
                 )
                 known |= where
-        return self._checked(indices)
+        return self._checked(indices), torch.zeros(tuple(shape), dtype=torch.bool)
 
     def _checked(self, indices: Tensor) -> Tensor:
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook.size):
@@ -335,9 +318,10 @@ class VectorQuantizedLatentCodec(LatentCodec):
             raise BitstreamError(
                 f"a latent of {d} channels, but the codebook's codewords have {self.codebook.dim}"
             )
-        indices = self.decode_indices(sections, (n, h, w))
+        indices, lost = self.decode_indices(sections, (n, h, w))
         codes = self.codebook.codes().float()
-        return codes[indices.to(codes.device)].permute(0, 3, 1, 2).contiguous()
+        y = codes[indices.to(codes.device)].permute(0, 3, 1, 2)
+        return restored(y, lost.to(y.device)) if lost.any() else y.contiguous()
 
     def coded_latent(self, y: Tensor) -> Tensor:
         return self.quantize(y)[0]
@@ -350,3 +334,24 @@ def _encode(values: Tensor, steps: Tensor, tableset: coder.TableSet, lanes: int)
 def packet_of(height: int, width: int, count: int) -> Tensor:
     """The packet ``(7 r + 3 c) mod count`` of each position ``(r, c)`` of an index map, ``(height, width)``."""
     return (7 * torch.arange(height)[:, None] + 3 * torch.arange(width)[None, :]) % count
+
+
+def restored(y: Tensor, lost: Tensor) -> Tensor:
+    """``y`` (N, D, h, w) with the vectors at ``lost`` (N, h, w) replaced by the mean of their known
+    neighbours (3x3; rings of unknown neighbours are filled from outside in, so every lost vector
+    gets one). Measured on Kodak with 3 of 16 packets lost, the plain mean lost less MS-SSIM than
+    the mean's nearest codeword or the context transformer's most probable index (the issue 29
+    note has the numbers)."""
+    y, lost = y.clone(), lost.clone()
+    ring = torch.ones(1, 1, 3, 3, device=y.device)
+    while bool(lost.any()):
+        known = (~lost)[:, None].to(y.dtype)
+        total = F.conv2d((y * known).flatten(0, 1)[:, None], ring, padding=1).view_as(y)
+        count = F.conv2d(known, ring, padding=1)
+        fill = lost & (count[:, 0] > 0)
+        if not bool(fill.any()):
+            raise BitstreamError("every index packet was lost: nothing to restore the image from")
+        mean = total / count.clamp_min(1)
+        y = torch.where(fill[:, None], mean, y)
+        lost &= ~fill
+    return y.contiguous()
