@@ -36,7 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
-STAT = re.compile(r"^#(\d+)\s+(\w+)\s")  # libFuzzer's status lines: "#execs EVENT cov: ... ft: ... corp: n/size ..."
+STAT = re.compile(
+    r"^#(\d+)\s+(\w+)\s"
+)  # libFuzzer's status lines: "#execs EVENT cov: ... ft: ... corp: n/size ..."
 FIELD = re.compile(r"(cov|ft|corp|exec/s|rss): (\d+)")
 FINDINGS = ("crash-", "timeout-", "oom-", "leak-", "slow-unit-")
 
@@ -52,13 +54,15 @@ def child(target: str, native: str | None, libfuzzer_args: list[str]) -> None:
         import neurocodec.entropy
 
         if native:  # before anything imports the coder
-            bridge = ctypes.CDLL(str(Path(native) / "libfuzz_cov_bridge.so"), mode=os.RTLD_NOW | os.RTLD_GLOBAL)
+            bridge = ctypes.CDLL(
+                str(Path(native) / "libfuzz_cov_bridge.so"), mode=os.RTLD_NOW | os.RTLD_GLOBAL
+            )
             neurocodec.entropy.__path__.insert(0, str(Path(native).resolve()))
         import fuzz_targets
         import neurocodec.entropy.coder
         import neurocodec.entropy.reference
 
-        if target in (*fuzz_targets.CODECS, "c3", "nirvana", "s2lic", "vqgan"):
+        if target in (*fuzz_targets.CODECS, "c3", "nirvana", "recombiner-image", "s2lic", "vqgan"):
             fuzz_targets._codec(target)  # loads (and instruments) the codec's modules
     import torch
 
@@ -115,18 +119,31 @@ def run_target(target: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", target, *native, "--", *flags]
     t0 = time.perf_counter()
     growth, first, last, stats, tail = [], None, None, {}, []
-    with subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, errors="replace") as p:
+    with subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, errors="replace"
+    ) as p:
         for line in p.stderr:
             tail = [*tail[-40:], line.rstrip()]
             m = STAT.match(line)
             if m:
                 fields = {k: int(v) for k, v in FIELD.findall(line)}
-                point = {"seconds": round(time.perf_counter() - t0, 1), "execs": int(m[1]), "event": m[2],
-                         "cov": fields.get("cov", 0), "ft": fields.get("ft", 0), "corpus": fields.get("corp", 0),
-                         "exec_per_s": fields.get("exec/s", 0), "rss_mb": fields.get("rss", 0)}
+                point = {
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    "execs": int(m[1]),
+                    "event": m[2],
+                    "cov": fields.get("cov", 0),
+                    "ft": fields.get("ft", 0),
+                    "corpus": fields.get("corp", 0),
+                    "exec_per_s": fields.get("exec/s", 0),
+                    "rss_mb": fields.get("rss", 0),
+                }
                 first = first or point
                 last = point
-                if point["event"] in ("INITED", "pulse", "DONE") or not growth or point["ft"] > growth[-1]["ft"]:
+                if (
+                    point["event"] in ("INITED", "pulse", "DONE")
+                    or not growth
+                    or point["ft"] > growth[-1]["ft"]
+                ):
                     growth.append(point)
             elif line.startswith("stat::"):
                 key, _, value = line[6:].partition(":")
@@ -154,7 +171,9 @@ def replay(target: str, work: Path) -> dict:
     without atheris: e.g. a corpus grown by a coverage-guided run, replayed under a sanitizer."""
     import fuzz_targets
 
-    files = sorted((work / target / "corpus").glob("*")) + sorted((TESTS / "fuzz_crashers" / target).glob("*"))
+    files = sorted((work / target / "corpus").glob("*")) + sorted(
+        (TESTS / "fuzz_crashers" / target).glob("*")
+    )
     t0 = time.perf_counter()
     failures = []
     for path in files:
@@ -162,7 +181,12 @@ def replay(target: str, work: Path) -> dict:
             fuzz_targets.TARGETS[target](path.read_bytes())
         except Exception as e:  # a finding
             failures.append(f"{path.name}: {type(e).__name__}: {e}")
-    return {"target": target, "replayed": len(files), "seconds": round(time.perf_counter() - t0, 1), "failures": failures}
+    return {
+        "target": target,
+        "replayed": len(files),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "failures": failures,
+    }
 
 
 def main() -> int:
@@ -174,15 +198,21 @@ def main() -> int:
     import fuzz_targets
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--targets", default=",".join(fuzz_targets.TARGETS), help="comma-separated (default: all)")
+    ap.add_argument(
+        "--targets", default=",".join(fuzz_targets.TARGETS), help="comma-separated (default: all)"
+    )
     ap.add_argument("--runs", type=int, default=1_000_000, help="executions per target")
     ap.add_argument("--seconds", type=int, default=3600, help="time limit per target")
     ap.add_argument("--timeout", type=int, default=10, help="seconds one input may take (a hang past it)")
     ap.add_argument("--rss-mb", type=int, default=4096, help="memory one target may use")
-    ap.add_argument("--native", help="folder of a coverage-instrumented C++ coder (tools/build_fuzz_coder.sh)")
+    ap.add_argument(
+        "--native", help="folder of a coverage-instrumented C++ coder (tools/build_fuzz_coder.sh)"
+    )
     ap.add_argument("--work", default="/tmp/neurocodec-fuzz", help="corpora and findings")
     ap.add_argument("--out", default=str(ROOT / "eval" / "fuzz.json"))
-    ap.add_argument("--replay", action="store_true", help="only run each target over its corpus in --work, once")
+    ap.add_argument(
+        "--replay", action="store_true", help="only run each target over its corpus in --work, once"
+    )
     args = ap.parse_args()
     report = {"benchmark": "eval/fuzz.py", "command": "python " + " ".join(sys.argv), "targets": []}
     if args.replay:
@@ -190,7 +220,12 @@ def main() -> int:
         report["targets"] = results
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
         for r in results:
-            print(r["target"], f"{r['replayed']} inputs, {len(r['failures'])} failures", *r["failures"][:5], sep="\n  ")
+            print(
+                r["target"],
+                f"{r['replayed']} inputs, {len(r['failures'])} failures",
+                *r["failures"][:5],
+                sep="\n  ",
+            )
         return 1 if any(r["failures"] for r in results) else 0
     bad = 0
     for target in args.targets.split(","):
@@ -198,7 +233,9 @@ def main() -> int:
         bad += bool(result["findings"]) or result["exit_code"] != 0
         report["targets"].append(result)
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-        summary = {k: result[k] for k in ("executions", "seconds", "cov_start", "cov_end", "findings", "exit_code")}
+        summary = {
+            k: result[k] for k in ("executions", "seconds", "cov_start", "cov_end", "findings", "exit_code")
+        }
         print(target, json.dumps(summary), flush=True)
     print(f"{bad} targets with findings -> {args.out}")
     return 1 if bad else 0

@@ -22,6 +22,8 @@ Targets (``TARGETS``), each with seeds from real files (``seeds(name)``):
   native coder from fuzzed networks and latents. Seed: a 64x64 picture fitted briefly.
 - ``nirvana`` (no released files yet): the same on nirvana video files (fuzzed architecture,
   steps and weight streams). Seed: a 4-frame 32x48 clip fitted briefly.
+- ``recombiner-image`` (no released files yet): the same on its files (patch shares, block
+  indexes) with its shipped prior of quality 1. Seed: a 64x64 picture fitted briefly.
 - ``s2lic`` (no weights shipped yet): its decode under small limits, with seeded initial weights
   of the small preset. Seed: a 64x64 picture.
 - ``vqgan`` (no released files yet): the same on vqgan files of quality 4 (its smallest shipped
@@ -222,7 +224,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "container": container_target,
     "coder": coder_target,
     "reference": reference_target,
-    **{name: codec_target(name) for name in (*CODECS, "c3", "nirvana", "s2lic", "vqgan")},
+    **{name: codec_target(name) for name in (*CODECS, "c3", "nirvana", "recombiner-image", "s2lic", "vqgan")},
 }
 
 
@@ -276,6 +278,16 @@ def _nirvana_seed() -> bytes:
 
 
 @functools.cache
+def _recombiner_seed() -> bytes:
+    """A small recombiner-image file (a smooth 64x64 picture, 30 fitting iterations; deterministic)."""
+    import torch
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    x = torch.stack([0.5 + 0.4 * torch.sin(5 * xx + c) * torch.cos(3 * yy) for c in range(3)])
+    return _codec("recombiner-image").encode(x, effort=30)
+
+
+@functools.cache
 def _s2lic_seed() -> bytes:
     """A small s2lic file (a smooth 64x64 picture; deterministic)."""
     import torch
@@ -316,6 +328,8 @@ def seeds(target: str) -> list[bytes]:
         return [_c3_seed()[:-4]]
     if target == "nirvana":
         return [_nirvana_seed()[:-4]]
+    if target == "recombiner-image":
+        return [_recombiner_seed()[:-4]]
     if target == "s2lic":
         return [_s2lic_seed()[:-4]]
     if target == "vqgan":

@@ -79,6 +79,11 @@ def test_nirvana_target_on_its_seed_mutations_and_crashers():
 
 
 @pytest.mark.usefixtures("shipped")
+def test_recombiner_target_on_its_seed_mutations_and_crashers():
+    run_all("recombiner-image", 200)
+
+
+@pytest.mark.usefixtures("shipped")
 def test_s2lic_target_on_its_seed_mutations_and_crashers():
     run_all("s2lic", 200)
 

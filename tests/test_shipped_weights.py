@@ -47,8 +47,9 @@ def test_each_shipped_quality_codes_real_media(card: Path, shipped: None) -> Non
     x_hat = nc.decode(data)
     assert x_hat.shape == x.shape
     bpp = 8 * len(data) / (x.shape[1] * x.shape[2])
-    # a trained codec, not noise (vqgan: extreme compression, below 0.06 bpp on this crop)
-    floor = 16 if entry["codec"] == "vqgan" else 20
+    # a trained codec, not noise (the crop's mean colour alone scores 13.2 dB); the CPU previews of
+    # vqgan (below 0.06 bpp here) and recombiner-image (16 dB at 0.1 bpp) are far from the others
+    floor = {"vqgan": 16, "recombiner-image": 14}.get(entry["codec"], 20)
     assert 0.01 < bpp < 4 and psnr(x, x_hat) > floor
 
 

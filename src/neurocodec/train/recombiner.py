@@ -1,0 +1,293 @@
+"""Prior learning for ``recombiner-image`` (:mod:`neurocodec.models.recombiner`): empirical Bayes
+by coordinate ascent, as RECOMBINER's ``main_prior_training.py`` does.
+
+Each iteration
+
+1. runs ``epochs`` passes of Adam over the training patches, minimising ``MSE + beta * KL/pixel``
+   jointly in every patch's posterior and in the shared parts (``A`` matrices, LPE upsampler);
+2. sets the prior in closed form from the posteriors: ``mean = E[mu_q]``, ``var = E[sigma_q^2 +
+   (mu_q - mean)^2]`` (the maximiser of the ELBO over a diagonal Gaussian prior);
+3. steers ``beta``: times 1.5 when the mean KL per pixel is above the budget, divided by 1.5 when
+   it is below ``budget - band`` (:class:`BetaController`).
+
+This is its own loop, not :mod:`neurocodec.train.trainer`: the harness trains one network on
+batches of fresh crops for ``distortion + lambda * rate``; here the state is a posterior per
+training patch that persists across iterations, the prior is set in closed form between
+passes and beta moves with the KL, none of which the harness expresses without large changes.
+The loop checkpoints after every iteration (``checkpoint.pt`` in ``--run``) and resumes from it.
+
+    OMP_NUM_THREADS=1 python -m neurocodec.train.recombiner --run /tmp/recombiner/q1 --budget 0.1 \\
+        --minutes 18 --export 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from neurocodec.io.atomic import write_atomic
+from neurocodec.io.image import read_image
+from neurocodec.models.recombiner import (
+    CPU_ARCH,
+    BetaController,
+    Posterior,
+    RecombinerImage,
+    elbo_loss,
+    posterior_optimizer,
+)
+
+TRAIN = Path(__file__).resolve().parents[4] / "shared" / "data" / "train"  # /work/shared beside the checkout
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+MIN_LOG_STD = math.log(1e-4)
+SMOOTH_BETA = 10  # iterations whose betas the shipped beta averages
+
+
+def training_patches(folder: Path, count: int, patch: int, seed: int) -> torch.Tensor:
+    """``count`` random ``patch``-pixel crops (count, 3, patch, patch), one from each of ``count``
+    images drawn at random (with replacement) from ``folder`` and its subfolders."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    rng = random.Random(seed)
+    crops = []
+    for _ in range(count):
+        x, _ = read_image(rng.choice(files))
+        _, h, w = x.shape
+        top, left = rng.randrange(h - patch + 1), rng.randrange(w - patch + 1)
+        crops.append(x[:, top : top + patch, left : left + patch])
+    return torch.stack(crops).float()
+
+
+def update_prior(model: RecombinerImage, posteriors: list[Posterior]) -> None:
+    """The prior set in closed form from the posteriors (and the KL profile from them)."""
+    with torch.no_grad():
+        mean = torch.cat([q.mean for q in posteriors])
+        var = torch.exp(2 * torch.cat([q.log_std for q in posteriors]))
+        prior_mean = mean.mean(0)
+        prior_var = (var + (mean - prior_mean) ** 2).mean(0)
+        model.prior_mean.copy_(prior_mean)
+        model.prior_log_std.copy_((0.5 * torch.log(prior_var)).clamp_min(MIN_LOG_STD))
+        model.kl_profile.copy_(model.kl_bits(mean, torch.log(var) / 2).mean(0))
+
+
+def make_state(args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    model = RecombinerImage(**CPU_ARCH)
+    patches = training_patches(Path(args.data), args.patches, model.arch.patch, args.seed)
+    chunks = list(torch.split(patches, args.batch))
+    posteriors = [Posterior(model, len(c), init_noise=1.0) for c in chunks]
+    return {
+        "model": model,
+        "patches": chunks,
+        "posteriors": posteriors,
+        "iteration": 0,
+        "beta": args.beta,
+        "log": [],
+    }
+
+
+def optimizers(
+    state: dict, args: argparse.Namespace
+) -> tuple[torch.optim.Optimizer, list[torch.optim.Optimizer]]:
+    model = state["model"]
+    shared = torch.optim.Adam(
+        [
+            {"params": list(model.A.parameters()), "lr": args.a_lr},
+            {"params": list(model.upsampler.parameters()), "lr": args.shared_lr},
+        ]
+    )
+    local = [posterior_optimizer(q, args.lr) for q in state["posteriors"]]
+    return shared, local
+
+
+def save(run: Path, state: dict, shared: torch.optim.Optimizer, local: list[torch.optim.Optimizer]) -> None:
+    body = {
+        "model": state["model"].state_dict(),
+        "posteriors": [q.state_dict() for q in state["posteriors"]],
+        "patches": state["patches"],
+        "shared_opt": shared.state_dict(),
+        "local_opt": [o.state_dict() for o in local],
+        "iteration": state["iteration"],
+        "beta": state["beta"],
+        "log": state["log"],
+    }
+    tmp = run / "checkpoint.pt.tmp"
+    torch.save(body, tmp)
+    tmp.replace(run / "checkpoint.pt")
+
+
+def load(
+    run: Path, args: argparse.Namespace
+) -> tuple[dict, torch.optim.Optimizer, list[torch.optim.Optimizer]]:
+    body = torch.load(run / "checkpoint.pt", weights_only=True)
+    model = RecombinerImage(**CPU_ARCH)
+    model.load_state_dict(body["model"])
+    posteriors = []
+    for chunk, q_state in zip(body["patches"], body["posteriors"], strict=True):
+        q = Posterior(model, len(chunk))
+        q.load_state_dict(q_state)
+        posteriors.append(q)
+    state = {
+        **{k: body[k] for k in ("patches", "iteration", "beta", "log")},
+        "model": model,
+        "posteriors": posteriors,
+    }
+    shared, local = optimizers(state, args)
+    shared.load_state_dict(body["shared_opt"])
+    for o, s in zip(local, body["local_opt"], strict=True):
+        o.load_state_dict(s)
+    return state, shared, local
+
+
+def run_iteration(
+    state: dict, shared: torch.optim.Optimizer, local: list[torch.optim.Optimizer], epochs: int
+) -> dict:
+    """One coordinate-ascent iteration at the state's beta: the passes, then the prior. Returns its log row."""
+    model, beta = state["model"], state["beta"]
+    mses, kls = [], []
+    for _ in range(epochs):
+        for patches, q, opt in zip(state["patches"], state["posteriors"], local, strict=True):
+            loss, mse, kl = elbo_loss(model, q, patches, beta)
+            shared.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            shared.step()
+            opt.step()
+            mses.append(mse.item())
+            kls.append(kl.item())
+    update_prior(model, state["posteriors"])
+    with torch.no_grad():  # the KL against the new prior
+        kl_bpp = sum(q.kl_bits(model).sum().item() for q in state["posteriors"]) / (
+            sum(len(p) for p in state["patches"]) * model.arch.patch**2
+        )
+    n = len(state["patches"])
+    mse = sum(mses[-n:]) / n
+    return {
+        "iteration": state["iteration"],
+        "beta": beta,
+        "mse": mse,
+        "psnr": -10 * math.log10(mse),
+        "kl_bpp": kl_bpp,
+    }
+
+
+def train(args: argparse.Namespace) -> dict:
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    if (run / "checkpoint.pt").exists():
+        state, shared, local = load(run, args)
+    else:
+        state = make_state(args)
+        shared, local = optimizers(state, args)
+    controller = BetaController(args.budget, args.band, state["beta"])
+    deadline = time.monotonic() + 60 * args.minutes
+    while state["iteration"] < args.iterations and time.monotonic() < deadline:
+        t0 = time.monotonic()
+        epochs = args.first_epochs if state["iteration"] == 0 else args.epochs
+        row = run_iteration(state, shared, local, epochs)
+        row["seconds"] = round(time.monotonic() - t0, 2)
+        state["beta"] = controller.update(row["kl_bpp"])
+        state["model"].beta.fill_(row["beta"])  # the beta the posteriors were fitted at
+        state["iteration"] += 1
+        state["log"].append(row)
+        save(run, state, shared, local)
+        print(json.dumps(row), flush=True)
+    return state
+
+
+def export(state: dict, args: argparse.Namespace) -> Path:
+    """``recombiner-image-q{N}.safetensors`` and its model card (R-D filled in by the evaluation)."""
+    import hashlib
+
+    from safetensors.torch import save as save_safetensors
+
+    model = state["model"]
+    # the controller oscillates around the budget: ship the geometric mean of its last betas
+    recent = [row["beta"] for row in state["log"][-SMOOTH_BETA:]]
+    model.beta.fill_(math.exp(sum(map(math.log, recent)) / len(recent)))
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    data = save_safetensors(tensors)
+    name = f"recombiner-image-q{args.export}"
+    out = Path(args.out_dir)
+    write_atomic(out / f"{name}.safetensors", data, overwrite=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=out
+    ).stdout.strip()
+    last = state["log"][-1]
+    card = {
+        "codec": "recombiner-image",
+        "quality": args.export,
+        "media": "image",
+        "filename": f"{name}.safetensors",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "arch": dict(CPU_ARCH),
+        "model_card": {
+            "training_data": f"shared/data/train (680 images): {sum(len(p) for p in state['patches'])} random "
+            f"{model.arch.patch}x{model.arch.patch} crops (seed {args.seed})",
+            "steps": (args.first_epochs + (state["iteration"] - 1) * args.epochs) * len(state["patches"]),
+            "em_iterations": state["iteration"],
+            "train_minutes": round(sum(row["seconds"] for row in state["log"]) / 60, 1),
+            "epochs_per_iteration": args.epochs,
+            "kl_budget_bpp": args.budget,
+            "kl_band_bpp": args.band,
+            "beta": float(model.beta),
+            "final_train": {k: last[k] for k in ("psnr", "kl_bpp")},
+            "lambda": 1 / (float(model.beta) * 255**2),
+            "distortion": "MSE (lambda * 255^2 * MSE + KL bits per pixel: the beta-ELBO MSE + beta KL/pixel)",
+            "lr": args.lr,
+            "shared_lr": args.shared_lr,
+            "a_lr": args.a_lr,
+            "device": "cpu (1 thread)",
+            "command": args.command,
+            "commit": commit,
+            "rd_kodak": [],
+            "notes": "CPU preview: patch-level prior only (no hierarchical group/image latents), "
+            "narrow LPE (CPU_ARCH), a few minutes of coordinate ascent instead of the paper's 550 x 100 epochs.",
+        },
+    }
+    write_atomic(out / f"{name}.json", (json.dumps(card, indent=1) + "\n").encode(), overwrite=True)
+    return out / f"{name}.json"
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, help="folder of the checkpoint (resumed when present)")
+    p.add_argument("--budget", type=float, required=True, help="KL budget, bits per pixel")
+    p.add_argument("--band", type=float, default=None, help="band under the budget (default budget/5)")
+    p.add_argument("--data", default=str(TRAIN))
+    p.add_argument("--patches", type=int, default=192)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--iterations", type=int, default=1000)
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--first-epochs", type=int, default=30)
+    p.add_argument("--minutes", type=float, default=18)
+    p.add_argument("--lr", type=float, default=2e-2, help="posteriors' learning rate")
+    p.add_argument("--shared-lr", type=float, default=1e-3, help="the LPE upsampler's learning rate")
+    p.add_argument("--a-lr", type=float, default=3e-6, help="the A matrices' (1e-4 undoes the fits)")
+    p.add_argument("--beta", type=float, default=2e-3, help="the first beta")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--export", type=int, default=0, help="quality N: write recombiner-image-qN weights")
+    p.add_argument("--out-dir", default=str(WEIGHTS))
+    args = p.parse_args(argv)
+    if args.band is None:
+        args.band = args.budget / 5
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    args = parse(argv)
+    args.command = "python -m neurocodec.train.recombiner " + " ".join(sys.argv[1:] if argv is None else argv)
+    state = train(args)
+    if args.export:
+        print(export(state, args))
+
+
+if __name__ == "__main__":
+    main()
