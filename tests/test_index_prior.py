@@ -13,12 +13,7 @@ from neurocodec.models.index_prior import PASSES, IndexTransformer, check_bounds
 SMALL = {"dim": 16, "heads": 1, "layers": 2, "window": 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def scrambled(model: IndexTransformer, scale: float = 3.0) -> IndexTransformer:
@@ -70,7 +65,10 @@ def test_frequencies_are_a_valid_16_bit_table_whatever_the_threads():
     tokens = model.masked(indices, pass_masks(8, 8)[0].expand(1, 8, 8))
     one = model.frequencies(tokens, where)
     torch.set_num_threads(2)
-    assert torch.equal(one, model.frequencies(tokens, where))
+    try:
+        assert torch.equal(one, model.frequencies(tokens, where))
+    finally:
+        torch.set_num_threads(1)
     assert one.shape == (16, 301)
     assert (one.sum(-1) == 1 << PRECISION).all() and one.min() >= 1
 
@@ -80,20 +78,26 @@ def test_check_bounds_refuses_a_network_whose_sums_could_round():
         check_bounds(IndexTransformer(2**16, dim=16, heads=1, layers=1, window=4))
 
 
-def test_it_learns_a_structured_map_and_restores_lost_indices():
+def trained(k: int, steps: int) -> tuple[IndexTransformer, float]:
+    """A small transformer fitted to striped maps over ``k`` indices, and its last bits an index."""
     torch.manual_seed(0)
-    k = 16
     model = IndexTransformer(k, **SMALL)
     data = stripes(8, 8, 8, k)
     opt = torch.optim.Adam(model.parameters(), lr=3e-2)
-    for _ in range(60):
+    for _ in range(steps):
         bits = -torch.log2(model.likelihoods(data)).mean()
         opt.zero_grad()
         bits.backward()
         opt.step()
+    return model, bits.item()
+
+
+def test_it_learns_a_structured_map_and_restores_lost_indices():
+    k = 16
+    model, bits = trained(k, 60)
     # from log2(16) = 4 bits an index; the first pass sees no index, so it costs its 4 bits
     # (a quarter of the positions: 1 bit an index), the rest is predictable from it
-    assert bits.item() < 1.5
+    assert bits < 1.5
     test = stripes(1, 8, 8, k)
     lost = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(3)) < 0.2
     restored = model.restore(torch.where(lost, torch.zeros_like(test), test), lost)
@@ -101,16 +105,8 @@ def test_it_learns_a_structured_map_and_restores_lost_indices():
 
 
 def test_the_latent_codec_codes_passes_at_their_trained_rate():
-    torch.manual_seed(0)
     k = 16
-    context = IndexTransformer(k, **SMALL)
-    data = stripes(8, 8, 8, k)
-    opt = torch.optim.Adam(context.parameters(), lr=3e-2)
-    for _ in range(40):
-        bits = -torch.log2(context.likelihoods(data)).mean()
-        opt.zero_grad()
-        bits.backward()
-        opt.step()
+    context, _ = trained(k, 40)
     lc = VectorQuantizedLatentCodec(k, 3, context).eval()
     assert lc.section_names == tuple(f"pass{p}" for p in range(PASSES))
     indices = stripes(1, 32, 40, k)

@@ -17,12 +17,7 @@ from test_trainer import make_images
 TINY = {"width": 8, "embed_dim": 8, "codebook_size": 16, "disc_width": 8, "disc_start": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(tmp_path, data, out, steps, arch=TINY, **options):
