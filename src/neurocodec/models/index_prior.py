@@ -8,7 +8,7 @@ of the earlier passes and a *mask* token everywhere else, and gives every positi
 a distribution over the ``K`` indices (MaskGIT's masked prediction, with a fixed order, as in
 checkerboard context models). Positions outside the image (padding to whole windows) hold a
 *pad* token that no query attends to. A lost index can be predicted the same way, with its
-position masked (:meth:`IndexTransformer.restore`); with the shipped preview's prior (300 steps
+position masked (:meth:`IndexTransformer.restore`); with the shipped preview's prior (900 steps
 of training) that restored images worse than the mean of the neighbours' codewords, so the
 decoder uses the mean (:func:`neurocodec.entropy.latent_codecs.vector.restored`) for now.
 
