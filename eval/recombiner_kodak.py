@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from common import KODAK, command, machine, write_json
+from common import KODAK, append_row, command, machine, read_rows, write_json
 from neurocodec import evaluation as rd
 from neurocodec.codecs import recombiner
 from neurocodec.evaluation import baselines
@@ -30,23 +30,6 @@ from neurocodec.io.image import read_image
 
 HERE = Path(__file__).resolve().parent
 WEBP_QUALITIES = (1, 5, 10, 20, 30, 40, 50, 60, 75)  # 0.1-0.7 bpp on kodim01-04
-
-
-def load_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill: measured again
-            pass
-    return rows
-
-
-def append(path: Path, row: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
 
 
 def measure_recombiner(x: torch.Tensor, name: str, quality: int, effort: int) -> dict:
@@ -181,7 +164,7 @@ def main() -> None:
     )
     args = p.parse_args()
     torch.set_num_threads(1)
-    rows = load_rows(args.rows)
+    rows = read_rows(args.rows)
     if not args.summary:
         done = {(r["codec"], r["setting"], r["file"]) for r in rows}
         names = args.files.split(",")
@@ -196,7 +179,7 @@ def main() -> None:
             else:
                 row = measure_recombiner(x, name, setting, args.effort)
             row.update(codec=codec, setting=setting, effort=args.effort if codec != "webp" else None)
-            append(args.rows, row)
+            append_row(args.rows, row)
             rows.append(row)
             print(
                 json.dumps({k: row[k] for k in ("codec", "setting", "file", "bpp", "psnr", "encode_s")}),
