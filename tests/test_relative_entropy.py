@@ -36,6 +36,11 @@ def test_sample_streams_match_golden_values():
     assert hashlib.sha256(rec.normal_table().tobytes()).hexdigest() == TABLE_SHA256
 
 
+def test_the_shipped_table_is_the_computed_one():
+    assert rec.TABLE_FILE.is_file() and rec.TABLE_SHA256 == TABLE_SHA256
+    assert np.array_equal(rec.computed_normal_table(), rec.normal_table())
+
+
 def test_sample_is_a_function_of_seed_block_and_index_only():
     all_at_once = rec.standard_normals(11, 5, np.arange(1000), 6)
     one = rec.standard_normals(11, 5, np.array([737]), 6)[0]
