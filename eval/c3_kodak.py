@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from common import KODAK, append_row, read_rows
+from common import KODAK, append_row, baseline_row, read_rows
 from neurocodec import evaluation as rd
 from neurocodec.codecs import c3
 from neurocodec.evaluation import baselines
@@ -60,17 +60,6 @@ def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int, arch: dict
         steps=fit["steps"],
     )
     return row
-
-
-def measure_baseline(x: torch.Tensor, name: str, codec: str, setting: float) -> dict:
-    base = baselines.BASELINES[codec]
-    image = baselines.to_pil(x)
-    t0 = time.perf_counter()
-    data = base.encode(image, setting)
-    t1 = time.perf_counter()
-    x_hat = baselines.decode_image(data)
-    t2 = time.perf_counter()
-    return rd.rd_row(name, x, data, x_hat, t1 - t0, t2 - t1)
 
 
 def measure_mlic(x: torch.Tensor, name: str, quality: int) -> dict:
@@ -175,7 +164,7 @@ def main() -> None:
                 elif codec == "mlic":
                     row = measure_mlic(x, name, setting)
                 else:
-                    row = measure_baseline(x, name, codec, setting)
+                    row = baseline_row(x, name, codec, setting)[0]
             except Exception as e:
                 print(f"{codec} {setting} {name}: {type(e).__name__}: {e}", file=sys.stderr)
                 continue

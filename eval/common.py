@@ -8,7 +8,8 @@ A script run as ``python eval/NAME.py`` finds this module beside it (``from comm
   there are several, so that load from other processes hits each alike;
 - :func:`write_json`: the JSON, written the same way by every script;
 - :func:`read_rows` / :func:`append_row`: the JSON-lines rows of a resumable evaluation, one
-  appended as soon as it is measured, so a killed run loses at most the row it was measuring.
+  appended as soon as it is measured, so a killed run loses at most the row it was measuring;
+- :func:`baseline_row`: one image through a Pillow baseline, as a row.
 """
 
 from __future__ import annotations
@@ -202,3 +203,17 @@ def append_row(path: str | Path, row: dict) -> None:
     with Path(path).open("a") as f:
         f.write(json.dumps(row) + "\n")
         f.flush()
+
+
+def baseline_row(x, name: str, codec: str, setting: float):
+    """``(row, x_hat)``: one image ``x`` through the Pillow baseline ``codec`` at ``setting``, its
+    :func:`neurocodec.evaluation.rows.rd_row` (timed encode and decode) and the decoded image."""
+    from neurocodec.evaluation import baselines
+    from neurocodec.evaluation.rows import rd_row
+
+    t0 = time.perf_counter()
+    data = baselines.BASELINES[codec].encode(baselines.to_pil(x), setting)
+    t1 = time.perf_counter()
+    x_hat = baselines.decode_image(data)
+    t2 = time.perf_counter()
+    return rd_row(name, x, data, x_hat, t1 - t0, t2 - t1), x_hat

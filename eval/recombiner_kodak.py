@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 
-from common import KODAK, append_row, command, machine, read_rows, write_json
+from common import KODAK, append_row, baseline_row, command, machine, read_rows, write_json
 from neurocodec import evaluation as rd
 from neurocodec.codecs import recombiner
-from neurocodec.evaluation import baselines
 from neurocodec.io.image import read_image
 
 HERE = Path(__file__).resolve().parent
@@ -59,17 +58,6 @@ def measure_recombiner(x: torch.Tensor, name: str, quality: int, effort: int) ->
         block_bits=codec.block_bits,
     )
     return row
-
-
-def measure_webp(x: torch.Tensor, name: str, quality: int) -> dict:
-    base = baselines.BASELINES["webp"]
-    image = baselines.to_pil(x)
-    t0 = time.perf_counter()
-    data = base.encode(image, quality)
-    t1 = time.perf_counter()
-    x_hat = baselines.decode_image(data)
-    t2 = time.perf_counter()
-    return rd.rd_row(name, x, data, x_hat, t1 - t0, t2 - t1)
 
 
 def curves(rows: list[dict], files: list[str]) -> dict[str, list[dict]]:
@@ -175,7 +163,7 @@ def main() -> None:
                 continue
             x = read_image(KODAK / f"{name}.png")[0]
             if codec == "webp":
-                row = measure_webp(x, name, setting)
+                row = baseline_row(x, name, "webp", setting)[0]
             else:
                 row = measure_recombiner(x, name, setting, args.effort)
             row.update(codec=codec, setting=setting, effort=args.effort if codec != "webp" else None)

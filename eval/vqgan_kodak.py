@@ -26,10 +26,9 @@ from pathlib import Path
 
 import torch
 
-from common import KODAK, append_row, machine, read_rows, write_json
+from common import KODAK, append_row, baseline_row, machine, read_rows, write_json
 from neurocodec import container
 from neurocodec import evaluation as rd
-from neurocodec.evaluation import baselines
 from neurocodec.evaluation.metrics import ms_ssim, psnr
 from neurocodec.io.image import read_image, write_image
 
@@ -77,16 +76,6 @@ def measure_vqgan(codec, x: torch.Tensor, name: str, packets: int, lost: int) ->
         psnr_lost=psnr(x, restored),
     )
     return row, x_hat, restored
-
-
-def measure_baseline(x: torch.Tensor, name: str, codec: str, setting: float) -> tuple[dict, torch.Tensor]:
-    base = baselines.BASELINES[codec]
-    t0 = time.perf_counter()
-    data = base.encode(baselines.to_pil(x), setting)
-    t1 = time.perf_counter()
-    x_hat = baselines.decode_image(data)
-    t2 = time.perf_counter()
-    return rd.rd_row(name, x, data, x_hat, t1 - t0, t2 - t1), x_hat
 
 
 def centre(x: torch.Tensor) -> torch.Tensor:
@@ -147,7 +136,7 @@ def main() -> None:
                         name in crop_files and (codec_name, s) == ("avif", 0)
                     ):
                         continue
-                    row, x_hat = measure_baseline(x, name, codec_name, s)
+                    row, x_hat = baseline_row(x, name, codec_name, s)
                     if (codec_name, s, name) not in done:
                         append_row(args.rows, {**row, "codec": codec_name, "setting": s})
                     if (codec_name, s) == ("avif", 0):

@@ -256,14 +256,18 @@ def _stream_seeds() -> list[bytes]:
     return seeds
 
 
+def smooth_picture(height: int, width: int):
+    """A smooth RGB picture ``(3, height, width)`` in [0, 1], the same every time: a seed to encode."""
+    import torch
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
+    return torch.stack([0.5 + 0.4 * torch.sin(5 * xx + c) * torch.cos(3 * yy) for c in range(3)])
+
+
 @functools.cache
 def _c3_seed() -> bytes:
     """A small c3 file (a smooth 64x64 picture, 40 fitting iterations; deterministic)."""
-    import torch
-
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
-    x = torch.stack([0.5 + 0.4 * torch.sin(5 * xx + c) * torch.cos(3 * yy) for c in range(3)])
-    return _codec("c3").encode(x, effort=40)
+    return _codec("c3").encode(smooth_picture(64, 64), effort=40)
 
 
 @functools.cache
@@ -280,30 +284,19 @@ def _nirvana_seed() -> bytes:
 @functools.cache
 def _recombiner_seed() -> bytes:
     """A small recombiner-image file (a smooth 64x64 picture, 30 fitting iterations; deterministic)."""
-    import torch
-
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
-    x = torch.stack([0.5 + 0.4 * torch.sin(5 * xx + c) * torch.cos(3 * yy) for c in range(3)])
-    return _codec("recombiner-image").encode(x, effort=30)
+    return _codec("recombiner-image").encode(smooth_picture(64, 64), effort=30)
 
 
 @functools.cache
 def _s2lic_seed() -> bytes:
     """A small s2lic file (a smooth 64x64 picture; deterministic)."""
-    import torch
-
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
-    x = torch.stack([0.5 + 0.4 * torch.sin(5 * xx + c) * torch.cos(3 * yy) for c in range(3)])
-    return _codec("s2lic").encode(x)
+    return _codec("s2lic").encode(smooth_picture(64, 64))
 
 
 @functools.cache
 def _vqgan_seeds() -> tuple[bytes, bytes]:
     """A small vqgan file (a smooth 64x96 picture), as one index stream and as 16 packets."""
-    import torch
-
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 96), indexing="ij")
-    x = torch.stack([0.5 + 0.4 * torch.sin(5 * xx + c) * torch.cos(3 * yy) for c in range(3)])
+    x = smooth_picture(64, 96)
     codec = _codec("vqgan")
     plain = codec.encode(x)
     codec.packets = 16

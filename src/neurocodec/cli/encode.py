@@ -193,6 +193,19 @@ def _run_dataset(args: argparse.Namespace, console: Console) -> None:
     )
 
 
+def _set_option(codec: Codec, attribute: str, value: object, flag: str, lacking: str) -> None:
+    """Set a codec-specific option given on the command line (``None``: not given), as a usage error
+    when the codec has no such option or refuses the value."""
+    if value is None:
+        return
+    if not hasattr(codec, attribute):
+        raise UsageError(f"{flag}: {codec.name} {lacking}")
+    try:
+        setattr(codec, attribute, value)
+    except ConfigError as e:
+        raise UsageError(f"{flag}: {e}") from None
+
+
 def run(args: argparse.Namespace, console: Console) -> None:
     args.raw = _raw_video(args)  # its usage errors before any work
     if args.workers is not None:
@@ -213,20 +226,8 @@ def run(args: argparse.Namespace, console: Console) -> None:
                 codec.check_effort(args.effort)
             except ConfigError as e:
                 raise UsageError(f"--effort: {e}") from None
-            if args.bpp is not None:
-                if not hasattr(codec, "target_bpp"):
-                    raise UsageError(f"--bpp: {codec.name} has no target-rate mode (c3 has)")
-                try:
-                    codec.target_bpp = args.bpp
-                except ConfigError as e:
-                    raise UsageError(f"--bpp: {e}") from None
-            if args.packets is not None:
-                if not hasattr(codec, "packets"):
-                    raise UsageError(f"--packets: {codec.name} writes no packets (vqgan does)")
-                try:
-                    codec.packets = args.packets
-                except ConfigError as e:
-                    raise UsageError(f"--packets: {e}") from None
+            _set_option(codec, "target_bpp", args.bpp, "--bpp", "has no target-rate mode (c3 has)")
+            _set_option(codec, "packets", args.packets, "--packets", "writes no packets (vqgan does)")
             if console.verbose:
                 console.say(
                     f"{codec.name} quality {codec.quality} (weights {codec.weights_hash.hex()}) on {codec.device}"

@@ -108,6 +108,7 @@ class Trainer:
         self.aux_params = [p for n, p in self.model.named_parameters() if n in aux]
         discriminator = getattr(self.model, "discriminator", None)
         self.disc_params = list(discriminator.parameters()) if discriminator is not None else []
+        # like the quantiles, the discriminator is outside the main optimizer, --train-only and DDP
         aux |= {n for n, _ in self.model.named_parameters() if n.startswith("discriminator.")}
         self.main_params = [p for n, p in self.model.named_parameters() if n not in aux]
         if c.train_only:
