@@ -253,9 +253,7 @@ class MotionDecoder(nn.Module):
         self.up = nn.ModuleList(
             nn.ConvTranspose3d(hidden, hidden, (2, 1, 1), stride=(2, 1, 1)) for _ in range(2)
         )
-        self.mix = nn.ModuleList(
-            nn.Conv3d(hidden, hidden, (1, 3, 3), padding=(0, 1, 1)) for _ in range(2)
-        )
+        self.mix = nn.ModuleList(nn.Conv3d(hidden, hidden, (1, 3, 3), padding=(0, 1, 1)) for _ in range(2))
         self.out = nn.Conv3d(hidden, latent, (1, 3, 3), padding=(0, 1, 1))
 
     def forward(self, y: Tensor, previous: Tensor, text: Tensor | None = None) -> Tensor:
@@ -269,8 +267,8 @@ class MotionDecoder(nn.Module):
 
 
 class VideoVAE(CompressionModel):
-    """The video VAE codec's network (module docstring). ``widths``: the spatial stages' channels;
-    ``latent``: channels of the stage-1 and of the coded latent (``M``); ``hidden``: the motion
+    """The video VAE codec's network (module docstring). ``width``: the first spatial stage's
+    channels (the three stages have ``width``, ``3 width / 2``, ``2 width``); ``latent``: channels of the stage-1 and of the coded latent (``M``); ``hidden``: the motion
     compressor's channels; ``hyper``: the hyper-latent's channels (``N``); ``text_dim``: the text
     embeddings' size (0: no text guidance module)."""
 
@@ -279,19 +277,19 @@ class VideoVAE(CompressionModel):
 
     def __init__(
         self,
-        widths: tuple[int, int, int] | list[int] = (32, 48, 64),
+        width: int = 32,
         latent: int = 16,
         hidden: int = 64,
         hyper: int = 32,
         text_dim: int = 0,
     ):
         super().__init__()
-        widths = tuple(int(w) for w in widths)
-        if len(widths) != 3 or min(widths) < 1 or min(latent, hidden, hyper) < 1 or text_dim < 0:
+        if min(width, latent, hidden, hyper) < 2 or text_dim < 0 or hidden % 2:
             raise ValueError(
-                f"video-vae: widths must be 3 positive ints and latent, hidden, hyper positive, not "
-                f"{widths}, {latent}, {hidden}, {hyper}, text_dim {text_dim}"
+                f"video-vae: width, latent, hidden (even), hyper must be at least 2 and text_dim >= 0, not "
+                f"{width}, {latent}, {hidden}, {hyper}, {text_dim}"
             )
+        widths = (width, width * 3 // 2, 2 * width)
         self.widths, self.M, self.N, self.text_dim = widths, latent, hyper, text_dim
         self.encoder = SpatialEncoder(widths, latent)
         self.decoder = SpatialDecoder(widths, latent)
