@@ -210,6 +210,38 @@ def test_float_arm_is_the_causal_window_mlp(coarse_kernel: int) -> None:
     assert raster_mask(5).sum() == 12 and not raster_mask(5)[2, 2:].any() and not raster_mask(5)[3:].any()
 
 
+def test_fitting_paths_equal_the_decoders() -> None:
+    """The fitting's tiled synthesis equals the decoder's (values and gradients, up to float
+    summation order), and the coarsest grid's ARM is the window MLP without a coarse window."""
+    torch.manual_seed(2)
+    model = ImageModel(64, 128, synthesis_width=8)
+    with torch.no_grad():
+        for p in [*model.latents, *model.synthesis.parameters()]:
+            p.normal_()
+    grads = []
+    for tiled in (False, True):
+        model.zero_grad()
+        out = model.reconstruct(list(model.latents), tiled)
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-4)
+    for a, b in zip(grads[1][1], grads[0][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
+
+    arm = model.arm
+    with torch.no_grad():
+        arm.head.weight.normal_()
+        arm.same.normal_()
+    grid = torch.randn(1, 1, 3, 4)
+    mean, log_scale = arm(grid, None)
+    g = F.pad(grid, (2, 2, 2, 2))[0, 0]
+    for y in range(3):
+        for x in range(4):
+            pre = (arm.same * raster_mask(5) * g[y : y + 5, x : x + 5]).sum((1, 2)) + arm.bias
+            out = arm.head(torch.relu(arm.hidden(torch.relu(pre))))
+            assert torch.allclose(out, torch.stack([mean[0, 0, y, x], log_scale[0, 0, y, x]]), atol=1e-5)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_latents_and_networks_roundtrip_and_rate_matches_the_model(arch: dict) -> None:
     model, steps = random_model(**arch)
