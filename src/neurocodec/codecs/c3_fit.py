@@ -121,7 +121,7 @@ def model_loss(
     ``quantize``, their rate at the coding tables' resolution when ``coded``."""
     grids = [quantize(y) for y in model.latents]
     _, _, h, w = x.shape
-    x_hat = model.reconstruct(grids, tiled=True)[..., :h, :w]
+    x_hat = model.reconstruct(grids)[..., :h, :w]
     mse = torch.mean((x_hat - x) ** 2)
     bpp = latent_bits(model, grids, coded) / (h * w)
     return bpp + lmbda * MSE_SCALE * mse, bpp, mse
