@@ -44,9 +44,9 @@ def crop(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int, arch: dict) -> dict:
     codec = c3.C3Codec(quality=quality, **arch)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     data = codec.encode(x, effort=effort)
-    t1 = time.perf_counter()
+    t1, cpu = time.perf_counter(), time.process_time() - c0
     x_hat = codec.decode(data)
     t2 = time.perf_counter()
     row = rd.rd_row(name, x, data, x_hat, t1 - t0, t2 - t1)
@@ -58,6 +58,8 @@ def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int, arch: dict
         rate_gap_percent=100 * (fit["latent_bytes"] / predicted - 1),
         network_bytes=fit["network_bytes"],
         steps=fit["steps"],
+        networks=codec.arch,
+        encode_cpu_s=cpu,
     )
     return row
 

@@ -210,6 +210,47 @@ def test_float_arm_is_the_causal_window_mlp(coarse_kernel: int) -> None:
     assert raster_mask(5).sum() == 12 and not raster_mask(5)[2, 2:].any() and not raster_mask(5)[3:].any()
 
 
+def test_synthesis_and_coarsest_arm_equal_their_plain_definitions() -> None:
+    """The tiled synthesis equals 1x1 convolutions on the concatenated upsampled grids, then the
+    two residual 3x3 convolutions (values and gradients, up to float summation order), and the
+    coarsest grid's ARM is the window MLP without a coarse window."""
+    torch.manual_seed(2)
+    model = ImageModel(64, 128, synthesis_width=8)
+    syn = model.synthesis
+    with torch.no_grad():
+        for p in [*model.latents, *syn.parameters()]:
+            p.normal_()
+
+    def plain(grids):
+        x = torch.cat([grids[0], model.upsampler(grids)], 1)
+        x = syn.out(torch.relu(syn.mix(x)))
+        x = x + torch.relu(syn.res1(F.pad(x, (1, 1, 1, 1), mode="replicate")))
+        return x + syn.res2(F.pad(x, (1, 1, 1, 1), mode="replicate"))
+
+    results = []
+    for f in (plain, model.reconstruct):
+        model.zero_grad()
+        out = f(list(model.latents))
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-4)
+    for a, b in zip(results[1][1], results[0][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
+
+    arm = model.arm
+    with torch.no_grad():
+        arm.head.weight.normal_()
+        arm.same.normal_()
+    grid = torch.randn(1, 1, 3, 4)
+    mean, log_scale = arm(grid, None)
+    g = F.pad(grid, (2, 2, 2, 2))[0, 0]
+    for y in range(3):
+        for x in range(4):
+            pre = (arm.same * raster_mask(5) * g[y : y + 5, x : x + 5]).sum((1, 2)) + arm.bias
+            out = arm.head(torch.relu(arm.hidden(torch.relu(pre))))
+            assert torch.allclose(out, torch.stack([mean[0, 0, y, x], log_scale[0, 0, y, x]]), atol=1e-5)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_latents_and_networks_roundtrip_and_rate_matches_the_model(arch: dict) -> None:
     model, steps = random_model(**arch)
@@ -334,13 +375,30 @@ def test_fit_ends_on_its_best_checked_parameters() -> None:
     def trace(phase, model, loss, bpp, mse) -> None:
         if len(coded_losses) < 60:
             with torch.no_grad():
-                coded_losses.append(c3_fit.model_loss(model, x, 0.01, c3_fit.hard_round, coded=True)[0].item())
+                coded_losses.append(
+                    c3_fit.model_loss(model, x, 0.01, c3_fit.hard_round, coded=True)[0].item()
+                )
 
     model = c3_fit.fit(x, (64, 64), 0.01, schedule, dict(c3.ARCH), trace=trace)
     final = c3_fit.model_loss(model, x, 0.01, c3_fit.hard_round, coded=True)[0].item()
     checked = coded_losses[4::5]
     assert coded_losses[-1] > min(checked)  # the hard phase did drift
     assert final == pytest.approx(min(checked), rel=1e-6)
+
+
+def test_the_architecture_follows_the_quality_or_target() -> None:
+    """Below quality RICH_QUALITY (or a target of RICH_BPP) the base networks, from it the richer
+    ARM; overrides win, and the file records what was used."""
+    low, high = c3.C3Codec(quality=c3.RICH_QUALITY - 1), c3.C3Codec(quality=c3.RICH_QUALITY)
+    assert low.arch == c3.ARCH and high.arch == {**c3.ARCH, **c3.RICH_ARCH} != c3.ARCH
+    high.target_bpp = c3.RICH_BPP / 2
+    assert high.arch == c3.ARCH
+    low.target_bpp = c3.RICH_BPP
+    assert low.arch["arm_hidden"] == c3.RICH_ARCH["arm_hidden"]
+    assert c3.C3Codec(quality=5, arm_hidden=4).arch["arm_hidden"] == 4
+    data = c3.C3Codec(quality=5, synthesis_width=8).encode(image(16, 16), effort=20)
+    model, _ = c3.unpack_networks(container.unpack(data)[1]["networks"])
+    assert model.arm.hidden_size == c3.RICH_ARCH["arm_hidden"] and model.synthesis.mix.out_channels == 8
 
 
 def test_start_lambda_interpolates_the_measured_rates() -> None:
@@ -377,8 +435,25 @@ def test_cli_bpp_is_checked(tmp_path: Path, capsys, shipped) -> None:
     from neurocodec.cli import main
 
     Image.fromarray((image(24, 30).permute(1, 2, 0) * 255).round().byte().numpy()).save(tmp_path / "a.png")
-    assert main(["encode", str(tmp_path / "a.png"), "-c", "c3", "--bpp", "0", "-o", str(tmp_path / "b.ncd")]) == 2
+    assert (
+        main(["encode", str(tmp_path / "a.png"), "-c", "c3", "--bpp", "0", "-o", str(tmp_path / "b.ncd")])
+        == 2
+    )
     assert "--bpp" in capsys.readouterr().err
-    assert main(["encode", str(tmp_path / "a.png"), "-c", "hyperprior", "--bpp", "1", "-o", str(tmp_path / "c.ncd")]) == 2
+    assert (
+        main(
+            [
+                "encode",
+                str(tmp_path / "a.png"),
+                "-c",
+                "hyperprior",
+                "--bpp",
+                "1",
+                "-o",
+                str(tmp_path / "c.ncd"),
+            ]
+        )
+        == 2
+    )
     assert "no target-rate mode" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.ncd"))

@@ -60,6 +60,12 @@ ARCH = {
     "synthesis_width": 32,
 }  # hidden 8: fewer parameter bytes, same R-D (kodim01 crops, q1 and q3); synthesis 32: -9 points
 # of BD-rate against AVIF on kodim01-04 at the fast preset (eval/c3_kodak_full.json), ~15-20 % slower fits
+RICH_ARCH = {"arm_hidden": 16}  # from quality RICH_QUALITY (or a target of RICH_BPP) up
+RICH_QUALITY, RICH_BPP = 3, 0.25
+# A 16-wide ARM coded kodim03 and kodim04 whole at q3 (fast) with 6 % fewer latent bytes for about
+# 400 B more of networks: -2.4 and -3.4 % rate at +0.21 and +0.15 dB (eval/c3_probe.jsonl, tags
+# arm16-full-q3). Below q3 those 400 B are as much as the ARM saves or more. It costs 0.12 s of
+# decoding a Kodak image (0.26 s in all, one thread).
 RASTER = 1  # the scan order byte of the networks header
 PADDING = 1 << (GRIDS - 1)
 LATENTS_CHUNK_BITS = 30  # the coder's largest chunk: every latent stream is one chunk
@@ -210,13 +216,21 @@ class C3Codec(Codec):
         unknown = set(arch) - set(ARCH)
         if unknown:
             raise ConfigError(f"c3 has no architecture parameter {', '.join(sorted(unknown))}")
-        self.arch = {**ARCH, **arch}
+        self.overrides = arch
         self.lmbda = LAMBDAS.get(quality)
         self.progress = sys.stderr.isatty()
         self.seed = 0
         self.trace = None  # c3_fit.fit's per-step callback (eval/c3_probe.py)
         self._target_bpp: float | None = None
         self.last_fit: dict = {}  # what the last encode measured (predicted rate, steps, ...)
+
+    @property
+    def arch(self) -> dict:
+        """The networks' architecture an encode uses: :data:`ARCH`, with :data:`RICH_ARCH` from
+        quality :data:`RICH_QUALITY` (or a target rate of :data:`RICH_BPP`) up, then the
+        constructor's overrides."""
+        rich = self.quality >= RICH_QUALITY if self.target_bpp is None else self.target_bpp >= RICH_BPP
+        return {**ARCH, **(RICH_ARCH if rich else {}), **self.overrides}
 
     @property
     def target_bpp(self) -> float | None:

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from neurocodec.entropy import _rans, coder, tables
 from neurocodec.entropy.models.base import lower_bound
+from neurocodec.models.tiled_mlp import tiled_mlp
 
 GRIDS = 7
 
@@ -92,7 +93,8 @@ def _upsample_axis(x: Tensor, taps: Tensor) -> Tensor:
 
 
 class Upsampler(nn.Module):
-    """The latent grids, coarse to fine, as ``GRIDS`` channels at the finest grid's size."""
+    """The latent grids but the finest, coarse to fine, as ``GRIDS - 1`` channels at the finest
+    grid's size (finest first)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -104,7 +106,8 @@ class Upsampler(nn.Module):
             taps = self.taps[level]
             x = _upsample_axis(x, taps)
             x = _upsample_axis(x.transpose(2, 3), taps).transpose(2, 3)
-            x = torch.cat([grids[level], x], dim=1)
+            if level:
+                x = torch.cat([grids[level], x], dim=1)
         return x
 
 
@@ -123,9 +126,18 @@ class Synthesis(nn.Module):
         with torch.no_grad():
             self.out.bias.fill_(0.5)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x.contiguous(memory_format=torch.channels_last)  # 4x faster 3x3 backward passes here
-        x = self.out(torch.relu(self.mix(x)))
+    def forward(self, finest: Tensor, coarser: Tensor) -> Tensor:
+        """Pixels (1, 3, H, W) from the finest grid (1, 1, H, W) and the others upsampled (1,
+        GRIDS - 1, H, W). The two 1x1 layers run as :func:`tiled_mlp` (no channel concatenation,
+        no full-size hidden activations): 2x faster than 1x1 convolutions in decoding and about
+        2.4x in fitting."""
+        _, _, h, w = finest.shape
+        mix = self.mix.weight[:, :, 0, 0]
+        layers = [([mix[:, :1], mix[:, 1:]], self.mix.bias), (self.out.weight[:, :, 0, 0], self.out.bias)]
+        x = tiled_mlp([finest.reshape(1, h * w), coarser.reshape(-1, h * w)], layers).reshape(1, 3, h, w)
+        return self._residual(x.contiguous(memory_format=torch.channels_last))  # 4x faster 3x3 backward
+
+    def _residual(self, x: Tensor) -> Tensor:
         x = x + torch.relu(self.res1(F.pad(x, (1, 1, 1, 1), mode="replicate")))
         return x + self.res2(F.pad(x, (1, 1, 1, 1), mode="replicate"))
 
@@ -165,15 +177,49 @@ class ContextModel(nn.Module):
 
     def forward(self, grid: Tensor, coarse: Tensor | None) -> tuple[Tensor, Tensor]:
         """(mean, log-scale), each (1, 1, h, w), of ``grid`` (1, 1, h, w) given the coarser grid
-        ``coarse`` (1, 1, h/2, w/2; None for the coarsest)."""
-        h1 = F.conv2d(grid, (self.same * self.mask).unsqueeze(1), self.bias, padding=self.kernel // 2)
-        if coarse is not None:
-            c = F.conv2d(coarse, self.coarse.unsqueeze(1), padding=self.coarse_kernel // 2)
-            h1 = h1 + c.repeat_interleave(2, 2).repeat_interleave(2, 3)
-        h1 = torch.relu(h1)
-        h2 = torch.relu(F.conv2d(h1, self.hidden.weight[..., None, None], self.hidden.bias))
-        out = F.conv2d(h2, self.head.weight[..., None, None], self.head.bias)
-        return out[:, :1], out[:, 1:]
+        ``coarse`` (1, 1, h/2, w/2; None for the coarsest): the MLP over every position's windows
+        by :func:`tiled_mlp`, one call per phase of the 2x2 lattice, which all share the coarse
+        windows (:meth:`parents`) without repeating them."""
+        h, w = grid.shape[-2:]
+        rest = [(self.hidden.weight, self.hidden.bias), (self.head.weight, self.head.bias)]
+        same = self.same[:, self.mask]
+        if coarse is None:
+            out = tiled_mlp([self.windows(grid)], [([same], self.bias), *rest])
+        else:
+            first = ([same, self.coarse.reshape(self.hidden_size, -1)], self.bias)
+            parents = self.parents(coarse)
+            phases = [
+                tiled_mlp([self.windows(grid, (a, b)), parents], [first, *rest])
+                for a in (0, 1)
+                for b in (0, 1)
+            ]
+            hc, wc = coarse.shape[-2:]
+            out = torch.stack(phases).reshape(2, 2, 2, hc, wc).permute(2, 3, 0, 4, 1).reshape(2, h, w)
+        return out[0].reshape(1, 1, h, w), out[1].reshape(1, 1, h, w)
+
+    def windows(self, grid: Tensor, phase: tuple[int, int] | None = None) -> Tensor:
+        """The causal windows (taps in the mask's raster order, positions) of every position of
+        ``grid`` (1, 1, h, w), zero outside it; with ``phase`` (a, b), of the positions (2i + a,
+        2j + b) only, in raster order of (i, j)."""
+        h, w = grid.shape[-2:]
+        r = self.kernel // 2
+        padded = F.pad(grid[0, 0], (r, r, r, 0))
+        offsets = self.mask.nonzero().tolist()
+        if phase is None:
+            taps = [padded[dy : dy + h, dx : dx + w] for dy, dx in offsets]
+        else:
+            a, b = phase
+            taps = [padded[dy + a : dy + a + h : 2, dx + b : dx + b + w : 2] for dy, dx in offsets]
+        out = torch.stack(taps)
+        return out.reshape(out.shape[0], -1)
+
+    def parents(self, coarse: Tensor) -> Tensor:
+        """The ``coarse_kernel`` x ``coarse_kernel`` windows of every position of ``coarse`` (1, 1,
+        hc, wc), row by row, zero outside it: (coarse_kernel^2, hc * wc)."""
+        k, (hc, wc) = self.coarse_kernel, coarse.shape[-2:]
+        padded = F.pad(coarse[0, 0], (k // 2,) * 4)
+        taps = torch.stack([padded[dy : dy + hc, dx : dx + wc] for dy in range(k) for dx in range(k)])
+        return taps.reshape(k * k, hc * wc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,7 +392,8 @@ class ImageModel(nn.Module):
         return (arm_macs + up_macs + syn_macs) / pixels
 
     def reconstruct(self, grids: list[Tensor]) -> Tensor:
-        return self.synthesis(self.upsampler(grids))
+        """The image (1, 3, H, W) from the latent ``grids`` (finest first, each (1, 1, h, w))."""
+        return self.synthesis(grids[0], self.upsampler(grids))
 
     def grid_rate(self, grids: list[Tensor], level: int, coded: bool = False) -> tuple[Tensor, Tensor]:
         """(mean, scale) of every latent of ``grids[level]`` from the float ARM (scale clamped to
