@@ -26,6 +26,9 @@ Targets (``TARGETS``), each with seeds from real files (``seeds(name)``):
   indexes) with its shipped prior of quality 1. Seed: a 64x64 picture fitted briefly.
 - ``s2lic`` (no weights shipped yet): its decode under small limits, with seeded initial weights
   of the small preset. Seed: a 64x64 picture.
+- ``video-vae`` (no weights shipped yet): its decode under small limits, with seeded weights of a
+  tiny architecture (:data:`VIDEO_VAE_ARCH`). Seeds: a 5-frame 32x48 clip (two latent groups) and
+  its first frame (the image path).
 - ``vqgan`` (no released files yet): the same on vqgan files of quality 4 (its smallest shipped
   codebook), one index stream and 16 loss-resilient packets (missing or damaged ones are
   restored). Seeds: a 64x96 picture both ways.
@@ -48,6 +51,7 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 CODECS = ("hyperprior", "mlic", "walloc-image", "walloc-audio")
 SEED_QUALITY = 1  # the codec targets decode files of this quality (their seeds' quality) ...
 SEED_QUALITIES = {"vqgan": 4}  # ... or of this one
+VIDEO_VAE_ARCH = {"width": 8, "latent": 8, "hidden": 8, "hyper": 8}  # the video-vae target's weights
 # Small enough that a fuzzed geometry never makes a decode slow; every seed is within it.
 FUZZ_LIMITS = container.Limits(max_samples=1 << 16, max_frames=16, max_sections=8)
 MAX_STREAM_SYMBOLS = 1 << 16  # the coder targets skip streams that claim more symbols
@@ -180,6 +184,8 @@ def _codec(name: str):
 
     if name == "s2lic":
         return _s2lic_codec()
+    if name == "video-vae":
+        return _video_vae_codec()
     return nc.load(name, SEED_QUALITIES.get(name, SEED_QUALITY))
 
 
@@ -191,6 +197,23 @@ def _s2lic_codec():
 
     torch.manual_seed(0)
     codec = S2LICCodec("small", quality=SEED_QUALITY).eval()
+    codec.model.update_tables()
+    return codec
+
+
+def _video_vae_codec():
+    """video-vae ships no weights yet: a tiny architecture with seeded weights (its temporal layers
+    made non-zero, so the fuzzed streams reach every path of the synthesis) and built tables."""
+    import torch
+
+    from neurocodec.codecs.video_vae import VideoVAECodec
+
+    torch.manual_seed(0)
+    codec = VideoVAECodec(**VIDEO_VAE_ARCH, quality=SEED_QUALITY).eval()
+    with torch.no_grad():
+        for name, p in codec.model.named_parameters():
+            if ".time." in name and name.endswith("weight"):
+                p.normal_(0, 0.05)
     codec.model.update_tables()
     return codec
 
@@ -224,7 +247,10 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "container": container_target,
     "coder": coder_target,
     "reference": reference_target,
-    **{name: codec_target(name) for name in (*CODECS, "c3", "nirvana", "recombiner-image", "s2lic", "vqgan")},
+    **{
+        name: codec_target(name)
+        for name in (*CODECS, "c3", "nirvana", "recombiner-image", "s2lic", "video-vae", "vqgan")
+    },
 }
 
 
@@ -294,6 +320,18 @@ def _s2lic_seed() -> bytes:
 
 
 @functools.cache
+def _video_vae_seeds() -> tuple[bytes, bytes]:
+    """Small video-vae files: a moving smooth 5-frame 32x48 clip (two groups), and its first frame."""
+    import torch
+
+    t = torch.arange(5).view(-1, 1, 1)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 48), indexing="ij")
+    x = torch.stack([0.5 + 0.4 * torch.sin(5 * xx + 0.3 * t + c) * torch.cos(3 * yy) for c in range(3)])
+    codec = _codec("video-vae")
+    return codec.encode(x, frame_rate=(30000, 1001)), codec.encode(x[:, :1])
+
+
+@functools.cache
 def _vqgan_seeds() -> tuple[bytes, bytes]:
     """A small vqgan file (a smooth 64x96 picture), as one index stream and as 16 packets."""
     x = smooth_picture(64, 96)
@@ -325,6 +363,8 @@ def seeds(target: str) -> list[bytes]:
         return [_recombiner_seed()[:-4]]
     if target == "s2lic":
         return [_s2lic_seed()[:-4]]
+    if target == "video-vae":
+        return [seed[:-4] for seed in _video_vae_seeds()]
     if target == "vqgan":
         return [seed[:-4] for seed in _vqgan_seeds()]
     return [f[:-4] for f in corpus_files(target)]

@@ -34,6 +34,19 @@ def add_parser(
     train.add_argument("--crop", type=int, default=256, help="side of the image and video crops")
     train.add_argument("--samples", type=int, default=16384, help="length of the audio clips")
     train.add_argument("--frames", type=int, default=4, help="length of the video clips")
+    train.add_argument(
+        "--image-data",
+        metavar="DIR",
+        default="",
+        help="video models that code images too (video-vae): a folder of images for joint training",
+    )
+    train.add_argument(
+        "--image-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --image-data: every K-th step trains on a batch of image crops instead of clips",
+    )
     train.add_argument("--distortion", choices=["mse", "ms-ssim"], default="mse")
     train.add_argument("--lr", type=float, default=1e-4)
     train.add_argument(
@@ -123,7 +136,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     config = TrainConfig(
         model=args.model, arch=arch, data=args.data, out=args.out, lmbda=args.lmbda, steps=args.steps,
         batch_size=args.batch_size, crop=args.crop, samples=args.samples, frames=args.frames,
-        distortion=args.distortion, lr=args.lr, lr_schedule=args.lr_schedule, warmup=args.warmup,
+        image_data=args.image_data, image_every=args.image_every, distortion=args.distortion, lr=args.lr, lr_schedule=args.lr_schedule, warmup=args.warmup,
         clip=args.clip, ema=args.ema, val=args.val, val_split=args.val_split, val_every=args.val_every,
         channels_last=args.channels_last, bf16=args.bf16, seed=args.seed, device=args.device,
         init=args.init or "", train_only=args.train_only or "", checkpoint_every=args.checkpoint_every,

@@ -49,6 +49,8 @@ class TrainConfig:
     crop: int = 256  # images and video: the side of the square crops
     samples: int = 16384  # audio: the length of the clips
     frames: int = 4  # video: the length of the clips
+    image_data: str = ""  # video models that code images too: a folder of images ...
+    image_every: int = 0  # ... a batch of its crops every this many steps (joint image/video training)
     lr: float = 1e-4
     aux_lr: float = 1e-3
     lr_schedule: str = "step"  # "step" (10x drop at lr_drop_at) or "cosine"
@@ -96,6 +98,8 @@ class Trainer:
         check_distortion(c.distortion, self.spec.data, c.crop)
         check_schedule(c.lr_schedule, c.warmup, c.steps)
         check_periods(val_every=c.val_every, log_every=c.log_every, checkpoint_every=c.checkpoint_every)
+        if bool(c.image_data) != (c.image_every > 0) or (c.image_data and self.spec.data != "video"):
+            raise ValueError("joint training takes image_data with image_every > 0, for a video model")
         self.world, device = join(c.device)
         self.device = torch.device(device)
         torch.manual_seed(c.seed)
@@ -132,6 +136,7 @@ class Trainer:
         self.step = 0
         self.out = Path(c.out)
         self.data: ImageCrops | AudioClips | VideoClips | None = None
+        self.image_data: ImageCrops | None = None  # joint training's images (image_data)
         self.val_data: ImageCrops | AudioClips | VideoClips | None = None
 
     def _parallel(self, aux: set[str]) -> torch.nn.Module:
@@ -170,6 +175,8 @@ class Trainer:
         elif c.val:
             self.val_data = self._dataset(c.val)
         self.data = self._dataset(train)
+        if c.image_data:
+            self.image_data = ImageCrops(c.image_data, c.crop, self.device)
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -373,7 +380,9 @@ class Trainer:
                 self.save()
                 break
             self._set_lr()
-            stats = self.train_step(self.data.batch(world.size * c.batch_size, self.gen, rows))
+            joint = self.image_data is not None and self.step % c.image_every == c.image_every - 1
+            data = self.image_data if joint else self.data
+            stats = self.train_step(data.batch(world.size * c.batch_size, self.gen, rows))
             self.step += 1
             bar.update(1)
             if self.step % c.log_every == 0 or self.step == c.steps:

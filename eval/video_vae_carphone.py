@@ -1,0 +1,154 @@
+"""R-D and decoding speed of the ``video-vae`` codec on carphone (QCIF, 120 frames), beside x264
+medium in the same file, and how it compares with x264 (PSNR-Y and PSNR-YUV): each point's rate
+over x264's at the same PSNR, and the BD-rate when the shipped curve has two points.
+
+Carphone was held out of the training of the shipped weights (see their model cards). Resumable:
+one JSON-lines row per (codec, quality or CRF) is appended to ``--out`` as soon as it is measured
+(a restart skips the rows already there); then the summary (BD-rates, their PSNR overlap, decode
+frames/s, the command and the machine) is written to ``--summary``. Run ONE process, on one thread
+(the decode is also timed on 2 threads); on a shared machine the timings are indicative:
+
+    OMP_NUM_THREADS=1 python eval/video_vae_carphone.py --qualities 1 --x264 23 28 33 38 43 48 51
+
+Rows of models trained but not shipped carry the codec name ``video-vae-unshipped`` (measured with
+their weights from a folder of cards, ``--weights DIR``, then renamed in the file, with a note).
+
+The codec gets the clip's Y, Cb, Cr planes (``colour="yuv420"``; it maps them to RGB and back
+itself), the rows are :func:`nirvana_carphone.quality_row`'s (bytes of the complete file, bpp over
+all frames' pixels, kbps, PSNR-Y/U/V/YUV 6:1:1, RGB PSNR), plus decode seconds on 1 and 2 threads
+(best of 2) and frames/s. ``--weights DIR`` reads the model cards there (``NEUROCODEC_WEIGHTS_PATH``)
+rather than only the package's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from common import command, machine, read_rows, write_json
+from neurocodec.evaluation.bd import bd_rate, overlap
+from neurocodec.io.video import planes_to_tensor, read_y4m, tensor_to_planes
+from nirvana_carphone import CLIP, append, quality_row, timed_decode, x264_row
+
+HERE = Path(__file__).resolve().parent
+
+
+def video_vae_row(quality: int, x: torch.Tensor, colour: str, planes) -> dict:
+    import neurocodec as nc
+
+    codec = nc.load("video-vae", quality)
+    start = time.perf_counter()
+    data = codec.encode(x, colour=colour, frame_rate=(30000, 1001))
+    encode_s = time.perf_counter() - start
+    y1, dec1 = timed_decode(codec, data, 1)
+    y2, dec2 = timed_decode(codec, data, 2)
+    t = x.shape[1]
+    return {
+        "codec": "video-vae",
+        "setting": quality,
+        "preset": None,
+        "input": colour,
+        "lambda": codec.lmbda,
+        "weights": codec.weights_hash.hex(),
+        **quality_row(planes, data, tensor_to_planes(y1, colour), encode_s, dec1),
+        "decode_s_1thread": dec1,
+        "decode_s_2threads": dec2,
+        "decode_fps_1thread": t / dec1,
+        "decode_fps_2threads": t / dec2,
+        "encode_fps_1thread": t / encode_s,
+        "identical_1_2_threads": bool(torch.equal(y1, y2)),
+    }
+
+
+def x264_rate_at(anchor: list[dict], metric: str, quality: float) -> float | None:
+    """x264's bpp at ``quality`` dB of ``metric``: log-rate interpolated linearly between the two
+    x264 points around it (None outside the x264 curve)."""
+    points = sorted((r[metric], math.log(r["bpp"])) for r in anchor)
+    for (q0, r0), (q1, r1) in itertools.pairwise(points):
+        if q0 <= quality <= q1:
+            return math.exp(r0 + (r1 - r0) * (quality - q0) / (q1 - q0))
+    return None
+
+
+def summary(rows: list[dict], frames: int) -> dict:
+    """Against x264 medium, PSNR-Y and PSNR-YUV: each video-vae point's rate over x264's at the
+    same PSNR, and the BD-rate of the shipped curve when it has two points or more (with its
+    PSNR overlap); the decoding speeds. Unshipped models (``video-vae-unshipped``) are listed too."""
+    rows = [r for r in rows if r["frames"] == frames]
+    anchor = sorted((r for r in rows if r["codec"] == "x264"), key=lambda r: r["bpp"])
+    ours = sorted((r for r in rows if r["codec"] == "video-vae"), key=lambda r: r["bpp"])
+    other = sorted((r for r in rows if r["codec"] == "video-vae-unshipped"), key=lambda r: r["bpp"])
+    out: dict = {"frames": frames, "points": {}, "vs_x264_medium": {}}
+    for name, group in (("video-vae", ours), ("video-vae-unshipped", other), ("x264", anchor)):
+        out["points"][name] = [
+            {k: r[k] for k in ("setting", "bpp", "kbps", "psnr_y", "psnr_yuv")} for r in group
+        ]
+    for metric in ("psnr_y", "psnr_yuv"):
+        entry: dict = {"rate_over_x264_at_equal_psnr": {}}
+        for r in (*ours, *other):
+            x264 = x264_rate_at(anchor, metric, r[metric])
+            entry["rate_over_x264_at_equal_psnr"][f"{r['codec']} {r['setting']}"] = (
+                None if x264 is None else r["bpp"] / x264
+            )
+        a = [(r["bpp"], r[metric]) for r in anchor]
+        t = [(r["bpp"], r[metric]) for r in ours]
+        if len(t) >= 2 and overlap(a, t) is not None:
+            entry["bd_rate_percent"], entry["overlap_db"] = bd_rate(a, t), overlap(a, t)
+        else:
+            entry["bd_rate_percent"] = None
+            entry["note"] = "no BD-rate: the shipped curve has fewer than two points or no PSNR overlap"
+        every = sorted((r["bpp"], r[metric]) for r in (*ours, *other))
+        if len(every) >= 2 and overlap(a, every) is not None:  # every model trained, shipped or not
+            entry["bd_rate_all_trained_percent"] = bd_rate(a, every)
+            entry["overlap_all_trained_db"] = overlap(a, every)
+        out["vs_x264_medium"][metric] = entry
+    out["decode_fps"] = {
+        f"{r['codec']} {r['setting']}": {
+            "1_thread": r["decode_fps_1thread"],
+            "2_threads": r["decode_fps_2threads"],
+        }
+        for r in (*ours, *other)
+    }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--qualities", type=int, nargs="*", default=[])
+    parser.add_argument("--x264", type=int, nargs="*", default=[], help="x264 CRFs (preset medium)")
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--weights", type=Path, help="a folder of model cards to load video-vae from")
+    parser.add_argument("--out", type=Path, default=HERE / "video_vae_carphone.jsonl")
+    parser.add_argument("--summary", type=Path, default=HERE / "video_vae_carphone.json")
+    args = parser.parse_args()
+    if args.weights:
+        os.environ["NEUROCODEC_WEIGHTS_PATH"] = str(args.weights.resolve())
+    torch.set_num_threads(1)
+    planes, _ = read_y4m(CLIP, rgb=False, max_frames=args.frames)
+    x, colour = planes_to_tensor(planes)
+    have = {(r["codec"], r["setting"], r["frames"]) for r in read_rows(args.out)}
+    for crf in args.x264:
+        if ("x264", crf, args.frames) not in have:
+            append(args.out, x264_row(crf, planes))
+    for q in args.qualities:
+        if ("video-vae", q, args.frames) not in have:
+            append(args.out, video_vae_row(q, x, colour, planes))
+    record = {
+        "command": command(),
+        "clip": CLIP.name,
+        "carphone_in_training": False,
+        "machine": machine(),
+        "note": "a shared 2-core machine: timings are indicative",
+        **summary(read_rows(args.out), args.frames),
+    }
+    write_json(args.summary, record)
+
+
+if __name__ == "__main__":
+    main()
