@@ -1,7 +1,7 @@
 """The video VAE (``video-vae``): shapes (4x8x8), causality in time, the image path that bypasses
 the temporal layers, group-by-group decoding, round trips from the file alone (API and CLI),
 damaged and wrong inputs, decoding on 1 and 2 threads, text guidance, joint training in the
-harness, and its fuzz target. Tiny architectures with seeded weights: nothing here needs shipped ones."""
+harness (its fuzz target runs in tests/test_fuzz.py). Tiny architectures with seeded weights: nothing here needs shipped ones."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from neurocodec import cli, container
 from neurocodec.codecs.video_vae import VideoVAECodec, rgb_to_ycbcr, ycbcr_to_rgb
 from neurocodec.errors import BitstreamError, ConfigError, ContainerError, UnsupportedMediaError
 from neurocodec.models.video_vae import GROUP, VideoVAE, streaming
-from test_fuzz import run_all
 
 TINY = {"width": 8, "latent": 8, "hidden": 8, "hyper": 8}
 CARPHONE = (
@@ -311,7 +310,3 @@ def test_joint_training_in_the_harness(tmp_path):
     no_period.remove("2")
     assert cli.main(no_period) != 0  # --image-data without --image-every: refused
     assert cli.main(["export", str(run), "-q", "1", "--out-dir", str(tmp_path / "weights")]) == 0
-
-
-def test_fuzz_target_on_its_seeds_and_mutations():
-    run_all("video-vae", 120)
