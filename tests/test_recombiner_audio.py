@@ -167,6 +167,7 @@ def test_other_media_are_refused(coded) -> None:
     assert model(torch.zeros(2, model.size)).shape == (2, 1, 1024)
 
 
+@pytest.mark.usefixtures("shipped")
 def test_cli_round_trip_with_the_shipped_prior(tmp_path) -> None:
     from neurocodec.cli import main
     from neurocodec.io.audio import read_audio, write_audio
@@ -182,3 +183,18 @@ def test_cli_round_trip_with_the_shipped_prior(tmp_path) -> None:
 
     expected = neurocodec.load("recombiner-audio", 1).decode(coded_file.read_bytes())
     assert torch.equal(y, expected)
+
+
+@pytest.mark.usefixtures("shipped")
+def test_fuzz_target_on_its_seed_and_mutations() -> None:
+    """The ``recombiner-audio`` fuzz target (tests/fuzz_targets.py) on its seed and byte flips of it."""
+    from fuzz_targets import TARGETS, seeds
+
+    target = TARGETS["recombiner-audio"]
+    rng = np.random.default_rng(0)
+    for seed in seeds("recombiner-audio"):
+        target(seed)
+        for _ in range(40):
+            body = bytearray(seed)
+            body[rng.integers(len(body))] ^= 1 << int(rng.integers(8))
+            target(bytes(body))

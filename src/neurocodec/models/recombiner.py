@@ -246,12 +246,13 @@ class Posterior(nn.Module):
         self,
         model: Recombiner,
         count: int,
-        init_noise: float = 0.0,
-        log_std_offset: float = INIT_LOG_STD_OFFSET,
+        init_noise: float | Tensor = 0.0,
+        log_std_offset: float | Tensor = INIT_LOG_STD_OFFSET,
     ):
+        """``init_noise`` and ``log_std_offset`` may be given per parameter, tensors (size,)."""
         super().__init__()
         mean = model.prior_mean.detach().expand(count, -1).clone()
-        if init_noise:
+        if isinstance(init_noise, Tensor) or init_noise:
             mean = mean + init_noise * torch.randn_like(mean) * model.prior_std().detach()
         self.mean = nn.Parameter(mean)
         self.log_std = nn.Parameter(model.prior_log_std.detach().expand(count, -1).clone() + log_std_offset)

@@ -261,8 +261,11 @@ def export(state: dict, args: argparse.Namespace) -> Path:
             p.name for p in Path(args.data).rglob("*")
             if p.suffix.lower() in (".wav", ".flac") and p.name not in args.exclude
         )  # fmt: skip
+        where = Path(args.data).resolve()
+        base = SHARED.resolve().parent
+        where = where.relative_to(base) if where.is_relative_to(base) else where
         data_card = (
-            f"{args.data}: {crops} random {model.arch.patch}-sample crops (seed {args.seed}) of the mid and side "
+            f"{where}: {crops} random {model.arch.patch}-sample crops (seed {args.seed}) of the mid and side "
             f"signals of {', '.join(clips)}; held out: {', '.join(args.exclude) or 'none'}"
         )
     else:
