@@ -198,3 +198,24 @@ def test_fuzz_target_on_its_seed_and_mutations() -> None:
             body = bytearray(seed)
             body[rng.integers(len(body))] ^= 1 << int(rng.integers(8))
             target(bytes(body))
+
+
+def test_prior_training_on_audio_clips_runs_and_exports(tmp_path) -> None:
+    import json
+
+    from neurocodec.io.audio import write_audio
+    from neurocodec.train import recombiner as train
+
+    data = tmp_path / "clips"
+    data.mkdir()
+    write_audio(data / "a.wav", clip(2, 4000), 44100)
+    write_audio(data / "held.wav", torch.zeros(1, 4000), 44100)
+    crops = train.training_segments(data, 6, 1024, 0, ["held.wav"])
+    assert crops.shape == (6, 1, 1024) and crops.abs().sum(-1).min() > 0  # never the silent held-out clip
+    args = ["--medium", "audio", "--run", str(tmp_path / "run"), "--budget", "0.5", "--data", str(data)]
+    args += ["--exclude", "held.wav", "--patches", "4", "--batch", "4", "--first-epochs", "1"]
+    args += ["--iterations", "2", "--export", "7", "--out-dir", str(tmp_path)]
+    train.main(args)
+    card = json.loads((tmp_path / "recombiner-audio-q7.json").read_text())
+    assert card["media"] == "audio" and card["arch"]["dims"] == 1 and card["model_card"]["em_iterations"] == 2
+    assert "held out: held.wav" in card["model_card"]["training_data"]
