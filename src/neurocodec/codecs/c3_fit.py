@@ -423,7 +423,8 @@ def refine_parameters(
     the coded loss fell by 1.27 % with every parameter tried (35 s), 0.91 % with a quarter of
     them (12 s), and by 1.46 % when both directions of every parameter were tried (171 s); most
     of it from the ARM's weights, whose quantization had cost the latents about 3 % of their
-    rate."""
+    rate. On kodim03 whole (q3, fast) it saved 0.9 % of the file at equal PSNR with a quarter
+    tried (11 CPU-s), 1.0 % with all (47 CPU-s; ``eval/c3_refine_ab.jsonl``)."""
     _, _, h, w = x.shape
     pixels = h * w
     grids = [hard_round(y).detach() for y in model.latents]
