@@ -129,7 +129,7 @@ def db_over_anchor(tests: list[dict], anchors: list[dict]) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--files", default="kodim01,kodim02,kodim03,kodim04")
+    p.add_argument("--files", default="kodim01,kodim02,kodim03,kodim04", help="the images run and summarized")
     p.add_argument("--crop", type=int, default=0, help="centre crop size (0: the full images)")
     p.add_argument("--qualities", default="1,3,5,2", help="c3 qualities, in the order they are run")
     p.add_argument("--effort", type=int, default=c3.PRESETS["fast"])
@@ -181,7 +181,8 @@ def main() -> None:
                 json.dumps({k: row[k] for k in ("codec", "setting", "file", "bpp", "psnr", "encode_s")}),
                 flush=True,
             )
-    summary = summarize(rows)
+    chosen = args.files.split(",")
+    summary = summarize([r for r in rows if r["file"] in chosen])
     summary.update(
         crop=args.crop,
         effort=args.effort,

@@ -401,6 +401,32 @@ def test_the_architecture_follows_the_quality_or_target() -> None:
     assert model.arm.hidden_size == c3.RICH_ARCH["arm_hidden"] and model.synthesis.mix.out_channels == 8
 
 
+def test_refinement_of_the_quantized_networks_lowers_the_coded_loss() -> None:
+    """RDOQ of the networks: parameters stay on their steps, the coded loss (the parameters' bits
+    included) does not rise, and on a quick fit some parameters move."""
+    x = image(64, 64)[None]
+    model = c3_fit.fit(x, (64, 64), c3.LAMBDAS[3], c3_fit.Schedule(60, candidates=1), dict(c3.ARCH))
+    with torch.no_grad():
+        for y in model.latents:
+            y.copy_(torch.round(y))
+        steps = c3_fit.choose_steps(model, x, c3.LAMBDAS[3], c3.WEIGHT_MAX)
+
+    def loss() -> float:
+        bits = sum(
+            c3_fit.parameter_cost(torch.cat([c3_fit.coded_values(model, t) * 2.0 ** steps[n] for t in ts]))[1]
+            for n, ts in c3_fit.groups(model)
+        )
+        return c3_fit.coded_loss(model, x, c3.LAMBDAS[3])[0] + bits / x[0, 0].numel()
+
+    before = loss()
+    moved = c3_fit.refine_parameters(model, x, c3.LAMBDAS[3], steps, c3.WEIGHT_MAX)
+    assert moved > 0 and loss() < before
+    for name, tensors in c3_fit.groups(model):
+        for t in tensors:
+            assert torch.equal(t * 2.0 ** steps[name], torch.round(t * 2.0 ** steps[name])), name
+    assert c3_fit.Schedule(1000).refine_share() == 0.25 and c3_fit.Schedule(3000).refine_share() == 1.0
+
+
 def test_start_lambda_interpolates_the_measured_rates() -> None:
     for lmbda, bpp in c3_fit.LAMBDA_BPP:
         assert c3_fit.start_lambda(bpp) == pytest.approx(lmbda, rel=1e-9)

@@ -264,6 +264,7 @@ class C3Codec(Codec):
                 for y in model.latents:
                     y.copy_(torch.round(y).clamp(-LATENT_MAX, LATENT_MAX))
                 steps = c3_fit.choose_steps(model, x, lmbda, WEIGHT_MAX)
+            refined = c3_fit.refine_parameters(model, x, lmbda, steps, WEIGHT_MAX, schedule.refine_share())
             _, bpp, mse = c3_fit.coded_loss(model, x, lmbda)
         networks = pack_networks(model, steps)
         grids = [y.detach()[0, 0].to(torch.float64).cpu() for y in model.latents]
@@ -275,6 +276,7 @@ class C3Codec(Codec):
             "network_bytes": len(networks),
             "psnr_fit": -10 * math.log10(max(mse, 1e-10)),
             "lambda": lmbda,
+            "refined_parameters": refined,
         }
         return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {
             "networks": networks,

@@ -28,7 +28,8 @@ The networks' gradient norm is bounded by ``clip`` (as Cool-chic does): on a kod
 The loss is the codec convention ``bpp + lambda * 255^2 * MSE`` with the latents' rate from the
 ARM's Laplace. :func:`choose_steps` then quantizes each module's weights and biases with a
 power-of-two step picked greedily for the lowest ``bpp + lambda * 255^2 * MSE``, the
-parameters' bits (:func:`parameter_cost`) included.
+parameters' bits (:func:`parameter_cost`) included, and :func:`refine_parameters` moves single
+quantized parameters by one step where that lowers the same loss (RDOQ).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ __all__ = [
     "groups",
     "model_loss",
     "parameter_cost",
+    "refine_parameters",
     "start_lambda",
 ]
 
@@ -92,6 +94,15 @@ class Schedule:
     network_betas: tuple[float, float] = (0.95, 0.95)
     weight_decay: float = 0.01  # of the networks, decoupled
     check: int = 100  # every so many steps, keep the parameters if their coded loss is the best yet
+    refine: float | None = None  # share of the parameters refine_parameters tries; None: refine_share()
+
+    def refine_share(self) -> float:
+        """The share of each tensor's parameters :func:`refine_parameters` tries: ``refine``, or by
+        default a quarter up to the fast preset's 1,000 iterations (about 20 s on a Kodak image)
+        and all of them beyond (about 60 s)."""
+        if self.refine is not None:
+            return self.refine
+        return 0.25 if self.iterations <= 1000 else 1.0
 
     def phases(self) -> tuple[int, int, int]:
         """Iterations per warm-up candidate, of the main phase and of the hard phase."""
@@ -396,3 +407,68 @@ def choose_steps(model: ImageModel, x: Tensor, lmbda: float, weight_max: float) 
         steps[name] = best[1]
         quantize_group(model, tensors, originals, best[1])
     return steps
+
+
+def refine_parameters(
+    model: ImageModel, x: Tensor, lmbda: float, steps: dict[str, int], weight_max: float, share: float = 1.0
+) -> int:
+    """Greedy rate-distortion refinement of the quantized networks (RDOQ, as Cool-chic does): the
+    ``share`` of each tensor's coded parameters with the largest gradient of the coded loss, in
+    that order, each move one step against its gradient and keep the move when it lowers the
+    loss (the group's bits included). An ARM parameter changes only the latents' rate and the
+    others only the distortion, so a trial evaluates only the part it changes (the latents stay).
+    Returns how many parameters moved.
+
+    On kodim03's 256x256 centre (q3, 600 iterations, a 16-wide ARM, after :func:`choose_steps`):
+    the coded loss fell by 1.27 % with every parameter tried (35 s), 0.91 % with a quarter of
+    them (12 s), and by 1.46 % when both directions of every parameter were tried (171 s); most
+    of it from the ARM's weights, whose quantization had cost the latents about 3 % of their
+    rate. On kodim03 whole (q3, fast) it saved 0.9 % of the file at equal PSNR with a quarter
+    tried (11 CPU-s), 1.0 % with all (47 CPU-s; ``eval/c3_refine_ab.jsonl``)."""
+    _, _, h, w = x.shape
+    pixels = h * w
+    grids = [hard_round(y).detach() for y in model.latents]
+    coded = [t for _, tensors in groups(model) for t in tensors]
+    with torch.enable_grad():
+        loss = model_loss(model, x, lmbda, hard_round, coded=True)[0]
+        grads = dict(zip(map(id, coded), torch.autograd.grad(loss, coded, allow_unused=True), strict=True))
+
+    with torch.no_grad():
+        upsampled = model.upsampler(grids)
+
+        def part(name: str) -> float:  # what a parameter of group ``name`` changes
+            if name.startswith("arm"):
+                return latent_bits(model, grids, coded=True).item() / pixels
+            up = model.upsampler(grids) if name == "upsampler.weight" else upsampled
+            x_hat = model.synthesis(grids[0], up)[..., :h, :w]
+            return lmbda * MSE_SCALE * torch.mean((x_hat - x) ** 2).item()
+
+        def group_bits(tensors: list[Tensor], k: int) -> float:
+            return parameter_cost(torch.cat([coded_values(model, t) * 2.0**k for t in tensors]).round())[1]
+
+        moved = 0
+        for name, tensors in groups(model):
+            k = steps[name]
+            best = part(name) + group_bits(tensors, k) / pixels
+            for t in tensors:
+                grad = grads[id(t)]
+                if grad is None:
+                    continue
+                flat, g = t.view(-1), grad.reshape(-1)
+                if t is model.arm.same:  # outside the causal mask nothing is coded
+                    g = g * model.arm.mask.expand_as(t).reshape(-1)
+                order = [i for i in torch.argsort(g.abs(), descending=True).tolist() if g[i] != 0]
+                for i in order[: round(share * len(order))]:
+                    old = flat[i].item()
+                    new = old - float(torch.sign(g[i])) * 2.0**-k
+                    if name == "arm.weight" and abs(new) * 2.0**k > weight_max:
+                        continue
+                    flat[i] = new
+                    trial = part(name) + group_bits(tensors, k) / pixels
+                    if trial < best:
+                        best, moved = trial, moved + 1
+                    else:
+                        flat[i] = old
+            if name == "upsampler.weight":  # the synthesis's trials see the refined filters
+                upsampled = model.upsampler(grids)
+    return moved
