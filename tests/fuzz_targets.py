@@ -24,6 +24,8 @@ Targets (``TARGETS``), each with seeds from real files (``seeds(name)``):
   steps and weight streams). Seed: a 4-frame 32x48 clip fitted briefly.
 - ``recombiner-image`` (no released files yet): the same on its files (patch shares, block
   indexes) with its shipped prior of quality 1. Seed: a 64x64 picture fitted briefly.
+- ``recombiner-audio`` (no released files yet): the same on its files, with its shipped prior of
+  quality 1. Seed: a 0.1-s stereo clip fitted briefly.
 - ``s2lic`` (no weights shipped yet): its decode under small limits, with seeded initial weights
   of the small preset. Seed: a 64x64 picture.
 - ``video-vae`` (no weights shipped yet): its decode under small limits, with seeded weights of a
@@ -249,7 +251,16 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "reference": reference_target,
     **{
         name: codec_target(name)
-        for name in (*CODECS, "c3", "nirvana", "recombiner-image", "s2lic", "video-vae", "vqgan")
+        for name in (
+            *CODECS,
+            "c3",
+            "nirvana",
+            "recombiner-image",
+            "recombiner-audio",
+            "s2lic",
+            "video-vae",
+            "vqgan",
+        )
     },
 }
 
@@ -314,6 +325,16 @@ def _recombiner_seed() -> bytes:
 
 
 @functools.cache
+def _recombiner_audio_seed() -> bytes:
+    """A small recombiner-audio file (a 0.1-s stereo clip of two tones, 10 fitting iterations; deterministic)."""
+    import torch
+
+    t = torch.arange(4410) / 44100
+    x = torch.stack([0.3 * torch.sin(2 * torch.pi * 440 * t + c) for c in range(2)])
+    return _codec("recombiner-audio").encode(x, effort=10)
+
+
+@functools.cache
 def _s2lic_seed() -> bytes:
     """A small s2lic file (a smooth 64x64 picture; deterministic)."""
     return _codec("s2lic").encode(smooth_picture(64, 64))
@@ -361,6 +382,8 @@ def seeds(target: str) -> list[bytes]:
         return [_nirvana_seed()[:-4]]
     if target == "recombiner-image":
         return [_recombiner_seed()[:-4]]
+    if target == "recombiner-audio":
+        return [_recombiner_audio_seed()[:-4]]
     if target == "s2lic":
         return [_s2lic_seed()[:-4]]
     if target == "video-vae":

@@ -16,7 +16,7 @@ from neurocodec.errors import BitstreamError, NeurocodecError
 from neurocodec.models.recombiner import (
     BetaController,
     Posterior,
-    RecombinerImage,
+    Recombiner,
     elbo_loss,
     from_patches,
     posterior_optimizer,
@@ -96,7 +96,7 @@ def test_indexes_pack_and_unpack() -> None:
 
 
 def test_blocks_cover_every_parameter_once() -> None:
-    model = RecombinerImage()
+    model = Recombiner()
     model.kl_profile.copy_(torch.rand(model.size) * 3)
     layout = recombiner.Layout(model)
     assert sorted(layout.order.tolist()) == list(range(model.size))
@@ -169,7 +169,7 @@ def test_beta_controller_holds_while_the_kl_moves_its_way() -> None:
 
 def test_a_short_fit_reduces_the_loss() -> None:
     torch.manual_seed(0)
-    model = RecombinerImage()
+    model = Recombiner()
     patches = to_patches(image(64, 128)[None], 64)
     assert torch.equal(from_patches(patches, 1, 2), image(64, 128)[None])
     posterior = Posterior(model, len(patches), init_noise=1.0)

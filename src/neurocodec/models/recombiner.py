@@ -1,20 +1,23 @@
 """RECOMBINER's network (He, Flamich, Guo, Hernandez-Lobato, ICLR 2024): a Bayesian implicit
-neural representation of image patches, with a learned prior.
+neural representation of image patches or audio patches, with a learned prior.
 
-Each ``patch x patch`` patch of an image is a vector ``theta`` of :attr:`RecombinerImage.size`
-coded parameters:
+``Arch.dims`` picks the medium: 2, a ``patch x patch`` patch of an RGB image (three outputs, plus
+1/2); 1, a patch of ``patch`` samples of one audio signal (one output, around 0), with 1-D
+coordinates, a 1-D LPE grid and a 1-D upsampler (the same layers, ``Conv1d`` and linear
+interpolation). Everything else is shared. Each patch is a vector ``theta`` of
+:attr:`Recombiner.size` coded parameters:
 
 - ``h``, the SIREN's weights in a *linear reparameterisation*: layer ``l`` has the weights and
   biases ``h_l @ A_l`` (``A_l`` a learned square matrix shared by every patch, initialised to the
   SIREN initialisation's standard deviations on its diagonal, so that ``h ~ N(0, 1)`` starts as
   a SIREN);
 - the *latent positional encodings* (LPE): ``lpe_channels`` channels at ``patch / 16`` of the
-  patch's side, upsampled by a shared network (bilinear x4, conv 5x5, leaky ReLU, x2, conv 3x3,
+  patch's side (on each of its ``dims`` axes), upsampled by a shared network (bilinear x4, conv 5x5, leaky ReLU, x2, conv 3x3,
   leaky ReLU, x2, conv 3x3 to ``lpe_out`` channels) to one vector per pixel.
 
 The SIREN (``sin(30 x)`` after every hidden layer, a linear output plus 1/2) maps each pixel's
 Fourier-embedded coordinates (``fourier`` sines and cosines of ``2^f pi`` times each coordinate in
-``[-1, 1]``) concatenated with its upsampled LPE to RGB.
+``[-1, 1]``) concatenated with its upsampled LPE to RGB (audio: the sample).
 
 A patch has a factorised Gaussian posterior ``q`` over ``theta`` (fitted at encode time); every
 patch shares the diagonal Gaussian prior ``p`` (:attr:`prior_mean`, :attr:`prior_log_std`),
@@ -50,60 +53,88 @@ LOG_STD_LR_SCALE = 2.5  # the posteriors' log-std learn this much faster than th
 
 @dataclass(frozen=True)
 class Arch:
-    patch: int = 64
+    patch: int = 64  # pixels of a side (dims 2), samples (dims 1)
     hidden: int = 32
     layers: int = 3  # hidden layers
     fourier: int = 4  # frequencies per coordinate: 4 * 2 coordinates * (sin, cos) = 16 inputs
     lpe_channels: int = 32
     lpe_width: int = 16  # the upsampler's width
     lpe_out: int = 16
+    dims: int = 2  # 2: RGB image patches; 1: patches of one audio signal
+
+    @property
+    def outputs(self) -> int:
+        return 3 if self.dims == 2 else 1
+
+    @property
+    def offset(self) -> float:
+        """Added to the SIREN's output: the middle of the samples' range."""
+        return 0.5 if self.dims == 2 else 0.0
 
     def check(self) -> None:
-        if self.patch % 16 or not 16 <= self.patch <= 256:
-            raise ValueError(f"a RECOMBINER patch is 16 to 256 pixels, a multiple of 16, not {self.patch}")
+        if self.dims not in (1, 2):
+            raise ValueError(f"a RECOMBINER patch has 1 (audio) or 2 (image) dimensions, not {self.dims}")
+        top = 256 if self.dims == 2 else 16384
+        if self.patch % 16 or not 16 <= self.patch <= top:
+            raise ValueError(
+                f"a RECOMBINER patch is 16 to {top} samples a side, a multiple of 16, not {self.patch}"
+            )
         for name in ("hidden", "layers", "fourier", "lpe_channels", "lpe_width", "lpe_out"):
             if not 1 <= getattr(self, name) <= 256:
                 raise ValueError(f"RECOMBINER's {name} must be 1..256")
 
 
 CPU_ARCH = asdict(Arch())  # the paper: lpe_channels 128, lpe_width 64 (too slow to fit on 2 CPU cores)
+# audio: 1024-sample patches (23 ms at 44.1 kHz), 8 frequencies (up to 128 periods a patch), LPE
+# at one vector per 16 samples
+AUDIO_ARCH = asdict(Arch(patch=1024, fourier=8, dims=1))
 
 
 class Upsampler(nn.Module):
-    """The shared LPE upsampler: (P, C, s, s) -> (P, out, 16 s, 16 s)."""
+    """The shared LPE upsampler: (P, C, s, s) -> (P, out, 16 s, 16 s); with ``dims`` 1,
+    (P, C, s) -> (P, out, 16 s)."""
 
-    def __init__(self, channels: int, width: int, out: int) -> None:
+    def __init__(self, channels: int, width: int, out: int, dims: int = 2) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, width, 5, padding=2)
-        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
-        self.conv3 = nn.Conv2d(width, out, 3, padding=1)
+        conv = nn.Conv2d if dims == 2 else nn.Conv1d
+        self.conv1 = conv(channels, width, 5, padding=2)
+        self.conv2 = conv(width, width, 3, padding=1)
+        self.conv3 = conv(width, out, 3, padding=1)
+        self.conv_fn = F.conv2d if dims == 2 else F.conv1d
+        self.mode = "bilinear" if dims == 2 else "linear"
 
     def forward(self, lpe: Tensor) -> Tensor:
         """In ``lpe``'s dtype (the module's own parameters stay float32)."""
 
-        def conv(y: Tensor, layer: nn.Conv2d) -> Tensor:
-            return F.conv2d(y, layer.weight.to(y.dtype), layer.bias.to(y.dtype), padding=layer.padding)
+        def conv(y: Tensor, layer: nn.Module) -> Tensor:
+            return self.conv_fn(y, layer.weight.to(y.dtype), layer.bias.to(y.dtype), padding=layer.padding)
 
-        y = F.interpolate(lpe, scale_factor=4, mode="bilinear", align_corners=False)
+        y = F.interpolate(lpe, scale_factor=4, mode=self.mode, align_corners=False)
         y = F.leaky_relu(conv(y, self.conv1), 0.2)
-        y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+        y = F.interpolate(y, scale_factor=2, mode=self.mode, align_corners=False)
         y = F.leaky_relu(conv(y, self.conv2), 0.2)
-        y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+        y = F.interpolate(y, scale_factor=2, mode=self.mode, align_corners=False)
         return conv(y, self.conv3)
 
 
-def fourier_features(size: int, frequencies: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """(size^2, 4 frequencies): sin and cos of 2^f pi times the pixel centres' coordinates in [-1, 1]."""
+def fourier_features(
+    size: int, frequencies: int, dtype: torch.dtype = torch.float32, dims: int = 2
+) -> Tensor:
+    """(size^dims, 2 dims frequencies): sin and cos of 2^f pi times the pixel (sample) centres'
+    coordinates in [-1, 1]."""
     c = (torch.arange(size, dtype=torch.float64) + 0.5) / size * 2 - 1
-    yy, xx = torch.meshgrid(c, c, indexing="ij")
-    coords = torch.stack([yy.reshape(-1), xx.reshape(-1)], 1)
+    if dims == 1:
+        coords = c[:, None]
+    else:
+        yy, xx = torch.meshgrid(c, c, indexing="ij")
+        coords = torch.stack([yy.reshape(-1), xx.reshape(-1)], 1)
     scaled = torch.cat([coords * (2.0**f * math.pi) for f in range(frequencies)], 1)
     return torch.cat([torch.sin(scaled), torch.cos(scaled)], 1).to(dtype)
 
 
 def layer_shapes(arch: Arch) -> list[tuple[int, int]]:
     """(inputs, outputs) of each SIREN layer."""
-    widths = [4 * arch.fourier + arch.lpe_out] + [arch.hidden] * arch.layers + [3]
+    widths = [2 * arch.dims * arch.fourier + arch.lpe_out] + [arch.hidden] * arch.layers + [arch.outputs]
     return list(itertools.pairwise(widths))
 
 
@@ -114,8 +145,9 @@ def fixed_permutation(n: int) -> np.ndarray:
     return np.argsort(keys, kind="stable")
 
 
-class RecombinerImage(nn.Module):
-    """Shared parts (``A`` matrices, LPE upsampler) and the learned prior of RECOMBINER patches."""
+class Recombiner(nn.Module):
+    """Shared parts (``A`` matrices, LPE upsampler) and the learned prior of RECOMBINER patches
+    (image or audio: ``dims``)."""
 
     def __init__(self, **arch) -> None:
         super().__init__()
@@ -124,18 +156,18 @@ class RecombinerImage(nn.Module):
         a = self.arch
         self.shapes = layer_shapes(a)
         self.layer_sizes = [i * o + o for i, o in self.shapes]
-        self.lpe_shape = (a.lpe_channels, a.patch // 16, a.patch // 16)
+        self.lpe_shape = (a.lpe_channels,) + (a.patch // 16,) * a.dims
         self.lpe_size = math.prod(self.lpe_shape)
         self.size = sum(self.layer_sizes) + self.lpe_size
         self.A = nn.ParameterList(
             [nn.Parameter(torch.diag(self._init_std(i))) for i in range(len(self.shapes))]
         )
-        self.upsampler = Upsampler(a.lpe_channels, a.lpe_width, a.lpe_out)
+        self.upsampler = Upsampler(a.lpe_channels, a.lpe_width, a.lpe_out, a.dims)
         self.register_buffer("prior_mean", torch.zeros(self.size))
         self.register_buffer("prior_log_std", torch.zeros(self.size))
         self.register_buffer("kl_profile", torch.ones(self.size))
         self.register_buffer("beta", torch.tensor(1e-4))
-        self.register_buffer("fourier", fourier_features(a.patch, a.fourier), persistent=False)
+        self.register_buffer("fourier", fourier_features(a.patch, a.fourier, dims=a.dims), persistent=False)
 
     def _init_std(self, layer: int) -> Tensor:
         """SIREN's initial standard deviations of layer ``layer``'s weights then biases."""
@@ -172,9 +204,10 @@ class RecombinerImage(nn.Module):
         return out
 
     def forward(self, theta: Tensor) -> Tensor:
-        """The patches (P, 3, patch, patch) of parameters ``theta`` (P, size), in theta's dtype."""
+        """The patches (P, 3, patch, patch) of parameters ``theta`` (P, size), in theta's dtype
+        (audio: (P, 1, patch))."""
         p = theta.shape[0]
-        side = self.arch.patch
+        a = self.arch
         lpe = theta[:, -self.lpe_size :].reshape(p, *self.lpe_shape)
         features = self.upsampler(lpe).flatten(2).transpose(1, 2)  # (P, pixels, lpe_out)
         x = torch.cat([self.fourier.to(theta.dtype).expand(p, -1, -1), features], 2)
@@ -182,8 +215,8 @@ class RecombinerImage(nn.Module):
         for weight, bias in layers[:-1]:  # sin(30 (W x + b)) as sin((30 W) x + 30 b): one pass fewer
             x = torch.sin(torch.bmm(x, (OMEGA * weight).transpose(1, 2)).add_(OMEGA * bias))
         weight, bias = layers[-1]
-        y = torch.bmm(x, weight.transpose(1, 2)).add_(bias + 0.5)
-        return y.transpose(1, 2).reshape(p, 3, side, side)
+        y = torch.bmm(x, weight.transpose(1, 2)).add_(bias + a.offset)
+        return y.transpose(1, 2).reshape(p, a.outputs, *(a.patch,) * a.dims)
 
 
 def to_patches(x: Tensor, patch: int) -> Tensor:
@@ -211,14 +244,15 @@ class Posterior(nn.Module):
 
     def __init__(
         self,
-        model: RecombinerImage,
+        model: Recombiner,
         count: int,
-        init_noise: float = 0.0,
-        log_std_offset: float = INIT_LOG_STD_OFFSET,
+        init_noise: float | Tensor = 0.0,
+        log_std_offset: float | Tensor = INIT_LOG_STD_OFFSET,
     ):
+        """``init_noise`` and ``log_std_offset`` may be given per parameter, tensors (size,)."""
         super().__init__()
         mean = model.prior_mean.detach().expand(count, -1).clone()
-        if init_noise:
+        if isinstance(init_noise, Tensor) or init_noise:
             mean = mean + init_noise * torch.randn_like(mean) * model.prior_std().detach()
         self.mean = nn.Parameter(mean)
         self.log_std = nn.Parameter(model.prior_log_std.detach().expand(count, -1).clone() + log_std_offset)
@@ -229,7 +263,7 @@ class Posterior(nn.Module):
         theta = self.mean + torch.exp(self.log_std) * torch.randn_like(self.mean)
         return torch.where(self.coded, self.values, theta)
 
-    def kl_bits(self, model: RecombinerImage) -> Tensor:
+    def kl_bits(self, model: Recombiner) -> Tensor:
         """The KL of each patch's parameters not yet coded, in bits (count,)."""
         kl = model.kl_bits(self.mean, self.log_std)
         return torch.where(self.coded, torch.zeros_like(kl), kl).sum(1)
@@ -247,13 +281,15 @@ def posterior_optimizer(posterior: Posterior, lr: float) -> torch.optim.Adam:
 
 
 def elbo_loss(
-    model: RecombinerImage, posterior: Posterior, patches: Tensor, beta: float
+    model: Recombiner, posterior: Posterior, patches: Tensor, beta: float
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, MSE, KL bits per pixel) of ``posterior`` on ``patches`` (P, 3, s, s): the mean over
-    patches of ``MSE + beta * KL/pixels``, with one reparameterised sample of each posterior."""
+    patches of ``MSE + beta * KL/pixels``, with one reparameterised sample of each posterior.
+    Audio patches (P, 1, s): per sample."""
     x_hat = model(posterior.sample())
-    mse = torch.mean((x_hat - patches) ** 2, dim=(1, 2, 3))
-    kl_bpp = posterior.kl_bits(model) / (patches.shape[-1] * patches.shape[-2])
+    axes = tuple(range(1, patches.ndim))
+    mse = torch.mean((x_hat - patches) ** 2, dim=axes)
+    kl_bpp = posterior.kl_bits(model) / math.prod(patches.shape[2:])
     return torch.mean(mse + beta * kl_bpp), mse.mean(), kl_bpp.mean()
 
 
@@ -278,3 +314,33 @@ class BetaController:
         elif kl_bpp < self.budget - self.band and not rising:
             self.beta /= 1.5
         return self.beta
+
+
+# --------------------------------------------------------------------------------------------
+# Audio
+
+
+def to_signals(x: Tensor) -> Tensor:
+    """The signals (C, T) that ``recombiner-audio`` codes of audio ``x`` (C, T), C 1 or 2: mono as
+    it is, stereo as mid ``(L + R) / 2`` and side ``(L - R) / 2`` (both in [-1, 1])."""
+    if x.shape[0] == 2:
+        return torch.stack([(x[0] + x[1]) / 2, (x[0] - x[1]) / 2])
+    return x
+
+
+def from_signals(signals: Tensor) -> Tensor:
+    """The audio (C, T) of coded signals (:func:`to_signals` undone: L = M + S, R = M - S)."""
+    if signals.shape[0] == 2:
+        return torch.stack([signals[0] + signals[1], signals[0] - signals[1]])
+    return signals
+
+
+def to_segments(signals: Tensor, patch: int) -> Tensor:
+    """(P, 1, patch) patches of ``signals`` (C, T), T a multiple of ``patch``: signal by signal, in time order."""
+    c, t = signals.shape
+    return signals.reshape(c * (t // patch), 1, patch)
+
+
+def from_segments(patches: Tensor, signals: int) -> Tensor:
+    """The signals (C, T) of patches (P, 1, patch) in :func:`to_segments`' order."""
+    return patches.reshape(signals, -1)

@@ -1,5 +1,10 @@
-"""Prior learning for ``recombiner-image`` (:mod:`neurocodec.models.recombiner`): empirical Bayes
-by coordinate ascent, as RECOMBINER's ``main_prior_training.py`` does.
+"""Prior learning for ``recombiner-image`` and ``recombiner-audio`` (:mod:`neurocodec.models.recombiner`):
+empirical Bayes by coordinate ascent, as RECOMBINER's ``main_prior_training.py`` does.
+
+``--medium image`` (default) trains on random 64x64 crops of ``--data`` (``shared/data/train``);
+``--medium audio`` on random 1024-sample crops of the mid and side signals (mono: the signal) of
+the WAV/FLAC clips of ``--data`` (``shared/data/audio/music``) but those ``--exclude`` names, at
+their own sample rate. The KL budget is in bits per pixel (image) or per sample (audio).
 
 Each iteration
 
@@ -18,6 +23,8 @@ The loop checkpoints after every iteration (``checkpoint.pt`` in ``--run``) and 
 
     OMP_NUM_THREADS=1 python -m neurocodec.train.recombiner --run /tmp/recombiner/q1 --budget 0.1 \\
         --minutes 18 --export 1
+    OMP_NUM_THREADS=1 python -m neurocodec.train.recombiner --medium audio --run /tmp/rca/q1 \
+        --budget 0.3 --exclude music_vibe_ace_kevin_macleod_000-030s.wav --minutes 12 --export 1
 """
 
 from __future__ import annotations
@@ -33,17 +40,23 @@ from pathlib import Path
 import torch
 
 from neurocodec.io.atomic import write_atomic
+from neurocodec.io.audio import read_audio
 from neurocodec.io.image import read_image
 from neurocodec.models.recombiner import (
+    AUDIO_ARCH,
     CPU_ARCH,
     BetaController,
     Posterior,
-    RecombinerImage,
+    Recombiner,
     elbo_loss,
     posterior_optimizer,
+    to_signals,
 )
 
-TRAIN = Path(__file__).resolve().parents[4] / "shared" / "data" / "train"  # /work/shared beside the checkout
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"  # /work/shared beside the checkout
+TRAIN = SHARED / "train"
+MUSIC = SHARED / "audio" / "music"
+ARCHS = {"image": CPU_ARCH, "audio": AUDIO_ARCH}
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 MIN_LOG_STD = math.log(1e-4)
 SMOOTH_BETA = 10  # iterations whose betas the shipped beta averages
@@ -63,7 +76,27 @@ def training_patches(folder: Path, count: int, patch: int, seed: int) -> torch.T
     return torch.stack(crops).float()
 
 
-def update_prior(model: RecombinerImage, posteriors: list[Posterior]) -> None:
+def training_segments(folder: Path, count: int, patch: int, seed: int, exclude: list[str]) -> torch.Tensor:
+    """``count`` random ``patch``-sample crops (count, 1, patch) of the audio clips (WAV, FLAC) in
+    ``folder`` and its subfolders but those named in ``exclude``: each from a clip, then a signal
+    (mid or side of a stereo clip: what ``recombiner-audio`` codes) drawn at random."""
+    files = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac") and p.name not in exclude
+    )
+    if not files:
+        raise SystemExit(f"no audio clips to train on in {folder}")
+    clips = [to_signals(read_audio(f)[0].float()) for f in files]
+    rng = random.Random(seed)
+    crops = []
+    for _ in range(count):
+        clip = rng.choice(clips)
+        signal = clip[rng.randrange(clip.shape[0])]
+        start = rng.randrange(signal.shape[0] - patch + 1)
+        crops.append(signal[start : start + patch])
+    return torch.stack(crops)[:, None]
+
+
+def update_prior(model: Recombiner, posteriors: list[Posterior]) -> None:
     """The prior set in closed form from the posteriors (and the KL profile from them)."""
     with torch.no_grad():
         mean = torch.cat([q.mean for q in posteriors])
@@ -77,8 +110,11 @@ def update_prior(model: RecombinerImage, posteriors: list[Posterior]) -> None:
 
 def make_state(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
-    model = RecombinerImage(**CPU_ARCH)
-    patches = training_patches(Path(args.data), args.patches, model.arch.patch, args.seed)
+    model = Recombiner(**ARCHS[args.medium])
+    if args.medium == "audio":
+        patches = training_segments(Path(args.data), args.patches, model.arch.patch, args.seed, args.exclude)
+    else:
+        patches = training_patches(Path(args.data), args.patches, model.arch.patch, args.seed)
     chunks = list(torch.split(patches, args.batch))
     posteriors = [Posterior(model, len(c), init_noise=1.0) for c in chunks]
     return {
@@ -125,7 +161,7 @@ def load(
     run: Path, args: argparse.Namespace
 ) -> tuple[dict, torch.optim.Optimizer, list[torch.optim.Optimizer]]:
     body = torch.load(run / "checkpoint.pt", weights_only=True)
-    model = RecombinerImage(**CPU_ARCH)
+    model = Recombiner(**ARCHS[args.medium])
     model.load_state_dict(body["model"])
     posteriors = []
     for chunk, q_state in zip(body["patches"], body["posteriors"], strict=True):
@@ -163,7 +199,7 @@ def run_iteration(
     update_prior(model, state["posteriors"])
     with torch.no_grad():  # the KL against the new prior
         kl_bpp = sum(q.kl_bits(model).sum().item() for q in state["posteriors"]) / (
-            sum(len(p) for p in state["patches"]) * model.arch.patch**2
+            sum(len(p) for p in state["patches"]) * model.arch.patch**model.arch.dims
         )
     n = len(state["patches"])
     mse = sum(mses[-n:]) / n
@@ -201,7 +237,7 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def export(state: dict, args: argparse.Namespace) -> Path:
-    """``recombiner-image-q{N}.safetensors`` and its model card (R-D filled in by the evaluation)."""
+    """``recombiner-{medium}-q{N}.safetensors`` and its model card (R-D filled in by the evaluation)."""
     import hashlib
 
     from safetensors.torch import save as save_safetensors
@@ -212,23 +248,41 @@ def export(state: dict, args: argparse.Namespace) -> Path:
     model.beta.fill_(math.exp(sum(map(math.log, recent)) / len(recent)))
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     data = save_safetensors(tensors)
-    name = f"recombiner-image-q{args.export}"
+    name = f"recombiner-{args.medium}-q{args.export}"
     out = Path(args.out_dir)
     write_atomic(out / f"{name}.safetensors", data, overwrite=True)
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=out
     ).stdout.strip()
     last = state["log"][-1]
+    crops = sum(len(p) for p in state["patches"])
+    if args.medium == "audio":
+        clips = sorted(
+            p.name for p in Path(args.data).rglob("*")
+            if p.suffix.lower() in (".wav", ".flac") and p.name not in args.exclude
+        )  # fmt: skip
+        where = Path(args.data).resolve()
+        base = SHARED.resolve().parent
+        where = where.relative_to(base) if where.is_relative_to(base) else where
+        data_card = (
+            f"{where}: {crops} random {model.arch.patch}-sample crops (seed {args.seed}) of the mid and side "
+            f"signals of {', '.join(clips)}; held out: {', '.join(args.exclude) or 'none'}"
+        )
+    else:
+        data_card = (
+            f"shared/data/train (680 images): {crops} random "
+            f"{model.arch.patch}x{model.arch.patch} crops (seed {args.seed})"
+        )
+    per = "pixel" if args.medium == "image" else "sample"
     card = {
-        "codec": "recombiner-image",
+        "codec": f"recombiner-{args.medium}",
         "quality": args.export,
-        "media": "image",
+        "media": args.medium,
         "filename": f"{name}.safetensors",
         "sha256": hashlib.sha256(data).hexdigest(),
-        "arch": dict(CPU_ARCH),
+        "arch": dict(ARCHS[args.medium]),
         "model_card": {
-            "training_data": f"shared/data/train (680 images): {sum(len(p) for p in state['patches'])} random "
-            f"{model.arch.patch}x{model.arch.patch} crops (seed {args.seed})",
+            "training_data": data_card,
             "steps": (args.first_epochs + (state["iteration"] - 1) * args.epochs) * len(state["patches"]),
             "em_iterations": state["iteration"],
             "train_minutes": round(sum(row["seconds"] for row in state["log"]) / 60, 1),
@@ -238,16 +292,17 @@ def export(state: dict, args: argparse.Namespace) -> Path:
             "beta": float(model.beta),
             "final_train": {k: last[k] for k in ("psnr", "kl_bpp")},
             "lambda": 1 / (float(model.beta) * 255**2),
-            "distortion": "MSE (lambda * 255^2 * MSE + KL bits per pixel: the beta-ELBO MSE + beta KL/pixel)",
+            "distortion": f"MSE (lambda * 255^2 * MSE + KL bits per {per}: the beta-ELBO MSE + beta KL/{per})",
             "lr": args.lr,
             "shared_lr": args.shared_lr,
             "a_lr": args.a_lr,
             "device": "cpu (1 thread)",
             "command": args.command,
             "commit": commit,
-            "rd_kodak": [],
+            "rd_kodak" if args.medium == "image" else "rd_music": [],
             "notes": "CPU preview: patch-level prior only (no hierarchical group/image latents), "
-            "narrow LPE (CPU_ARCH), a few minutes of coordinate ascent instead of the paper's 550 x 100 epochs.",
+            f"narrow LPE ({'CPU_ARCH' if args.medium == 'image' else 'AUDIO_ARCH'}), a few minutes of coordinate "
+            "ascent instead of the paper's 550 x 100 epochs.",
         },
     }
     write_atomic(out / f"{name}.json", (json.dumps(card, indent=1) + "\n").encode(), overwrite=True)
@@ -257,9 +312,17 @@ def export(state: dict, args: argparse.Namespace) -> Path:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="folder of the checkpoint (resumed when present)")
-    p.add_argument("--budget", type=float, required=True, help="KL budget, bits per pixel")
+    p.add_argument("--medium", choices=("image", "audio"), default="image")
+    p.add_argument(
+        "--budget", type=float, required=True, help="KL budget, bits per pixel (audio: per sample)"
+    )
     p.add_argument("--band", type=float, default=None, help="band under the budget (default budget/5)")
-    p.add_argument("--data", default=str(TRAIN))
+    p.add_argument(
+        "--data", default=None, help="default: shared/data/train (image), shared/data/audio/music (audio)"
+    )
+    p.add_argument(
+        "--exclude", action="append", default=[], metavar="NAME", help="audio: a clip not to train on"
+    )
     p.add_argument("--patches", type=int, default=192)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--iterations", type=int, default=1000)
@@ -271,11 +334,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--a-lr", type=float, default=3e-6, help="the A matrices' (1e-4 undoes the fits)")
     p.add_argument("--beta", type=float, default=2e-3, help="the first beta")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--export", type=int, default=0, help="quality N: write recombiner-image-qN weights")
+    p.add_argument("--export", type=int, default=0, help="quality N: write recombiner-MEDIUM-qN weights")
     p.add_argument("--out-dir", default=str(WEIGHTS))
     args = p.parse_args(argv)
     if args.band is None:
         args.band = args.budget / 5
+    if args.data is None:
+        args.data = str(TRAIN if args.medium == "image" else MUSIC)
     return args
 
 
