@@ -185,21 +185,6 @@ def test_cli_round_trip_with_the_shipped_prior(tmp_path) -> None:
     assert torch.equal(y, expected)
 
 
-@pytest.mark.usefixtures("shipped")
-def test_fuzz_target_on_its_seed_and_mutations() -> None:
-    """The ``recombiner-audio`` fuzz target (tests/fuzz_targets.py) on its seed and byte flips of it."""
-    from fuzz_targets import TARGETS, seeds
-
-    target = TARGETS["recombiner-audio"]
-    rng = np.random.default_rng(0)
-    for seed in seeds("recombiner-audio"):
-        target(seed)
-        for _ in range(40):
-            body = bytearray(seed)
-            body[rng.integers(len(body))] ^= 1 << int(rng.integers(8))
-            target(bytes(body))
-
-
 def test_prior_training_on_audio_clips_runs_and_exports(tmp_path) -> None:
     import json
 
