@@ -30,23 +30,7 @@ def add_parser(
         "--arch",
         help="architecture, e.g. N=128,M=192 or preset=tiny (default: the model's; hyperprior: N=128,M=192; mlic: preset=small)",
     )
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--crop", type=int, default=256, help="side of the image and video crops")
-    train.add_argument("--samples", type=int, default=16384, help="length of the audio clips")
-    train.add_argument("--frames", type=int, default=4, help="length of the video clips")
-    train.add_argument(
-        "--image-data",
-        metavar="DIR",
-        default="",
-        help="video models that code images too (video-vae): a folder of images for joint training",
-    )
-    train.add_argument(
-        "--image-every",
-        type=int,
-        default=0,
-        metavar="K",
-        help="with --image-data: every K-th step trains on a batch of image crops instead of clips",
-    )
+    _add_data_arguments(train)
     train.add_argument("--distortion", choices=["mse", "ms-ssim"], default="mse")
     train.add_argument("--lr", type=float, default=1e-4)
     train.add_argument(
@@ -100,6 +84,27 @@ def add_parser(
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=run)
+
+
+def _add_data_arguments(train: argparse.ArgumentParser) -> None:
+    """The batch and its crops, clips and joint image data."""
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--crop", type=int, default=256, help="side of the image and video crops")
+    train.add_argument("--samples", type=int, default=16384, help="length of the audio clips")
+    train.add_argument("--frames", type=int, default=4, help="length of the video clips")
+    train.add_argument(
+        "--image-data",
+        metavar="DIR",
+        default="",
+        help="video models that code images too (video-vae): a folder of images for joint training",
+    )
+    train.add_argument(
+        "--image-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --image-data: every K-th step trains on a batch of image crops instead of clips",
+    )
 
 
 def _arch_value(text: str) -> int | float | str:
