@@ -231,11 +231,12 @@ def test_synthesis_and_coarsest_arm_equal_their_plain_definitions() -> None:
     for f in (plain, model.reconstruct):
         model.zero_grad()
         out = f(list(model.latents))
-        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        weights = torch.rand(out.shape, generator=torch.Generator().manual_seed(0))  # no cancellation
+        (out * weights).sum().backward()
         results.append((out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-4)
-    for a, b in zip(results[1][1], results[0][1], strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
+    for a, b in zip(results[1][1], results[0][1], strict=True):  # float32 sums in another order
+        assert (a - b).norm() <= 1e-4 * b.norm() + 1e-6
 
     arm = model.arm
     with torch.no_grad():
