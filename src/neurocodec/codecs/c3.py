@@ -64,8 +64,8 @@ RICH_ARCH = {"arm_hidden": 16}  # from quality RICH_QUALITY (or a target of RICH
 RICH_QUALITY, RICH_BPP = 3, 0.25
 # A 16-wide ARM coded kodim03 and kodim04 whole at q3 (fast) with 6 % fewer latent bytes for about
 # 400 B more of networks: -2.4 and -3.4 % rate at +0.21 and +0.15 dB (eval/c3_probe.jsonl, tags
-# arm16-full-q3). Below q3 those 400 B are as much as the ARM saves or more. It costs 0.12 s of
-# decoding a Kodak image (0.26 s in all, one thread).
+# arm16-full-q3). Below q3 those 400 B are as much as the ARM saves or more. Decoding a Kodak
+# image takes 0.299 s with it against 0.134 s without (one thread, eval/c3_speed.json).
 RASTER = 1  # the scan order byte of the networks header
 PADDING = 1 << (GRIDS - 1)
 LATENTS_CHUNK_BITS = 30  # the coder's largest chunk: every latent stream is one chunk

@@ -419,12 +419,8 @@ def refine_parameters(
     others only the distortion, so a trial evaluates only the part it changes (the latents stay).
     Returns how many parameters moved.
 
-    On kodim03's 256x256 centre (q3, 600 iterations, a 16-wide ARM, after :func:`choose_steps`):
-    the coded loss fell by 1.27 % with every parameter tried (35 s), 0.91 % with a quarter of
-    them (12 s), and by 1.46 % when both directions of every parameter were tried (171 s); most
-    of it from the ARM's weights, whose quantization had cost the latents about 3 % of their
-    rate. On kodim03 whole (q3, fast) it saved 0.9 % of the file at equal PSNR with a quarter
-    tried (11 CPU-s), 1.0 % with all (47 CPU-s; ``eval/c3_refine_ab.jsonl``)."""
+    On kodim03 whole (q3, fast) it saved 0.9 % of the file at equal PSNR with a quarter tried
+    (11 CPU-s), 1.0 % with all (47 CPU-s; ``eval/c3_refine_ab.py``, ``eval/c3_refine_ab.jsonl``)."""
     _, _, h, w = x.shape
     pixels = h * w
     grids = [hard_round(y).detach() for y in model.latents]

@@ -9,8 +9,8 @@ Giving the inputs apart saves stacking them: the context model's coarse window i
 shared by the four phases of the finer grid.
 
 The result equals the 1x1 convolutions up to float summation order (``tests/test_tiled_mlp.py``).
-On a 768x512 image, one thread, c3's synthesis (7 -> 32 -> 3) ran its fitting step about 2.4x
-and its decoding 2x faster this way.
+With it, c3's whole fitting step on a Kodak image went from 0.516 to 0.361 s on one thread and
+its decoding from 0.195 to 0.134 s (``eval/c3_speed.json``, before and after).
 """
 
 from __future__ import annotations
