@@ -29,7 +29,9 @@ def torchrun(*args, processes: int = 2) -> None:
         env.pop(name, None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
     done = subprocess.run([*command, *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    out = Path(args[3])
+    written = sorted(p.name for p in out.glob("rank*.safetensors")) if out.is_dir() else []
+    assert done.returncode == 0, f"weights written: {written}\n{done.stderr[-3000:]}"
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
