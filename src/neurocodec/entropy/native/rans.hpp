@@ -12,6 +12,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -533,17 +534,22 @@ void parallel_chunks(size_t num_chunks, int threads, F&& work) {
     return;
   }
   std::vector<std::exception_ptr> errors(t);
+  auto share = [&](size_t w) {
+    try {
+      for (size_t q = w; q < num_chunks; q += t) work(q);
+    } catch (...) {
+      errors[w] = std::current_exception();
+    }
+  };
   std::vector<std::thread> pool;
   pool.reserve(t);
-  for (size_t w = 0; w < t; ++w) {
-    pool.emplace_back([&, w] {
-      try {
-        for (size_t q = w; q < num_chunks; q += t) work(q);
-      } catch (...) {
-        errors[w] = std::current_exception();
-      }
-    });
+  size_t started = 0;
+  try {
+    for (; started < t; ++started) pool.emplace_back(share, started);
+  } catch (const std::system_error&) {
+    // the system refused another thread: the calling thread does the shares left
   }
+  for (size_t w = started; w < t; ++w) share(w);
   for (auto& th : pool) th.join();
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
