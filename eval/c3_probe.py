@@ -8,12 +8,17 @@ at 0.004 with 2,000 iterations compares with Cool-chic 5.0.1 measured on this ma
 (``../shared/research/inr.md`` §7: 0.338 bpp at 28.14 dB on kodim01's crop).
 
     OMP_NUM_THREADS=1 python eval/c3_probe.py --tag T [--img kodim01] [--it 2000] [--cc 0.004] \\
-        [--sched '{"clip": 0}'] [--arch '{"arm_hidden": 16}'] [--quality 3] [--crop centre] [--trace 250]
+        [--sched '{"clip": 0}'] [--arch '{"arm_hidden": 16}'] [--quality 3] [--crop centre] [--trace 250] \\
+        [--predict]
 
 ``--quality`` uses the codec's lambda instead of ``--cc``; ``--bpp`` fits to a rate (the lambda it
 settled on is in the row); ``--crop centre`` takes the centre
 256x256 crop, ``--crop full`` the whole image; ``--trace N`` records, every N steps, the training loss and the loss with hard
 rounding at the tables' resolution (what the file would cost then), into the row's ``trace``.
+``--predict`` writes no file: the row has the fitted, quantized model's predicted bytes (latents at
+the float ARM's coded rate, networks by their tables) and its float PSNR before clamping, for
+architectures the native coder does not have yet (such a probe patches the model; e.g.
+``eval/archive/c3_probes_session22.patch``).
 """
 
 from __future__ import annotations
@@ -60,6 +65,34 @@ def tracer(x: torch.Tensor, lmbda: float, every: int, out: list[dict]):
     return trace
 
 
+def predict(args, codec: c3.C3Codec, x: torch.Tensor, trace: list[dict]) -> None:
+    """The codec's encoding up to its file, for a probe row of predicted bytes: the latents' coded
+    rate under the float ARM at the tables' resolution (files came within 1 % of it) and the
+    networks' bits by their tables."""
+    t0 = time.process_time()
+    x = x[None]
+    model, fitted = codec.fit_model(x, args.it)
+    steps, bpp, mse = fitted["steps"], fitted["bpp"], fitted["mse"]
+    network_bits = sum(
+        c3_fit.parameter_cost(
+            torch.cat([c3_fit.coded_values(model, t) * 2.0 ** steps[n] for t in ts]).round()
+        )[1]
+        for n, ts in c3_fit.groups(model)
+    )
+    pixels = x.shape[-2] * x.shape[-1]
+    row = {
+        "tag": args.tag, "img": args.img, "crop": 0 if args.crop == "full" else 256, "it": args.it,
+        "cc": None if args.quality else args.cc, "quality": args.quality or None, "lambda": fitted["lambda"],
+        "crop_at": args.crop, "arch": args.arch, "sched": args.sched, "threads": 1, "predicted": True,
+        "predicted_latent_bytes": bpp * pixels / 8, "predicted_network_bytes": network_bits / 8,
+        "bpp": bpp + network_bits / pixels, "psnr": -10 * math.log10(mse),
+        "enc_cpu_s": time.process_time() - t0, "code": git_commit()[:7], "trace": trace,
+    }  # fmt: skip
+    print(json.dumps(row))
+    with (EVAL / "c3_probe.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tag", required=True)
@@ -72,6 +105,10 @@ def main() -> None:
     p.add_argument("--crop", choices=("topleft", "centre", "full"), default="topleft")
     p.add_argument("--trace", type=int, default=0, help="record the losses every N steps")
     p.add_argument("--bpp", type=float, default=None, help="fit to this rate (the codec's target_bpp)")
+    p.add_argument(
+        "--predict", action="store_true",
+        help="no file: the fitted, quantized model's predicted bytes (float ARM; for architectures the coder lacks)",
+    )  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(1)
     x = read_image(KODAK / f"{args.img}.png")[0]
@@ -92,6 +129,8 @@ def main() -> None:
     trace: list[dict] = []
     if args.trace:
         codec.trace = tracer(x[None], codec.lmbda, args.trace, trace)
+    if args.predict:
+        return predict(args, codec, x, trace)
     t0, w0 = time.process_time(), time.perf_counter()
     data = codec.encode(x, effort=args.it)
     enc_cpu, enc_wall = time.process_time() - t0, time.perf_counter() - w0

@@ -244,14 +244,16 @@ class C3Codec(Codec):
             raise ConfigError(f"c3's target rate must be 0.01 to 24 bpp, not {bpp}")
         self._target_bpp = bpp
 
-    def _encode(self, x: torch.Tensor, effort: int = 0) -> tuple[ImageGeometry, dict[str, bytes]]:
+    def fit_model(self, x: torch.Tensor, effort: int = 0) -> tuple[ImageModel, dict]:
+        """The model fitted to ``x`` (1, 3, h, w) with its networks quantized, before any bytes: what
+        :meth:`encode` writes, and the fit's figures (steps, lambda, refined parameters, and the
+        coded loss's bpp of the latents and MSE)."""
         lmbda, target = self.lmbda, None
         if self.target_bpp is not None:
             target = c3_fit.RateTarget(self.target_bpp)
             lmbda = c3_fit.start_lambda(self.target_bpp)
         if lmbda is None:
             raise ConfigError(f"c3 has no quality {self.quality}: use one of {', '.join(map(str, LAMBDAS))}")
-        _, c, h, w = x.shape
         schedule = c3_fit.Schedule(effort or PRESETS["fast"])
         with torch.inference_mode(False), torch.enable_grad():
             x = x.clone()
@@ -266,6 +268,12 @@ class C3Codec(Codec):
                 steps = c3_fit.choose_steps(model, x, lmbda, WEIGHT_MAX)
             refined = c3_fit.refine_parameters(model, x, lmbda, steps, WEIGHT_MAX, schedule.refine_share())
             _, bpp, mse = c3_fit.coded_loss(model, x, lmbda)
+        return model, {"steps": steps, "lambda": lmbda, "refined_parameters": refined, "bpp": bpp, "mse": mse}
+
+    def _encode(self, x: torch.Tensor, effort: int = 0) -> tuple[ImageGeometry, dict[str, bytes]]:
+        _, c, h, w = x.shape
+        model, fitted = self.fit_model(x, effort)
+        steps, bpp, mse = fitted["steps"], fitted["bpp"], fitted["mse"]
         networks = pack_networks(model, steps)
         grids = [y.detach()[0, 0].to(torch.float64).cpu() for y in model.latents]
         latents = encode_latents(grids, integer_arm(model, steps))
@@ -275,8 +283,8 @@ class C3Codec(Codec):
             "latent_bytes": len(latents),
             "network_bytes": len(networks),
             "psnr_fit": -10 * math.log10(max(mse, 1e-10)),
-            "lambda": lmbda,
-            "refined_parameters": refined,
+            "lambda": fitted["lambda"],
+            "refined_parameters": fitted["refined_parameters"],
         }
         return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {
             "networks": networks,
