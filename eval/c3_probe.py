@@ -122,8 +122,6 @@ def main() -> None:
         return dataclasses.replace(schedule(iterations), **overrides)
 
     c3_fit.Schedule = patched
-    if args.predict:  # PROBE: architectures only the float model has
-        c3.ARCH = {"arm_ifce": 0, **c3.ARCH}
     codec = c3.C3Codec(quality=args.quality or 1, **json.loads(args.arch))
     if not args.quality:
         codec.lmbda = 1 / (args.cc * 255**2)

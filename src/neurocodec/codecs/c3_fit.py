@@ -327,7 +327,7 @@ def groups(model: ImageModel) -> list[tuple[str, list[Tensor]]]:
     The ARM's first-layer weights of the same grid are coded inside its causal mask only (the rest are zeros)."""
     arm, syn = model.arm, model.synthesis
     return [
-        ("arm.weight", [arm.same, arm.coarse, arm.hidden.weight, arm.head.weight, *([arm.features] if arm.ifce else [])]),
+        ("arm.weight", [arm.same, arm.coarse, arm.hidden.weight, arm.head.weight]),
         ("arm.bias", [arm.bias, arm.hidden.bias, arm.head.bias]),
         ("upsampler.weight", [model.upsampler.taps]),
         ("synthesis.weight", [syn.mix.weight, syn.out.weight, syn.res1.weight, syn.res2.weight]),

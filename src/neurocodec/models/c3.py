@@ -111,20 +111,6 @@ class Upsampler(nn.Module):
         return x
 
 
-def coarser_stack(upsampler: Upsampler, grids: list[Tensor], level: int) -> Tensor:
-    """PROBE: the grids coarser than ``level`` upsampled to its size, (GRIDS - 1, h * w), zero-padded."""
-    x = grids[-1]
-    for lv in range(GRIDS - 2, level - 1, -1):
-        taps = upsampler.taps[lv]
-        x = _upsample_axis(x, taps)
-        x = _upsample_axis(x.transpose(2, 3), taps).transpose(2, 3)
-        if lv > level:
-            x = torch.cat([grids[lv], x], dim=1)
-    h, w = x.shape[-2:]
-    x = x.reshape(-1, h * w)
-    return torch.cat([x, x.new_zeros(GRIDS - 1 - x.shape[0], h * w)])
-
-
 class Synthesis(nn.Module):
     """Pixels from the upsampled latents: 1x1 to ``width``, ReLU, 1x1 to 3, two residual 3x3."""
 
@@ -174,24 +160,21 @@ class ContextModel(nn.Module):
     once (masked convolutions); coding evaluates it latent by latent in exact integer arithmetic
     (``entropy/native/arm.hpp``, :class:`IntegerARM`)."""
 
-    def __init__(self, hidden: int = 8, kernel: int = 5, coarse_kernel: int = 3, ifce: int = 0):
+    def __init__(self, hidden: int = 8, kernel: int = 5, coarse_kernel: int = 3):
         super().__init__()
         self.hidden_size, self.kernel, self.coarse_kernel = hidden, kernel, coarse_kernel
-        self.ifce = ifce  # PROBE: inputs from the coarser grids upsampled to this grid (float only)
         fan_in = kernel * kernel // 2 + coarse_kernel**2
         std = 1 / math.sqrt(fan_in)
         self.register_buffer("mask", raster_mask(kernel), persistent=False)
         self.same = nn.Parameter(torch.randn(hidden, kernel, kernel) * std * self.mask)
         self.coarse = nn.Parameter(torch.randn(hidden, coarse_kernel, coarse_kernel) * std)
         self.bias = nn.Parameter(torch.zeros(hidden))
-        if ifce:
-            self.features = nn.Parameter(torch.randn(hidden, GRIDS - 1) * std)
         self.hidden = nn.Linear(hidden, hidden)
         self.head = nn.Linear(hidden, 2)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, grid: Tensor, coarse: Tensor | None, features: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, grid: Tensor, coarse: Tensor | None) -> tuple[Tensor, Tensor]:
         """(mean, log-scale), each (1, 1, h, w), of ``grid`` (1, 1, h, w) given the coarser grid
         ``coarse`` (1, 1, h/2, w/2; None for the coarsest): the MLP over every position's windows
         by :func:`tiled_mlp`, one call per phase of the 2x2 lattice, which all share the coarse
@@ -201,20 +184,6 @@ class ContextModel(nn.Module):
         same = self.same[:, self.mask]
         if coarse is None:
             out = tiled_mlp([self.windows(grid)], [([same], self.bias), *rest])
-        elif features is not None:
-            first = ([same, self.coarse.reshape(self.hidden_size, -1), self.features], self.bias)
-            parents = self.parents(coarse)
-            f = features.reshape(GRIDS - 1, h, w)
-            phases = [
-                tiled_mlp(
-                    [self.windows(grid, (a, b)), parents, f[:, a::2, b::2].reshape(GRIDS - 1, -1)],
-                    [first, *rest],
-                )
-                for a in (0, 1)
-                for b in (0, 1)
-            ]
-            hc, wc = coarse.shape[-2:]
-            out = torch.stack(phases).reshape(2, 2, 2, hc, wc).permute(2, 3, 0, 4, 1).reshape(2, h, w)
         else:
             first = ([same, self.coarse.reshape(self.hidden_size, -1)], self.bias)
             parents = self.parents(coarse)
@@ -395,7 +364,6 @@ class ImageModel(nn.Module):
         arm_kernel: int = 5,
         synthesis_width: int = 16,
         arm_coarse_kernel: int = 3,
-        arm_ifce: int = 0,
     ) -> None:
         super().__init__()
         self.latents = nn.ParameterList(
@@ -403,7 +371,7 @@ class ImageModel(nn.Module):
         )
         self.upsampler = Upsampler()
         self.synthesis = Synthesis(synthesis_width)
-        self.arm = ContextModel(arm_hidden, arm_kernel, arm_coarse_kernel, arm_ifce)
+        self.arm = ContextModel(arm_hidden, arm_kernel, arm_coarse_kernel)
 
     def macs_per_pixel(self) -> float:
         """Multiply-accumulates per pixel of the padded image that decoding costs: the ARM per
@@ -431,10 +399,7 @@ class ImageModel(nn.Module):
         the range of the coding tables); ``coded``: at the coding tables' resolution too (mean to
         ``2^-MEAN_BITS``, log-scale to the nearest table scale), gradients passed straight through."""
         coarse = grids[level + 1] if level + 1 < len(grids) else None
-        features = None
-        if self.arm.ifce and coarse is not None and level < self.arm.ifce:
-            features = coarser_stack(self.upsampler, grids, level)
-        mean, log_scale = self.arm(grids[level], coarse, features)
+        mean, log_scale = self.arm(grids[level], coarse)
         lo, hi = log_scale_bounds()
         # bounded like the coding tables, with gradients that can still bring a log-scale back
         log_scale = -lower_bound(-lower_bound(log_scale, lo), -hi)
