@@ -16,7 +16,7 @@ settled on is in the row); ``--crop centre`` takes the centre
 256x256 crop, ``--crop full`` the whole image; ``--trace N`` records, every N steps, the training loss and the loss with hard
 rounding at the tables' resolution (what the file would cost then), into the row's ``trace``.
 ``--predict`` writes no file: the row has the fitted, quantized model's predicted bytes (latents at
-the float ARM's coded rate, networks by their tables) and its float PSNR before clamping, for
+the float ARM's coded rate, the networks' section as packed) and its float PSNR before clamping, for
 architectures the native coder does not have yet (such a probe patches the model; e.g.
 ``eval/archive/c3_probes_session22.patch``).
 """
@@ -68,24 +68,20 @@ def tracer(x: torch.Tensor, lmbda: float, every: int, out: list[dict]):
 def predict(args, codec: c3.C3Codec, x: torch.Tensor, trace: list[dict]) -> None:
     """The codec's encoding up to its file, for a probe row of predicted bytes: the latents' coded
     rate under the float ARM at the tables' resolution (files came within 1 % of it) and the
-    networks' bits by their tables."""
+    networks' section as packed. (The rows tagged ``armv*-pred`` and ``ifce*-pred`` estimated the
+    networks from their tables' bits instead: ``predicted_network_bytes``.)"""
     t0 = time.process_time()
     x = x[None]
     model, fitted = codec.fit_model(x, args.it)
     steps, bpp, mse = fitted["steps"], fitted["bpp"], fitted["mse"]
-    network_bits = sum(
-        c3_fit.parameter_cost(
-            torch.cat([c3_fit.coded_values(model, t) * 2.0 ** steps[n] for t in ts]).round()
-        )[1]
-        for n, ts in c3_fit.groups(model)
-    )
+    network_bytes = len(c3.pack_networks(model, steps))
     pixels = x.shape[-2] * x.shape[-1]
     row = {
         "tag": args.tag, "img": args.img, "crop": 0 if args.crop == "full" else 256, "it": args.it,
         "cc": None if args.quality else args.cc, "quality": args.quality or None, "lambda": fitted["lambda"],
         "crop_at": args.crop, "arch": args.arch, "sched": args.sched, "threads": 1, "predicted": True,
-        "predicted_latent_bytes": bpp * pixels / 8, "predicted_network_bytes": network_bits / 8,
-        "bpp": bpp + network_bits / pixels, "psnr": -10 * math.log10(mse),
+        "predicted_latent_bytes": bpp * pixels / 8, "network_bytes": network_bytes,
+        "bpp": bpp + 8 * network_bytes / pixels, "psnr": -10 * math.log10(mse),
         "enc_cpu_s": time.process_time() - t0, "code": git_commit()[:7], "trace": trace,
     }  # fmt: skip
     print(json.dumps(row))

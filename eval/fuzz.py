@@ -16,6 +16,7 @@ the Python code is coverage-guided.
     python eval/fuzz.py [--targets container,coder,...] [--native build/fuzz] [--runs 1000000] [--seconds 3600]
         [--timeout 10] [--rss-mb 4096] [--work /tmp/neurocodec-fuzz] [--out eval/fuzz.json]
     python eval/fuzz.py --replay --targets coder,reference --work /tmp/neurocodec-fuzz   # the grown corpora, once
+    python eval/fuzz.py --replay --rounds 100 --targets reference ...   # does the target itself grow?
 
 ``--replay`` needs no atheris: it is how tools/sanitize_coder.sh runs a grown corpus under
 AddressSanitizer (atheris's own coverage does not work under gcc's ASan runtime, which takes
@@ -166,25 +167,36 @@ def run_target(target: str, args: argparse.Namespace) -> dict:
     }
 
 
-def replay(target: str, work: Path) -> dict:
-    """Every input of ``target``'s corpus in ``work`` (and its crashers) through the target once,
-    without atheris: e.g. a corpus grown by a coverage-guided run, replayed under a sanitizer."""
+def _rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def replay(target: str, work: Path, rounds: int = 1) -> dict:
+    """Every input of ``target``'s corpus in ``work`` (and its crashers) through the target
+    ``rounds`` times, without atheris: e.g. a corpus grown by a coverage-guided run, replayed under
+    a sanitizer; the resident memory after the first round and after the last says whether the
+    target itself grows."""
     import fuzz_targets
 
     files = sorted((work / target / "corpus").glob("*")) + sorted(
         (TESTS / "fuzz_crashers" / target).glob("*")
     )
+    inputs = [(path.name, path.read_bytes()) for path in files]
     t0 = time.perf_counter()
-    failures = []
-    for path in files:
-        try:
-            fuzz_targets.TARGETS[target](path.read_bytes())
-        except Exception as e:  # a finding
-            failures.append(f"{path.name}: {type(e).__name__}: {e}")
+    failures, rss = [], []
+    for _ in range(rounds):
+        for name, data in inputs:
+            try:
+                fuzz_targets.TARGETS[target](data)
+            except Exception as e:  # a finding
+                failures.append(f"{name}: {type(e).__name__}: {e}")
+        rss.append(_rss_mb())
     return {
         "target": target,
         "replayed": len(files),
+        "rounds": rounds,
         "seconds": round(time.perf_counter() - t0, 1),
+        "rss_mb_first_last": [round(rss[0]), round(rss[-1])],
         "failures": failures,
     }
 
@@ -210,19 +222,19 @@ def main() -> int:
     )
     ap.add_argument("--work", default="/tmp/neurocodec-fuzz", help="corpora and findings")
     ap.add_argument("--out", default=str(ROOT / "eval" / "fuzz.json"))
-    ap.add_argument(
-        "--replay", action="store_true", help="only run each target over its corpus in --work, once"
-    )
+    ap.add_argument("--replay", action="store_true", help="only run each target over its corpus in --work")
+    ap.add_argument("--rounds", type=int, default=1, help="with --replay: passes over the corpus")
     args = ap.parse_args()
     report = {"benchmark": "eval/fuzz.py", "command": "python " + " ".join(sys.argv), "targets": []}
     if args.replay:
-        results = [replay(target, Path(args.work)) for target in args.targets.split(",")]
+        results = [replay(target, Path(args.work), args.rounds) for target in args.targets.split(",")]
         report["targets"] = results
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
         for r in results:
             print(
                 r["target"],
-                f"{r['replayed']} inputs, {len(r['failures'])} failures",
+                f"{r['replayed']} inputs x {r['rounds']}, {len(r['failures'])} failures, "
+                f"RSS {r['rss_mb_first_last'][0]} -> {r['rss_mb_first_last'][1]} MB",
                 *r["failures"][:5],
                 sep="\n  ",
             )

@@ -61,7 +61,7 @@ if __name__ == "__main__":
     leave(trainer.world)
     # Skip the interpreter's teardown, once the weights are written and the process group is
     # destroyed: one CI run lost a process to "terminate called without an active exception"
-    # (a C++ abort, not reproduced here in 60 runs), and exit-time destructors are where torch's
+    # (a C++ abort, not reproduced here in repeated runs, idle and loaded), and exit-time destructors are where torch's
     # and gloo's threads are most likely to cause one. The test reports which weights were written.
     sys.stdout.flush()
     sys.stderr.flush()

@@ -29,7 +29,7 @@ def torchrun(*args, processes: int = 2) -> None:
         env.pop(name, None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
     done = subprocess.run([*command, *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
-    out = Path(args[3])
+    out = Path(args[3])  # the worker's OUT
     written = sorted(p.name for p in out.glob("rank*.safetensors")) if out.is_dir() else []
     assert done.returncode == 0, f"weights written: {written}\n{done.stderr[-3000:]}"
 
