@@ -121,18 +121,11 @@ class _UpsampleAxis(torch.autograd.Function):
             grad_x[..., 0] += gp[..., 0] + gp[..., 1]  # the replicated edges
             grad_x[..., w - 1] += gp[..., w + 2] + gp[..., w + 3]
         if ctx.needs_input_grad[1]:
+            # one product: c[p, j] = sum of (even, odd)[p] * x[i + j - 2]
             xp = F.pad(x, (2, 2, 0, 0), mode="replicate")
-
-            def dot(a: Tensor, d: int) -> Tensor:  # sum of a * x[i + d]
-                return torch.mul(a, xp[..., 2 + d : 2 + d + w]).sum()
-
+            c = g.reshape(-1, 2).T @ xp.unfold(-1, 5, 1).reshape(-1, 5)
             grad_taps = torch.stack(
-                [
-                    dot(even, 0) + dot(odd, 0),
-                    dot(even, -1) + dot(odd, 1),
-                    dot(even, 1) + dot(odd, -1),
-                    dot(even, -2) + dot(odd, 2),
-                ]
+                [c[0, 2] + c[1, 2], c[0, 1] + c[1, 3], c[0, 3] + c[1, 1], c[0, 0] + c[1, 4]]
             ).to(taps.dtype)
         return grad_x, grad_taps
 
