@@ -88,7 +88,11 @@ def pack_networks(model: ImageModel, steps: dict[str, int]) -> bytes:
     values, indexes = [], []
     for name, tensors in c3_fit.groups(model):
         k = steps[name]
-        ints = torch.cat([c3_fit.coded_values(model, t).detach() * 2.0**k for t in tensors]).to(torch.int64)
+        ints = (
+            torch.cat([c3_fit.coded_values(model, t).detach() * 2.0**k for t in tensors])
+            .cpu()
+            .to(torch.int64)
+        )
         scale = c3_fit.parameter_cost(ints)[0]
         out += _GROUP.pack(k, scale)
         values.append(ints)

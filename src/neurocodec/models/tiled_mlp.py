@@ -81,6 +81,8 @@ def tiled_mlp(
     (none after the last): (C_out, N). The first layer's weight is a list of blocks (out, C_k),
     one per input; the others are (out, in)."""
     (first, b1), *rest = layers
+    if inputs[0].device.type != "cpu":  # no cache to fit: one tile, not thousands of kernel launches
+        tile = max(tile, inputs[0].shape[1])
     tensors = [x.contiguous() for x in inputs] + list(first) + [b1]
     for w, b in rest:
         tensors += [w, b]
