@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ from neurocodec.models.c3 import (
 )
 
 EFFORT = 150
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CODEC = c3.C3Codec(
     quality=3
 )  # decodes every quality-3 file (the registry's packaged configs are hidden in tests)
@@ -211,12 +213,13 @@ def test_float_arm_is_the_causal_window_mlp(coarse_kernel: int) -> None:
     assert raster_mask(5).sum() == 12 and not raster_mask(5)[2, 2:].any() and not raster_mask(5)[3:].any()
 
 
-def test_synthesis_and_coarsest_arm_equal_their_plain_definitions() -> None:
+@pytest.mark.parametrize("relu_residual", [False, True])
+def test_synthesis_and_coarsest_arm_equal_their_plain_definitions(relu_residual: bool) -> None:
     """The tiled synthesis equals 1x1 convolutions on the concatenated upsampled grids, then the
-    two residual 3x3 convolutions (values and gradients, up to float summation order), and the
+    residual 3x3 convolutions (values and gradients, up to float summation order), and the
     coarsest grid's ARM is the window MLP without a coarse window."""
     torch.manual_seed(2)
-    model = ImageModel(64, 128, synthesis_width=8)
+    model = ImageModel(64, 128, synthesis_width=8, synthesis_relu_residual=relu_residual)
     syn = model.synthesis
     with torch.no_grad():
         for p in [*model.latents, *syn.parameters()]:
@@ -225,7 +228,8 @@ def test_synthesis_and_coarsest_arm_equal_their_plain_definitions() -> None:
     def plain(grids):
         x = torch.cat([grids[0], model.upsampler(grids)], 1)
         x = syn.out(torch.relu(syn.mix(x)))
-        x = x + torch.relu(syn.res1(F.pad(x, (1, 1, 1, 1), mode="replicate")))
+        if relu_residual:
+            x = x + torch.relu(syn.res1(F.pad(x, (1, 1, 1, 1), mode="replicate")))
         return x + syn.res2(F.pad(x, (1, 1, 1, 1), mode="replicate"))
 
     results = []
@@ -279,6 +283,26 @@ def test_hand_written_backward_passes_match_autograd() -> None:
                 plain = views(grid)
             assert torch.equal(views(grid), plain)
         assert torch.autograd.gradcheck(lambda g, c: torch.cat(arm(g, c)), (grid, coarse))
+
+
+def test_files_with_the_relu_residual_decode_as_they_did(coded) -> None:
+    """A file of the synthesis with its ReLU residual 3x3 (layout byte 1, written before the
+    layer was dropped, tests/fixtures/) decodes to what it decoded to then; new files lack the
+    layer (layout byte 0x11) and their networks section round-trips without it."""
+    old = FIXTURES / "c3-relu-residual-q3.ncd"
+    data = old.read_bytes()
+    networks = container.unpack(data)[1]["networks"]
+    assert networks[3] == c3.RASTER
+    model, _ = c3.unpack_networks(networks)
+    assert model.synthesis.res1 is not None
+    expected = np.load(FIXTURES / "c3-relu-residual-q3.npy")
+    np.testing.assert_allclose(CODEC.decode(data).numpy(), expected, rtol=0, atol=1e-5)
+    _, new, _ = coded
+    networks = container.unpack(new)[1]["networks"]
+    assert networks[3] == c3.RASTER | c3.NO_RELU_RESIDUAL
+    model, steps = c3.unpack_networks(networks)
+    assert model.synthesis.res1 is None
+    assert c3.pack_networks(model, steps) == networks
 
 
 @pytest.mark.parametrize("arch", ARCHS)

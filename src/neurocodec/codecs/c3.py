@@ -58,6 +58,7 @@ ARCH = {
     "arm_kernel": 5,
     "arm_coarse_kernel": 3,
     "synthesis_width": 32,
+    "synthesis_relu_residual": False,
 }  # hidden 8: fewer parameter bytes, same R-D (kodim01 crops, q1 and q3); synthesis 32: -9 points
 # of BD-rate against AVIF on kodim01-04 at the fast preset (eval/c3_kodak_full.json), ~15-20 % slower fits
 RICH_ARCH = {"arm_hidden": 16}  # from quality RICH_QUALITY (or a target of RICH_BPP) up
@@ -66,7 +67,10 @@ RICH_QUALITY, RICH_BPP = 3, 0.25
 # 400 B more of networks: -2.4 and -3.4 % rate at +0.21 and +0.15 dB (eval/c3_probe.jsonl, tags
 # arm16-full-q3). Below q3 those 400 B are as much as the ARM saves or more. Decoding a Kodak
 # image takes 0.299 s with it against 0.134 s without (one thread, eval/c3_speed.json).
-RASTER = 1  # the scan order byte of the networks header
+RASTER = 1  # the scan order (low 4 bits of the networks header's layout byte): the only one
+NO_RELU_RESIDUAL = (
+    0x10  # layout flag: the synthesis lacks the ReLU residual 3x3 that files before 2026-12 have
+)
 PADDING = 1 << (GRIDS - 1)
 LATENTS_CHUNK_BITS = 30  # the coder's largest chunk: every latent stream is one chunk
 
@@ -75,15 +79,16 @@ LATENTS_CHUNK_BITS = 30  # the coder's largest chunk: every latent stream is one
 # Bits of the networks
 
 
-_HEAD = struct.Struct("<5B")  # ARM hidden, window, coarse window, scan order; synthesis width
+_HEAD = struct.Struct("<5B")  # ARM hidden, window, coarse window, layout; synthesis width
 _GROUP = struct.Struct("<bB")  # step exponent k (step 2^-k), scale index of the group's table
 
 
 def pack_networks(model: ImageModel, steps: dict[str, int]) -> bytes:
     """The ``networks`` section of a fitted model whose groups are quantized with ``steps``."""
     arm = model.arm
+    layout = RASTER | (NO_RELU_RESIDUAL if model.synthesis.res1 is None else 0)
     out = bytearray(
-        _HEAD.pack(arm.hidden_size, arm.kernel, arm.coarse_kernel, RASTER, model.synthesis.mix.out_channels)
+        _HEAD.pack(arm.hidden_size, arm.kernel, arm.coarse_kernel, layout, model.synthesis.mix.out_channels)
     )
     values, indexes = [], []
     for name, tensors in c3_fit.groups(model):
@@ -110,8 +115,8 @@ def unpack_networks(data: bytes) -> tuple[ImageModel, dict[str, int]]:
     if len(data) < _HEAD.size + groups_len:
         raise BitstreamError("the c3 networks section is truncated")
     head = _HEAD.unpack_from(data)
-    hidden, kernel, coarse_kernel, scan, width_ = head
-    supported = kernel in (3, 5, 7) and coarse_kernel in (3, 5) and scan == RASTER
+    hidden, kernel, coarse_kernel, layout, width_ = head
+    supported = kernel in (3, 5, 7) and coarse_kernel in (3, 5) and layout & ~NO_RELU_RESIDUAL == RASTER
     if not (supported and 1 <= hidden <= 64 and 1 <= width_ <= 64):
         raise BitstreamError(f"the c3 networks section has an unsupported architecture {head}")
     arch = {
@@ -119,6 +124,7 @@ def unpack_networks(data: bytes) -> tuple[ImageModel, dict[str, int]]:
         "arm_kernel": kernel,
         "arm_coarse_kernel": coarse_kernel,
         "synthesis_width": width_,
+        "synthesis_relu_residual": not layout & NO_RELU_RESIDUAL,
     }
     model = ImageModel(PADDING, PADDING, **arch)
     groups = c3_fit.groups(model)

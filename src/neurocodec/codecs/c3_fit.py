@@ -330,8 +330,8 @@ def groups(model: ImageModel) -> list[tuple[str, list[Tensor]]]:
         ("arm.weight", [arm.same, arm.coarse, arm.hidden.weight, arm.head.weight]),
         ("arm.bias", [arm.bias, arm.hidden.bias, arm.head.bias]),
         ("upsampler.weight", [model.upsampler.taps]),
-        ("synthesis.weight", [syn.mix.weight, syn.out.weight, syn.res1.weight, syn.res2.weight]),
-        ("synthesis.bias", [syn.mix.bias, syn.out.bias, syn.res1.bias, syn.res2.bias]),
+        ("synthesis.weight", [conv.weight for conv in syn.convolutions()]),
+        ("synthesis.bias", [conv.bias for conv in syn.convolutions()]),
     ]
 
 

@@ -4,7 +4,7 @@
   quantized (:func:`soft_round`, :func:`kumaraswamy_noise` in training).
 - :class:`Upsampler`: coarse -> fine, each 2x step a learned separable symmetric 8-tap filter
   (initialized bicubic), the finer grid concatenated after each step: 7 channels at full size.
-- :class:`Synthesis`: 1x1 conv to ``width``, ReLU, 1x1 to 3, then two residual 3x3 convs.
+- :class:`Synthesis`: 1x1 conv to ``width``, ReLU, 1x1 to 3, then a residual 3x3 conv.
 - :class:`ContextModel` (the ARM): a Laplace (mean, log-scale) per latent from the latents
   before it in raster order (a causal window of the same grid) and a window of the coarser
   grid, which is decoded first (grids go coarse to fine). Training evaluates every position at
@@ -157,17 +157,23 @@ class Upsampler(nn.Module):
 
 
 class Synthesis(nn.Module):
-    """Pixels from the upsampled latents: 1x1 to ``width``, ReLU, 1x1 to 3, two residual 3x3."""
+    """Pixels from the upsampled latents: 1x1 to ``width``, ReLU, 1x1 to 3, a residual 3x3.
 
-    def __init__(self, width: int = 16) -> None:
+    ``relu_residual``: first another residual 3x3 behind a ReLU, ``x + relu(conv(x))``, as files
+    before 2026-12 have. It starts at zero, where the ReLU's gradient is zero, so it stayed zero in
+    every fit, and the file coded its 84 zeros (54 B on kodim01's 256x256 crop: ``eval/c3_probe.jsonl``,
+    tags ``norelu-cc-compare-2000`` and ``cc-compare-2000``)."""
+
+    def __init__(self, width: int = 16, relu_residual: bool = False) -> None:
         super().__init__()
         self.mix = nn.Conv2d(GRIDS, width, 1)
         self.out = nn.Conv2d(width, 3, 1)
-        self.res1 = nn.Conv2d(3, 3, 3)
+        self.res1 = nn.Conv2d(3, 3, 3) if relu_residual else None
         self.res2 = nn.Conv2d(3, 3, 3)
         for conv in (self.res1, self.res2):
-            nn.init.zeros_(conv.weight)
-            nn.init.zeros_(conv.bias)
+            if conv is not None:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
         with torch.no_grad():
             self.out.bias.fill_(0.5)
 
@@ -182,8 +188,13 @@ class Synthesis(nn.Module):
         return self._residual(x.contiguous(memory_format=torch.channels_last))  # 4x faster 3x3 backward
 
     def _residual(self, x: Tensor) -> Tensor:
-        x = x + torch.relu(self.res1(F.pad(x, (1, 1, 1, 1), mode="replicate")))
+        if self.res1 is not None:
+            x = x + torch.relu(self.res1(F.pad(x, (1, 1, 1, 1), mode="replicate")))
         return x + self.res2(F.pad(x, (1, 1, 1, 1), mode="replicate"))
+
+    def convolutions(self) -> list[nn.Conv2d]:
+        """The layers, in file order."""
+        return [self.mix, self.out, *([self.res1] if self.res1 is not None else []), self.res2]
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,13 +453,14 @@ class ImageModel(nn.Module):
         arm_kernel: int = 5,
         synthesis_width: int = 16,
         arm_coarse_kernel: int = 3,
+        synthesis_relu_residual: bool = False,
     ) -> None:
         super().__init__()
         self.latents = nn.ParameterList(
             [nn.Parameter(torch.zeros(1, 1, h, w)) for h, w in grid_sizes(height, width)]
         )
         self.upsampler = Upsampler()
-        self.synthesis = Synthesis(synthesis_width)
+        self.synthesis = Synthesis(synthesis_width, synthesis_relu_residual)
         self.arm = ContextModel(arm_hidden, arm_kernel, arm_coarse_kernel)
 
     def macs_per_pixel(self) -> float:
@@ -465,7 +477,7 @@ class ImageModel(nn.Module):
             (h, w), (hc, _) = sizes[level], sizes[level + 1]
             up_macs += (GRIDS - 1 - level) * 4 * (hc * w + h * w)
         width = syn.mix.out_channels
-        syn_macs = pixels * (GRIDS * width + width * 3 + 2 * 27)
+        syn_macs = pixels * (GRIDS * width + width * 3 + 27 * (len(syn.convolutions()) - 2))
         return (arm_macs + up_macs + syn_macs) / pixels
 
     def reconstruct(self, grids: list[Tensor]) -> Tensor:
