@@ -21,13 +21,17 @@ from run import execute  # noqa: E402
 
 
 def outputs(notebook: nbformat.NotebookNode) -> str:
-    """The text every code cell printed or displayed, and the names of its images."""
+    """The text every code cell printed or displayed, and the names of its images. Printed text is
+    joined as printed: on a loaded machine one ``print`` can arrive as two stream outputs."""
     parts = []
     for cell in notebook.cells:
         for out in cell.get("outputs", []):
-            parts.append(out.get("text", "") + out.get("data", {}).get("text/plain", ""))
-            parts += [kind for kind in out.get("data", {}) if kind.startswith("image/")]
-    return "\n".join(parts)
+            if out.get("output_type") == "stream" and parts and parts[-1][0] == out.get("name"):
+                parts[-1] = (out.get("name"), parts[-1][1] + out.get("text", ""))
+                continue
+            parts.append((out.get("name"), out.get("text", "") + out.get("data", {}).get("text/plain", "")))
+            parts += [(None, kind) for kind in out.get("data", {}) if kind.startswith("image/")]
+    return "\n".join(text for _, text in parts)
 
 
 @pytest.mark.parametrize("name", NAMES)
