@@ -68,9 +68,9 @@ RICH_QUALITY, RICH_BPP = 3, 0.25
 # arm16-full-q3). Below q3 those 400 B are as much as the ARM saves or more. Decoding a Kodak
 # image takes 0.299 s with it against 0.134 s without (one thread, eval/c3_speed.json).
 RASTER = 1  # the scan order (low 4 bits of the networks header's layout byte): the only one
-NO_RELU_RESIDUAL = (
-    0x10  # layout flag: the synthesis lacks the ReLU residual 3x3 that files before 2026-12 have
-)
+# Layout flag of the networks header: the synthesis lacks the ReLU residual 3x3 that files before
+# 2026-12-06 have.
+NO_RELU_RESIDUAL = 0x10
 PADDING = 1 << (GRIDS - 1)
 LATENTS_CHUNK_BITS = 30  # the coder's largest chunk: every latent stream is one chunk
 
