@@ -141,6 +141,12 @@ def main() -> None:
         "--arch", default="{}", help="c3 architecture overrides (JSON), e.g. '{\"synthesis_width\": 32}'"
     )
     p.add_argument(
+        "--same-points-as",
+        type=Path,
+        help="summarize only the c3 (quality, image) points that this other rows file has (e.g. to "
+        "compare the fast preset with a medium run that is not finished)",
+    )
+    p.add_argument(
         "--note",
         default="2-core machine, one thread a fit, two fits at a time (the qualities split in two "
         "processes): encode times are for a machine shared by two fits",
@@ -182,6 +188,9 @@ def main() -> None:
                 flush=True,
             )
     chosen = args.files.split(",")
+    if args.same_points_as:
+        points = {(r["setting"], r["file"]) for r in read_rows(args.same_points_as) if r["codec"] == "c3"}
+        rows = [r for r in rows if r["codec"] != "c3" or (r["setting"], r["file"]) in points]
     summary = summarize([r for r in rows if r["file"] in chosen])
     summary.update(
         crop=args.crop,
