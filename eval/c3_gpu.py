@@ -16,31 +16,12 @@ import time
 
 import torch
 
+from c3_speed import fitting_speed, synchronize
 from common import KODIM01, command, machine, write_json
-from neurocodec.codecs import c3, c3_fit
-from neurocodec.codecs.base import pad_to_multiple
+from neurocodec.codecs import c3
 from neurocodec.io.image import read_image
 
 ARCHS = {"base": c3.ARCH, "rich": {**c3.ARCH, **c3.RICH_ARCH}}
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def fitting_speed(x: torch.Tensor, iterations: int, arch: dict) -> dict:
-    padded = tuple(pad_to_multiple(x, c3.PADDING).shape[-2:])
-
-    def run(n: int) -> float:
-        synchronize(x.device)
-        w0 = time.perf_counter()
-        c3_fit.fit(x, padded, c3.LAMBDAS[3], c3_fit.Schedule(n, candidates=1), arch)
-        synchronize(x.device)
-        return time.perf_counter() - w0
-
-    run(5)  # kernels and allocator warm
-    return {"iterations": iterations, "wall_s_per_iteration": run(iterations) / iterations}
 
 
 def decoded(codec: c3.C3Codec, data: bytes) -> tuple[torch.Tensor, float]:
@@ -63,7 +44,9 @@ def main() -> None:
     x = read_image(KODIM01)[0]
     record = {"command": command(), "machine": machine(device=args.device), "fitting": {}, "files": {}}
     for name, arch in ARCHS.items():
-        record["fitting"][name] = fitting_speed(x[None].to(device), args.iterations, arch)
+        record["fitting"][name] = fitting_speed(
+            x[None].to(device), args.iterations, torch.get_num_threads(), arch
+        )
         print(name, record["fitting"][name], flush=True)
     codecs = {
         "cpu": c3.C3Codec(quality=c3.RICH_QUALITY),

@@ -32,14 +32,23 @@ ARCHS = {"base": c3.ARCH, "rich": {**c3.ARCH, **c3.RICH_ARCH}}  # the quality ea
 QUALITIES = {"base": 1, "rich": c3.RICH_QUALITY}
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so that wall times are complete."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def fitting_speed(x: torch.Tensor, iterations: int, threads: int, arch: dict) -> dict:
+    """Seconds per iteration of ``c3_fit.fit`` on ``x`` (on its device) with ``threads`` torch threads."""
     torch.set_num_threads(threads)
     padded = tuple(pad_to_multiple(x, c3.PADDING).shape[-2:])
     lmbda = c3.LAMBDAS[3]
 
     def run(n: int) -> tuple[float, float]:
+        synchronize(x.device)
         w0, c0 = time.perf_counter(), time.process_time()
         c3_fit.fit(x, padded, lmbda, c3_fit.Schedule(n, candidates=1), arch)
+        synchronize(x.device)
         return time.perf_counter() - w0, time.process_time() - c0
 
     run(5)  # allocator and kernels warm
