@@ -79,7 +79,7 @@ def predict(args, codec: c3.C3Codec, x: torch.Tensor, trace: list[dict]) -> None
     row = {
         "tag": args.tag, "img": args.img, "crop": 0 if args.crop == "full" else 256, "it": args.it,
         "cc": None if args.quality else args.cc, "quality": args.quality or None, "lambda": fitted["lambda"],
-        "crop_at": args.crop, "arch": args.arch, "sched": args.sched, "threads": 1, "predicted": True,
+        "crop_at": args.crop, "arch": args.arch, "sched": args.sched, "seed": args.seed, "threads": 1, "predicted": True,
         "predicted_latent_bytes": bpp * pixels / 8, "network_bytes": network_bytes,
         "bpp": bpp + 8 * network_bytes / pixels, "psnr": -10 * math.log10(mse),
         "enc_cpu_s": time.process_time() - t0, "code": git_commit()[:7], "trace": trace,
@@ -101,6 +101,7 @@ def main() -> None:
     p.add_argument("--crop", choices=("topleft", "centre", "full"), default="topleft")
     p.add_argument("--trace", type=int, default=0, help="record the losses every N steps")
     p.add_argument("--bpp", type=float, default=None, help="fit to this rate (the codec's target_bpp)")
+    p.add_argument("--seed", type=int, default=0, help="the fit's seed (the codec's seed; 0 as it encodes)")
     p.add_argument(
         "--predict", action="store_true",
         help="no file: the fitted, quantized model's predicted bytes (float ARM; for architectures the coder lacks)",
@@ -122,6 +123,7 @@ def main() -> None:
     if not args.quality:
         codec.lmbda = 1 / (args.cc * 255**2)
     codec.target_bpp = args.bpp
+    codec.seed = args.seed
     trace: list[dict] = []
     if args.trace:
         codec.trace = tracer(x[None], codec.lmbda, args.trace, trace)
@@ -147,6 +149,7 @@ def main() -> None:
         "crop_at": args.crop,
         "arch": args.arch,
         "sched": args.sched,
+        "seed": args.seed,
         "threads": 1,
         "bytes": len(data),
         "bpp": len(data) * 8 / x[0].numel(),

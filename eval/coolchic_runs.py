@@ -1,0 +1,100 @@
+"""Cool-chic 5 (Orange-OpenSource/Cool-Chic, BSD-3) run on a Kodak image here, for c3 to compare with.
+
+    python eval/coolchic_runs.py --coolchic DIR --tag TAG [--img kodim01] [--crop topleft|full]
+        [--lmbda 0.004] [--n-itr 2000] [--cfg lop] [-- extra cc_encode.py arguments]
+    python eval/coolchic_runs.py --parse WORKDIR --tag TAG ...   (record a run made by hand)
+
+``DIR`` is a checkout of Cool-chic (the rows were made with a6fe38a, the mirror's newest) whose
+imports resolve (its requirements beside ours: einops, fvcore, ConfigArgParse, constriction 0.4.2,
+e.g. ``pip install --target /tmp/ccpkgs ...`` and ``--pythonpath /tmp/ccpkgs``). Nothing of it is
+in this repository: the script only runs its ``cc_encode.py`` on one thread with the decoder
+config ``cfg/dec/intra/<cfg>.cfg`` and records, from its own result files, one row in
+``eval/coolchic_runs.jsonl``: the file's bpp and PSNR as its decoder measured them, the networks'
+and latents' rates as its encoder estimated them, MAC/pixel, its own timer of the fitting
+(``train_s``, wall) and the CPU seconds of the whole run (``cpu_s``; none for ``--parse``).
+
+``cost`` is Cool-chic's loss as coded, ``MSE + lmbda * bpp`` (MSE of [0, 1] pixels), x 1000; c3's
+``bpp + lambda * 255^2 * MSE`` with ``lambda = 1 / (255^2 lmbda)`` is the same loss divided by
+``lmbda`` (``eval/c3_probe.py --cc`` takes Cool-chic's lambda), so a c3 probe row compares by
+``1000 * (10^(-psnr/10) + lmbda * bpp)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+from common import EVAL, KODAK, append_row
+
+ROWS = EVAL / "coolchic_runs.jsonl"
+
+
+def read_tsv(path: Path) -> dict[str, str]:
+    """The first data row of one of Cool-chic's whitespace-separated result tables."""
+    head, values = path.read_text().splitlines()[:2]
+    return dict(zip(head.split(), values.split()))
+
+
+def parse(workdir: Path, args: argparse.Namespace, cpu_s: float | None) -> dict:
+    enc = read_tsv(next(workdir.glob("*-results_encoder.tsv")))
+    dec = read_tsv(next(workdir.glob("*-results_decoder.tsv")))
+    psnr, bpp = float(dec["psnr_db"]), float(dec["rate_bpp"])
+    return {
+        "tag": args.tag, "img": args.img, "crop": args.crop, "lmbda": args.lmbda, "n_itr": args.n_itr,
+        "cfg": args.cfg, "extra": " ".join(args.extra), "bpp": bpp, "psnr": psnr,
+        "cost": 1000 * (10 ** (-psnr / 10) + args.lmbda * bpp),
+        "bytes": (workdir / "out.bin").stat().st_size if (workdir / "out.bin").exists() else None,
+        "nn_bpp_estimated": float(enc["nn_bpp"]), "latent_bpp_estimated": float(enc["latent_bpp"]),
+        "mac_per_pixel": float(enc["mac_decoded_pixel"]), "train_s": float(enc["time_sec"]), "cpu_s": cpu_s, "threads": 1,
+        "coolchic": args.commit,
+    }  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--coolchic", type=Path, help="a Cool-chic checkout")
+    p.add_argument("--pythonpath", default="", help="where its extra requirements are")
+    p.add_argument("--commit", default="a6fe38a", help="the checkout's commit, for the row")
+    p.add_argument("--parse", type=Path, help="record this finished workdir instead of running")
+    p.add_argument("--tag", required=True)
+    p.add_argument("--img", default="kodim01")
+    p.add_argument("--crop", choices=("topleft", "full"), default="topleft")
+    p.add_argument("--lmbda", type=float, default=0.004)
+    p.add_argument("--n-itr", type=int, default=2000)
+    p.add_argument("--cfg", default="lop")
+    p.add_argument("extra", nargs="*", help="after --: more cc_encode.py arguments")
+    args = p.parse_args()
+    if args.parse:
+        row = parse(args.parse, args, None)
+    else:
+        if args.coolchic is None:
+            p.error("--coolchic (or --parse) is needed")
+        work = Path(tempfile.mkdtemp(prefix=f"coolchic-{args.tag}-"))
+        image = KODAK / f"{args.img}.png"
+        if args.crop == "topleft":  # the crop eval/c3_probe.py fits
+            Image.open(image).crop((0, 0, 256, 256)).save(work / f"{args.img}-crop.png")
+            image = work / f"{args.img}-crop.png"
+        cmd = [
+            sys.executable, "cc_encode.py", "-i", str(image), "-o", str(work / "out.bin"),
+            "--workdir", f"{work}/", "--lmbda", str(args.lmbda), "--n_itr", str(args.n_itr),
+            "--dec_cfg_residue", f"cfg/dec/intra/{args.cfg}.cfg", *args.extra,
+        ]  # fmt: skip
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{args.pythonpath}:{args.coolchic}")
+        with (work / "log.txt").open("w") as log:
+            subprocess.run(cmd, cwd=args.coolchic, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        row = parse(work, args, usage.ru_utime + usage.ru_stime)
+        row["workdir"] = str(work)
+    print(row)
+    append_row(ROWS, row)
+
+
+if __name__ == "__main__":
+    main()
