@@ -1,7 +1,9 @@
 """R-D of the overfitted ``c3`` codec on Kodak images against Pillow AVIF / WebP / JPEG and ``mlic``.
 
 Resumable: every (codec, setting, file) row is appended to a JSON-lines file as soon as it is
-measured, and a restart skips the rows already there, so the run survives being stopped. At the
+measured, and a restart skips the rows already there, so the run survives being stopped; a c3 fit
+checkpoints into ``<rows>.fits/<image>-q<quality>-e<effort>`` every 250 steps and a restart resumes
+it there (the row's ``resumed_at`` says from which step; its times are the resumed part's). At the
 end (or with ``--summary`` alone) the mean curves and BD-rates (PSNR, PCHIP, :mod:`neurocodec.evaluation`)
 are written to a JSON summary.
 
@@ -42,8 +44,11 @@ def crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[:, top : top + size, left : left + size].contiguous()
 
 
-def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int, arch: dict) -> dict:
+def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int, arch: dict, checkpoint: Path) -> dict:
+    """One c3 encode and decode as a row; the fit checkpoints into ``checkpoint`` and resumes from
+    it (``resumed_at``: the step it resumed from; the times are then the resumed part's)."""
     codec = c3.C3Codec(quality=quality, **arch)
+    codec.checkpoint = checkpoint
     t0, c0 = time.perf_counter(), time.process_time()
     data = codec.encode(x, effort=effort)
     t1, cpu = time.perf_counter(), time.process_time() - c0
@@ -60,6 +65,7 @@ def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int, arch: dict
         steps=fit["steps"],
         networks=codec.arch,
         encode_cpu_s=cpu,
+        resumed_at=fit["resumed_at"],
     )
     return row
 
@@ -168,7 +174,10 @@ def main() -> None:
             x = images[name]
             try:
                 if codec == "c3":
-                    row = measure_c3(x, name, setting, args.effort, arch)
+                    fits = args.rows.with_suffix(".fits")  # checkpoints of unfinished fits
+                    row = measure_c3(
+                        x, name, setting, args.effort, arch, fits / f"{name}-q{setting}-e{args.effort}"
+                    )
                 elif codec == "mlic":
                     row = measure_mlic(x, name, setting)
                 else:

@@ -39,7 +39,7 @@ ROWS = EVAL / "coolchic_runs.jsonl"
 def read_tsv(path: Path) -> dict[str, str]:
     """The first data row of one of Cool-chic's whitespace-separated result tables."""
     head, values = path.read_text().splitlines()[:2]
-    return dict(zip(head.split(), values.split()))
+    return dict(zip(head.split(), values.split(), strict=False))
 
 
 def parse(workdir: Path, args: argparse.Namespace, cpu_s: float | None) -> dict:

@@ -32,6 +32,7 @@ from neurocodec.models.c3 import (
     ImageModel,
     raster_mask,
 )
+from neurocodec.train.checkpoint import load_checkpoint
 
 EFFORT = 150
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -438,6 +439,50 @@ def test_fit_ends_on_its_best_checked_parameters() -> None:
     checked = coded_losses[4::5]
     assert coded_losses[-1] > min(checked)  # the hard phase did drift
     assert final == pytest.approx(min(checked), rel=1e-6)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_stopped_fit_resumes_from_its_checkpoint_to_the_same_parameters(tmp_path) -> None:
+    """A fit stopped in its main phase and again in its hard phase, resumed each time from its
+    checkpoint, ends on the parameters of a fit never stopped; the folder is gone at the end, and a
+    checkpoint of another fit (another lambda) is not taken up."""
+    x = image()[None]
+    schedule = c3_fit.Schedule(60, candidates=2, hard=0.3, check=5)
+    arch = dict(c3.ARCH)
+    whole = c3_fit.fit(x, (64, 64), 0.01, schedule, arch).state_dict()
+    folder = tmp_path / "fit"
+    steps = [0]
+
+    def stop_at(n):
+        def trace(phase, model, loss, bpp, mse) -> None:
+            steps[0] += 1
+            if steps[0] == n:
+                raise _Stop
+
+        return trace
+
+    for stop, phase in ((25, "main"), (50, "hard")):
+        with pytest.raises(_Stop):
+            c3_fit.fit(
+                x, (64, 64), 0.01, schedule, arch, trace=stop_at(stop), checkpoint=folder, checkpoint_every=7
+            )
+        assert load_checkpoint(folder)[1]["phase"] == phase
+        steps[0] = load_checkpoint(folder)[1]["steps"]  # the resumed fit goes on from there
+    resumed = c3_fit.fit(
+        x, (64, 64), 0.01, schedule, arch, checkpoint=folder, checkpoint_every=7
+    ).state_dict()
+    assert not folder.exists()
+    assert resumed.keys() == whole.keys()
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
+
+    with pytest.raises(_Stop):
+        c3_fit.fit(x, (64, 64), 0.01, schedule, arch, trace=stop_at(25 + steps[0]), checkpoint=folder)
+    other = c3_fit.fit(x, (64, 64), 0.02, schedule, arch, checkpoint=folder).state_dict()
+    fresh = c3_fit.fit(x, (64, 64), 0.02, schedule, arch).state_dict()
+    assert all(torch.equal(other[k], fresh[k]) for k in fresh)
 
 
 def test_the_architecture_follows_the_quality_or_target() -> None:

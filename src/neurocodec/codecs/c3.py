@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import struct
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -231,6 +232,7 @@ class C3Codec(Codec):
         self.progress = sys.stderr.isatty()
         self.seed = 0
         self.trace = None  # c3_fit.fit's per-step callback (eval/c3_probe.py)
+        self.checkpoint: str | Path | None = None  # a folder a long fit saves to and resumes from
         self._target_bpp: float | None = None
         self.last_fit: dict = {}  # what the last encode measured (predicted rate, steps, ...)
 
@@ -268,9 +270,11 @@ class C3Codec(Codec):
         with torch.inference_mode(False), torch.enable_grad():
             x = x.clone()
             padded = tuple(pad_to_multiple(x, PADDING).shape[-2:])
+            report: dict = {}
             model = c3_fit.fit(
-                x, padded, lmbda, schedule, self.arch, self.seed, self.progress, self.trace, target
-            )
+                x, padded, lmbda, schedule, self.arch, self.seed, self.progress, self.trace, target,
+                checkpoint=self.checkpoint, report=report,
+            )  # fmt: skip
             lmbda = target.lmbda if target is not None else lmbda
             with torch.no_grad():
                 for y in model.latents:
@@ -278,7 +282,10 @@ class C3Codec(Codec):
                 steps = c3_fit.choose_steps(model, x, lmbda, WEIGHT_MAX)
             refined = c3_fit.refine_parameters(model, x, lmbda, steps, WEIGHT_MAX, schedule.refine_share())
             _, bpp, mse = c3_fit.coded_loss(model, x, lmbda)
-        return model, {"steps": steps, "lambda": lmbda, "refined_parameters": refined, "bpp": bpp, "mse": mse}
+        return model, {
+            "steps": steps, "lambda": lmbda, "refined_parameters": refined, "bpp": bpp, "mse": mse,
+            "resumed_at": report.get("resumed_at", 0),
+        }  # fmt: skip
 
     def _encode(self, x: torch.Tensor, effort: int = 0) -> tuple[ImageGeometry, dict[str, bytes]]:
         _, c, h, w = x.shape
@@ -295,6 +302,7 @@ class C3Codec(Codec):
             "psnr_fit": -10 * math.log10(max(mse, 1e-10)),
             "lambda": fitted["lambda"],
             "refined_parameters": fitted["refined_parameters"],
+            "resumed_at": fitted["resumed_at"],
         }
         return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {
             "networks": networks,

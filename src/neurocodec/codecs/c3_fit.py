@@ -30,16 +30,25 @@ ARM's Laplace. :func:`choose_steps` then quantizes each module's weights and bia
 power-of-two step picked greedily for the lowest ``bpp + lambda * 255^2 * MSE``, the
 parameters' bits (:func:`parameter_cost`) included, and :func:`refine_parameters` moves single
 quantized parameters by one step where that lowers the same loss (RDOQ).
+
+A long fit survives being stopped: with a ``checkpoint`` folder, :func:`fit` saves its state
+there after the warm-up and every ``checkpoint_every`` steps (safetensors, written atomically by
+:func:`neurocodec.train.checkpoint.save_checkpoint`), resumes from it when the same fit (image,
+lambda, schedule, architecture, seed, rate target) is started again, and removes it when done.
+A resumed fit ends on the same parameters as one never stopped (the RNG state travels too).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import math
+import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,6 +68,7 @@ from neurocodec.models.c3 import (
     log_scale_bounds,
     soft_round,
 )
+from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from neurocodec.train.soap import SOAP
 
 __all__ = [
@@ -165,12 +175,19 @@ def fit(
     progress: bool = False,
     trace: Callable[[str, ImageModel, float, float, float], None] | None = None,
     target: RateTarget | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 250,
+    report: dict | None = None,
 ) -> ImageModel:
     """An :class:`ImageModel` of ``padded_size`` fitted to ``x`` (1, 3, h, w) for ``lmbda`` (with a
     ``target`` rate: starting from it, see :class:`RateTarget`); ``trace(phase, model, loss, bpp,
-    mse)`` is called after every step (``eval/c3_probe.py``)."""
+    mse)`` is called after every step (``eval/c3_probe.py``). With a ``checkpoint`` folder the fit
+    saves its state there every ``checkpoint_every`` steps and resumes from it (module docstring);
+    ``report["resumed_at"]`` is then the step it resumed from (0: it started afresh)."""
     per_candidate, main, hard = schedule.phases()
     bar = tqdm(total=schedule.iterations, disable=not progress, file=sys.stderr, unit="it", desc="c3 fit")
+    key = _fit_key(x, padded_size, lmbda, schedule, arch, seed, target) if checkpoint else ""
+    taken = [0]  # steps taken, those before a resume included
     t0, t1 = schedule.temperature
     a0, a1 = schedule.kumaraswamy
 
@@ -208,43 +225,61 @@ def fit(
         opt.step()
         if trace is not None:
             trace(phase, model, loss.item(), bpp.item(), mse.item())
+        taken[0] += 1
         bar.update()
         bar.set_postfix(
             bpp=f"{bpp.item():.3f}", psnr=f"{-10 * math.log10(max(mse.item(), 1e-10)):.2f}", refresh=False
         )
         return loss.item()
 
-    # warm-up: keep the candidate with the lowest mean loss over its last quarter
-    if per_candidate:
-        best = None
-        for i in range(schedule.candidates):
-            model, opt = new(i)
-            losses = [step("warmup", model, opt, _soft(t0, a0)) for _ in range(per_candidate)]
-            score = sum(losses[-max(1, per_candidate // 4) :])
-            if best is None or score < best[0]:
-                best = (score, model, opt)
-        _, model, opt = best
-    else:
-        model, opt = new(0)
+    def save(phase: str, done: int) -> None:
+        if checkpoint:
+            _save_fit(checkpoint, key, model, opt, best, lmbda, phase, done, taken[0])
+
+    resumed = _load_fit(checkpoint, key, new, x) if checkpoint else None
     controlled = int(main * target.share) if target is not None else 0  # steps with lambda moving
-    best = BestModel(x, lmbda)
-    # main phase: cosine learning rate, annealed temperature and noise
-    for i in range(main):
-        progress_ = i / max(1, main - 1)
-        for group in opt.param_groups:
-            group["lr"] = group["scale"] * schedule.lr * 0.5 * (1 + math.cos(math.pi * progress_))
-        step("main", model, opt, _soft(t0 + (t1 - t0) * progress_, a0 + (a1 - a0) * progress_))
-        if i < controlled:
-            if (i + 1) % max(1, controlled // target.updates) == 0:
-                lmbda = target.steer(lmbda, model, x)
-                best = BestModel(x, lmbda)  # losses at another lambda do not compare
-        elif schedule.check and (i + 1) % schedule.check == 0:
-            best.offer(model)
-    best.restore(model)
+    if resumed is not None:
+        model, opt, best, lmbda, phase, done, taken[0] = resumed
+        bar.update(taken[0])
+    else:
+        # warm-up: keep the candidate with the lowest mean loss over its last quarter
+        if per_candidate:
+            candidate = None
+            for i in range(schedule.candidates):
+                model, opt = new(i)
+                losses = [step("warmup", model, opt, _soft(t0, a0)) for _ in range(per_candidate)]
+                score = sum(losses[-max(1, per_candidate // 4) :])
+                if candidate is None or score < candidate[0]:
+                    candidate = (score, model, opt)
+            _, model, opt = candidate
+        else:
+            model, opt = new(0)
+        best, phase, done = BestModel(x, lmbda), "main", 0
+        save(phase, done)
+    if report is not None:
+        report["resumed_at"] = taken[0] if resumed is not None else 0
+    if phase == "main":
+        # main phase: cosine learning rate, annealed temperature and noise
+        for i in range(done, main):
+            progress_ = i / max(1, main - 1)
+            for group in opt.param_groups:
+                group["lr"] = group["scale"] * schedule.lr * 0.5 * (1 + math.cos(math.pi * progress_))
+            step("main", model, opt, _soft(t0 + (t1 - t0) * progress_, a0 + (a1 - a0) * progress_))
+            if i < controlled:
+                if (i + 1) % max(1, controlled // target.updates) == 0:
+                    lmbda = target.steer(lmbda, model, x)
+                    best = BestModel(x, lmbda)  # losses at another lambda do not compare
+            elif schedule.check and (i + 1) % schedule.check == 0:
+                best.offer(model)
+            if (i + 1) % checkpoint_every == 0 and i + 1 < main:
+                save("main", i + 1)
+        best.restore(model)
+        phase, done = "hard", 0
+        save(phase, done)
     if target is not None:
         target.lmbda = lmbda
     # hard phase: straight-through rounding, a low learning rate on a cosine to 0
-    for i in range(hard):
+    for i in range(done, hard):
         for group in opt.param_groups:
             group["lr"] = (
                 group["scale"] * schedule.hard_lr * 0.5 * (1 + math.cos(math.pi * i / max(1, hard - 1)))
@@ -252,9 +287,92 @@ def fit(
         step("hard", model, opt, hard_round, coded=True)
         if schedule.check and (i + 1) % schedule.check == 0:
             best.offer(model)
+        if (i + 1) % checkpoint_every == 0 and i + 1 < hard:
+            save("hard", i + 1)
     best.restore(model)
     bar.close()
+    if checkpoint:
+        _remove_fit(checkpoint)
     return model.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints of a fit
+
+
+def _fit_key(
+    x: Tensor, padded_size: tuple[int, int], lmbda: float, schedule: Schedule, arch: dict, seed: int,
+    target: RateTarget | None,
+) -> str:  # fmt: skip
+    """What a fit's result depends on, hashed: a checkpoint of another fit is not resumed."""
+    h = hashlib.sha256(x.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    what = (tuple(x.shape), padded_size, lmbda, asdict(schedule), sorted(arch.items()), seed, target)
+    h.update(repr(what).encode())
+    return h.hexdigest()
+
+
+def _save_fit(
+    folder: str | Path, key: str, model: ImageModel, opt: torch.optim.Optimizer, best: BestModel,
+    lmbda: float, phase: str, done: int, steps: int,
+) -> None:  # fmt: skip
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v for k, v in best.state.items()})
+    fields: dict[str, object] = {}  # "parameter index.name": "tensor", a list's length, or an int
+    for i, state in opt.state_dict()["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                fields[f"{i}.{name}"], tensors[f"opt.{i}.{name}"] = "tensor", value
+            elif isinstance(value, list):  # SOAP's per-dimension bases (None where there is none)
+                fields[f"{i}.{name}"] = len(value)
+                tensors.update({f"opt.{i}.{name}.{j}": v for j, v in enumerate(value) if v is not None})
+            else:
+                fields[f"{i}.{name}"] = {"int": int(value)}
+    cuda = torch.cuda.get_rng_state(model.latents[0].device) if model.latents[0].is_cuda else None
+    meta = {
+        "key": key, "phase": phase, "done": done, "steps": steps, "lmbda": lmbda,
+        "best_loss": best.loss if math.isfinite(best.loss) else None, "best_lmbda": best.lmbda,
+        "optimizer": fields, "torch_rng": torch.get_rng_state().tolist(),
+        "cuda_rng": None if cuda is None else cuda.tolist(),
+    }  # fmt: skip
+    save_checkpoint(folder, {k: v.detach() for k, v in tensors.items()}, meta)
+
+
+def _load_fit(folder: str | Path, key: str, new: Callable, x: Tensor):
+    """(model, optimizer, best, lambda, phase, steps done in it, steps done in all) from
+    ``folder``; None when it holds no checkpoint of this fit."""
+    if not has_checkpoint(folder):
+        return None
+    tensors, meta = load_checkpoint(folder, x.device)
+    if meta.get("key") != key:
+        return None
+    model, opt = new(0)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict] = {}
+    for name, kind in meta["optimizer"].items():
+        i, field = name.split(".", 1)
+        if kind == "tensor":
+            value = tensors[f"opt.{name}"]
+        elif isinstance(kind, int):
+            value = [tensors.get(f"opt.{name}.{j}") for j in range(kind)]
+        else:
+            value = kind["int"]
+        state.setdefault(int(i), {})[field] = value
+    saved = opt.state_dict()
+    saved["state"] = state
+    opt.load_state_dict(saved)
+    best = BestModel(x, meta["best_lmbda"])
+    best.loss = math.inf if meta["best_loss"] is None else meta["best_loss"]
+    best.state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
+    if meta["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(torch.tensor(meta["cuda_rng"], dtype=torch.uint8), x.device)
+    return model, opt, best, meta["lmbda"], meta["phase"], meta["done"], meta["steps"]
+
+
+def _remove_fit(folder: str | Path) -> None:
+    folder = Path(folder)
+    for f in (folder, folder.with_name(folder.name + ".old")):
+        shutil.rmtree(f, ignore_errors=True)
 
 
 @dataclass

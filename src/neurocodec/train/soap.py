@@ -71,7 +71,7 @@ class SOAP(torch.optim.Optimizer):
                 continue
             order = torch.argsort(torch.diag(q.T @ gg @ q), descending=True)
             state["exp_avg_sq"] = state["exp_avg_sq"].index_select(i, order)
-            state["q"][i] = torch.linalg.qr(gg @ q[:, order]).Q
+            state["q"][i] = torch.linalg.qr(gg @ q[:, order]).Q.contiguous()
         state["exp_avg"] = _rotate(exp_avg, state["q"])
 
     @torch.no_grad()
