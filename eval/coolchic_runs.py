@@ -11,7 +11,8 @@ in this repository: the script only runs its ``cc_encode.py`` on one thread with
 config ``cfg/dec/intra/<cfg>.cfg`` and records, from its own result files, one row in
 ``eval/coolchic_runs.jsonl``: the file's bpp and PSNR as its decoder measured them, the networks'
 and latents' rates as its encoder estimated them, MAC/pixel, its own timer of the fitting
-(``train_s``, wall) and the CPU seconds of the whole run (``cpu_s``; none for ``--parse``).
+(``train_s``, wall) and the CPU seconds of the whole run (``cpu_s``; for ``--parse``, from a
+``/usr/bin/time -v`` report in the workdir's ``log.txt`` if there is one).
 
 ``cost`` is Cool-chic's loss as coded, ``MSE + lmbda * bpp`` (MSE of [0, 1] pixels), x 1000; c3's
 ``bpp + lambda * 255^2 * MSE`` with ``lambda = 1 / (255^2 lmbda)`` is the same loss divided by
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -71,8 +73,12 @@ def main() -> None:
     p.add_argument("--cfg", default="lop")
     p.add_argument("extra", nargs="*", help="after --: more cc_encode.py arguments")
     args = p.parse_args()
-    if args.parse:
-        row = parse(args.parse, args, None)
+    if args.parse:  # CPU seconds where the run was wrapped in /usr/bin/time -v (its report in log.txt)
+        log = args.parse / "log.txt"
+        times = re.findall(
+            r"(?:User|System) time \(seconds\): ([\d.]+)", log.read_text() if log.exists() else ""
+        )
+        row = parse(args.parse, args, sum(map(float, times)) if times else None)
     else:
         if args.coolchic is None:
             p.error("--coolchic (or --parse) is needed")
