@@ -19,6 +19,11 @@ rounding at the tables' resolution (what the file would cost then), into the row
 the float ARM's coded rate, the networks' section as packed) and its float PSNR before clamping, for
 architectures the native coder does not have yet (such a probe patches the model; e.g.
 ``eval/archive/c3_probes_session22.patch``).
+
+    python eval/c3_probe.py --compare BASE_TAG TAG [TAG ...]
+
+prints the rows of each TAG against the BASE_TAG row of the same image and point: R-D cost
+(``bpp + lambda 255^2 MSE``, the loss c3 fits), rate and dB changes.
 """
 
 from __future__ import annotations
@@ -89,9 +94,35 @@ def predict(args, codec: c3.C3Codec, x: torch.Tensor, trace: list[dict]) -> None
         f.write(json.dumps(row) + "\n")
 
 
+def rd_cost(row: dict, lmbda: float | None = None) -> float:
+    """``bpp + lambda * 255^2 * MSE`` of a row (its own lambda unless given): the loss c3 fits."""
+    lmbda = row["lambda"] if lmbda is None else lmbda
+    return row["bpp"] + lmbda * 255**2 * 10 ** (-row["psnr"] / 10)
+
+
+def compare(base: str, tags: list[str]) -> None:
+    """Each row tagged in ``tags`` against the latest ``base`` row of the same image, quality and
+    iterations in ``eval/c3_probe.jsonl``: R-D cost change, rate change, dB."""
+    rows = [json.loads(line) for line in (EVAL / "c3_probe.jsonl").open()]
+    point = lambda r: (r["img"], r.get("quality"), r.get("cc"), r["it"], r.get("crop_at"))  # noqa: E731
+    bases = {point(r): r for r in rows if r["tag"] == base}
+    for r in rows:
+        b = bases.get(point(r))
+        if r["tag"] in tags and b is not None:
+            print(
+                f"{r['tag']} {r['img']}: {r['bpp']:.4f} bpp {r['psnr']:.3f} dB; against {base}: "
+                f"R-D cost {100 * (rd_cost(r) / rd_cost(b) - 1):+.1f} %, bpp {100 * (r['bpp'] / b['bpp'] - 1):+.1f} %, "
+                f"{r['psnr'] - b['psnr']:+.3f} dB"
+            )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tag", required=True)
+    p.add_argument("--tag")
+    p.add_argument(
+        "--compare", nargs="+", metavar="TAG",
+        help="no fit: print the rows of the 2nd, 3rd... tags against the first tag's, per image",
+    )  # fmt: skip
     p.add_argument("--img", default="kodim01")
     p.add_argument("--it", type=int, default=2000)
     p.add_argument("--cc", type=float, default=0.004, help="Cool-chic's lambda")
@@ -107,6 +138,10 @@ def main() -> None:
         help="no file: the fitted, quantized model's predicted bytes (float ARM; for architectures the coder lacks)",
     )  # fmt: skip
     args = p.parse_args()
+    if args.compare:
+        return compare(args.compare[0], args.compare[1:])
+    if not args.tag:
+        p.error("--tag is needed for a fit")
     torch.set_num_threads(1)
     x = read_image(KODAK / f"{args.img}.png")[0]
     if args.crop != "full":

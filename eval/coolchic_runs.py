@@ -3,6 +3,7 @@
     python eval/coolchic_runs.py --coolchic DIR --tag TAG [--img kodim01] [--crop topleft|full]
         [--lmbda 0.004] [--n-itr 2000] [--cfg lop] [-- extra cc_encode.py arguments]
     python eval/coolchic_runs.py --parse WORKDIR --tag TAG ...   (record a run made by hand)
+    python eval/coolchic_runs.py --score-c3 eval/c3_kodak_medium.jsonl --img kodim01 --lmbda 0.009051
 
 ``DIR`` is a checkout of Cool-chic (the rows were made with a6fe38a, the mirror's newest) whose
 imports resolve (its requirements beside ours: einops, fvcore, ConfigArgParse, constriction 0.4.2,
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from common import EVAL, KODAK, append_row
+from common import EVAL, KODAK, append_row, read_rows
 
 ROWS = EVAL / "coolchic_runs.jsonl"
 
@@ -65,14 +66,29 @@ def main() -> None:
     p.add_argument("--pythonpath", default="", help="where its extra requirements are")
     p.add_argument("--commit", default="a6fe38a", help="the checkout's commit, for the row")
     p.add_argument("--parse", type=Path, help="record this finished workdir instead of running")
-    p.add_argument("--tag", required=True)
+    p.add_argument("--tag", help="the row's name (needed unless --score-c3)")
     p.add_argument("--img", default="kodim01")
     p.add_argument("--crop", choices=("topleft", "full"), default="topleft")
     p.add_argument("--lmbda", type=float, default=0.004)
     p.add_argument("--n-itr", type=int, default=2000)
     p.add_argument("--cfg", default="lop")
+    p.add_argument(
+        "--score-c3", type=Path, nargs="+", metavar="ROWS",
+        help="no run: the cost at --lmbda of each c3 row of --img in these rows files (eval/c3_kodak.py's)",
+    )  # fmt: skip
     p.add_argument("extra", nargs="*", help="after --: more cc_encode.py arguments")
     args = p.parse_args()
+    if args.score_c3:
+        for path in args.score_c3:
+            for r in read_rows(path):
+                if r["codec"] == "c3" and r["file"] == args.img:
+                    cost = 1000 * (10 ** (-r["psnr"] / 10) + args.lmbda * r["bpp"])
+                    print(
+                        f"{path.name} q{r['setting']} {r['file']}: {r['bpp']:.4f} bpp {r['psnr']:.3f} dB, cost {cost:.4f}"
+                    )
+        return
+    if not args.tag:
+        p.error("--tag is needed")
     if args.parse:  # CPU seconds where the run was wrapped in /usr/bin/time -v (its report in log.txt)
         log = args.parse / "log.txt"
         times = re.findall(

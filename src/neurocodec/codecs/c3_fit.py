@@ -44,7 +44,6 @@ import functools
 import hashlib
 import itertools
 import math
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -68,7 +67,7 @@ from neurocodec.models.c3 import (
     log_scale_bounds,
     soft_round,
 )
-from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, remove_checkpoint, save_checkpoint
 from neurocodec.train.soap import SOAP
 
 __all__ = [
@@ -292,7 +291,7 @@ def fit(
     best.restore(model)
     bar.close()
     if checkpoint:
-        _remove_fit(checkpoint)
+        remove_checkpoint(checkpoint)
     return model.eval()
 
 
@@ -367,12 +366,6 @@ def _load_fit(folder: str | Path, key: str, new: Callable, x: Tensor):
     if meta["cuda_rng"] is not None:
         torch.cuda.set_rng_state(torch.tensor(meta["cuda_rng"], dtype=torch.uint8), x.device)
     return model, opt, best, meta["lmbda"], meta["phase"], meta["done"], meta["steps"]
-
-
-def _remove_fit(folder: str | Path) -> None:
-    folder = Path(folder)
-    for f in (folder, folder.with_name(folder.name + ".old")):
-        shutil.rmtree(f, ignore_errors=True)
 
 
 @dataclass

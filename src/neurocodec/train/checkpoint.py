@@ -16,7 +16,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["has_checkpoint", "load_checkpoint", "model_weights", "pack_checkpoint", "save_checkpoint"]
+__all__ = [
+    "has_checkpoint",
+    "load_checkpoint",
+    "model_weights",
+    "pack_checkpoint",
+    "remove_checkpoint",
+    "save_checkpoint",
+]
 
 MAX_SHARD_BYTES = 15 * 2**20
 
@@ -61,6 +68,13 @@ def has_checkpoint(folder: str | Path) -> bool:
     """Whether ``folder`` (or the ``.old`` copy an interrupted save leaves) holds a checkpoint."""
     folder = Path(folder)
     return any((f / "meta.json").exists() for f in (folder, folder.with_name(folder.name + ".old")))
+
+
+def remove_checkpoint(folder: str | Path) -> None:
+    """Removes ``folder`` and the ``.old`` copy an interrupted save may have left."""
+    folder = Path(folder)
+    for f in (folder, folder.with_name(folder.name + ".old")):
+        shutil.rmtree(f, ignore_errors=True)
 
 
 def load_checkpoint(
