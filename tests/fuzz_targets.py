@@ -28,9 +28,9 @@ Targets (``TARGETS``), each with seeds from real files (``seeds(name)``):
   quality 1. Seed: a 0.1-s stereo clip fitted briefly.
 - ``s2lic`` (no weights shipped yet): its decode under small limits, with seeded initial weights
   of the small preset. Seed: a 64x64 picture.
-- ``video-vae`` (no weights shipped yet): its decode under small limits, with seeded weights of a
-  tiny architecture (:data:`VIDEO_VAE_ARCH`). Seeds: a 5-frame 32x48 clip (two latent groups) and
-  its first frame (the image path).
+- ``video-vae``: its decode under small limits, with seeded weights of a tiny architecture
+  (:data:`VIDEO_VAE_ARCH`). Seeds: a 5-frame 32x48 clip (two latent groups) and its first frame
+  (the image path). ``video-vae-temporal``: the same with the temporal-context latent codec.
 - ``vqgan`` (no released files yet): the same on vqgan files of quality 4 (its smallest shipped
   codebook), one index stream and 16 loss-resilient packets (missing or damaged ones are
   restored). Seeds: a 64x96 picture both ways.
@@ -186,8 +186,8 @@ def _codec(name: str):
 
     if name == "s2lic":
         return _s2lic_codec()
-    if name == "video-vae":
-        return _video_vae_codec()
+    if name in ("video-vae", "video-vae-temporal"):
+        return _video_vae_codec(temporal=name.endswith("temporal"))
     return nc.load(name, SEED_QUALITIES.get(name, SEED_QUALITY))
 
 
@@ -203,15 +203,16 @@ def _s2lic_codec():
     return codec
 
 
-def _video_vae_codec():
-    """video-vae ships no weights yet: a tiny architecture with seeded weights (its temporal layers
-    made non-zero, so the fuzzed streams reach every path of the synthesis) and built tables."""
+def _video_vae_codec(temporal: bool):
+    """A tiny video-vae with seeded weights (its temporal layers made non-zero, so the fuzzed
+    streams reach every path of the synthesis) and built tables; ``temporal``: with the
+    temporal-context latent codec."""
     import torch
 
     from neurocodec.codecs.video_vae import VideoVAECodec
 
     torch.manual_seed(0)
-    codec = VideoVAECodec(**VIDEO_VAE_ARCH, quality=SEED_QUALITY).eval()
+    codec = VideoVAECodec(**VIDEO_VAE_ARCH, temporal=temporal, quality=SEED_QUALITY).eval()
     with torch.no_grad():
         for name, p in codec.model.named_parameters():
             if ".time." in name and name.endswith("weight"):
@@ -259,6 +260,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
             "recombiner-audio",
             "s2lic",
             "video-vae",
+            "video-vae-temporal",
             "vqgan",
         )
     },
@@ -341,14 +343,14 @@ def _s2lic_seed() -> bytes:
 
 
 @functools.cache
-def _video_vae_seeds() -> tuple[bytes, bytes]:
-    """Small video-vae files: a moving smooth 5-frame 32x48 clip (two groups), and its first frame."""
+def _video_vae_seeds(name: str = "video-vae") -> tuple[bytes, bytes]:
+    """Small files of ``name``: a moving smooth 5-frame 32x48 clip (two groups), and its first frame."""
     import torch
 
     t = torch.arange(5).view(-1, 1, 1)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 48), indexing="ij")
     x = torch.stack([0.5 + 0.4 * torch.sin(5 * xx + 0.3 * t + c) * torch.cos(3 * yy) for c in range(3)])
-    codec = _codec("video-vae")
+    codec = _codec(name)
     return codec.encode(x, frame_rate=(30000, 1001)), codec.encode(x[:, :1])
 
 
@@ -386,8 +388,8 @@ def seeds(target: str) -> list[bytes]:
         return [_recombiner_audio_seed()[:-4]]
     if target == "s2lic":
         return [_s2lic_seed()[:-4]]
-    if target == "video-vae":
-        return [seed[:-4] for seed in _video_vae_seeds()]
+    if target in ("video-vae", "video-vae-temporal"):
+        return [seed[:-4] for seed in _video_vae_seeds(target)]
     if target == "vqgan":
         return [seed[:-4] for seed in _vqgan_seeds()]
     return [f[:-4] for f in corpus_files(target)]

@@ -69,7 +69,19 @@ def test_codec_target_on_seeds_mutations_and_crashers(codec: str):
 
 
 @pytest.mark.usefixtures("shipped")
-@pytest.mark.parametrize("target", ["c3", "nirvana", "recombiner-image", "recombiner-audio", "s2lic", "vqgan", "video-vae"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "c3",
+        "nirvana",
+        "recombiner-image",
+        "recombiner-audio",
+        "s2lic",
+        "vqgan",
+        "video-vae",
+        "video-vae-temporal",
+    ],
+)
 def test_unreleased_codec_target_on_its_seeds_mutations_and_crashers(target: str):
     """The codecs with no released files yet, on files made from their seeds."""
     run_all(target, 200)

@@ -49,18 +49,21 @@ def awaken(model: torch.nn.Module, seed: int = 1) -> None:
 
 
 def make_codec(
-    text_dim: int = 0, quality: int = 1, weights_hash: bytes = b"\x01\x02\x03\x04"
+    text_dim: int = 0, quality: int = 1, weights_hash: bytes = b"\x01\x02\x03\x04", temporal: bool = False
 ) -> VideoVAECodec:
     torch.manual_seed(0)
-    codec = VideoVAECodec(**TINY, text_dim=text_dim, quality=quality, weights_hash=weights_hash).eval()
+    codec = VideoVAECodec(
+        **TINY, text_dim=text_dim, temporal=temporal, quality=quality, weights_hash=weights_hash
+    ).eval()
     awaken(codec.model)
     codec.model.update_tables()
     return codec
 
 
-@pytest.fixture(scope="module")
-def codec() -> VideoVAECodec:
-    return make_codec()
+@pytest.fixture(scope="module", params=[False, True], ids=["hyperprior", "temporal"])
+def codec(request) -> VideoVAECodec:
+    """The codec with each latent codec: the plain hyperprior and the temporal context."""
+    return make_codec(temporal=request.param)
 
 
 def clip(frames: int = 9, h: int = 40, w: int = 56, seed: int = 0) -> torch.Tensor:
@@ -114,6 +117,50 @@ def test_the_temporal_layers_are_causal_and_decode_group_by_group():
     with streaming(model.decoder):  # the carried state is dropped on the way out
         pass
     assert all(getattr(m, "carried", None) is None for m in model.modules())
+
+
+def test_the_temporal_prior_sees_the_latent_frame_before_and_never_a_later_one():
+    from neurocodec.entropy.latent_codecs.temporal import fold, stack
+
+    codec = make_codec(temporal=True)
+    lc = codec.model.latent_codec
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():  # the prior's layers awake: random integer weights
+        for p in lc.prior.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    m, groups = TINY["latent"], 3
+    y_hat = torch.round(torch.randn(1, m * groups, 4, 4, generator=g) * 4, decimals=0).double()
+    hyper = stack(torch.randint(0, 20, (groups, 2 * m, 4, 4), generator=g).double(), 1)
+    schedule = lc.prior.schedule(groups)
+    assert len(schedule.steps) == 2 * groups  # each latent frame: its anchors, then the rest
+
+    def parameters(y_hat: torch.Tensor) -> list[torch.Tensor]:
+        return [torch.cat(lc.prior(step, y_hat, hyper)) for step in schedule.steps]
+
+    before = parameters(y_hat)
+    changed = y_hat.clone()
+    changed[:, m : 2 * m] += 3  # latent frame 1
+    after = parameters(changed)
+    assert all(
+        torch.equal(a, b) for a, b in zip(before[:3], after[:3], strict=True)
+    )  # frame 0, frame 1's anchors
+    assert not torch.equal(before[3], after[3])  # frame 1's non-anchors see its anchors
+    assert not torch.equal(before[4], after[4])  # frame 2 sees frame 1
+    integer = [torch.cat(lc.prior.forward_integer(step, y_hat, hyper)) for step in schedule.steps]
+    assert all(torch.equal(a.double(), b.double()) for a, b in zip(before, integer, strict=True))
+    assert fold(torch.zeros(2, m, groups, 4, 4)).shape == (2 * groups, m, 4, 4)
+
+
+def test_the_temporal_training_pass_quantizes_as_the_file_and_predicts_its_rate():
+    codec = make_codec(temporal=True)
+    lc = codec.model.latent_codec
+    y = codec.model.codec_layout(codec.model.analysis(clip(8, 32, 32)[None] * 1.0), 1).detach()
+    with torch.no_grad():
+        y_hat, likelihoods = lc(y, None, "ste")
+    decoded = lc.decompress(lc.compress(y), y.shape)
+    assert torch.equal(y_hat.double(), decoded)
+    bits = float(-torch.log2(likelihoods["y"]).sum())
+    assert len(lc.compress(y)["y"]) * 8 == pytest.approx(bits, rel=0.05, abs=8 * 20)  # + framing
 
 
 # -- the codec --------------------------------------------------------------------------------------
@@ -291,7 +338,8 @@ def test_round_trip_from_the_file_alone_and_through_the_cli(tmp_path, monkeypatc
     assert out.returncode != 0 and "Traceback" not in out.stderr
 
 
-def test_joint_training_in_the_harness(tmp_path):
+@pytest.mark.parametrize("temporal", [False, True], ids=["hyperprior", "temporal"])
+def test_joint_training_in_the_harness(tmp_path, temporal):
     from neurocodec.io.video import write_y4m
     from test_trainer import make_images
 
@@ -300,7 +348,7 @@ def test_joint_training_in_the_harness(tmp_path):
     write_y4m(videos / "a.y4m", clip(10, 48, 64), (25, 1))
     images = make_images(tmp_path / "images", count=2, size=(40, 40))
     run = tmp_path / "run"
-    arch = ",".join(f"{k}={v}" for k, v in TINY.items())
+    arch = ",".join(f"{k}={v}" for k, v in {**TINY, "temporal": int(temporal)}.items())
     args = ["train", "video-vae", "--data", str(videos), "--image-data", str(images), "--image-every", "2",
             "--out", str(run), "--arch", arch, "--lmbda", "0.01", "--steps", "4", "--crop", "32",
             "--frames", "8", "--batch-size", "2", "--quiet"]  # fmt: skip

@@ -99,13 +99,14 @@ class VideoVAECodec(Codec):
         hidden: int = 64,
         hyper: int = 32,
         text_dim: int = 0,
+        temporal: bool = False,
         *,
         quality: int = 0,
         weights_hash: bytes = bytes(container.WEIGHTS_HASH_BYTES),
     ):
         super().__init__(quality, weights_hash)
         try:
-            self.model = VideoVAE(width, latent, hidden, hyper, text_dim)
+            self.model = VideoVAE(width, latent, hidden, hyper, text_dim, temporal)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         self.text: str | None = None
@@ -153,17 +154,22 @@ class VideoVAECodec(Codec):
             s = m.downsampling
             x = torch.nn.functional.pad(x, (0, -w % s, 0, -h % s, 0, -t % GROUP), mode="replicate")
             y = m.analysis(x, embedding)
-        sections.update(m.latent_codec.compress(y.contiguous()))
+        sections.update(m.latent_codec.compress(m.codec_layout(y.contiguous(), 1)))
         return VideoGeometry(t, 25, 1, height=h, width=w, channels=c, bit_depth=8), sections
 
     # -- decoding ---------------------------------------------------------------------------------
 
-    def latent_shape(self, geometry: VideoGeometry) -> tuple[int, int, int, int]:
-        """The shape ``(G, M, h, w)`` of the coded latent of a video of ``geometry``."""
+    def latent_shape(self, geometry: VideoGeometry) -> tuple[int, ...]:
+        """The shape of the coded latent of a video of ``geometry`` as the latent codec takes it:
+        ``(G, M, h, w)``, or ``(1, M, G, h, w)`` with the temporal context (``G`` is 1 for a
+        one-frame video)."""
         m = self.model
         rows, cols = blocks((geometry.height, geometry.width), m.downsampling)
         step = m.downsampling // m.latent_stride
-        return (-(-geometry.frames // GROUP), m.M, rows * step, cols * step)
+        groups = -(-geometry.frames // GROUP)
+        if m.temporal:
+            return (1, m.M, groups, rows * step, cols * step)
+        return (groups, m.M, rows * step, cols * step)
 
     def _decode(self, header: Header, sections: dict[str, bytes]) -> torch.Tensor:
         m = self.model
@@ -196,10 +202,8 @@ class VideoVAECodec(Codec):
         elif "text" in sections:
             raise BitstreamError("this video-vae file has a text section but its header says no text")
         geo = header.geometry
-        shape = self.latent_shape(geo)
-        if geo.frames == 1:
-            shape = (1, *shape[1:])
-        y_hat = m.latent_codec.decompress(sections, shape).to(self.device, torch.float32)
+        y_hat = m.latent_codec.decompress(sections, self.latent_shape(geo))
+        y_hat = m.model_layout(y_hat).to(self.device, torch.float32)
         if geo.frames == 1:
             x = m.synthesis(y_hat, None)[:, :, None]
         else:

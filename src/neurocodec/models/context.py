@@ -22,7 +22,10 @@ Pieces (after He et al. 2021 and ELIC, He et al. 2022):
 - :class:`EntropyParameters`: a 1x1 integer head from the concatenated features to the
   step's (table index, mean), the same output stage as ``HyperSynthesis``;
 - :class:`ContextPrior`: all of them for one schedule, callable as the schedule's
-  ``params(step, y_hat, hyper)``.
+  ``params(step, y_hat, hyper)``;
+- :class:`TemporalPrior`: the parameter function of a latent that comes in groups over time
+  (:class:`~neurocodec.entropy.latent_codecs.temporal.TemporalLatentCodec`): one slice per
+  group, whatever the number of groups, with a temporal context from the group before.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from neurocodec.entropy.models.schedules import ANCHOR, ContextSchedule, Step
+from neurocodec.entropy.models.schedules import ALL, ANCHOR, ContextSchedule, Step
 from neurocodec.models.integer import IntegerConv2d
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "CheckerboardConv2d",
     "ContextPrior",
     "EntropyParameters",
+    "TemporalPrior",
     "hyper_features",
     "latent_integers",
 ]
@@ -219,3 +223,101 @@ class ContextPrior(nn.Module):
         x = torch.cat(features, dim=1)
         head = self.heads[step.slice]
         return head.forward_integer(x) if integer else head(x)
+
+
+class TemporalPrior(nn.Module):
+    """The integer parameter function of a latent coded group after group (a video's latent
+    frames): ``prior(step, y_hat, hyper) -> (index, mean)`` for a schedule of slices of
+    ``channels`` channels, slice ``g`` being group ``g`` (the groups stacked along the channels).
+
+    The same modules serve every group, so a prior codes any number of groups: a temporal context
+    (integer ``kernel`` x ``kernel`` convolution over the decoded latent of group ``g - 1``; for
+    the first group its output for a zero input), with ``spatial`` a checkerboard context over
+    the group's own anchors (schedule :meth:`~ContextSchedule.sliced_checkerboard`; else
+    :meth:`~ContextSchedule.channel_slices`), and an :class:`EntropyParameters` head over
+    ``[hyper of group g, temporal context, spatial context]``.
+
+    ``hyper`` is :func:`hyper_features` of every group's hyper-synthesis output, stacked the same
+    way (``2 * channels`` a group). Coding and training as :class:`ContextPrior`.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_scales: int,
+        *,
+        context_channels: int = 32,
+        hidden_channels: int = 64,
+        kernel: int = 3,
+        spatial: bool = True,
+        mean_bits: int = MEAN_BITS,
+    ):
+        super().__init__()
+        self.channels, self.mean_bits, self.spatial = channels, mean_bits, spatial
+        self.hyper_channels = 2 * channels
+        bound = _input_bound(mean_bits)
+        self.temporal_context = IntegerConv2d(channels, context_channels, kernel, input_bound=bound)
+        features = self.hyper_channels + context_channels
+        self.spatial_context = None
+        if spatial:
+            self.spatial_context = CheckerboardConv2d(channels, context_channels, input_bound=bound)
+            features += context_channels
+        self.head = EntropyParameters(features, channels, num_scales, hidden_channels, mean_bits)
+
+    def schedule(self, groups: int) -> ContextSchedule:
+        """The schedule of a latent of ``groups`` groups."""
+        sizes = [self.channels] * groups
+        return (
+            ContextSchedule.sliced_checkerboard(sizes)
+            if self.spatial
+            else ContextSchedule.channel_slices(sizes)
+        )
+
+    @staticmethod
+    def hyper_input(index: Tensor, means: Tensor) -> Tensor:
+        """A group's ``hyper`` from its hyper-synthesis output: :func:`hyper_features`."""
+        return hyper_features(index, means)
+
+    def forward(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
+        """Training (float32, straight-through) or the float64 reference path."""
+        return self._step_parameters(step, y_hat, hyper, integer=False)
+
+    @torch.no_grad()
+    def forward_integer(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
+        """Coding time with the layers' int8 path: the integers of :meth:`forward` on float64."""
+        return self._step_parameters(step, y_hat, hyper, integer=True)
+
+    def _step_parameters(
+        self, step: Step, y_hat: Tensor, hyper: Tensor, integer: bool
+    ) -> tuple[Tensor, Tensor]:
+        c, g = self.channels, step.slice
+        checkerboard = step.part != ALL
+        if (step.start, step.stop) != (g * c, (g + 1) * c) or checkerboard != self.spatial:
+            raise ValueError(f"step {step} is not a group of {c} channels of this prior's schedule")
+        dtype = torch.int64 if integer else y_hat.dtype
+
+        def apply(layer: IntegerConv2d, x: Tensor) -> Tensor:
+            return layer.forward_integer(x.to(dtype)) if integer else layer(x)
+
+        b, _, h, w = y_hat.shape
+        bound = _input_bound(self.mean_bits)
+        own = hyper[:, 2 * c * g : 2 * c * (g + 1)]
+        features = [torch.clamp(own.to(y_hat.dtype), -bound, bound).to(dtype)]
+        if g:
+            features.append(
+                apply(
+                    self.temporal_context,
+                    latent_integers(y_hat[:, step.start - c : step.start], self.mean_bits),
+                )
+            )
+        else:  # no group before: the layer's output for zeros, the same everywhere
+            features.append(apply(self.temporal_context, y_hat.new_zeros(b, c, 1, 1)).expand(-1, -1, h, w))
+        if self.spatial_context is not None:
+            if step.part == ANCHOR:
+                zeros = y_hat.new_zeros(b, c, 1, 1)
+                features.append(apply(self.spatial_context, zeros).expand(-1, -1, h, w))
+            else:
+                own_latent = latent_integers(y_hat[:, step.start : step.stop], self.mean_bits)
+                features.append(apply(self.spatial_context, own_latent))
+        x = torch.cat(features, dim=1)
+        return self.head.forward_integer(x) if integer else self.head(x)

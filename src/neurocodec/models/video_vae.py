@@ -38,9 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from neurocodec.entropy import tables
+from neurocodec.entropy.latent_codecs import TemporalLatentCodec
+from neurocodec.entropy.latent_codecs.temporal import fold, unfold
 from neurocodec.entropy.models.base import Mode
 from neurocodec.models.base import CompressionModel
-from neurocodec.models.hyperprior import mean_scale_hyperprior
+from neurocodec.models.context import TemporalPrior
+from neurocodec.models.hyperprior import HyperSynthesis, hyper_analysis, mean_scale_hyperprior
 from neurocodec.models.layers import conv, deconv
 
 __all__ = [
@@ -52,6 +56,7 @@ __all__ = [
     "SpatialEncoder",
     "TextCrossAttention",
     "VideoVAE",
+    "temporal_hyperprior",
 ]
 
 GROUP = 4  # frames per latent frame (the motion compressor's temporal downsampling)
@@ -266,11 +271,24 @@ class MotionDecoder(nn.Module):
         return self.out(F.leaky_relu(x, 0.1)) + y[:, :, None]
 
 
+def temporal_hyperprior(M: int, N: int) -> TemporalLatentCodec:
+    """The latent codec of a temporal :class:`VideoVAE`: the mean-scale hyperprior's networks
+    (:func:`~neurocodec.models.hyperprior.hyper_analysis`, the integer ``HyperSynthesis``) feeding a
+    :class:`~neurocodec.models.context.TemporalPrior` (the latent frame before, and the frame's own
+    checkerboard anchors) instead of being the entropy parameters themselves."""
+    num_scales = len(tables.gaussian_scale_table())
+    return TemporalLatentCodec(
+        hyper_analysis(M, N), HyperSynthesis(N, M, num_scales=num_scales), TemporalPrior(M, num_scales), N
+    )
+
+
 class VideoVAE(CompressionModel):
     """The video VAE codec's network (module docstring). ``width``: the first spatial stage's
     channels (the three stages have ``width``, ``3 width / 2``, ``2 width``); ``latent``: channels of the stage-1 and of the coded latent (``M``); ``hidden``: the motion
     compressor's channels; ``hyper``: the hyper-latent's channels (``N``); ``text_dim``: the text
-    embeddings' size (0: no text guidance module)."""
+    embeddings' size (0: no text guidance module); ``temporal``: the latent coded with a temporal
+    context (:func:`temporal_hyperprior`: each latent frame's entropy parameters see the one
+    before) instead of the plain mean-scale hyperprior, which codes the latent frames apart."""
 
     downsampling = 32  # pixels are padded to a multiple of this (8x8, then the hyperprior's 4x4)
     latent_stride = 8
@@ -282,6 +300,7 @@ class VideoVAE(CompressionModel):
         hidden: int = 64,
         hyper: int = 32,
         text_dim: int = 0,
+        temporal: bool = False,
     ):
         super().__init__()
         if min(width, latent, hidden, hyper) < 2 or text_dim < 0 or hidden % 2:
@@ -295,7 +314,20 @@ class VideoVAE(CompressionModel):
         self.decoder = SpatialDecoder(widths, latent)
         self.motion_encoder = MotionEncoder(latent, hidden, text_dim)
         self.motion_decoder = MotionDecoder(latent, hidden, text_dim)
-        self.latent_codec = mean_scale_hyperprior(latent, hyper)
+        self.temporal = bool(temporal)
+        self.latent_codec = (
+            temporal_hyperprior(latent, hyper) if temporal else mean_scale_hyperprior(latent, hyper)
+        )
+
+    def codec_layout(self, y: Tensor, videos: int) -> Tensor:
+        """The latent ``(videos G, M, h, w)`` (group-major, as :meth:`analysis` gives it) as the
+        latent codec takes it: unchanged for the plain hyperprior, ``(videos, M, G, h, w)`` for
+        the temporal one."""
+        return unfold(y, videos) if self.temporal else y
+
+    def model_layout(self, y_hat: Tensor) -> Tensor:
+        """The inverse of :meth:`codec_layout`."""
+        return fold(y_hat) if self.temporal else y_hat
 
     # -- the transforms -------------------------------------------------------------------------
 
@@ -344,6 +376,6 @@ class VideoVAE(CompressionModel):
         """Training pass on images ``(N, 3, H, W)`` or videos ``(N, 3, 4G, H, W)`` (sides multiples
         of 32): ``{"x_hat", "likelihoods"}``; ``text`` ``(N, L, text_dim)`` when guided."""
         y = self.analysis(x, text)
-        y_hat, likelihoods = self.latent_codec(y, None, mode)
+        y_hat, likelihoods = self.latent_codec(self.codec_layout(y, x.shape[0]), None, mode)
         videos = None if x.ndim == 4 else x.shape[0]
-        return {"x_hat": self.synthesis(y_hat, videos, text), "likelihoods": likelihoods}
+        return {"x_hat": self.synthesis(self.model_layout(y_hat), videos, text), "likelihoods": likelihoods}

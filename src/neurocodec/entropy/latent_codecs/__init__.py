@@ -19,7 +19,8 @@ Implementations: :class:`FactorizedLatentCodec` (section ``y``), :class:`Hyperpr
 (the mean-scale hyperprior: ``z``, ``y``), :class:`ContextLatentCodec` (a hyperprior plus a
 context schedule: channel slices, checkerboard, or both; ``z``, ``y``),
 :class:`VectorQuantizedLatentCodec` (the index of each latent vector's nearest codeword;
-``indices``).
+``indices``), :class:`TemporalLatentCodec` (a hyperprior plus a temporal context, for latents
+that come in groups over time; ``z``, ``y``).
 
 They live under ``entropy/`` (DESIGN.md §1) and import nothing from :mod:`neurocodec.models`:
 the networks (``h_a``, the integer ``h_s``, a context model) are handed in by the model that
@@ -30,6 +31,7 @@ from neurocodec.entropy.latent_codecs.base import LatentCodec, aux_loss, update_
 from neurocodec.entropy.latent_codecs.context import ContextLatentCodec
 from neurocodec.entropy.latent_codecs.factorized import FactorizedLatentCodec
 from neurocodec.entropy.latent_codecs.hyperprior import HyperpriorLatentCodec, LogUniformScales
+from neurocodec.entropy.latent_codecs.temporal import TemporalLatentCodec
 from neurocodec.entropy.latent_codecs.vector import VectorQuantizedLatentCodec
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "HyperpriorLatentCodec",
     "LatentCodec",
     "LogUniformScales",
+    "TemporalLatentCodec",
     "VectorQuantizedLatentCodec",
     "aux_loss",
     "update_tables",
