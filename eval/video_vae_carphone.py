@@ -10,8 +10,10 @@ frames/s, the command and the machine) is written to ``--summary``. Run ONE proc
 
     OMP_NUM_THREADS=1 python eval/video_vae_carphone.py --qualities 1 --x264 23 28 33 38 43 48 51
 
-Rows of models trained but not shipped carry the codec name ``video-vae-unshipped`` (measured with
-their weights from a folder of cards, ``--weights DIR``, then renamed in the file, with a note).
+Rows of models trained but not shipped carry the codec name ``video-vae-unshipped``: measured with
+their weights from a folder of cards, ``--weights DIR --label NAME`` (the row's setting is then
+``NAME``; older rows were renamed by hand, with a note). The package's own cards are then
+ignored, so a card of the same quality as a shipped one is the one measured.
 
 The codec gets the clip's Y, Cb, Cr planes (``colour="yuv420"``; it maps them to RGB and back
 itself), the rows are :func:`nirvana_carphone.quality_row`'s (bytes of the complete file, bpp over
@@ -39,7 +41,7 @@ from nirvana_carphone import CLIP, append, quality_row, timed_decode, x264_row
 HERE = Path(__file__).resolve().parent
 
 
-def video_vae_row(quality: int, x: torch.Tensor, colour: str, planes) -> dict:
+def video_vae_row(quality: int, x: torch.Tensor, colour: str, planes, label: str | None = None) -> dict:
     import neurocodec as nc
 
     codec = nc.load("video-vae", quality)
@@ -50,8 +52,8 @@ def video_vae_row(quality: int, x: torch.Tensor, colour: str, planes) -> dict:
     y2, dec2 = timed_decode(codec, data, 2)
     t = x.shape[1]
     return {
-        "codec": "video-vae",
-        "setting": quality,
+        "codec": "video-vae" if label is None else "video-vae-unshipped",
+        "setting": quality if label is None else label,
         "preset": None,
         "input": colour,
         "lambda": codec.lmbda,
@@ -124,11 +126,13 @@ def main() -> None:
     parser.add_argument("--x264", type=int, nargs="*", default=[], help="x264 CRFs (preset medium)")
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--weights", type=Path, help="a folder of model cards to load video-vae from")
+    parser.add_argument("--label", help="with --weights: the rows are video-vae-unshipped, setting LABEL")
     parser.add_argument("--out", type=Path, default=HERE / "video_vae_carphone.jsonl")
     parser.add_argument("--summary", type=Path, default=HERE / "video_vae_carphone.json")
     args = parser.parse_args()
-    if args.weights:
+    if args.weights:  # its cards only: the package's would win for the same quality
         os.environ["NEUROCODEC_WEIGHTS_PATH"] = str(args.weights.resolve())
+        os.environ["NEUROCODEC_PACKAGE_WEIGHTS"] = "0"
     torch.set_num_threads(1)
     planes, _ = read_y4m(CLIP, rgb=False, max_frames=args.frames)
     x, colour = planes_to_tensor(planes)
@@ -136,9 +140,12 @@ def main() -> None:
     for crf in args.x264:
         if ("x264", crf, args.frames) not in have:
             append(args.out, x264_row(crf, planes))
+    if args.label and not args.weights:
+        parser.error("--label names models measured from --weights")
     for q in args.qualities:
-        if ("video-vae", q, args.frames) not in have:
-            append(args.out, video_vae_row(q, x, colour, planes))
+        key = ("video-vae", q) if args.label is None else ("video-vae-unshipped", args.label)
+        if (*key, args.frames) not in have:
+            append(args.out, video_vae_row(q, x, colour, planes, args.label))
     record = {
         "command": command(),
         "clip": CLIP.name,

@@ -15,11 +15,16 @@ weights (model card), which the file names by their hash.
   :data:`MAX_TEXT_BYTES` bytes. It travels in the file because the decoder's motion decoder
   attends to its embedding too; a decoder needs the text encoder the weights were trained with
   (``codec.text_encoder``);
-- ``z``, ``y``: the hyperprior latent codec's two rANS streams, for the latent ``(G, M, h, w)``:
+- ``z``, ``y``: the latent codec's two rANS streams, for the latent ``(G, M, h, w)``:
   ``G = ceil(T / 4)`` groups (1 for a one-frame video), ``h, w`` = 1/8 of the frame padded to a
-  multiple of 32; ``z`` is ``(G, N, h/4, w/4)`` with the factorized prior, ``y`` the Gaussian
-  conditional whose table index and mean of every element come from the integer ``h_s`` of
-  ``z`` alone (exact on every device and thread count).
+  multiple of 32; ``z`` is ``(G, N, h/4, w/4)`` with the factorized prior. With the plain
+  hyperprior, ``y`` is the Gaussian conditional whose table index and mean of every element come
+  from the integer ``h_s`` of ``z`` alone. With weights of ``temporal`` architecture
+  (:class:`~neurocodec.entropy.latent_codecs.TemporalLatentCodec`), ``y`` codes the groups in
+  order, each as its checkerboard anchors then the rest, with indexes and means from an integer
+  prior over the group's ``h_s`` output, the decoded group before it and its decoded anchors.
+  Either way exact on every device and thread count; the weights (named in the header by their
+  hash) say which.
 
 **Decoding** reads both streams, then synthesizes the video group by group: group ``g``'s four
 frames from its latent, group ``g - 1``'s latent and the causal temporal convolutions' state
