@@ -41,6 +41,7 @@ __all__ = [
     "CheckerboardConv2d",
     "ContextPrior",
     "EntropyParameters",
+    "StepPrior",
     "TemporalPrior",
     "hyper_features",
     "latent_integers",
@@ -125,7 +126,37 @@ class EntropyParameters(nn.Module):
         ) * 2.0**-self.mean_bits
 
 
-class ContextPrior(nn.Module):
+class StepPrior(nn.Module):
+    """What a schedule's integer parameter function shares: ``hyper`` from a hyper-synthesis's
+    output (:func:`hyper_features`), ``forward`` for training (float32, straight-through) and the
+    float64 reference path, :meth:`forward_integer` for coding with the layers' int8 path; a
+    subclass computes a step's ``(index, mean)`` in ``_step_parameters(step, y_hat, hyper,
+    integer)``."""
+
+    @staticmethod
+    def hyper_input(index: Tensor, means: Tensor) -> Tensor:
+        """The ``hyper`` this prior takes from a hyper-synthesis's output: :func:`hyper_features`."""
+        return hyper_features(index, means)
+
+    def forward(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
+        """Training (float32, straight-through) or the float64 reference path: float indexes and means."""
+        return self._step_parameters(step, y_hat, hyper, integer=False)
+
+    @torch.no_grad()
+    def forward_integer(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
+        """Coding time with the layers' int8 path: int64 indexes and float64 means, bit for bit
+        those of :meth:`forward` on float64 inputs, so a codec may pass either to the schedule
+        (which is faster depends on the shapes: ``eval/bench_schedules.json``). ``y_hat`` holds
+        values on the means' grid (in any float dtype that holds them exactly)."""
+        return self._step_parameters(step, y_hat, hyper, integer=True)
+
+    def _step_parameters(
+        self, step: Step, y_hat: Tensor, hyper: Tensor, integer: bool
+    ) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+
+class ContextPrior(StepPrior):
     """The integer parameter function of a schedule: ``prior(step, y_hat, hyper) -> (index, mean)``.
 
     Per slice ``k`` of the schedule: a channel context (integer 3x3 over the decoded slices
@@ -175,23 +206,6 @@ class ContextPrior(nn.Module):
                 EntropyParameters(features, stop - start, num_scales, hidden_channels, mean_bits)
             )
 
-    @staticmethod
-    def hyper_input(index: Tensor, means: Tensor) -> Tensor:
-        """The ``hyper`` this prior takes from a hyper-synthesis's output: :func:`hyper_features`."""
-        return hyper_features(index, means)
-
-    def forward(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
-        """Training (float32, straight-through) or the float64 reference path: float indexes and means."""
-        return self._step_parameters(step, y_hat, hyper, integer=False)
-
-    @torch.no_grad()
-    def forward_integer(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
-        """Coding time with the layers' int8 path: int64 indexes and float64 means, bit for bit
-        those of :meth:`forward` on float64 inputs, so a codec may pass either to the schedule
-        (which is faster depends on the shapes: ``eval/bench_schedules.json``). ``y_hat`` holds
-        values on the means' grid (in any float dtype that holds them exactly)."""
-        return self._step_parameters(step, y_hat, hyper, integer=True)
-
     def _step_parameters(
         self, step: Step, y_hat: Tensor, hyper: Tensor, integer: bool
     ) -> tuple[Tensor, Tensor]:
@@ -225,7 +239,7 @@ class ContextPrior(nn.Module):
         return head.forward_integer(x) if integer else head(x)
 
 
-class TemporalPrior(nn.Module):
+class TemporalPrior(StepPrior):
     """The integer parameter function of a latent coded group after group (a video's latent
     frames): ``prior(step, y_hat, hyper) -> (index, mean)`` for a schedule of slices of
     ``channels`` channels, slice ``g`` being group ``g`` (the groups stacked along the channels).
@@ -272,20 +286,6 @@ class TemporalPrior(nn.Module):
             if self.spatial
             else ContextSchedule.channel_slices(sizes)
         )
-
-    @staticmethod
-    def hyper_input(index: Tensor, means: Tensor) -> Tensor:
-        """A group's ``hyper`` from its hyper-synthesis output: :func:`hyper_features`."""
-        return hyper_features(index, means)
-
-    def forward(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
-        """Training (float32, straight-through) or the float64 reference path."""
-        return self._step_parameters(step, y_hat, hyper, integer=False)
-
-    @torch.no_grad()
-    def forward_integer(self, step: Step, y_hat: Tensor, hyper: Tensor) -> tuple[Tensor, Tensor]:
-        """Coding time with the layers' int8 path: the integers of :meth:`forward` on float64."""
-        return self._step_parameters(step, y_hat, hyper, integer=True)
 
     def _step_parameters(
         self, step: Step, y_hat: Tensor, hyper: Tensor, integer: bool
