@@ -12,11 +12,13 @@ Then a second phase, "past the CRC": damage the CRC cannot see (a section's byte
 geometry changed, and the file re-packed with a fresh CRC), so the header checks, the range
 coder and the model's decoding path meet it. See `run_past_crc` for its outcomes.
 
-    python eval/corrupt_files.py [--codecs mlic,hyperprior,walloc-image,walloc-audio]
-        [--variants 10000] [--past-crc 1000] [--out eval/corrupt_files.json]
+    python eval/corrupt_files.py [--codecs all] [--variants 10000] [--past-crc 1000]
+        [--fit-effort 20] [--out eval/corrupt_files.json]
 
-Each codec runs at its default quality with its shipped weights, on kodim01 (images) or the
-solo-trumpet clip (audio).
+Each codec runs at its default quality with its shipped weights (if any), on kodim01 (images),
+the solo-trumpet clip (audio) or carphone's first ``--frames`` frames (video, its Y/Cb/Cr
+planes). The codecs that fit each file at encode time (c3, recombiner, nirvana) code a small
+piece of it at a small effort (``--fit-*``): their decoders meet the same damage either way.
 """
 
 from __future__ import annotations
@@ -99,11 +101,12 @@ def corrupt_payload(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
     header, sections = container.unpack(data)
     if rng.random() < 0.25:
         geometry = header.geometry
-        field = (
-            "samples"
-            if isinstance(geometry, container.AudioGeometry)
-            else str(rng.choice(["height", "width"]))
-        )
+        if isinstance(geometry, container.AudioGeometry):
+            field = "samples"
+        elif isinstance(geometry, container.VideoGeometry):
+            field = str(rng.choice(["height", "width", "frames"]))
+        else:
+            field = str(rng.choice(["height", "width"]))
         old = getattr(geometry, field)
         grow = rng.random() < 0.3  # far larger than the streams can describe, up to the container's limit
         new = (
@@ -124,6 +127,8 @@ def largest(geometry: container.Geometry, field: str) -> int:
     """The largest value of ``field`` the container accepts with the rest of ``geometry`` kept."""
     if field == "samples":
         return container.MAX_SAMPLES // geometry.channels
+    if field == "frames":  # a video of that many frames could not be decoded here: the limits say no
+        return container.MAX_FRAMES
     other = geometry.width if field == "height" else geometry.height
     return min(container.MAX_SIDE, container.MAX_SAMPLES // (other * geometry.channels))
 
@@ -163,16 +168,24 @@ def totals_of(counts: dict[str, dict[str, int]]) -> dict[str, int]:
     return {k: sum(c[k] for c in counts.values()) for k in outcomes}
 
 
-def read_input(codec, image: str, audio: str) -> tuple[str, torch.Tensor]:
+def read_input(codec, args: argparse.Namespace) -> tuple[str, torch.Tensor, dict, int]:
+    """(the input's name, the tensor, the keywords of ``encode``, the effort) of ``codec``: the
+    whole input, or for a codec that fits at encode time (one with effort presets) a piece of it
+    at ``--fit-effort``."""
+    from neurocodec.io import read_codec_input
+
+    path = {"image": args.image, "audio": args.audio, "video": args.video}[codec.media]
+    x, kw = read_codec_input(path, codec.media, max_frames=args.frames)
+    name = Path(path).name
+    if not codec.presets:
+        return name, x, kw, 0
+    c = args.fit_crop
     if codec.media == "audio":
-        from neurocodec.io.audio import read_audio
-
-        x, _ = read_audio(audio)
-        return Path(audio).name, x
-    from neurocodec.io.image import read_image
-
-    x, _ = read_image(image)
-    return Path(image).name, x
+        cut = int(args.fit_audio_seconds * kw["sample_rate"])
+        return f"{name}[:{cut}]", x[:, :cut].contiguous(), kw, args.fit_effort
+    if codec.media == "video":
+        return f"{name}[:2,:{c},:{c}]", x[:, :2, :c, :c].contiguous(), kw, args.fit_effort
+    return f"{name}[:{c},:{c}]", x[:, :c, :c].contiguous(), kw, args.fit_effort
 
 
 def main() -> int:
@@ -181,12 +194,23 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--codecs",
-        default="mlic,hyperprior,walloc-image,walloc-audio",
-        help="shipped codecs to test, comma-separated (each at its default quality)",
+        default="all",
+        help="codecs to test, comma-separated (each at its default quality), or all: every registered one",
     )
     ap.add_argument("--image", default=str(KODIM01))
     ap.add_argument(
         "--audio", default=str(DATA / "audio" / "music" / "music_solo_trumpet_06_sorohanro_full.wav")
+    )
+    ap.add_argument(
+        "--video", default=str(DATA / "video" / "carphone_qcif_176x144_30000-1001fps_i420_120f.y4m")
+    )
+    ap.add_argument("--frames", type=int, default=8, help="the video's first N frames")
+    ap.add_argument("--fit-effort", type=int, default=20, help="fitting codecs: iterations")
+    ap.add_argument(
+        "--fit-crop", type=int, default=64, help="fitting codecs: images and frames cropped to NxN"
+    )
+    ap.add_argument(
+        "--fit-audio-seconds", type=float, default=0.25, help="fitting codecs: the clip cut to this"
     )
     ap.add_argument("--variants", type=int, default=10_000, help="variants with the CRC left as it is")
     ap.add_argument("--past-crc", type=int, default=1000, help="variants re-packed with a fresh CRC")
@@ -195,15 +219,22 @@ def main() -> int:
     ap.add_argument("--out", default=str(EVAL / "corrupt_files.json"))
     args = ap.parse_args()
 
+    from neurocodec.registry import list_codecs
+
+    names = [c.name for c in list_codecs()] if args.codecs == "all" else args.codecs.split(",")
     runs, bugs = [], 0
-    for name in args.codecs.split(","):
+    for name in names:
         codec = nc.load(name)
-        source, x = read_input(codec, args.image, args.audio)
-        data = codec.encode(x)
+        source, x, kw, effort = read_input(codec, args)
+        data = codec.encode(x, effort=effort, **kw)
         reference = codec.decode(data)
+        weights = (
+            "shipped weights" if codec.weights_hash != bytes(container.WEIGHTS_HASH_BYTES) else "no weights"
+        )
         entry = {
-            "codec": f"{codec.name} q{codec.quality}, shipped weights",
+            "codec": f"{codec.name} q{codec.quality}, {weights}",
             "input": source,
+            "effort": effort,
             "file_bytes": len(data),
         }
         for phase, fn, n in (("crc", run, args.variants), ("past_crc", run_past_crc, args.past_crc)):
