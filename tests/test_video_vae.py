@@ -49,12 +49,17 @@ def awaken(model: torch.nn.Module, seed: int = 1) -> None:
 
 
 def make_codec(
-    text_dim: int = 0, quality: int = 1, weights_hash: bytes = b"\x01\x02\x03\x04", temporal: bool = False
+    text_dim: int = 0,
+    quality: int = 1,
+    weights_hash: bytes = b"\x01\x02\x03\x04",
+    temporal: bool = False,
+    text_model: str = "",
 ) -> VideoVAECodec:
     torch.manual_seed(0)
     codec = VideoVAECodec(
-        **TINY, text_dim=text_dim, temporal=temporal, quality=quality, weights_hash=weights_hash
-    ).eval()
+        **TINY, text_dim=text_dim, temporal=temporal, text_model=text_model, quality=quality,
+        weights_hash=weights_hash,
+    ).eval()  # fmt: skip
     awaken(codec.model)
     codec.model.update_tables()
     return codec
@@ -290,6 +295,27 @@ def test_text_guidance_travels_in_the_file():
         untexted.encode(x)
 
 
+def test_weights_that_name_their_text_model_embed_the_caption_with_it():
+    pytest.importorskip("static_model")  # the text extra (in dev)
+    from neurocodec.text import STATIC_TEXT_DIM
+
+    x = clip(8, 32, 32)
+    codec = make_codec(text_dim=STATIC_TEXT_DIM, text_model="static", temporal=True)
+    codec.text = "a man talks on a phone in a moving car"
+    guided = codec.encode(x)
+    decoder = make_codec(text_dim=STATIC_TEXT_DIM, text_model="static", temporal=True)
+    assert decoder.text_encoder is None
+    assert torch.equal(decoder.decode(guided), codec.decode(guided))
+    codec.text = "a rabbit in a meadow"
+    assert codec.encode(x) != guided
+    with pytest.raises(ValueError, match="text model"):
+        VideoVAE(**TINY, text_dim=6, text_model="static")
+    with pytest.raises(ConfigError, match="unknown text model"):
+        from neurocodec.text import text_encoder
+
+        text_encoder("flan-t5")
+
+
 # -- from the file alone: registry, CLI, harness ------------------------------------------------------
 
 
@@ -358,3 +384,34 @@ def test_joint_training_in_the_harness(tmp_path, temporal):
     no_period.remove("2")
     assert cli.main(no_period) != 0  # --image-data without --image-every: refused
     assert cli.main(["export", str(run), "-q", "1", "--out-dir", str(tmp_path / "weights")]) == 0
+
+
+def test_text_guided_training_with_captions_in_the_harness(tmp_path, capsys):
+    pytest.importorskip("static_model")  # the text extra (in dev)
+    from neurocodec.io.video import write_y4m
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_y4m(videos / "a.y4m", clip(10, 48, 64), (25, 1))
+    write_y4m(videos / "b.y4m", clip(9, 40, 40, seed=1), (25, 1))
+    captions = tmp_path / "captions.json"
+    captions.write_text(json.dumps({"a.y4m": "waves of colour drifting", "b.y4m": "a slow sweep"}))
+    arch = ",".join(f"{k}={v}" for k, v in {**TINY, "text_dim": 64, "text_model": "static"}.items())
+    run = tmp_path / "run"
+    args = ["train", "video-vae", "--data", str(videos), "--captions", str(captions), "--out", str(run),
+            "--arch", arch, "--lmbda", "0.01", "--steps", "3", "--crop", "32", "--frames", "8",
+            "--batch-size", "2", "--val-split", "1", "--val-every", "3", "--quiet"]  # fmt: skip
+    assert cli.main(args) == 0
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 3 and rows[-1].get("split") == "val"
+    assert cli.main(["export", str(run), "-q", "1", "--out-dir", str(tmp_path / "weights")]) == 0
+    card = json.loads((tmp_path / "weights" / "video-vae-q1.json").read_text())
+    assert card["arch"]["text_model"] == "static"
+    capsys.readouterr()
+    captions.write_text(json.dumps({"a.y4m": "only one"}))
+    assert cli.main([*args[:-1], "--out", str(tmp_path / "run2"), "--quiet"]) != 0
+    assert "no caption for b.y4m" in capsys.readouterr().err
+    plain = ",".join(f"{k}={v}" for k, v in TINY.items())
+    assert args[8] == "--arch"
+    assert cli.main([*args[:9], plain, *args[10:-1], "--out", str(tmp_path / "run3"), "--quiet"]) != 0
+    assert "names a text_model" in capsys.readouterr().err

@@ -105,6 +105,13 @@ def _add_data_arguments(train: argparse.ArgumentParser) -> None:
         metavar="K",
         help="with --image-data: every K-th step trains on a batch of image crops instead of clips",
     )
+    train.add_argument(
+        "--captions",
+        metavar="FILE",
+        default="",
+        help="text-guided video models (an --arch with text_model=static): a JSON file of "
+        "{video file name: caption}, embedded by that text model and fed with each clip",
+    )
 
 
 def _arch_value(text: str) -> int | float | str:
@@ -141,7 +148,7 @@ def run(args: argparse.Namespace, console: Console) -> None:
     config = TrainConfig(
         model=args.model, arch=arch, data=args.data, out=args.out, lmbda=args.lmbda, steps=args.steps,
         batch_size=args.batch_size, crop=args.crop, samples=args.samples, frames=args.frames,
-        image_data=args.image_data, image_every=args.image_every, distortion=args.distortion, lr=args.lr, lr_schedule=args.lr_schedule, warmup=args.warmup,
+        image_data=args.image_data, image_every=args.image_every, captions=args.captions, distortion=args.distortion, lr=args.lr, lr_schedule=args.lr_schedule, warmup=args.warmup,
         clip=args.clip, ema=args.ema, val=args.val, val_split=args.val_split, val_every=args.val_every,
         channels_last=args.channels_last, bf16=args.bf16, seed=args.seed, device=args.device,
         init=args.init or "", train_only=args.train_only or "", checkpoint_every=args.checkpoint_every,

@@ -50,6 +50,7 @@ from neurocodec.container import Header, VideoGeometry
 from neurocodec.errors import BitstreamError, ConfigError
 from neurocodec.models.video_vae import GROUP, VideoVAE
 from neurocodec.registry import register_codec
+from neurocodec.text import text_encoder
 
 __all__ = ["MAX_TEXT_BYTES", "VideoVAECodec", "rgb_to_ycbcr", "ycbcr_to_rgb"]
 
@@ -91,7 +92,8 @@ def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
 class VideoVAECodec(Codec):
     """The video VAE as a codec. ``text`` (a caption, or None) guides the next encodes when the
     weights have the text module; ``text_encoder`` (``str -> (L, text_dim)`` tensor) embeds it, at
-    encoding and at decoding (no text encoder ships with the library)."""
+    encoding and at decoding: by default the encoder the weights name (``text_model``,
+    :mod:`neurocodec.text`; ``pip install 'neurocodec[text]'``)."""
 
     name = "video-vae"
     media = "video"
@@ -105,13 +107,14 @@ class VideoVAECodec(Codec):
         hyper: int = 32,
         text_dim: int = 0,
         temporal: bool = False,
+        text_model: str = "",
         *,
         quality: int = 0,
         weights_hash: bytes = bytes(container.WEIGHTS_HASH_BYTES),
     ):
         super().__init__(quality, weights_hash)
         try:
-            self.model = VideoVAE(width, latent, hidden, hyper, text_dim, temporal)
+            self.model = VideoVAE(width, latent, hidden, hyper, text_dim, temporal, text_model)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         self.text: str | None = None
@@ -123,9 +126,11 @@ class VideoVAECodec(Codec):
         """``(1, L, text_dim)``: the text encoder's embedding of ``text``."""
         if self.model.text_dim == 0:
             raise ConfigError("video-vae: these weights have no text guidance; set codec.text = None")
+        if self.text_encoder is None and self.model.text_model:
+            self.text_encoder = text_encoder(self.model.text_model)  # ConfigError when not installed
         if self.text_encoder is None:
             raise ConfigError(
-                "video-vae: text guidance needs a text encoder (none ships with neurocodec): set codec.text_encoder"
+                "video-vae: these weights name no text model: set codec.text_encoder (the text encoder they were trained with)"
             )
         e = torch.as_tensor(self.text_encoder(text), dtype=torch.float32, device=self.device)
         if e.ndim != 2 or e.shape[1] != self.model.text_dim or e.shape[0] < 1:

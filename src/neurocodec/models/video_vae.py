@@ -46,6 +46,7 @@ from neurocodec.models.base import CompressionModel
 from neurocodec.models.context import TemporalPrior
 from neurocodec.models.hyperprior import HyperSynthesis, hyper_analysis, mean_scale_hyperprior
 from neurocodec.models.layers import conv, deconv
+from neurocodec.text import TEXT_MODELS
 
 __all__ = [
     "GROUP",
@@ -286,7 +287,8 @@ class VideoVAE(CompressionModel):
     """The video VAE codec's network (module docstring). ``width``: the first spatial stage's
     channels (the three stages have ``width``, ``3 width / 2``, ``2 width``); ``latent``: channels of the stage-1 and of the coded latent (``M``); ``hidden``: the motion
     compressor's channels; ``hyper``: the hyper-latent's channels (``N``); ``text_dim``: the text
-    embeddings' size (0: no text guidance module); ``temporal``: the latent coded with a temporal
+    embeddings' size (0: no text guidance module); ``text_model``: the text encoder the captions
+    are embedded with (:mod:`neurocodec.text`; "" when the caller brings its own); ``temporal``: the latent coded with a temporal
     context (:func:`temporal_hyperprior`: each latent frame's entropy parameters see the one
     before) instead of the plain mean-scale hyperprior, which codes the latent frames apart."""
 
@@ -301,6 +303,7 @@ class VideoVAE(CompressionModel):
         hyper: int = 32,
         text_dim: int = 0,
         temporal: bool = False,
+        text_model: str = "",
     ):
         super().__init__()
         if min(width, latent, hidden, hyper) < 2 or text_dim < 0 or hidden % 2:
@@ -308,6 +311,12 @@ class VideoVAE(CompressionModel):
                 f"video-vae: width, latent, hidden (even), hyper must be at least 2 and text_dim >= 0, not "
                 f"{width}, {latent}, {hidden}, {hyper}, {text_dim}"
             )
+        if text_model and TEXT_MODELS.get(text_model) != text_dim:
+            raise ValueError(
+                f"video-vae: the text model {text_model!r} gives embeddings of {TEXT_MODELS.get(text_model)} "
+                f"values (known: {TEXT_MODELS}), not text_dim {text_dim}"
+            )
+        self.text_model = text_model
         widths = (width, width * 3 // 2, 2 * width)
         self.widths, self.M, self.N, self.text_dim = widths, latent, hyper, text_dim
         self.encoder = SpatialEncoder(widths, latent)

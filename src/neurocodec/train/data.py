@@ -193,6 +193,8 @@ class VideoClips:
         self.frames, self.crop = frames, crop
         self.device = torch.device(device)
         self.videos: list[torch.Tensor] = []
+        self.paths: list[Path] = []  # of the videos kept
+        self.texts: list[torch.Tensor] | None = None  # a caption's embedding per video: see caption()
         self.skipped = 0
         for path in _paths(root, files.video_files):
             video, _ = read_video(path, max_frames=max_frames)
@@ -200,15 +202,46 @@ class VideoClips:
                 self.skipped += 1
                 continue
             self.videos.append(video.mul_(255).round_().to(torch.uint8).to(self.device))
+            self.paths.append(Path(path))
         if not self.videos:
             raise ValueError(f"no video under {root} has {frames} frames of at least {crop} px on both sides")
 
     def __len__(self) -> int:
         return len(self.videos)
 
+    def caption(self, captions: dict[str, str], embed) -> None:
+        """Give every video its caption, ``captions[file name]`` embedded by ``embed`` (``str ->
+        (L, dim)``), for :meth:`text_batch`; ValueError naming the videos without one."""
+        missing = [p.name for p in self.paths if p.name not in captions]
+        if missing:
+            raise ValueError(f"no caption for {', '.join(missing)}")
+        self.texts = [embed(captions[p.name]).to(self.device) for p in self.paths]
+
     def batch(self, size: int, generator: torch.Generator, rows: range | None = None) -> torch.Tensor:
         """``size`` random clips, float32 ``(size, 3, frames, crop, crop)`` in [0, 1], on the device;
         only the ``rows`` of them when given (the generator moves as for all ``size``)."""
+        return self._draw(size, generator, rows)[0]
+
+    def text_batch(
+        self, size: int, generator: torch.Generator, rows: range | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`batch` (the same clips for the same generator state) and the embeddings of
+        their videos' captions ``(size, L, dim)``."""
+        if self.texts is None:
+            raise ValueError("these videos have no captions: call caption() first")
+        clips, picks = self._draw(size, generator, rows)
+        return clips, torch.stack([self.texts[i] for i in picks])
+
+    def validation_text(self) -> torch.Tensor:
+        """The caption embeddings of :meth:`validation_batch`'s clips ``(len, L, dim)``."""
+        if self.texts is None:
+            raise ValueError("these videos have no captions: call caption() first")
+        return torch.stack(self.texts)
+
+    def _draw(
+        self, size: int, generator: torch.Generator, rows: range | None
+    ) -> tuple[torch.Tensor, list[int]]:
+        """The clips of :meth:`batch` and the video each of them comes from."""
         rows = _rows(size, rows)
         picks = torch.randint(len(self.videos), (size,), generator=generator).tolist()
         out = torch.empty(
@@ -224,7 +257,7 @@ class VideoClips:
             if k in rows:
                 clip = video[:, first : first + self.frames, top : top + self.crop, left : left + self.crop]
                 out[k - rows.start] = clip.flip(-1) if flip else clip
-        return out.float().div_(255.0)
+        return out.float().div_(255.0), [picks[k] for k in rows]
 
     def validation_batch(self) -> torch.Tensor:
         """The first ``frames`` frames of every video, centre crop, ``(len, 3, frames, crop, crop)``."""

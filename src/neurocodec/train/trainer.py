@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from neurocodec.io import media_files
 from neurocodec.registry import trainable
+from neurocodec.text import text_encoder
 from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, model_weights, save_checkpoint
 from neurocodec.train.data import AudioClips, ImageCrops, VideoClips
 from neurocodec.train.distributed import join
@@ -51,6 +52,7 @@ class TrainConfig:
     frames: int = 4  # video: the length of the clips
     image_data: str = ""  # video models that code images too: a folder of images ...
     image_every: int = 0  # ... a batch of its crops every this many steps (joint image/video training)
+    captions: str = ""  # text-guided video models: a JSON file of {video file name: caption}
     lr: float = 1e-4
     aux_lr: float = 1e-3
     lr_schedule: str = "step"  # "step" (10x drop at lr_drop_at) or "cosine"
@@ -104,6 +106,8 @@ class Trainer:
         self.device = torch.device(device)
         torch.manual_seed(c.seed)
         self.model = self.spec.build_model(c.arch).to(self.device)
+        if c.captions and not getattr(self.model, "text_model", ""):
+            raise ValueError("captions train a text-guided video model: its architecture names a text_model")
         if c.channels_last and self.spec.data == "image":
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.world.distributed:  # the same weights everywhere; the noise differs per process
@@ -177,6 +181,12 @@ class Trainer:
         self.data = self._dataset(train)
         if c.image_data:
             self.image_data = ImageCrops(c.image_data, c.crop, self.device)
+        if c.captions:
+            captions = json.loads(Path(c.captions).read_text())
+            embed = text_encoder(self.model.text_model)
+            for dataset in (self.data, self.val_data):
+                if dataset is not None:
+                    dataset.caption(captions, embed)
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -297,11 +307,12 @@ class Trainer:
             for g in self.opt.param_groups:
                 g["lr"] = lr
 
-    def train_step(self, x: torch.Tensor) -> dict:
+    def train_step(self, x: torch.Tensor, text: torch.Tensor | None = None) -> dict:
+        """One step on the batch ``x`` (and, for a text-guided model, its captions' embeddings)."""
         c = self.config
         self.model.train()
         with self._autocast():
-            out = self.net(self._input(x))
+            out = self.net(self._input(x)) if text is None else self.net(self._input(x), text)
         loss, stats = loss_and_stats(out, x, c.lmbda, c.distortion, _PEAK[self.spec.data])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -338,11 +349,14 @@ class Trainer:
         model.eval()
         totals: dict[str, float] = {}
         batch = self.val_data.validation_batch()
+        texts = [None] * len(batch)
+        if c.captions:
+            texts = list(self.val_data.validation_text().split(c.batch_size))
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            for chunk in batch.split(c.batch_size):
+            for chunk, text in zip(batch.split(c.batch_size), texts, strict=False):
                 with self._autocast():
-                    out = model(self._input(chunk))
+                    out = model(self._input(chunk)) if text is None else model(self._input(chunk), text)
                 _, stats = loss_and_stats(out, chunk, c.lmbda, c.distortion, _PEAK[self.spec.data])
                 for k, v in stats.items():
                     totals[k] = totals.get(k, 0.0) + v * len(chunk)
@@ -381,8 +395,13 @@ class Trainer:
                 break
             self._set_lr()
             joint = self.image_data is not None and self.step % c.image_every == c.image_every - 1
-            data = self.image_data if joint else self.data
-            stats = self.train_step(data.batch(world.size * c.batch_size, self.gen, rows))
+            size = world.size * c.batch_size
+            if joint:
+                stats = self.train_step(self.image_data.batch(size, self.gen, rows))
+            elif c.captions:
+                stats = self.train_step(*self.data.text_batch(size, self.gen, rows))
+            else:
+                stats = self.train_step(self.data.batch(size, self.gen, rows))
             self.step += 1
             bar.update(1)
             if self.step % c.log_every == 0 or self.step == c.steps:
