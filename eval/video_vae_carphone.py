@@ -13,7 +13,8 @@ frames/s, the command and the machine) is written to ``--summary``. Run ONE proc
 Rows of models trained but not shipped carry the codec name ``video-vae-unshipped``: measured with
 their weights from a folder of cards, ``--weights DIR --label NAME`` (the row's setting is then
 ``NAME``; older rows were renamed by hand, with a note). The package's own cards are then
-ignored, so a card of the same quality as a shipped one is the one measured.
+ignored, so a card of the same quality as a shipped one is the one measured. ``--caption TEXT``
+encodes with that caption (weights with a text module).
 
 The codec gets the clip's Y, Cb, Cr planes (``colour="yuv420"``; it maps them to RGB and back
 itself), the rows are :func:`nirvana_carphone.quality_row`'s (bytes of the complete file, bpp over
@@ -41,10 +42,13 @@ from nirvana_carphone import CLIP, append, quality_row, timed_decode, x264_row
 HERE = Path(__file__).resolve().parent
 
 
-def video_vae_row(quality: int, x: torch.Tensor, colour: str, planes, label: str | None = None) -> dict:
+def video_vae_row(
+    quality: int, x: torch.Tensor, colour: str, planes, label: str | None = None, caption: str | None = None
+) -> dict:
     import neurocodec as nc
 
     codec = nc.load("video-vae", quality)
+    codec.text = caption
     start = time.perf_counter()
     data = codec.encode(x, colour=colour, frame_rate=(30000, 1001))
     encode_s = time.perf_counter() - start
@@ -58,6 +62,7 @@ def video_vae_row(quality: int, x: torch.Tensor, colour: str, planes, label: str
         "input": colour,
         "lambda": codec.lmbda,
         "weights": codec.weights_hash.hex(),
+        "caption": caption,
         **quality_row(planes, data, tensor_to_planes(y1, colour), encode_s, dec1),
         "decode_s_1thread": dec1,
         "decode_s_2threads": dec2,
@@ -127,6 +132,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--weights", type=Path, help="a folder of model cards to load video-vae from")
     parser.add_argument("--label", help="with --weights: the rows are video-vae-unshipped, setting LABEL")
+    parser.add_argument("--caption", help="text-guided weights: encode with this caption")
     parser.add_argument("--out", type=Path, default=HERE / "video_vae_carphone.jsonl")
     parser.add_argument("--summary", type=Path, default=HERE / "video_vae_carphone.json")
     args = parser.parse_args()
@@ -145,7 +151,7 @@ def main() -> None:
     for q in args.qualities:
         key = ("video-vae", q) if args.label is None else ("video-vae-unshipped", args.label)
         if (*key, args.frames) not in have:
-            append(args.out, video_vae_row(q, x, colour, planes, args.label))
+            append(args.out, video_vae_row(q, x, colour, planes, args.label, args.caption))
     record = {
         "command": command(),
         "clip": CLIP.name,
