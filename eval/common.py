@@ -9,7 +9,9 @@ A script run as ``python eval/NAME.py`` finds this module beside it (``from comm
 - :func:`write_json`: the JSON, written the same way by every script;
 - :func:`read_rows` / :func:`append_row`: the JSON-lines rows of a resumable evaluation, one
   appended as soon as it is measured, so a killed run loses at most the row it was measuring;
-- :func:`baseline_row`: one image through a Pillow baseline, as a row.
+- :func:`baseline_row`: one image through a Pillow baseline, as a row;
+- :func:`fitting_piece`: the small piece of an input that the codecs which fit every file at
+  encode time code in the long checks (soak, corrupted files).
 """
 
 from __future__ import annotations
@@ -217,3 +219,18 @@ def baseline_row(x, name: str, codec: str, setting: float):
     x_hat = baselines.decode_image(data)
     t2 = time.perf_counter()
     return rd_row(name, x, data, x_hat, t1 - t0, t2 - t1), x_hat
+
+
+def fitting_piece(
+    name: str, x, kw: dict, medium: str, crop: int = 64, frames: int = 2, seconds: float = 0.25
+):
+    """``(name, piece)``: what a codec that fits each file at encode time (c3, recombiner,
+    nirvana: minutes a file) codes of the input ``x`` of ``medium`` in a check that runs every
+    codec many times: an image, or a video's first ``frames`` frames, cropped to ``crop`` x
+    ``crop``; a clip's first ``seconds`` (``kw["sample_rate"]``). The name says which piece."""
+    if medium == "audio":
+        cut = int(seconds * kw["sample_rate"])
+        return f"{name}[:{cut}]", x[:, :cut].contiguous()
+    if medium == "video":
+        return f"{name}[:{frames},:{crop},:{crop}]", x[:, :frames, :crop, :crop].contiguous()
+    return f"{name}[:{crop},:{crop}]", x[:, :crop, :crop].contiguous()

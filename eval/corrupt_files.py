@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import DATA, EVAL, KODIM01, command, write_json
+from common import DATA, EVAL, KODIM01, command, fitting_piece, write_json
 from neurocodec import container
 from neurocodec.codecs.base import shape_of
 from neurocodec.errors import NeurocodecError
@@ -179,13 +179,8 @@ def read_input(codec, args: argparse.Namespace) -> tuple[str, torch.Tensor, dict
     name = Path(path).name
     if not codec.presets:
         return name, x, kw, 0
-    c = args.fit_crop
-    if codec.media == "audio":
-        cut = int(args.fit_audio_seconds * kw["sample_rate"])
-        return f"{name}[:{cut}]", x[:, :cut].contiguous(), kw, args.fit_effort
-    if codec.media == "video":
-        return f"{name}[:2,:{c},:{c}]", x[:, :2, :c, :c].contiguous(), kw, args.fit_effort
-    return f"{name}[:{c},:{c}]", x[:, :c, :c].contiguous(), kw, args.fit_effort
+    name, x = fitting_piece(name, x, kw, codec.media, args.fit_crop, 2, args.fit_audio_seconds)
+    return name, x, kw, args.fit_effort
 
 
 def main() -> int:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 import neurocodec as nc
+from common import fitting_piece
 from neurocodec.io import read_codec_input
 from neurocodec.io.files import audio_files, image_files, video_files
 from neurocodec.registry import list_codecs
@@ -88,24 +89,15 @@ def read_media(args: argparse.Namespace) -> dict[str, list[tuple[str, torch.Tens
 
 
 def fitting_pieces(media: dict, args: argparse.Namespace) -> dict[str, list[tuple[str, torch.Tensor, dict]]]:
-    """The small pieces the fitting codecs code: the first ``--fit-items`` inputs of each medium,
-    images and frames cropped to ``--fit-crop`` squares, clips cut to ``--fit-audio-seconds``,
-    videos to ``--fit-frames`` frames."""
-    c, n = args.fit_crop, args.fit_items
-    pieces: dict[str, list] = {
-        "image": [
-            (f"{name}[:{c},:{c}]", x[:, :c, :c].contiguous(), kw) for name, x, kw in media["image"][:n]
-        ],
-        "video": [
-            (f"{name}[:{args.fit_frames},:{c},:{c}]", x[:, : args.fit_frames, :c, :c].contiguous(), kw)
-            for name, x, kw in media["video"][:n]
-        ],
-        "audio": [],
+    """The small pieces the fitting codecs code: of the first ``--fit-items`` inputs of each
+    medium (:func:`common.fitting_piece`)."""
+    return {
+        medium: [
+            (*fitting_piece(name, x, kw, medium, args.fit_crop, args.fit_frames, args.fit_audio_seconds), kw)
+            for name, x, kw in items[: args.fit_items]
+        ]
+        for medium, items in media.items()
     }
-    for name, x, kw in media["audio"][:n]:
-        cut = int(args.fit_audio_seconds * kw["sample_rate"])
-        pieces["audio"].append((f"{name}[:{cut}]", x[:, :cut].contiguous(), kw))
-    return pieces
 
 
 def main() -> int:

@@ -288,9 +288,10 @@ class VideoVAE(CompressionModel):
     channels (the three stages have ``width``, ``3 width / 2``, ``2 width``); ``latent``: channels of the stage-1 and of the coded latent (``M``); ``hidden``: the motion
     compressor's channels; ``hyper``: the hyper-latent's channels (``N``); ``text_dim``: the text
     embeddings' size (0: no text guidance module); ``text_model``: the text encoder the captions
-    are embedded with (:mod:`neurocodec.text`; "" when the caller brings its own); ``temporal``: the latent coded with a temporal
-    context (:func:`temporal_hyperprior`: each latent frame's entropy parameters see the one
-    before) instead of the plain mean-scale hyperprior, which codes the latent frames apart."""
+    are embedded with (:mod:`neurocodec.text`; "" when the caller brings its own); ``temporal``:
+    the latent coded with a temporal context (:func:`temporal_hyperprior`: each latent frame's
+    entropy parameters see the one before) instead of the plain mean-scale hyperprior, which
+    codes the latent frames apart."""
 
     downsampling = 32  # pixels are padded to a multiple of this (8x8, then the hyperprior's 4x4)
     latent_stride = 8

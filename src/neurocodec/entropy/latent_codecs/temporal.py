@@ -116,10 +116,10 @@ class TemporalLatentCodec(LatentCodec):
         return unstack(coded.y_hat, m), {"y": unstack(coded.likelihoods, m), "z": z_likelihoods}
 
     @torch.no_grad()
-    def _coding_hyper(self, z_hat: Tensor, videos: int) -> Tensor:
-        """The priors' ``hyper`` (float64) of integer ``z_hat``, by ``h_s``'s int8 path."""
+    def _coding_hyper(self, z_hat: Tensor) -> Tensor:
+        """The prior's ``hyper`` (float64) of one video's integer ``z_hat``, by ``h_s``'s int8 path."""
         index, means = self.h_s.forward_integer(z_hat)
-        return self._hyper(index.to(torch.float64), means, videos)
+        return self._hyper(index.to(torch.float64), means, 1)
 
     def compress(self, y: Tensor, side: Mapping[str, Tensor] | None = None) -> dict[str, bytes]:
         """``{"z", "y"}`` of one video's latent ``y`` ``(1, M, G, h, w)``."""
@@ -128,7 +128,7 @@ class TemporalLatentCodec(LatentCodec):
                 f"a temporal latent codec codes one (1, M, G, h, w) latent, not {tuple(y.shape)}"
             )
         z_symbols = torch.round(self._z(y, side))
-        hyper = self._coding_hyper(z_symbols, 1)
+        hyper = self._coding_hyper(z_symbols)
         schedule = self.prior.schedule(y.shape[2])
         (stream,) = schedule.compress_streams(stack(fold(y), 1), self.prior, hyper, self.gaussian_conditional)
         return {"z": self.entropy_bottleneck.compress(z_symbols), "y": stream}
@@ -146,7 +146,7 @@ class TemporalLatentCodec(LatentCodec):
         y_hat = self.prior.schedule(g).decompress_streams(
             [sections["y"]],
             self.prior,
-            self._coding_hyper(z_hat, 1),
+            self._coding_hyper(z_hat),
             self.gaussian_conditional,
             (h, w),
             device,
