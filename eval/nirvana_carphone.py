@@ -5,7 +5,10 @@ soon as it is measured; a restart skips the rows already there. Run ONE process 
 one thread (the decode is also timed on 2 threads):
 
     OMP_NUM_THREADS=1 python eval/nirvana_carphone.py --qualities 2 4 --preset fast
+    OMP_NUM_THREADS=1 python eval/nirvana_carphone.py --qualities 3 --group 8 --motion-budget 10 --label g8-b10
     python eval/nirvana_carphone.py --x264 28 33 38     # the anchor rows
+    OMP_NUM_THREADS=1 python eval/nirvana_carphone.py --clip ../shared/data/video/bigbuckbunny_1280x720_25fps_132f_h264.mp4 \
+        --frames 60 --out eval/nirvana_bunny.jsonl --x264 23 28 33 38 --qualities 3
 
 The codec is given the clip's own Y, Cb, Cr planes (chroma repeated to the frame's size,
 ``colour="yuv420"``: no RGB round trip; its loss weights them 6:1:1), and its output is turned
@@ -31,16 +34,17 @@ import torch
 from common import DATA, append_row, read_rows
 from neurocodec.codecs.nirvana import PRESETS, NirvanaCodec
 from neurocodec.evaluation.rows import rd_row
-from neurocodec.io.video import planes_to_tensor, read_y4m, tensor_to_planes
+from neurocodec.io.video import planes_to_tensor, read_video, tensor_to_planes
 
 HERE = Path(__file__).resolve().parent
 CLIP = DATA / "video/carphone_qcif_176x144_30000-1001fps_i420_120f.y4m"
-RATE = Fraction(30000, 1001)
+BUNNY = DATA / "video/bigbuckbunny_1280x720_25fps_132f_h264.mp4"
+SOURCE = {"clip": CLIP, "rate": Fraction(30000, 1001)}  # the clip measured (--clip), and its frame rate
 
 
 def done(path: Path) -> set[tuple]:
     return {
-        (r["codec"], r["setting"], r.get("preset"), r["frames"], r.get("input", "yuv420"))
+        (r["codec"], r["setting"], r.get("preset"), r["frames"], r.get("input", "yuv420"), r.get("label"))
         for r in read_rows(path)
     }
 
@@ -61,8 +65,13 @@ def timed_decode(codec: NirvanaCodec, data: bytes, threads: int) -> tuple[torch.
     return y, best
 
 
-def nirvana_row(quality: int, preset: str, x: torch.Tensor, colour: str, planes) -> dict:
-    codec = NirvanaCodec(quality=quality)
+def nirvana_row(
+    quality: int, preset: str, x: torch.Tensor, colour: str, planes, group: int | None, budget: str | None,
+    label: str | None,
+) -> dict:  # fmt: skip
+    codec = NirvanaCodec(quality=quality, **({"group": group} if group else {}))
+    if budget is not None:
+        codec.motion_budget = None if budget == "none" else float(budget)
     codec.progress = True
     start = time.perf_counter()
     data = codec.encode(x, effort=PRESETS[preset], colour=colour)
@@ -74,6 +83,10 @@ def nirvana_row(quality: int, preset: str, x: torch.Tensor, colour: str, planes)
         "codec": "nirvana",
         "setting": quality,
         "preset": preset,
+        **({"label": label} if label else {}),
+        "group": codec.last_fit["arch"]["group"],
+        "motion_budget": codec.motion_budget,
+        "group_sizes": codec.last_fit["group_sizes"],
         "input": colour,
         "effort": PRESETS[preset],
         "lambda": codec.lmbda,
@@ -86,6 +99,8 @@ def nirvana_row(quality: int, preset: str, x: torch.Tensor, colour: str, planes)
         "params_bytes": codec.last_fit["params_bytes"],
         "first_group_bytes": round(codec.last_fit["group_bits"][0] / 8),
         "group_bytes_estimated": [round(b / 8) for b in codec.last_fit["group_bits"]],
+        "params_bytes_laplace": round(sum(codec.last_fit["group_bits"]) / 8),
+        "params_bytes_zero_order_bound": round(codec.last_fit["zero_order_bits"] / 8),
         "psnr_fit_channels_alike": codec.last_fit["psnr_fit"],
         "steps": codec.last_fit["steps"],
         "parameters_per_group": codec.last_fit["parameters_per_group"],
@@ -97,7 +112,7 @@ def x264_row(crf: int, planes) -> dict:
 
     x264 = VIDEO_BASELINES["x264"]
     start = time.perf_counter()
-    data = x264.encode(planes, RATE, crf)
+    data = x264.encode(planes, SOURCE["rate"], crf)
     middle = time.perf_counter()
     decoded = x264.decode(data)
     seconds = time.perf_counter() - middle
@@ -108,7 +123,7 @@ def x264_row(crf: int, planes) -> dict:
 def quality_row(planes, data: bytes, decoded, encode_s: float, decode_s: float) -> dict:
     """The video row of :func:`neurocodec.evaluation.rows.rd_row` (frames, bytes, bpp, kbps, PSNR-Y/U/V/YUV),
     its RGB PSNR as ``psnr_rgb`` (the name of the earlier rows)."""
-    row = rd_row(CLIP, planes, data, decoded, encode_s, decode_s, frame_rate=RATE)
+    row = rd_row(SOURCE["clip"], planes, data, decoded, encode_s, decode_s, frame_rate=SOURCE["rate"])
     row["psnr_rgb"] = row.pop("psnr")
     return row
 
@@ -120,21 +135,33 @@ def main() -> None:
     parser.add_argument("--x264", type=int, nargs="*", default=[], help="x264 CRFs")
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--rgb", action="store_true", help="give the codec RGB rather than the planes")
+    parser.add_argument(
+        "--clip", type=Path, default=CLIP, help="the clip (default carphone; e.g. " + BUNNY.name + ")"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "nirvana_carphone.jsonl")
+    parser.add_argument(
+        "--group", type=int, default=None, help="frames a group has at most (default: ARCH's)"
+    )
+    parser.add_argument(
+        "--motion-budget", default=None, help="motion a later group may span, or 'none' for groups of G"
+    )
+    parser.add_argument("--label", default=None, help="names a variant's rows (part of what a restart skips)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    planes, _ = read_y4m(CLIP, rgb=False, max_frames=args.frames)
+    planes, info = read_video(args.clip, rgb=False, max_frames=args.frames)
+    SOURCE.update(clip=args.clip, rate=Fraction(info.rate_num, info.rate_den))
     if args.rgb:
-        x, colour = read_y4m(CLIP, max_frames=args.frames)[0], "rgb"
+        x, colour = read_video(args.clip, max_frames=args.frames)[0], "rgb"
     else:
         x, colour = planes_to_tensor(planes)
     have = done(args.out)
     for crf in args.x264:
-        if ("x264", crf, "medium", args.frames, "yuv420") not in have:
+        if ("x264", crf, "medium", args.frames, "yuv420", None) not in have:
             append(args.out, x264_row(crf, planes))
     for q in args.qualities:
-        if ("nirvana", q, args.preset, args.frames, colour) not in have:
-            append(args.out, nirvana_row(q, args.preset, x, colour, planes))
+        if ("nirvana", q, args.preset, args.frames, colour, args.label) not in have:
+            row = nirvana_row(q, args.preset, x, colour, planes, args.group, args.motion_budget, args.label)
+            append(args.out, row)
 
 
 if __name__ == "__main__":

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import math
 import struct
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import neurocodec
 from neurocodec import container
-from neurocodec.codecs import nirvana
+from neurocodec.codecs import nirvana, nirvana_fit
 from neurocodec.codecs.nirvana import NirvanaCodec
+from neurocodec.entropy import coder
 from neurocodec.errors import BitstreamError, ConfigError, ContainerError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SMALL = {"hidden": 16, "width0": 8, "width1": 4, "width2": 4, "patch": 8, "group": 2, "freqs": 3}
 
 
@@ -60,7 +64,11 @@ def test_round_trip_from_bytes(encoded, shipped):
     assert y.shape == x.shape
     header, sections = container.unpack(data)
     assert header.codec == "nirvana" and set(sections) == {"header", "params"}
-    assert fit["groups"] == 3 and fit["header_bytes"] == len(sections["header"])
+    sizes = fit["group_sizes"]
+    assert fit["groups"] == len(sizes) and sum(sizes) == 5 and sizes[0] == 2 and max(sizes) <= 2
+    assert fit["header_bytes"] == len(sections["header"])
+    # no code of the values beats their own histogram's entropy (Gibbs), the Laplace tables included
+    assert 0 < fit["zero_order_bits"] <= sum(fit["group_bits"])
     assert abs(psnr(x, y) - fit["psnr_fit"]) < 1e-3  # the encoder measured what the decoder gives
     # the 8-bit grid
     assert torch.equal(y, (y * 255).round() / 255)
@@ -109,16 +117,16 @@ def _repack(data: bytes, **changes: bytes) -> bytes:
 
 def _header_with(data: bytes, offset: int, fmt: str, value: int) -> bytes:
     section = bytearray(container.unpack(data)[1]["header"])
-    struct.pack_into(fmt, section, offset, value)
+    struct.pack_into(fmt, section, offset % len(section), value)
     return _repack(data, header=bytes(section))
 
 
 @pytest.mark.parametrize(
     "offset, fmt, value",
     [
-        (0, "<B", 2),  # version
+        (0, "<B", 3),  # version
         (1, "<B", 0),  # G
-        (1, "<B", 3),  # G: the group count no longer matches
+        (1, "<B", 1),  # G: groups of 2 frames no longer fit
         (2, "<B", 12),  # P
         (3, "<B", 40),  # frequencies
         (4, "<H", 0),  # hidden
@@ -127,7 +135,10 @@ def _header_with(data: bytes, offset: int, fmt: str, value: int) -> bytes:
         (13, "<H", 9),  # groups
         (15, "<B", 11),  # tensors
         (16, "<b", -3),  # a step exponent
-        (26, "<B", 200),  # a scale index
+        (26, "<B", 0),  # a group of no frames
+        (26, "<B", 3),  # a group of more than G frames
+        (27, "<B", 2),  # groups that do not sum to the frames
+        (-1, "<B", 200),  # a scale index
     ],
 )
 def test_bad_header_fields(encoded, offset, fmt, value):
@@ -188,10 +199,52 @@ def test_bad_config():
 def test_header_round_trip():
     arch = nirvana.Arch(**SMALL)
     steps = list(range(3, 13))
+    sizes = [2, 1, 2, 2]
     scales = [[i + j for j in range(10)] for i in range(4)]
-    data = nirvana.pack_header(arch, 4, steps, scales)
-    assert len(data) == 16 + 10 + 40
-    assert nirvana.unpack_header(data, 8, 3) == (arch, 4, steps, scales)
+    data = nirvana.pack_header(arch, sizes, steps, scales)
+    assert len(data) == 16 + 10 + 4 + 40
+    assert nirvana.unpack_header(data, 7, 3) == (arch, sizes, steps, scales)
+    with pytest.raises(BitstreamError):  # the groups hold 7 frames
+        nirvana.unpack_header(data, 8, 3)
+
+
+def test_a_version_1_file_decodes_as_it_did():
+    """Written before groups adapted to motion (every group G frames, the last one padded): the
+    decoder reads version-1 headers and gives the frames it gave then."""
+    data = (FIXTURES / "nirvana-v1.ncd").read_bytes()
+    assert container.unpack(data)[1]["header"][0] == 1
+    expected = torch.from_numpy(np.load(FIXTURES / "nirvana-v1.npy"))
+    assert torch.equal(decode(data), expected)
+
+
+def test_group_sizes_follow_motion():
+    still = torch.full((1, 12, 4, 4), 0.5)
+    assert nirvana_fit.group_sizes(still, 4, 10.0) == [4, 4, 4]
+    assert nirvana_fit.group_sizes(still[:, :6], 4, None) == [4, 2]
+    moving = still + torch.arange(12.0)[None, :, None, None] * 3 / 255  # 3 levels a frame
+    assert nirvana_fit.group_sizes(moving, 4, 7.0) == [4, 3, 3, 2]  # two changes of 3 fit in 7
+    cut = still.clone()
+    cut[:, 6:] = 0.9  # a scene cut before frame 6
+    assert nirvana_fit.group_sizes(cut, 4, 10.0) == [4, 2, 4, 2]
+    assert nirvana_fit.group_sizes(still[:, :2], 4, 10.0) == [2]
+
+
+def test_frames_a_short_group_lacks_cost_nothing():
+    """A group of fewer than G frames codes only its frames' heads (the rest keep the previous
+    group's values): groups of one frame on a fast-moving clip code fewer integers, and decode."""
+    x = smooth_clip(6, 16, 16)
+    codec = NirvanaCodec(quality=4, **{**SMALL, "group": 3})
+    codec.motion_budget = 0.0  # every group after the first has one frame
+    data = codec.encode(x, effort=3)
+    assert codec.last_fit["group_sizes"] == [3, 1, 1, 1]
+    arch = nirvana.Arch(**{**SMALL, "group": 3})
+    _, sections = container.unpack(data)
+    assert coder.stream_info(sections["params"])["num_symbols"] == sum(
+        nirvana.coded_sizes(arch, 3)
+    ) + 3 * sum(nirvana.coded_sizes(arch, 1))
+    y = decode(data)
+    assert y.shape == x.shape
+    assert abs(psnr(x, y) - codec.last_fit["psnr_fit"]) < 1e-3
 
 
 def test_yuv_planes():

@@ -41,7 +41,7 @@ from torch.func import functional_call
 
 from neurocodec.codecs import c3_fit
 from neurocodec.models.c3 import log_scale_bounds
-from neurocodec.models.nirvana import GroupNet, assemble, parameter_tensors
+from neurocodec.models.nirvana import GroupNet, assemble, coded_rows, parameter_tensors
 
 __all__ = [
     "CHANNEL_WEIGHTS",
@@ -49,6 +49,7 @@ __all__ = [
     "Schedule",
     "choose_steps",
     "fit_group",
+    "group_sizes",
     "laplace_bits",
     "new_problem",
 ]
@@ -58,6 +59,7 @@ CHANNEL_WEIGHTS = {"rgb": (1 / 3, 1 / 3, 1 / 3), "yuv": (6 / 8, 1 / 8, 1 / 8)}  
 STEP_CANDIDATES = range(2, 17)  # step exponents k tried by choose_steps (step 2^-k)
 _LOG_B = log_scale_bounds()  # ln of the smallest and largest coding-table scale
 LN2 = math.log(2)
+SCENE_CUT = 24.0  # mean absolute change (8-bit levels) from the frame before that starts a group
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class _Problem:
         self.rows, self.cols, self.frames, self.lmbda = rows, cols, frames, lmbda
         self.weights = torch.tensor(weights, dtype=x.dtype, device=x.device)
         self.h, self.w = x.shape[-2:]
+        self.coded = coded_rows(net.arch, frames)  # the leading rows of each tensor the group codes
 
     def set_size(self, h: int, w: int) -> None:
         self.h, self.w = h, w
@@ -150,13 +153,18 @@ def _quantized_loss(
     weight: float = 1.0,
 ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
     """(loss, bits, mse, integers) of the network rounded straight-through to ``steps``; the rate
-    proxy's scale at least ``floor``, its bits weighted by ``weight`` in the loss."""
+    proxy's scale at least ``floor``, its bits weighted by ``weight`` in the loss. Rows a group
+    does not code (the frames it lacks, :func:`~neurocodec.models.nirvana.coded_rows`) keep the
+    previous group's integers (0 for the first group)."""
     ints, params, bits = [], {}, 0.0
     for (name, w), k, i in zip(parameter_tensors(problem.net), steps, range(len(steps)), strict=True):
-        n = _round_ste(w, k)
+        n, rows = _round_ste(w, k), problem.coded[i]
+        if rows < len(n):
+            kept = previous[i][rows:] if previous is not None else torch.zeros_like(n[rows:])
+            n = torch.cat([n[:rows], kept])
         params[name] = n * 2.0**-k
         d = n if previous is None else n - previous[i]
-        bits = bits + laplace_bits(d, floor)
+        bits = bits + laplace_bits(d[:rows], floor)
         ints.append(n)
     mse = problem.mse(params)
     loss = problem.lmbda * MSE_SCALE * mse + weight * bits / problem.pixels
@@ -210,11 +218,11 @@ def choose_steps(problem: _Problem, weight: float = 1.0) -> list[int]:
     steps = []
     bits_so_far = 0.0
     with torch.no_grad():
-        for name, w in tensors:
+        for (name, w), rows in zip(tensors, problem.coded, strict=True):
             best = None
             for k in STEP_CANDIDATES:
                 n = torch.round(w * 2.0**k)
-                bits = c3_fit.parameter_cost(n)[1]
+                bits = c3_fit.parameter_cost(n[:rows])[1]
                 params = {**{nm: t for nm, t in tensors}, **chosen, name: n * 2.0**-k}
                 loss = problem.lmbda * MSE_SCALE * problem.mse(params).item()
                 loss += weight * (bits_so_far + bits) / problem.pixels
@@ -275,6 +283,37 @@ def fit_group(
         for (_, w), n, k in zip(parameter_tensors(net), ints, steps, strict=True):
             w.copy_(n.to(w.dtype) * 2.0**-k)
     return GroupFit(ints, bits.item(), mse.item()), steps
+
+
+def group_sizes(x: Tensor, most: int, budget: float | None, colour: str = "rgb") -> list[int]:
+    """Frames per group for the video ``x`` (C, T, H, W) in [0, 1], by motion: the first group has
+    ``most`` frames (every frame head of the network is trained there); each later group takes
+    frames while it has fewer than ``most`` and the motion it spans -- the sum over its frames
+    after the first of the mean absolute change from the frame before, in 8-bit levels, the
+    channels weighted as the loss weights them -- stays within ``budget``, and starts afresh at a
+    change above :data:`SCENE_CUT`. ``budget`` None: groups of ``most`` (the last one shorter)."""
+    t = x.shape[1]
+    if budget is None:
+        return [min(most, t - s) for s in range(0, t, most)]
+    weights = CHANNEL_WEIGHTS["rgb" if colour == "rgb" else "yuv"]
+    if x.shape[0] != len(weights):
+        weights = (1 / x.shape[0],) * x.shape[0]
+    w = torch.tensor(weights, dtype=torch.float64)
+    change = [0.0] + [
+        float((x[:, i] - x[:, i - 1]).abs().mean((1, 2)).double().cpu() @ w) * 255 for i in range(1, t)
+    ]
+    sizes = [min(most, t)]
+    start = sizes[0]
+    while start < t:
+        n, spent = 1, 0.0
+        while start + n < t and n < most:
+            m = change[start + n]
+            if m > SCENE_CUT or spent + m > budget:
+                break
+            spent, n = spent + m, n + 1
+        sizes.append(n)
+        start += n
+    return sizes
 
 
 def new_problem(

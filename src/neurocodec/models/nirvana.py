@@ -35,6 +35,7 @@ __all__ = [
     "Arch",
     "GroupNet",
     "assemble",
+    "coded_rows",
     "coordinate_features",
     "frame_code",
     "parameter_count",
@@ -167,6 +168,15 @@ def parameter_tensors(net: GroupNet) -> list[tuple[str, Tensor]]:
     """The coded tensors of a group's network, in file order (each has its own step)."""
     layers = ("fc1", "fc2", "conv1", "conv2", "conv3")
     return [(f"{n}.{k}", getattr(getattr(net, n), k)) for n in layers for k in ("weight", "bias")]
+
+
+def coded_rows(arch: Arch, frames: int) -> list[int]:
+    """How many leading rows (first dimension) of each tensor of :func:`parameter_tensors` a
+    group of ``frames`` frames uses: the MLP's whole, the convolutions' rows of its first
+    ``frames`` frames (frame ``j``'s rows of a grouped convolution are its ``j``-th block)."""
+    full = [arch.hidden] * 2 + [arch.width0 * (arch.patch // 4) ** 2] * 2
+    per_frame = (4 * arch.width1, 4 * arch.width2, arch.channels)
+    return full + [frames * n for n in per_frame for _ in range(2)]
 
 
 def parameter_count(arch: Arch) -> int:
