@@ -1,6 +1,6 @@
 """Dataset encoding on Ray Data against the plain loop: the 24 Kodak images, in the same run.
 
-    python eval/bench_ray.py [--codec mlic] [--quality 3] [--rounds 2] [--workers 2]
+    python eval/bench_ray.py [--codec mlic] [--quality 3] [--effort 0] [--rounds 2] [--workers 2]
 
 Encodes every image of ``--data`` (default: Kodak) with the default image codec (mlic q3) four
 ways, the ways taking turns within each round so that the machine's load falls on each alike:
@@ -43,7 +43,7 @@ from common import KODAK, ROOT, command, load_average, machine, write_json
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 
-def plain(files: list[Path], out: Path, codec: str, quality: int, threads: int) -> float:
+def plain(files: list[Path], out: Path, codec: str, quality: int, effort: int, threads: int) -> float:
     """The loop of ``neurocodec encode``: the codec loaded once, each file read, encoded, written.
     Its images per second once the codec is loaded."""
     import torch
@@ -59,17 +59,31 @@ def plain(files: list[Path], out: Path, codec: str, quality: int, threads: int) 
         start = time.perf_counter()
         for src in files:
             x, _ = read_codec_input(src, "image", c.channels)
-            write_atomic(out / src.with_suffix(".ncd").name, c.encode(x))
+            write_atomic(
+                out / src.with_suffix(".ncd").name, c.encode(x, effort=effort) if effort else c.encode(x)
+            )
         return len(files) / (time.perf_counter() - start)
     finally:
         torch.set_num_threads(before)
 
 
-def cli(data: Path, out: Path, codec: str, quality: int, workers: int | None) -> None:
+def cli(data: Path, out: Path, codec: str, quality: int, effort: int, workers: int | None) -> None:
     """The whole command in a subprocess (2 torch threads for the plain loop: torch's default here)."""
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     code = "import sys; from neurocodec.cli import main; sys.exit(main(sys.argv[1:]))"
-    args = ["encode", str(data), "-o", str(out), "-c", codec, "-q", str(quality), "--quiet"]
+    args = [
+        "encode",
+        str(data),
+        "-o",
+        str(out),
+        "-c",
+        codec,
+        "-q",
+        str(quality),
+        "--effort",
+        str(effort),
+        "--quiet",
+    ]
     if workers is None:  # the plain command takes files, not a folder
         args = ["encode", *map(str, sorted(data.glob("*.png"))), *args[2:]]
     else:
@@ -82,6 +96,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=KODAK)
     parser.add_argument("--codec", default="mlic")
     parser.add_argument("--quality", type=int, default=3)
+    parser.add_argument(
+        "--effort", type=int, default=0, help="encoder-side adaptation steps an image (adaptive codecs)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-cli", action="store_true", help="leave out the subprocess runs")
@@ -106,20 +123,22 @@ def main() -> None:
         images but one per worker over that time (each worker's first is done before it)."""
         arrivals: list[float] = []
         summary = encode_dataset(
-            files, out, codec=args.codec, quality=args.quality, workers=args.workers,
+            files, out, codec=args.codec, quality=args.quality, effort=args.effort, workers=args.workers,
             on_result=lambda row: arrivals.append(time.perf_counter()),
         )  # fmt: skip
         assert summary.encoded == len(files), summary
         return (len(arrivals) - args.workers) / (arrivals[-1] - arrivals[0])
 
     ways = {
-        "plain_1thread": lambda out: plain(files, out, args.codec, args.quality, 1),
-        "plain_2threads": lambda out: plain(files, out, args.codec, args.quality, 2),
+        "plain_1thread": lambda out: plain(files, out, args.codec, args.quality, args.effort, 1),
+        "plain_2threads": lambda out: plain(files, out, args.codec, args.quality, args.effort, 2),
         "ray": ray_way,
     }
     if not args.no_cli:
-        ways["cli_plain_2threads"] = lambda out: cli(args.data, out, args.codec, args.quality, None)
-        ways["cli_ray"] = lambda out: cli(args.data, out, args.codec, args.quality, args.workers)
+        ways["cli_plain_2threads"] = lambda out: cli(
+            args.data, out, args.codec, args.quality, args.effort, None
+        )
+        ways["cli_ray"] = lambda out: cli(args.data, out, args.codec, args.quality, args.effort, args.workers)
     walls: dict[str, list[float]] = {name: [] for name in ways}
     steady: dict[str, list[float]] = {name: [] for name in ways}
     same_bytes = True
@@ -178,6 +197,7 @@ def main() -> None:
             "images": len(files),
             "codec": args.codec,
             "quality": args.quality,
+            "effort": args.effort,
             "workers": args.workers,
             "rounds": args.rounds,
             "ray_init_s": round(ray_init_s, 3),

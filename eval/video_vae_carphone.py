@@ -9,6 +9,9 @@ frames/s, the command and the machine) is written to ``--summary``. Run ONE proc
 (the decode is also timed on 2 threads); on a shared machine the timings are indicative:
 
     OMP_NUM_THREADS=1 python eval/video_vae_carphone.py --qualities 1 --x264 23 28 33 38 43 48 51
+    OMP_NUM_THREADS=1 python eval/video_vae_carphone.py --clip ../shared/data/video/bigbuckbunny_1280x720_25fps_132f_h264.mp4 \
+        --frames 60 --qualities 1 --x264 23 28 33 38 --out eval/video_vae_bunny.jsonl --summary eval/video_vae_bunny.json \
+        --in-training   # Big Buck Bunny's 64x64 crops trained the shipped weights (their model cards)
 
 Rows of models trained but not shipped carry the codec name ``video-vae-unshipped``: measured with
 their weights from a folder of cards, ``--weights DIR --label NAME`` (the row's setting is then
@@ -30,14 +33,15 @@ import itertools
 import math
 import os
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import torch
 
 from common import command, machine, read_rows, write_json
 from neurocodec.evaluation.bd import bd_rate, overlap
-from neurocodec.io.video import planes_to_tensor, read_y4m, tensor_to_planes
-from nirvana_carphone import CLIP, append, quality_row, timed_decode, x264_row
+from neurocodec.io.video import planes_to_tensor, read_video, tensor_to_planes
+from nirvana_carphone import CLIP, SOURCE, append, quality_row, timed_decode, x264_row
 
 HERE = Path(__file__).resolve().parent
 
@@ -133,6 +137,12 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="a folder of model cards to load video-vae from")
     parser.add_argument("--label", help="with --weights: the rows are video-vae-unshipped, setting LABEL")
     parser.add_argument("--caption", help="text-guided weights: encode with this caption")
+    parser.add_argument("--clip", type=Path, default=CLIP, help="the clip (default carphone)")
+    parser.add_argument(
+        "--in-training",
+        action="store_true",
+        help="the clip was in the weights' training data (the summary says so)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "video_vae_carphone.jsonl")
     parser.add_argument("--summary", type=Path, default=HERE / "video_vae_carphone.json")
     args = parser.parse_args()
@@ -140,7 +150,8 @@ def main() -> None:
         os.environ["NEUROCODEC_WEIGHTS_PATH"] = str(args.weights.resolve())
         os.environ["NEUROCODEC_PACKAGE_WEIGHTS"] = "0"
     torch.set_num_threads(1)
-    planes, _ = read_y4m(CLIP, rgb=False, max_frames=args.frames)
+    planes, info = read_video(args.clip, rgb=False, max_frames=args.frames)
+    SOURCE.update(clip=args.clip, rate=Fraction(info.rate_num, info.rate_den))  # for the rows
     x, colour = planes_to_tensor(planes)
     have = {(r["codec"], r["setting"], r["frames"]) for r in read_rows(args.out)}
     for crf in args.x264:
@@ -154,8 +165,8 @@ def main() -> None:
             append(args.out, video_vae_row(q, x, colour, planes, args.label, args.caption))
     record = {
         "command": command(),
-        "clip": CLIP.name,
-        "carphone_in_training": False,
+        "clip": args.clip.name,
+        "clip_in_training": args.in_training,
         "machine": machine(),
         "note": "a shared 2-core machine: timings are indicative",
         **summary(read_rows(args.out), args.frames),

@@ -112,6 +112,8 @@ def test_the_temporal_layers_are_causal_and_decode_group_by_group():
         assert torch.equal(s[:, :, :9], s_later[:, :, :9]) and not torch.equal(s[:, :, 9], s_later[:, :, 9])
         y, y_later = model.analysis(x), model.analysis(later)
         assert torch.equal(y[:2], y_later[:2]) and not torch.equal(y[2], y_later[2])
+        # the encoder streams too: group by group, the latent of one pass over the whole video
+        assert torch.allclose(model.analysis_groups(x), y, atol=1e-5)
         frames, frames_later = model.synthesis(y, 1), model.synthesis(y_later, 1)
         assert torch.equal(frames[:, :, :8], frames_later[:, :, :8])
         assert not torch.allclose(frames[:, :, 8:], frames_later[:, :, 8:])

@@ -163,7 +163,7 @@ class VideoVAECodec(Codec):
         else:
             s = m.downsampling
             x = torch.nn.functional.pad(x, (0, -w % s, 0, -h % s, 0, -t % GROUP), mode="replicate")
-            y = m.analysis(x, embedding)
+            y = m.analysis_groups(x, embedding)  # a group's activations at a time
         sections.update(m.latent_codec.compress(m.codec_layout(y.contiguous(), 1)))
         return VideoGeometry(t, 25, 1, height=h, width=w, channels=c, bit_depth=8), sections
 

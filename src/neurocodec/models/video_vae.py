@@ -354,6 +354,17 @@ class VideoVAE(CompressionModel):
         groups = s.reshape(n, z, g, GROUP, h, w).transpose(1, 2).reshape(n * g, z, GROUP, h, w)
         return self.motion_encoder(groups, None if text is None else text.repeat_interleave(g, 0))
 
+    def analysis_groups(self, x: Tensor, text: Tensor | None = None) -> Tensor:
+        """:meth:`analysis` of one video ``(1, 3, 4G, H, W)``, group by group: the encoder's
+        temporal convolutions carry their state from one group to the next, so the latent is the
+        one a pass over the whole video gives, in the memory of one group's activations."""
+        if x.shape[0] != 1 or x.shape[2] % GROUP:
+            raise ValueError(f"analysis_groups takes one video of groups of {GROUP} frames")
+        with streaming(self.encoder):
+            return torch.cat(
+                [self.analysis(x[:, :, i : i + GROUP], text) for i in range(0, x.shape[2], GROUP)]
+            )
+
     def synthesis(self, y_hat: Tensor, videos: int | None, text: Tensor | None = None) -> Tensor:
         """Frames from decoded latents: ``videos`` None for images ``(N, M, h, w)``; else ``y_hat``
         is ``(videos G, M, h, w)`` (group-major) and the result ``(videos, 3, 4G, 8h, 8w)``."""
