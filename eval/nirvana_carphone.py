@@ -107,16 +107,24 @@ def nirvana_row(
     }
 
 
-def x264_row(crf: int, planes) -> dict:
+ANCHOR_PRESETS = {
+    "x264": "medium",
+    "x265": "medium",
+    "svtav1": "8",
+}  # as neurocodec.evaluation.baselines runs them
+
+
+def x264_row(crf: int, planes, anchor: str = "x264") -> dict:
+    """A row of the video baseline ``anchor`` (x264, x265 or svtav1) at ``crf``."""
     from neurocodec.evaluation.baselines import VIDEO_BASELINES
 
-    x264 = VIDEO_BASELINES["x264"]
+    baseline = VIDEO_BASELINES[anchor]
     start = time.perf_counter()
-    data = x264.encode(planes, SOURCE["rate"], crf)
+    data = baseline.encode(planes, SOURCE["rate"], crf)
     middle = time.perf_counter()
-    decoded = x264.decode(data)
+    decoded = baseline.decode(data)
     seconds = time.perf_counter() - middle
-    row = {"codec": "x264", "setting": crf, "preset": "medium", "input": "yuv420"}
+    row = {"codec": anchor, "setting": crf, "preset": ANCHOR_PRESETS[anchor], "input": "yuv420"}
     return {**row, **quality_row(planes, data, decoded, middle - start, seconds)}
 
 

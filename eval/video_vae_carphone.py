@@ -87,25 +87,16 @@ def x264_rate_at(anchor: list[dict], metric: str, quality: float) -> float | Non
     return None
 
 
-def summary(rows: list[dict], frames: int) -> dict:
-    """Against x264 medium, PSNR-Y and PSNR-YUV: each video-vae point's rate over x264's at the
-    same PSNR, and the BD-rate of the shipped curve when it has two points or more (with its
-    PSNR overlap); the decoding speeds. Unshipped models (``video-vae-unshipped``) are listed too."""
-    rows = [r for r in rows if r["frames"] == frames]
-    anchor = sorted((r for r in rows if r["codec"] == "x264"), key=lambda r: r["bpp"])
-    ours = sorted((r for r in rows if r["codec"] == "video-vae"), key=lambda r: r["bpp"])
-    other = sorted((r for r in rows if r["codec"] == "video-vae-unshipped"), key=lambda r: r["bpp"])
-    out: dict = {"frames": frames, "points": {}, "vs_x264_medium": {}}
-    for name, group in (("video-vae", ours), ("video-vae-unshipped", other), ("x264", anchor)):
-        out["points"][name] = [
-            {k: r[k] for k in ("setting", "bpp", "kbps", "psnr_y", "psnr_yuv")} for r in group
-        ]
+def versus(anchor: list[dict], ours: list[dict], other: list[dict], name: str) -> dict:
+    """PSNR-Y and PSNR-YUV against one anchor's rows: each point's rate over the anchor's at the
+    same PSNR, the shipped curve's BD-rate (two points or more) and every trained model's."""
+    out = {}
     for metric in ("psnr_y", "psnr_yuv"):
-        entry: dict = {"rate_over_x264_at_equal_psnr": {}}
+        entry: dict = {f"rate_over_{name}_at_equal_psnr": {}}
         for r in (*ours, *other):
-            x264 = x264_rate_at(anchor, metric, r[metric])
-            entry["rate_over_x264_at_equal_psnr"][f"{r['codec']} {r['setting']}"] = (
-                None if x264 is None else r["bpp"] / x264
+            rate = x264_rate_at(anchor, metric, r[metric])
+            entry[f"rate_over_{name}_at_equal_psnr"][f"{r['codec']} {r['setting']}"] = (
+                None if rate is None else r["bpp"] / rate
             )
         a = [(r["bpp"], r[metric]) for r in anchor]
         t = [(r["bpp"], r[metric]) for r in ours]
@@ -118,7 +109,31 @@ def summary(rows: list[dict], frames: int) -> dict:
         if len(every) >= 2 and overlap(a, every) is not None:  # every model trained, shipped or not
             entry["bd_rate_all_trained_percent"] = bd_rate(a, every)
             entry["overlap_all_trained_db"] = overlap(a, every)
-        out["vs_x264_medium"][metric] = entry
+        out[metric] = entry
+    return out
+
+
+def summary(rows: list[dict], frames: int) -> dict:
+    """Against x264 medium (and x265 medium, SVT-AV1 preset 8 where rows have them), PSNR-Y and
+    PSNR-YUV: :func:`versus`; the decoding speeds. Unshipped models (``video-vae-unshipped``) are
+    listed too."""
+    rows = [r for r in rows if r["frames"] == frames]
+    anchor = sorted((r for r in rows if r["codec"] == "x264"), key=lambda r: r["bpp"])
+    ours = sorted((r for r in rows if r["codec"] == "video-vae"), key=lambda r: r["bpp"])
+    other = sorted((r for r in rows if r["codec"] == "video-vae-unshipped"), key=lambda r: r["bpp"])
+    out: dict = {"frames": frames, "points": {}}
+    for name, group in (("video-vae", ours), ("video-vae-unshipped", other), ("x264", anchor)):
+        out["points"][name] = [
+            {k: r[k] for k in ("setting", "bpp", "kbps", "psnr_y", "psnr_yuv")} for r in group
+        ]
+    for name, key in (
+        ("x264", "vs_x264_medium"),
+        ("x265", "vs_x265_medium"),
+        ("svtav1", "vs_svtav1_preset8"),
+    ):
+        anchor = sorted((r for r in rows if r["codec"] == name), key=lambda r: r["bpp"])
+        if anchor:
+            out[key] = versus(anchor, ours, other, name)
     out["decode_fps"] = {
         f"{r['codec']} {r['setting']}": {
             "1_thread": r["decode_fps_1thread"],
@@ -133,6 +148,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--qualities", type=int, nargs="*", default=[])
     parser.add_argument("--x264", type=int, nargs="*", default=[], help="x264 CRFs (preset medium)")
+    parser.add_argument("--x265", type=int, nargs="*", default=[], help="x265 CRFs (preset medium)")
+    parser.add_argument("--svtav1", type=int, nargs="*", default=[], help="SVT-AV1 CRFs (preset 8)")
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--weights", type=Path, help="a folder of model cards to load video-vae from")
     parser.add_argument("--label", help="with --weights: the rows are video-vae-unshipped, setting LABEL")
@@ -154,9 +171,10 @@ def main() -> None:
     SOURCE.update(clip=args.clip, rate=Fraction(info.rate_num, info.rate_den))  # for the rows
     x, colour = planes_to_tensor(planes)
     have = {(r["codec"], r["setting"], r["frames"]) for r in read_rows(args.out)}
-    for crf in args.x264:
-        if ("x264", crf, args.frames) not in have:
-            append(args.out, x264_row(crf, planes))
+    for anchor in ("x264", "x265", "svtav1"):
+        for crf in getattr(args, anchor):
+            if (anchor, crf, args.frames) not in have:
+                append(args.out, x264_row(crf, planes, anchor))
     if args.label and not args.weights:
         parser.error("--label names models measured from --weights")
     for q in args.qualities:
