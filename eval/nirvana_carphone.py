@@ -114,7 +114,7 @@ ANCHOR_PRESETS = {
 }  # as neurocodec.evaluation.baselines runs them
 
 
-def x264_row(crf: int, planes, anchor: str = "x264") -> dict:
+def anchor_row(crf: int, planes, anchor: str = "x264") -> dict:
     """A row of the video baseline ``anchor`` (x264, x265 or svtav1) at ``crf``."""
     from neurocodec.evaluation.baselines import VIDEO_BASELINES
 
@@ -165,7 +165,7 @@ def main() -> None:
     have = done(args.out)
     for crf in args.x264:
         if ("x264", crf, "medium", args.frames, "yuv420", None) not in have:
-            append(args.out, x264_row(crf, planes))
+            append(args.out, anchor_row(crf, planes))
     for q in args.qualities:
         if ("nirvana", q, args.preset, args.frames, colour, args.label) not in have:
             row = nirvana_row(q, args.preset, x, colour, planes, args.group, args.motion_budget, args.label)

@@ -1,7 +1,7 @@
 """Where nirvana's rate and distortion go, group by group, on the first frames of carphone.
 
-Fits the codec's groups (its own fitting, :mod:`neurocodec.codecs.nirvana_fit`, on the clip's Y,
-Cb, Cr planes) and records for each group: its frames, the PSNR (the loss's 6:1:1 weighting) of
+Encodes the frames with the codec (on the clip's Y, Cb, Cr planes) and records, from its
+``last_fit``, for each group: its frames, the PSNR (the loss's 6:1:1 weighting) of
 its quantized network, the bytes its parameter differences cost with the file's Laplace tables,
 and what the training's rate proxy estimated; for group 0 also the PSNR its float network
 reached before quantization, and the two terms of its loss (``lambda 255^2 MSE`` and ``bpp``).
@@ -21,10 +21,9 @@ from pathlib import Path
 import torch
 
 from common import DATA, append_row, git_commit
-from neurocodec.codecs import c3_fit, nirvana_fit
-from neurocodec.codecs.nirvana import ARCH, LAMBDAS, MOTION_BUDGET
+from neurocodec.codecs import nirvana_fit
+from neurocodec.codecs.nirvana import NirvanaCodec
 from neurocodec.io.video import planes_to_tensor, read_y4m
-from neurocodec.models.nirvana import Arch, GroupNet, coded_rows, coordinate_features
 
 HERE = Path(__file__).resolve().parent
 CLIP = DATA / "video/carphone_qcif_176x144_30000-1001fps_i420_120f.y4m"
@@ -44,17 +43,6 @@ def main() -> None:
     torch.set_num_threads(1)
     planes, _ = read_y4m(CLIP, rgb=False, max_frames=args.frames)
     x, colour = planes_to_tensor(planes)
-    c, _, h, w = x.shape
-    arch = Arch(**{**ARCH.as_dict(), "channels": c})
-    p = arch.patch
-    rows, cols = -(-h // p), -(-w // p)
-    x = torch.nn.functional.pad(x, (0, cols * p - w, 0, rows * p - h), mode="replicate")
-    features = coordinate_features(rows, cols, arch.freqs).float()
-    lmbda = LAMBDAS[args.quality]
-    torch.manual_seed(0)
-    net = GroupNet(arch)
-    schedule = nirvana_fit.Schedule(args.effort)
-    sizes = nirvana_fit.group_sizes(x, arch.group, MOTION_BUDGET, colour)
     float_psnr = []
     choose = nirvana_fit.choose_steps
 
@@ -64,40 +52,34 @@ def main() -> None:
         return choose(problem, weight)
 
     nirvana_fit.choose_steps = choose_and_record
-    groups, steps, previous, first = [], None, None, 0
-    prev_ints = None
-    for n in sizes:
-        problem = nirvana_fit.new_problem(
-            x[:, first : first + n], features, rows, cols, n, (h, w), lmbda, net, colour
-        )
-        fit, steps = nirvana_fit.fit_group(problem, schedule, steps, previous, lambda m, b: None)
-        base = prev_ints or [torch.zeros_like(i) for i in fit.ints]
-        coded = sum(
-            c3_fit.parameter_cost((i - j)[:r].reshape(-1))[1]
-            for i, j, r in zip(fit.ints, base, coded_rows(arch, n), strict=True)
-        )
-        pixels = n * h * w
+    try:
+        codec = NirvanaCodec(quality=args.quality)
+        codec.progress = False
+        codec.encode(x[None], effort=args.effort, colour=colour)
+    finally:
+        nirvana_fit.choose_steps = choose
+    fit, (_, _, h, w) = codec.last_fit, x.shape
+    groups = []
+    for n, bits, proxy, db in zip(
+        fit["group_sizes"], fit["group_bits"], fit["group_proxy_bits"], fit["group_psnr_train"], strict=True
+    ):
         groups.append(
             {
                 "frames": n,
-                "psnr": psnr(fit.mse),
-                "bytes": round(coded / 8),
-                "proxy_bytes": round(fit.bits / 8),
-                "bytes_a_frame": round(coded / 8 / n),
-                "loss_distortion": lmbda * 255**2 * fit.mse,
-                "loss_bpp": coded / pixels,
+                "psnr": db,
+                "bytes": round(bits / 8),
+                "proxy_bytes": round(proxy / 8),
+                "bytes_a_frame": round(bits / 8 / n),
+                "loss_distortion": codec.lmbda * 255**2 * 10 ** (-db / 10),
+                "loss_bpp": bits / (n * h * w),
             }
         )
         print(groups[-1], flush=True)
-        previous = [i.to(torch.float32) for i in fit.ints]
-        prev_ints = fit.ints
-        first += n
-    nirvana_fit.choose_steps = choose
     append_row(
         args.out,
         {
             "quality": args.quality,
-            "lambda": lmbda,
+            "lambda": codec.lmbda,
             "effort": args.effort,
             "frames": args.frames,
             "group_0_float_psnr": float_psnr[0],

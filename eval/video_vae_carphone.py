@@ -41,7 +41,7 @@ import torch
 from common import command, machine, read_rows, write_json
 from neurocodec.evaluation.bd import bd_rate, overlap
 from neurocodec.io.video import planes_to_tensor, read_video, tensor_to_planes
-from nirvana_carphone import CLIP, SOURCE, append, quality_row, timed_decode, x264_row
+from nirvana_carphone import CLIP, SOURCE, anchor_row, append, quality_row, timed_decode
 
 HERE = Path(__file__).resolve().parent
 
@@ -77,9 +77,9 @@ def video_vae_row(
     }
 
 
-def x264_rate_at(anchor: list[dict], metric: str, quality: float) -> float | None:
-    """x264's bpp at ``quality`` dB of ``metric``: log-rate interpolated linearly between the two
-    x264 points around it (None outside the x264 curve)."""
+def anchor_rate_at(anchor: list[dict], metric: str, quality: float) -> float | None:
+    """The anchor's bpp at ``quality`` dB of ``metric``: log-rate interpolated linearly between its
+    two points around it (None outside its curve)."""
     points = sorted((r[metric], math.log(r["bpp"])) for r in anchor)
     for (q0, r0), (q1, r1) in itertools.pairwise(points):
         if q0 <= quality <= q1:
@@ -94,7 +94,7 @@ def versus(anchor: list[dict], ours: list[dict], other: list[dict], name: str) -
     for metric in ("psnr_y", "psnr_yuv"):
         entry: dict = {f"rate_over_{name}_at_equal_psnr": {}}
         for r in (*ours, *other):
-            rate = x264_rate_at(anchor, metric, r[metric])
+            rate = anchor_rate_at(anchor, metric, r[metric])
             entry[f"rate_over_{name}_at_equal_psnr"][f"{r['codec']} {r['setting']}"] = (
                 None if rate is None else r["bpp"] / rate
             )
@@ -174,7 +174,7 @@ def main() -> None:
     for anchor in ("x264", "x265", "svtav1"):
         for crf in getattr(args, anchor):
             if (anchor, crf, args.frames) not in have:
-                append(args.out, x264_row(crf, planes, anchor))
+                append(args.out, anchor_row(crf, planes, anchor))
     if args.label and not args.weights:
         parser.error("--label names models measured from --weights")
     for q in args.qualities:

@@ -53,7 +53,7 @@ group g is frame ``m_0 + ... + m_{g-1} + j`` of the video, made by frame head j.
 Version 1 (files before 2026-12-07) has no ``m_g``: ``groups = ceil(frames / G)``, every group
 has G frames and codes every row, and the last group's frames past the video's end are dropped.
 
-The computation is part of the format (version 1): the network of
+The computation is part of the format (versions 1 and 2 alike): the network of
 :mod:`neurocodec.models.nirvana` (its Fourier features, frame code, exact GELU, PixelShuffle,
 zero-padded 3x3 convolutions, patches in raster order); changing any of it needs a new header
 version.
@@ -62,13 +62,15 @@ Decoding rebuilds each group's network from its integers (one group's integers p
 stream at a time), evaluates several groups' networks at once in float64 on every patch of the
 frame padded to a multiple of P, keeps each group's m_g frames, and rounds the samples to the
 8-bit grid: the integers are exact, float64 keeps the network's rounding error near 1e-16, and
-the rounding to 1/255 removes it unless a sample falls within about 1e-15 of a half step, so the frames are the same on 1 and
-2 threads (tested; on carphone too) and, but for such ties, on any CPU. The padding (and a
+the rounding to 1/255 removes it unless a sample falls within about 1e-15 of a half step, so
+the frames are the same on 1 and 2 threads (tested; on carphone too) and, but for such ties, on
+any CPU. The padding (and a
 version-1 file's frames past the video's end) are cropped by the base class.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import struct
@@ -191,12 +193,16 @@ def unpack_header(
 # Networks from integers
 
 
+@functools.lru_cache(maxsize=8)
+def _row_numbers(arch: Arch) -> tuple[int, ...]:
+    """How many numbers one row (first index) of each parameter tensor holds, in file order."""
+    return tuple(t[0].numel() for _, t in parameter_tensors(GroupNet(arch)))
+
+
 def coded_sizes(arch: Arch, frames: int) -> list[int]:
     """How many integers each parameter tensor of a group of ``frames`` frames codes, in file
     order (:func:`~neurocodec.models.nirvana.coded_rows`)."""
-    tensors = parameter_tensors(GroupNet(arch))
-    rows = coded_rows(arch, frames)
-    return [r * t[0].numel() for r, (_, t) in zip(rows, tensors, strict=True)]
+    return [r * n for r, n in zip(coded_rows(arch, frames), _row_numbers(arch), strict=True)]
 
 
 def _indexes(sizes: list[int], scales: list[int]) -> torch.Tensor:
@@ -347,6 +353,7 @@ class NirvanaCodec(Codec):
             "header_bytes": len(header),
             "params_bytes": len(params),
             "group_bits": group_bits,
+            "group_proxy_bits": [f.bits for f in fits],  # the training's rate proxy, for comparison
             "zero_order_bits": zero_order,
             "psnr_fit": -10 * math.log10(max(mse, 1e-12)),
             "group_psnr_train": [-10 * math.log10(max(f.mse, 1e-12)) for f in fits],

@@ -47,6 +47,7 @@ __all__ = [
     "CHANNEL_WEIGHTS",
     "GroupFit",
     "Schedule",
+    "channel_weights",
     "choose_steps",
     "fit_group",
     "group_sizes",
@@ -285,6 +286,13 @@ def fit_group(
     return GroupFit(ints, bits.item(), mse.item()), steps
 
 
+def channel_weights(channels: int, colour: str) -> tuple[float, ...]:
+    """How the loss weights the channels of a video of ``colour`` (:data:`CHANNEL_WEIGHTS`; alike
+    when the channel count is not that family's)."""
+    weights = CHANNEL_WEIGHTS["rgb" if colour == "rgb" else "yuv"]
+    return weights if channels == len(weights) else (1 / channels,) * channels
+
+
 def group_sizes(x: Tensor, most: int, budget: float | None, colour: str = "rgb") -> list[int]:
     """Frames per group for the video ``x`` (C, T, H, W) in [0, 1], by motion: the first group has
     ``most`` frames (every frame head of the network is trained there); each later group takes
@@ -295,10 +303,7 @@ def group_sizes(x: Tensor, most: int, budget: float | None, colour: str = "rgb")
     t = x.shape[1]
     if budget is None:
         return [min(most, t - s) for s in range(0, t, most)]
-    weights = CHANNEL_WEIGHTS["rgb" if colour == "rgb" else "yuv"]
-    if x.shape[0] != len(weights):
-        weights = (1 / x.shape[0],) * x.shape[0]
-    w = torch.tensor(weights, dtype=torch.float64)
+    w = torch.tensor(channel_weights(x.shape[0], colour), dtype=torch.float64)
     change = [0.0] + [
         float((x[:, i] - x[:, i - 1]).abs().mean((1, 2)).double().cpu() @ w) * 255 for i in range(1, t)
     ]
@@ -329,9 +334,6 @@ def new_problem(
 ) -> _Problem:
     """The fitting problem of one group: ``x`` (C, G, Hpad, Wpad) of which ``frames`` frames and
     ``size`` (h, w) are the video's; ``colour`` (the container's) picks the channel weights."""
-    weights = CHANNEL_WEIGHTS["rgb" if colour == "rgb" else "yuv"]
-    if x.shape[0] != len(weights):
-        weights = (1 / x.shape[0],) * x.shape[0]
-    problem = _Problem(net, x, features, rows, cols, frames, lmbda, weights)
+    problem = _Problem(net, x, features, rows, cols, frames, lmbda, channel_weights(x.shape[0], colour))
     problem.set_size(*size)
     return problem
