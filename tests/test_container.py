@@ -512,6 +512,14 @@ def test_limits_at_and_past_the_boundary():
     assert peek_header(video, Limits(max_frames=5)).geometry.frames == 5
     with pytest.raises(LimitError, match=r"holds 5 video frames, more than the decoder's limit of 4"):
         peek_header(video, Limits(max_frames=4))
+    assert peek_header(video, Limits(max_video_samples=5 * 8 * 8 * 3)).geometry.frames == 5
+    with pytest.raises(LimitError, match=r"video of 5 frames x 192 samples = 960 samples"):
+        peek_header(video, Limits(max_video_samples=5 * 8 * 8 * 3 - 1))
+    # 2^16 frames of 720p RGB: each frame and the frame count pass, the whole does not
+    long = pack(Header("v", 1, HASH, VideoGeometry(1 << 16, 25, 1, 720, 1280, 3, 8)), {})
+    with pytest.raises(LimitError, match="--max-video-samples"):
+        peek_header(long, DEFAULT_LIMITS)
+    assert peek_header(long, NO_LIMITS).geometry.frames == 1 << 16
 
 
 def test_section_count_limit():

@@ -187,3 +187,55 @@ def test_prior_training_on_audio_clips_runs_and_exports(tmp_path) -> None:
     card = json.loads((tmp_path / "recombiner-audio-q7.json").read_text())
     assert card["media"] == "audio" and card["arch"]["dims"] == 1 and card["model_card"]["em_iterations"] == 2
     assert "held out: held.wav" in card["model_card"]["training_data"]
+
+
+def test_prior_training_on_speech_keeps_its_rate_and_arch(tmp_path) -> None:
+    import json
+
+    from neurocodec.io.audio import write_audio
+    from neurocodec.train import recombiner as train
+
+    data = tmp_path / "speech"
+    data.mkdir()
+    write_audio(data / "a.wav", clip(1, 4000), 16000)
+    write_audio(data / "b.wav", torch.zeros(1, 4000), 22050)  # another rate: left out
+    assert [name for name, _ in train.training_clips(data, [], 16000)] == ["a.wav"]
+    args = ["--medium", "speech", "--run", str(tmp_path / "run"), "--budget", "0.5", "--data", str(data)]
+    args += ["--patches", "4", "--batch", "4", "--first-epochs", "1", "--iterations", "1"]
+    args += ["--arch", "patch=512", "--export", "7", "--out-dir", str(tmp_path)]
+    train.main(args)
+    card = json.loads((tmp_path / "recombiner-speech-q7.json").read_text())
+    assert card["codec"] == "recombiner-speech" and card["media"] == "audio"
+    assert card["arch"]["patch"] == 512 and "rd_speech" in card["model_card"]
+    assert (
+        "a.wav" in card["model_card"]["training_data"] and "b.wav" not in card["model_card"]["training_data"]
+    )
+    with pytest.raises(SystemExit):  # an unknown or non-integer architecture parameter
+        train.arch_of(train.parse(["--run", "x", "--budget", "1", "--medium", "speech", "--arch", "dims=2"]))
+    with pytest.raises(SystemExit):
+        train.arch_of(train.parse(["--run", "x", "--budget", "1", "--arch", "patch=wide"]))
+
+
+def test_the_speech_codec_records_16_khz_by_default() -> None:
+    torch.manual_seed(0)
+    c = recombiner.RecombinerSpeechCodec(**TINY)
+    c.block_bits = 8
+    data = c.encode(clip(1, 600), effort=5)
+    header, _ = container.unpack(data)
+    assert header.codec == "recombiner-speech" and header.geometry.sample_rate == 16000
+    assert c.decode(data).shape == (1, 600)
+
+
+def test_the_papers_fourier_frequencies_are_log_spaced() -> None:
+    from neurocodec.models.recombiner import Arch, fourier_features
+
+    ours, papers = fourier_features(1024, 8, dims=1), fourier_features(1024, 8, dims=1, top=1024)
+    assert torch.equal(ours[:, 0], fourier_features(1024, 8, dims=1, top=0)[:, 0])
+    c = (torch.arange(1024, dtype=torch.float64) + 0.5) / 1024 * 2 - 1
+    for f, w in ((1, 2.0), (7, 128.0)):  # ours: 2^f
+        assert torch.allclose(ours[:, f].double(), torch.sin(c * w * torch.pi), atol=1e-6)
+    for f, w in ((0, 1.0), (7, 1024.0)):  # the paper's: 1 ... 1024, log-spaced
+        assert torch.allclose(papers[:, f].double(), torch.sin(c * w * torch.pi), atol=1e-5)
+    assert Recombiner(**{**recombiner.AUDIO_ARCH, "fourier_max": 1024}).fourier.shape == (1024, 16)
+    with pytest.raises(ValueError, match="fourier_max"):
+        Arch(fourier_max=1).check()

@@ -179,6 +179,9 @@ class Header:
 
 DEFAULT_MAX_SAMPLES = 1 << 26  # one image, audio clip or video frame: 64 Mi samples (e.g. 4729x4729 RGB)
 DEFAULT_MAX_FRAMES = 1 << 16  # video
+# a whole video (frames x C·H·W): 256 Mi samples, e.g. 97 frames of 720p RGB or 3,530 of QCIF; the
+# video decoders return every frame at once, so their memory grows with this (docs/bitstream.md)
+DEFAULT_MAX_VIDEO_SAMPLES = 1 << 28
 DEFAULT_MAX_SECTIONS = 64
 
 
@@ -188,13 +191,16 @@ class Limits:
     allocated for the file; a file beyond it is refused with a :class:`LimitError`.
 
     ``max_samples``: samples of the decoded image (C·H·W), audio clip (channels · samples) or
-    video frame (C·H·W); what a decode's memory grows with. ``max_frames``: frames of a video.
+    video frame (C·H·W); what a decode's memory grows with. ``max_frames``: frames of a video;
+    ``max_video_samples``: samples of a whole decoded video (frames · C·H·W), what a video
+    decode's memory grows with.
     ``max_sections``: sections in the file. ``None``: only the format's own limits.
     ``DEFAULT_LIMITS = Limits()`` is the policy of every decode unless told otherwise; ``NO_LIMITS`` turns it off.
     """
 
     max_samples: int | None = DEFAULT_MAX_SAMPLES
     max_frames: int | None = DEFAULT_MAX_FRAMES
+    max_video_samples: int | None = DEFAULT_MAX_VIDEO_SAMPLES
     max_sections: int | None = DEFAULT_MAX_SECTIONS
 
     def __post_init__(self) -> None:
@@ -220,6 +226,14 @@ class Limits:
             raise LimitError(
                 f"refused: this file holds {g.frames} video frames, more than the decoder's limit of {self.max_frames}"
             )
+        if isinstance(g, VideoGeometry) and self.max_video_samples is not None:
+            total = g.frames * samples
+            if total > self.max_video_samples:
+                raise LimitError(
+                    f"refused: this file holds a video of {g.frames} frames x {samples} samples = {total} "
+                    f"samples, more than the decoder's limit of {self.max_video_samples} (raise it: "
+                    "limits=Limits(max_video_samples=...), or --max-video-samples)"
+                )
 
     def check_sections(self, count: int) -> None:
         if self.max_sections is not None and count > self.max_sections:
@@ -229,7 +243,7 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
-NO_LIMITS = Limits(max_samples=None, max_frames=None, max_sections=None)
+NO_LIMITS = Limits(max_samples=None, max_frames=None, max_video_samples=None, max_sections=None)
 
 
 def weights_hash_of(weights: bytes) -> bytes:

@@ -10,6 +10,7 @@ from pathlib import Path
 from neurocodec.cli.common import Console, describe, expand, jobs_for, read_bytes, run_jobs
 from neurocodec.container import (
     DEFAULT_MAX_SAMPLES,
+    DEFAULT_MAX_VIDEO_SAMPLES,
     AudioGeometry,
     ImageGeometry,
     Limits,
@@ -48,6 +49,14 @@ def add_parser(
         f"docs/bitstream.md); default {DEFAULT_MAX_SAMPLES} (2^26); 0: no limit",
     )
     decode_.add_argument(
+        "--max-video-samples",
+        type=_samples,
+        default=DEFAULT_MAX_VIDEO_SAMPLES,
+        metavar="N",
+        help="refuse, before decoding, a video of more than N samples in all (frames x channels x height x "
+        f"width; decoding takes up to ~75 bytes per sample); default {DEFAULT_MAX_VIDEO_SAMPLES} (2^28); 0: no limit",
+    )
+    decode_.add_argument(
         "--video-codec",
         default="libx264",
         metavar="NAME",
@@ -70,7 +79,7 @@ def _samples(text: str) -> int:
 
 
 def _limits(args: argparse.Namespace) -> Limits:
-    return Limits(max_samples=args.max_samples or None)
+    return Limits(max_samples=args.max_samples or None, max_video_samples=args.max_video_samples or None)
 
 
 def _decoded_suffix(src: Path) -> str:

@@ -64,8 +64,8 @@ def add_parser(
         type=effort,
         default=0,
         metavar="N",
-        help="encode with N iterations of encoder-side adaptation (as encode --effort; learned image codecs "
-        "that have it; default 0)",
+        help="encode with N iterations of encoder-side adaptation or fitting, or a preset name (as encode "
+        "--effort; learned codecs that have it; default 0)",
     )
     eval_.add_argument(
         "--frames",

@@ -92,7 +92,13 @@ from neurocodec.models.recombiner import (
 )
 from neurocodec.registry import register_codec
 
-__all__ = ["AUDIO_PRESETS", "PRESETS", "RecombinerAudioCodec", "RecombinerImageCodec"]
+__all__ = [
+    "AUDIO_PRESETS",
+    "PRESETS",
+    "RecombinerAudioCodec",
+    "RecombinerImageCodec",
+    "RecombinerSpeechCodec",
+]
 
 # posterior-fitting iterations: at 150 the steering had not brought a q1 fit down to its budget
 # (0.235 KL bits per pixel for 0.1, a 192x256 crop of kodim23), at 300 it had (0.075)
@@ -428,3 +434,12 @@ class RecombinerAudioCodec(_RecombinerCodec):
         patches = self._decode_patches(sections, g.channels * per_signal)
         audio = torch.round(from_signals(from_segments(patches, g.channels)) * 32768) / 32768
         return audio.clamp(-1, 32767 / 32768).float()  # 16-bit PCM holds every decoded sample
+
+
+@register_codec(priority=-2)  # never the default: it fits each clip, and music goes to recombiner-audio
+class RecombinerSpeechCodec(RecombinerAudioCodec):
+    """``recombiner-audio`` with priors learned on speech at 16 kHz: the same model, fitting, blocks
+    and byte format; a file records its own rate (16 kHz when encode is not told one)."""
+
+    name = "recombiner-speech"
+    sample_rate = 16000

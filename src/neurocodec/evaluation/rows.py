@@ -94,17 +94,18 @@ def evaluate_video(
     return rows
 
 
-def evaluate_audio(codec: Codec, paths: Sequence[str | Path]) -> list[dict]:
+def evaluate_audio(codec: Codec, paths: Sequence[str | Path], effort: int | str = 0) -> list[dict]:
     """Per audio file: bytes and kbit/s of the complete file, SNR and SI-SDR of the decoded
     float output, encode/decode seconds (see :func:`rd_row`). Each file is coded at its own
-    sample rate, which the codec records (WaLLoC's audio model was trained at 44.1 kHz)."""
+    sample rate, which the codec records (WaLLoC's audio model was trained at 44.1 kHz), with
+    ``effort`` (the codec's encoder-side adaptation or fitting iterations, as ``encode --effort``)."""
     from neurocodec.io.audio import read_audio  # soundfile, only where audio is read
 
     rows = []
     for path in paths:
         x, info = read_audio(path)
         t0 = time.perf_counter()
-        data = codec.encode(x, info.sample_rate)
+        data = codec.encode(x, info.sample_rate, effort=effort)
         t1 = time.perf_counter()
         x_hat = codec.decode(data)
         t2 = time.perf_counter()

@@ -16,8 +16,9 @@ interpolation). Everything else is shared. Each patch is a vector ``theta`` of
   leaky ReLU, x2, conv 3x3 to ``lpe_out`` channels) to one vector per pixel.
 
 The SIREN (``sin(30 x)`` after every hidden layer, a linear output plus 1/2) maps each pixel's
-Fourier-embedded coordinates (``fourier`` sines and cosines of ``2^f pi`` times each coordinate in
-``[-1, 1]``) concatenated with its upsampled LPE to RGB (audio: the sample).
+Fourier-embedded coordinates (``fourier`` sines and cosines of ``w_f pi`` times each coordinate in
+``[-1, 1]``: ``w_f = 2^f``, or with ``fourier_max`` the paper's ``fourier`` log-spaced frequencies from
+1 to ``fourier_max``) concatenated with its upsampled LPE to RGB (audio: the sample).
 
 A patch has a factorised Gaussian posterior ``q`` over ``theta`` (fitted at encode time); every
 patch shares the diagonal Gaussian prior ``p`` (:attr:`prior_mean`, :attr:`prior_log_std`),
@@ -57,6 +58,10 @@ class Arch:
     hidden: int = 32
     layers: int = 3  # hidden layers
     fourier: int = 4  # frequencies per coordinate: 4 * 2 coordinates * (sin, cos) = 16 inputs
+    # 0: the frequencies are 1, 2, 4, ... 2^(fourier - 1); N: log-spaced from 1 to N, as the paper's
+    # code has them (N = 1024: up to 1024 periods a patch, past the patch's Nyquist rate: aliased,
+    # they give the SIREN fine detail to combine)
+    fourier_max: int = 0
     lpe_channels: int = 32
     lpe_width: int = 16  # the upsampler's width
     lpe_out: int = 16
@@ -82,6 +87,8 @@ class Arch:
         for name in ("hidden", "layers", "fourier", "lpe_channels", "lpe_width", "lpe_out"):
             if not 1 <= getattr(self, name) <= 256:
                 raise ValueError(f"RECOMBINER's {name} must be 1..256")
+        if self.fourier_max != 0 and not 2 <= self.fourier_max <= 65536:
+            raise ValueError(f"RECOMBINER's fourier_max must be 0 or 2..65536, not {self.fourier_max}")
 
 
 CPU_ARCH = asdict(Arch())  # the paper: lpe_channels 128, lpe_width 64 (too slow to fit on 2 CPU cores)
@@ -118,17 +125,22 @@ class Upsampler(nn.Module):
 
 
 def fourier_features(
-    size: int, frequencies: int, dtype: torch.dtype = torch.float32, dims: int = 2
+    size: int, frequencies: int, dtype: torch.dtype = torch.float32, dims: int = 2, top: int = 0
 ) -> Tensor:
-    """(size^dims, 2 dims frequencies): sin and cos of 2^f pi times the pixel (sample) centres'
-    coordinates in [-1, 1]."""
+    """(size^dims, 2 dims frequencies): sin and cos of w_f pi times the pixel (sample) centres'
+    coordinates in [-1, 1], w_f = 2^f (``top`` 0) or ``frequencies`` log-spaced from 1 to ``top``
+    (float64, then ``dtype``)."""
     c = (torch.arange(size, dtype=torch.float64) + 0.5) / size * 2 - 1
     if dims == 1:
         coords = c[:, None]
     else:
         yy, xx = torch.meshgrid(c, c, indexing="ij")
         coords = torch.stack([yy.reshape(-1), xx.reshape(-1)], 1)
-    scaled = torch.cat([coords * (2.0**f * math.pi) for f in range(frequencies)], 1)
+    if top:
+        w = torch.exp(torch.linspace(0, math.log(top), frequencies, dtype=torch.float64)).tolist()
+    else:
+        w = [2.0**f for f in range(frequencies)]
+    scaled = torch.cat([coords * (f * math.pi) for f in w], 1)
     return torch.cat([torch.sin(scaled), torch.cos(scaled)], 1).to(dtype)
 
 
@@ -167,7 +179,7 @@ class Recombiner(nn.Module):
         self.register_buffer("prior_log_std", torch.zeros(self.size))
         self.register_buffer("kl_profile", torch.ones(self.size))
         self.register_buffer("beta", torch.tensor(1e-4))
-        self.register_buffer("fourier", fourier_features(a.patch, a.fourier, dims=a.dims), persistent=False)
+        self.register_buffer("fourier", fourier_features(a.patch, a.fourier, dims=a.dims, top=a.fourier_max), persistent=False)
 
     def _init_std(self, layer: int) -> Tensor:
         """SIREN's initial standard deviations of layer ``layer``'s weights then biases."""

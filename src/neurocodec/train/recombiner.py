@@ -4,7 +4,8 @@ empirical Bayes by coordinate ascent, as RECOMBINER's ``main_prior_training.py``
 ``--medium image`` (default) trains on random 64x64 crops of ``--data`` (``shared/data/train``);
 ``--medium audio`` on random 1024-sample crops of the mid and side signals (mono: the signal) of
 the WAV/FLAC clips of ``--data`` (``shared/data/audio/music``) but those ``--exclude`` names, at
-their own sample rate. The KL budget is in bits per pixel (image) or per sample (audio).
+their own sample rate; ``--medium speech`` the same on the 16-kHz clips of
+``shared/data/audio/speech`` (``--rate``: only clips at that rate), for ``recombiner-speech``. The KL budget is in bits per pixel (image) or per sample (audio).
 
 Each iteration
 
@@ -56,7 +57,8 @@ from neurocodec.models.recombiner import (
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"  # /work/shared beside the checkout
 TRAIN = SHARED / "train"
 MUSIC = SHARED / "audio" / "music"
-ARCHS = {"image": CPU_ARCH, "audio": AUDIO_ARCH}
+SPEECH = SHARED / "audio" / "speech"
+ARCHS = {"image": CPU_ARCH, "audio": AUDIO_ARCH, "speech": AUDIO_ARCH}
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 MIN_LOG_STD = math.log(1e-4)
 SMOOTH_BETA = 10  # iterations whose betas the shipped beta averages
@@ -76,16 +78,30 @@ def training_patches(folder: Path, count: int, patch: int, seed: int) -> torch.T
     return torch.stack(crops).float()
 
 
-def training_segments(folder: Path, count: int, patch: int, seed: int, exclude: list[str]) -> torch.Tensor:
-    """``count`` random ``patch``-sample crops (count, 1, patch) of the audio clips (WAV, FLAC) in
-    ``folder`` and its subfolders but those named in ``exclude``: each from a clip, then a signal
-    (mid or side of a stereo clip: what ``recombiner-audio`` codes) drawn at random."""
-    files = sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac") and p.name not in exclude
-    )
-    if not files:
+def training_clips(
+    folder: Path, exclude: list[str], rate: int | None = None
+) -> list[tuple[str, torch.Tensor]]:
+    """(name, signals (C, T)) of the audio clips (WAV, FLAC) in ``folder`` and its subfolders but
+    those named in ``exclude`` (and those not at ``rate`` Hz, when given): the signals
+    ``recombiner-audio`` codes (mid and side of a stereo clip)."""
+    clips = []
+    for f in sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac")):
+        if f.name in exclude:
+            continue
+        x, info = read_audio(f)
+        if rate is None or info.sample_rate == rate:
+            clips.append((f.name, to_signals(x.float())))
+    if not clips:
         raise SystemExit(f"no audio clips to train on in {folder}")
-    clips = [to_signals(read_audio(f)[0].float()) for f in files]
+    return clips
+
+
+def training_segments(
+    folder: Path, count: int, patch: int, seed: int, exclude: list[str], rate: int | None = None
+) -> torch.Tensor:
+    """``count`` random ``patch``-sample crops (count, 1, patch) of :func:`training_clips`: each
+    from a clip, then a signal (mid or side of a stereo clip), drawn at random."""
+    clips = [signals for _, signals in training_clips(folder, exclude, rate)]
     rng = random.Random(seed)
     crops = []
     for _ in range(count):
@@ -108,11 +124,26 @@ def update_prior(model: Recombiner, posteriors: list[Posterior]) -> None:
         model.kl_profile.copy_(model.kl_bits(mean, torch.log(var) / 2).mean(0))
 
 
+def arch_of(args: argparse.Namespace) -> dict:
+    """The medium's default architecture with the ``--arch NAME=VALUE`` overrides."""
+    arch = dict(ARCHS[args.medium])
+    for item in args.arch:
+        name, _, value = item.partition("=")
+        if name not in arch or name == "dims" or not value.isdigit():
+            raise SystemExit(
+                f"--arch takes NAME=INTEGER for one of {', '.join(k for k in arch if k != 'dims')}"
+            )
+        arch[name] = int(value)
+    return arch
+
+
 def make_state(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
-    model = Recombiner(**ARCHS[args.medium])
-    if args.medium == "audio":
-        patches = training_segments(Path(args.data), args.patches, model.arch.patch, args.seed, args.exclude)
+    model = Recombiner(**arch_of(args))
+    if args.medium != "image":
+        patches = training_segments(
+            Path(args.data), args.patches, model.arch.patch, args.seed, args.exclude, args.rate
+        )
     else:
         patches = training_patches(Path(args.data), args.patches, model.arch.patch, args.seed)
     chunks = list(torch.split(patches, args.batch))
@@ -161,7 +192,7 @@ def load(
     run: Path, args: argparse.Namespace
 ) -> tuple[dict, torch.optim.Optimizer, list[torch.optim.Optimizer]]:
     body = torch.load(run / "checkpoint.pt", weights_only=True)
-    model = Recombiner(**ARCHS[args.medium])
+    model = Recombiner(**arch_of(args))
     model.load_state_dict(body["model"])
     posteriors = []
     for chunk, q_state in zip(body["patches"], body["posteriors"], strict=True):
@@ -256,17 +287,14 @@ def export(state: dict, args: argparse.Namespace) -> Path:
     ).stdout.strip()
     last = state["log"][-1]
     crops = sum(len(p) for p in state["patches"])
-    if args.medium == "audio":
-        clips = sorted(
-            p.name for p in Path(args.data).rglob("*")
-            if p.suffix.lower() in (".wav", ".flac") and p.name not in args.exclude
-        )  # fmt: skip
+    if args.medium != "image":
+        clips = [clip for clip, _ in training_clips(Path(args.data), args.exclude, args.rate)]
         where = Path(args.data).resolve()
-        base = SHARED.resolve().parent
+        base = SHARED.resolve().parent.parent  # "shared/data/..."
         where = where.relative_to(base) if where.is_relative_to(base) else where
         data_card = (
-            f"{where}: {crops} random {model.arch.patch}-sample crops (seed {args.seed}) of the mid and side "
-            f"signals of {', '.join(clips)}; held out: {', '.join(args.exclude) or 'none'}"
+            f"{where}: {crops} random {model.arch.patch}-sample crops (seed {args.seed}) of the signals (stereo: "
+            f"mid and side) of {', '.join(clips)}; held out: {', '.join(args.exclude) or 'none'}"
         )
     else:
         data_card = (
@@ -277,10 +305,10 @@ def export(state: dict, args: argparse.Namespace) -> Path:
     card = {
         "codec": f"recombiner-{args.medium}",
         "quality": args.export,
-        "media": args.medium,
+        "media": "image" if args.medium == "image" else "audio",
         "filename": f"{name}.safetensors",
         "sha256": hashlib.sha256(data).hexdigest(),
-        "arch": dict(ARCHS[args.medium]),
+        "arch": arch_of(args),
         "model_card": {
             "training_data": data_card,
             "steps": (args.first_epochs + (state["iteration"] - 1) * args.epochs) * len(state["patches"]),
@@ -299,7 +327,7 @@ def export(state: dict, args: argparse.Namespace) -> Path:
             "device": "cpu (1 thread)",
             "command": args.command,
             "commit": commit,
-            "rd_kodak" if args.medium == "image" else "rd_music": [],
+            {"image": "rd_kodak", "audio": "rd_music", "speech": "rd_speech"}[args.medium]: [],
             "notes": "CPU preview: patch-level prior only (no hierarchical group/image latents), "
             f"narrow LPE ({'CPU_ARCH' if args.medium == 'image' else 'AUDIO_ARCH'}), a few minutes of coordinate "
             "ascent instead of the paper's 550 x 100 epochs.",
@@ -312,7 +340,10 @@ def export(state: dict, args: argparse.Namespace) -> Path:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="folder of the checkpoint (resumed when present)")
-    p.add_argument("--medium", choices=("image", "audio"), default="image")
+    p.add_argument("--medium", choices=tuple(ARCHS), default="image")
+    p.add_argument(
+        "--rate", type=int, default=None, help="audio: train only on clips at this rate (speech: 16000)"
+    )
     p.add_argument(
         "--budget", type=float, required=True, help="KL budget, bits per pixel (audio: per sample)"
     )
@@ -322,6 +353,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--exclude", action="append", default=[], metavar="NAME", help="audio: a clip not to train on"
+    )
+    p.add_argument(
+        "--arch",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="an architecture parameter (patch, lpe_channels, ...)",
     )
     p.add_argument("--patches", type=int, default=192)
     p.add_argument("--batch", type=int, default=64)
@@ -340,7 +378,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.band is None:
         args.band = args.budget / 5
     if args.data is None:
-        args.data = str(TRAIN if args.medium == "image" else MUSIC)
+        args.data = str({"image": TRAIN, "audio": MUSIC, "speech": SPEECH}[args.medium])
+    if args.medium == "speech" and args.rate is None:
+        args.rate = 16000
     return args
 
 
