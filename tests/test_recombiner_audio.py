@@ -200,6 +200,8 @@ def test_prior_training_on_speech_keeps_its_rate_and_arch(tmp_path) -> None:
     write_audio(data / "a.wav", clip(1, 4000), 16000)
     write_audio(data / "b.wav", torch.zeros(1, 4000), 22050)  # another rate: left out
     assert [name for name, _ in train.training_clips(data, [], 16000)] == ["a.wav"]
+    resampled = dict(train.training_clips(data, [], 16000, resample=True))
+    assert resampled["b.wav"].shape == (1, -(-4000 * 16000 // 22050))  # 22.05 kHz brought to 16 kHz
     args = ["--medium", "speech", "--run", str(tmp_path / "run"), "--budget", "0.5", "--data", str(data)]
     args += ["--patches", "4", "--batch", "4", "--first-epochs", "1", "--iterations", "1"]
     args += ["--arch", "patch=512", "--export", "7", "--out-dir", str(tmp_path)]

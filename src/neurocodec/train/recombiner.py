@@ -79,29 +79,42 @@ def training_patches(folder: Path, count: int, patch: int, seed: int) -> torch.T
 
 
 def training_clips(
-    folder: Path, exclude: list[str], rate: int | None = None
+    folder: Path, exclude: list[str], rate: int | None = None, resample: bool = False
 ) -> list[tuple[str, torch.Tensor]]:
     """(name, signals (C, T)) of the audio clips (WAV, FLAC) in ``folder`` and its subfolders but
-    those named in ``exclude`` (and those not at ``rate`` Hz, when given): the signals
-    ``recombiner-audio`` codes (mid and side of a stereo clip)."""
+    those named in ``exclude``: the signals ``recombiner-audio`` codes (mid and side of a stereo
+    clip). With ``rate`` (Hz), a clip at another rate is left out, or with ``resample`` resampled
+    to it (torchaudio's windowed sinc: training only, where determinism does not matter)."""
+    import torchaudio
+
     clips = []
     for f in sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac")):
         if f.name in exclude:
             continue
         x, info = read_audio(f)
-        if rate is None or info.sample_rate == rate:
-            clips.append((f.name, to_signals(x.float())))
+        x = x.float()
+        if rate is not None and info.sample_rate != rate:
+            if not resample:
+                continue
+            x = torchaudio.functional.resample(x, info.sample_rate, rate)
+        clips.append((f.name, to_signals(x)))
     if not clips:
         raise SystemExit(f"no audio clips to train on in {folder}")
     return clips
 
 
 def training_segments(
-    folder: Path, count: int, patch: int, seed: int, exclude: list[str], rate: int | None = None
+    folder: Path,
+    count: int,
+    patch: int,
+    seed: int,
+    exclude: list[str],
+    rate: int | None = None,
+    resample: bool = False,
 ) -> torch.Tensor:
     """``count`` random ``patch``-sample crops (count, 1, patch) of :func:`training_clips`: each
     from a clip, then a signal (mid or side of a stereo clip), drawn at random."""
-    clips = [signals for _, signals in training_clips(folder, exclude, rate)]
+    clips = [signals for _, signals in training_clips(folder, exclude, rate, resample)]
     rng = random.Random(seed)
     crops = []
     for _ in range(count):
@@ -142,7 +155,7 @@ def make_state(args: argparse.Namespace) -> dict:
     model = Recombiner(**arch_of(args))
     if args.medium != "image":
         patches = training_segments(
-            Path(args.data), args.patches, model.arch.patch, args.seed, args.exclude, args.rate
+            Path(args.data), args.patches, model.arch.patch, args.seed, args.exclude, args.rate, args.resample
         )
     else:
         patches = training_patches(Path(args.data), args.patches, model.arch.patch, args.seed)
@@ -288,13 +301,14 @@ def export(state: dict, args: argparse.Namespace) -> Path:
     last = state["log"][-1]
     crops = sum(len(p) for p in state["patches"])
     if args.medium != "image":
-        clips = [clip for clip, _ in training_clips(Path(args.data), args.exclude, args.rate)]
+        clips = [clip for clip, _ in training_clips(Path(args.data), args.exclude, args.rate, args.resample)]
         where = Path(args.data).resolve()
         base = SHARED.resolve().parent.parent  # "shared/data/..."
         where = where.relative_to(base) if where.is_relative_to(base) else where
         data_card = (
             f"{where}: {crops} random {model.arch.patch}-sample crops (seed {args.seed}) of the signals (stereo: "
             f"mid and side) of {', '.join(clips)}; held out: {', '.join(args.exclude) or 'none'}"
+            + (f"; clips at other rates resampled to {args.rate} Hz" if args.resample else "")
         )
     else:
         data_card = (
@@ -344,6 +358,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--rate", type=int, default=None, help="audio: train only on clips at this rate (speech: 16000)"
     )
+    p.add_argument("--resample", action="store_true", help="audio: resample clips at another rate to --rate")
     p.add_argument(
         "--budget", type=float, required=True, help="KL budget, bits per pixel (audio: per sample)"
     )
