@@ -340,11 +340,31 @@ def test_audio_encode_then_decode(tmp_path: Path, env: dict[str, str]) -> None:
 
 def test_decode_max_samples(files: SimpleNamespace, env: dict[str, str]) -> None:
     """--max-samples refuses a file holding more samples before decoding it (37x53x3 = 5883 here)."""
-    line = one_error_line(run("decode", files.ncd, "-o", "refused.png", "--max-samples", 5882, env=env, cwd=files.dir))
+    line = one_error_line(
+        run("decode", files.ncd, "-o", "refused.png", "--max-samples", 5882, env=env, cwd=files.dir)
+    )
     assert line.startswith(f"{ERROR}{files.ncd}: refused: this file holds an image of 53x37x3 = 5883 samples")
     assert sorted(p.name for p in files.dir.iterdir()) == ["photo.ncd", "photo.png"]
     for limit in (5883, 0):  # 0: no limit
-        done = run("decode", files.ncd, "-o", f"back{limit}.png", "--max-samples", limit, env=env, cwd=files.dir)
+        done = run(
+            "decode", files.ncd, "-o", f"back{limit}.png", "--max-samples", limit, env=env, cwd=files.dir
+        )
         assert (done.returncode, done.stderr) == (0, "")
     bad = run("decode", files.ncd, "--max-samples", -1, env=env, cwd=files.dir)
     assert bad.returncode == 2 and "a whole number of samples >= 0" in bad.stderr
+
+
+def test_decode_max_video_samples(tmp_path: Path, env: dict[str, str]) -> None:
+    """--max-video-samples refuses a video whose frames hold more samples in all, before the codec
+    it names is even loaded (none is installed by that name here); nothing is written."""
+    from neurocodec.container import Header, VideoGeometry, pack
+
+    video = tmp_path / "clip.ncd"
+    video.write_bytes(
+        pack(Header("no-such-video-codec", 1, bytes(4), VideoGeometry(10, 25, 1, 16, 16, 3, 8)), {})
+    )
+    line = one_error_line(run("decode", video, "--max-video-samples", 7679, env=env, cwd=tmp_path))
+    assert "refused: this file holds a video of 10 frames x 768 samples = 7680 samples" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.ncd"]
+    allowed = run("decode", video, "--max-video-samples", 7680, env=env, cwd=tmp_path)
+    assert "refused" not in allowed.stderr and "no-such-video-codec" in allowed.stderr  # past the limit check
