@@ -2,7 +2,8 @@
 limits (container.Limits, docs/bitstream.md §5 "Resource limits").
 
 For each shipped codec (default quality) and each size (images, audio, and video: QCIF
-carphone at 8, 16 and 32 frames and 8 frames of 720p Big Buck Bunny), a fresh process loads the codec, decodes
+carphone at 8, 16 and 32 frames and 8 frames of 720p Big Buck Bunny), a fresh process loads the
+codec, decodes
 a small file (so lazy initialisation is not counted), then decodes a file of that size; it reports
 the RSS before that decode and the peak RSS during it (Linux: VmHWM, reset through
 /proc/self/clear_refs just before). Fitting ``increase = fixed + per_sample * samples`` (samples:
@@ -32,10 +33,13 @@ VIDEO_CLIPS = (  # (clip, frames): QCIF at three lengths, then 720p
     ("carphone_qcif_176x144_30000-1001fps_i420_120f.y4m", 32),
     ("bigbuckbunny_1280x720_25fps_132f_h264.mp4", 8),
 )
-CODECS = "hyperprior,mlic,walloc-image,walloc-audio,c3,vqgan,recombiner-image,recombiner-audio,nirvana,video-vae"
-# codecs that fit each input: a few iterations make a file as large as a real fit's to decode
-# (the decoder's work depends on the geometry and the networks' shapes, not on how well they fit)
-FIT_EFFORT = {"c3": 10, "recombiner-image": 10, "recombiner-audio": 10, "nirvana": 10}
+CODECS = (
+    "hyperprior,mlic,walloc-image,walloc-audio,c3,vqgan,recombiner-image,recombiner-audio,nirvana,video-vae"
+)
+# the codecs that fit each input (those with effort presets) fit this many iterations: a file as
+# large as a real fit's to decode (the decoder's work depends on the geometry and the networks'
+# shapes, not on how well they fit)
+FIT_EFFORT = 10
 
 
 def rss_mb() -> float:
@@ -145,7 +149,7 @@ def main() -> int:
         for name in args.codecs.split(","):
             codec = nc.load(name)
             codec.progress = False
-            effort = FIT_EFFORT.get(name, 0)
+            effort = FIT_EFFORT if codec.presets else 0
             sizes = inputs(codec.media)
             small = Path(tmp, f"{name}-small.ncd")
             small.write_bytes(codec.encode(smallest(sizes[0][1], codec.media), effort=effort, **sizes[0][2]))
@@ -162,7 +166,12 @@ def main() -> int:
                 row = {"size": label, **json.loads(done.stdout.strip().splitlines()[-1])}
                 rows.append(row)
                 print(name, json.dumps(row), flush=True)
-            entry = {"codec": f"{codec.name} q{codec.quality}", "sizes": rows, **fit(rows)}
+            entry = {
+                "codec": f"{codec.name} q{codec.quality}",
+                "command": report["command"],
+                "sizes": rows,
+                **fit(rows),
+            }
             if effort:
                 entry["encode_effort"] = effort
             report["codecs"].append(entry)

@@ -53,8 +53,9 @@ def add_parser(
         type=_samples,
         default=DEFAULT_MAX_VIDEO_SAMPLES,
         metavar="N",
-        help="refuse, before decoding, a video of more than N samples in all (frames x channels x height x "
-        f"width; decoding takes up to ~75 bytes per sample); default {DEFAULT_MAX_VIDEO_SAMPLES} (2^28); 0: no limit",
+        help="refuse, before decoding, a video of more than N samples in all (frames x channels x height "
+        "x width; decoding takes up to ~75 bytes per sample); "
+        f"default {DEFAULT_MAX_VIDEO_SAMPLES} (2^28); 0: no limit",
     )
     decode_.add_argument(
         "--video-codec",

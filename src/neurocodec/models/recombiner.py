@@ -179,7 +179,9 @@ class Recombiner(nn.Module):
         self.register_buffer("prior_log_std", torch.zeros(self.size))
         self.register_buffer("kl_profile", torch.ones(self.size))
         self.register_buffer("beta", torch.tensor(1e-4))
-        self.register_buffer("fourier", fourier_features(a.patch, a.fourier, dims=a.dims, top=a.fourier_max), persistent=False)
+        self.register_buffer(
+            "fourier", fourier_features(a.patch, a.fourier, dims=a.dims, top=a.fourier_max), persistent=False
+        )
 
     def _init_std(self, layer: int) -> Tensor:
         """SIREN's initial standard deviations of layer ``layer``'s weights then biases."""

@@ -5,7 +5,9 @@ empirical Bayes by coordinate ascent, as RECOMBINER's ``main_prior_training.py``
 ``--medium audio`` on random 1024-sample crops of the mid and side signals (mono: the signal) of
 the WAV/FLAC clips of ``--data`` (``shared/data/audio/music``) but those ``--exclude`` names, at
 their own sample rate; ``--medium speech`` the same on the 16-kHz clips of
-``shared/data/audio/speech`` (``--rate``: only clips at that rate), for ``recombiner-speech``. The KL budget is in bits per pixel (image) or per sample (audio).
+``shared/data/audio/speech`` (``--rate``: only clips at that rate; ``--resample``: the others
+resampled to it), for ``recombiner-speech``. The KL budget is in bits per pixel (image) or per
+sample (audio).
 
 Each iteration
 
@@ -78,28 +80,39 @@ def training_patches(folder: Path, count: int, patch: int, seed: int) -> torch.T
     return torch.stack(crops).float()
 
 
+def training_files(
+    folder: Path, exclude: list[str], rate: int | None = None, resample: bool = False
+) -> list[Path]:
+    """The audio clips (WAV, FLAC) in ``folder`` and its subfolders but those named in ``exclude``
+    (and, with ``rate`` but not ``resample``, those at another rate: read from their headers)."""
+    import soundfile
+
+    files = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac") and p.name not in exclude
+    )
+    if rate is not None and not resample:
+        files = [f for f in files if soundfile.info(f).samplerate == rate]
+    if not files:
+        raise SystemExit(f"no audio clips to train on in {folder}")
+    return files
+
+
 def training_clips(
     folder: Path, exclude: list[str], rate: int | None = None, resample: bool = False
 ) -> list[tuple[str, torch.Tensor]]:
-    """(name, signals (C, T)) of the audio clips (WAV, FLAC) in ``folder`` and its subfolders but
-    those named in ``exclude``: the signals ``recombiner-audio`` codes (mid and side of a stereo
-    clip). With ``rate`` (Hz), a clip at another rate is left out, or with ``resample`` resampled
-    to it (torchaudio's windowed sinc: training only, where determinism does not matter)."""
+    """(name, signals (C, T)) of :func:`training_files`: the signals ``recombiner-audio`` codes (mid
+    and side of a stereo clip). With ``rate`` (Hz), a clip at another rate is left out, or with
+    ``resample`` resampled to it (torchaudio's windowed sinc: training only, where determinism
+    does not matter)."""
     import torchaudio
 
     clips = []
-    for f in sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac")):
-        if f.name in exclude:
-            continue
+    for f in training_files(folder, exclude, rate, resample):
         x, info = read_audio(f)
         x = x.float()
         if rate is not None and info.sample_rate != rate:
-            if not resample:
-                continue
             x = torchaudio.functional.resample(x, info.sample_rate, rate)
         clips.append((f.name, to_signals(x)))
-    if not clips:
-        raise SystemExit(f"no audio clips to train on in {folder}")
     return clips
 
 
@@ -301,13 +314,13 @@ def export(state: dict, args: argparse.Namespace) -> Path:
     last = state["log"][-1]
     crops = sum(len(p) for p in state["patches"])
     if args.medium != "image":
-        clips = [clip for clip, _ in training_clips(Path(args.data), args.exclude, args.rate, args.resample)]
+        clips = [f.name for f in training_files(Path(args.data), args.exclude, args.rate, args.resample)]
         where = Path(args.data).resolve()
         base = SHARED.resolve().parent.parent  # "shared/data/..."
         where = where.relative_to(base) if where.is_relative_to(base) else where
         data_card = (
-            f"{where}: {crops} random {model.arch.patch}-sample crops (seed {args.seed}) of the signals (stereo: "
-            f"mid and side) of {', '.join(clips)}; held out: {', '.join(args.exclude) or 'none'}"
+            f"{where}: {crops} random {model.arch.patch}-sample crops (seed {args.seed}) of the signals "
+            f"(stereo: mid and side) of {', '.join(clips)}; held out: {', '.join(args.exclude) or 'none'}"
             + (f"; clips at other rates resampled to {args.rate} Hz" if args.resample else "")
         )
     else:
