@@ -13,10 +13,13 @@ file, PSNR of the 8-bit output, encode and decode seconds (one thread unless ``-
 with the same LABEL are one R-D curve (one point per lambda); with two points or more a curve
 gets a BD-rate against ``--anchor``'s (``neurocodec.evaluation.bd``). At a single lambda the R-D
 cost ``lambda * 255^2 * MSE + bpp`` on Kodak (the training loss, MSE averaged over the images) is
-the comparison: lower is better at that trade-off.
+the comparison: lower is better at that trade-off. ``--measured JSON`` takes the models of an
+earlier output of this script as they were measured then (their rows, training facts and the
+commit that measured them), so that a second lambda joins a first without retraining it.
 
     OMP_NUM_THREADS=1 python eval/s2lic_budget.py --model mlic-tiny RUN CARD --model s2lic-small RUN CARD ...
-        [--anchor mlic-tiny] [--kodak ../shared/data/kodak] [--limit 24] [--out eval/s2lic_budget.json]
+        [--measured eval/s2lic_budget.json] [--anchor mlic-tiny] [--kodak ../shared/data/kodak]
+        [--limit 24] [--out eval/s2lic_budget.json]
 """
 
 from __future__ import annotations
@@ -84,6 +87,9 @@ def latent_bits_by_part(codec, paths: list[Path]) -> dict[str, float]:
     return {part: bits[part] / elements[part] for part in bits}
 
 
+MIN_OVERLAP_DB = 0.5  # a BD-rate averages over the PSNR both curves span; below this it says nothing
+
+
 def rd_cost(rows: list[dict], lmbda: float) -> float:
     """``lambda * 255^2 * MSE + bpp`` over the images (MSE of the 8-bit output in [0, 1] units)."""
     mse = sum(10 ** (-r["psnr"] / 10) for r in rows) / len(rows)
@@ -93,7 +99,8 @@ def rd_cost(rows: list[dict], lmbda: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", nargs=3, action="append", metavar=("LABEL", "RUN", "CARD"), required=True)
+    ap.add_argument("--model", nargs=3, action="append", metavar=("LABEL", "RUN", "CARD"), default=[])
+    ap.add_argument("--measured", help="an earlier output of this script: its models join this run's")
     ap.add_argument("--anchor", default="mlic-tiny", help="the label BD-rates are measured against")
     ap.add_argument("--kodak", default=str(KODAK))
     ap.add_argument("--limit", type=int, default=24)
@@ -108,6 +115,14 @@ def main() -> int:
     paths = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
     load_before = load_average()
     models = []
+    if args.measured:
+        earlier = json.loads(Path(args.measured).read_text())
+        if earlier["kodak_files"] != len(paths):
+            raise SystemExit(
+                f"{args.measured} measured {earlier['kodak_files']} Kodak files, not {len(paths)}"
+            )
+        measured_in = {"command": earlier["command"], "git_commit": earlier["machine"]["git_commit"]}
+        models += [{**m, "measured_in": m.get("measured_in", measured_in)} for m in earlier["models"]]
     for label, run, card in args.model:
         facts = training_facts(Path(run))
         codec = load_card(card)
@@ -144,6 +159,14 @@ def main() -> int:
         curves.setdefault(m["label"], []).append((m["kodak"]["bpp"], m["kodak"]["psnr"]))
     tests = [label for label in curves if label != args.anchor]
     bd = bd_table(curves, tests, [args.anchor]) if args.anchor in curves else []
+    for entry in bd:
+        lo, hi = entry.get("psnr_interval_db") or (0.0, 0.0)
+        if entry.get("bd_rate_percent") is not None and hi - lo < MIN_OVERLAP_DB:
+            entry["meaningful"] = False
+            entry["why"] = (
+                f"the curves overlap over {hi - lo:.3f} dB of PSNR (under {MIN_OVERLAP_DB} dB): "
+                "compare the R-D costs at each lambda instead"
+            )
     result = {
         "benchmark": "eval/s2lic_budget.py",
         "command": command(),
