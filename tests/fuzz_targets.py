@@ -25,7 +25,8 @@ Targets (``TARGETS``), each with seeds from real files (``seeds(name)``):
 - ``recombiner-image`` (no released files yet): the same on its files (patch shares, block
   indexes) with its shipped prior of quality 1. Seed: a 64x64 picture fitted briefly.
 - ``recombiner-audio`` (no released files yet): the same on its files, with its shipped prior of
-  quality 1. Seed: a 0.1-s stereo clip fitted briefly.
+  quality 1. Seed: a 0.1-s stereo clip fitted briefly. ``recombiner-speech``: the same with the
+  speech prior of quality 1; seed: a 0.1-s 16-kHz mono clip.
 - ``s2lic`` (no weights shipped yet): its decode under small limits, with seeded initial weights
   of the small preset. Seed: a 64x64 picture.
 - ``video-vae``: its decode under small limits, with seeded weights of a tiny architecture
@@ -258,6 +259,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
             "nirvana",
             "recombiner-image",
             "recombiner-audio",
+            "recombiner-speech",
             "s2lic",
             "video-vae",
             "video-vae-temporal",
@@ -337,6 +339,16 @@ def _recombiner_audio_seed() -> bytes:
 
 
 @functools.cache
+def _recombiner_speech_seed() -> bytes:
+    """A small recombiner-speech file (a 0.1-s 16-kHz mono chirp, 10 fitting iterations; deterministic)."""
+    import torch
+
+    t = torch.arange(1600) / 16000
+    x = 0.3 * torch.sin(2 * torch.pi * (200 + 1500 * t) * t)[None]
+    return _codec("recombiner-speech").encode(x, effort=10)
+
+
+@functools.cache
 def _s2lic_seed() -> bytes:
     """A small s2lic file (a smooth 64x64 picture; deterministic)."""
     return _codec("s2lic").encode(smooth_picture(64, 64))
@@ -386,6 +398,8 @@ def seeds(target: str) -> list[bytes]:
         return [_recombiner_seed()[:-4]]
     if target == "recombiner-audio":
         return [_recombiner_audio_seed()[:-4]]
+    if target == "recombiner-speech":
+        return [_recombiner_speech_seed()[:-4]]
     if target == "s2lic":
         return [_s2lic_seed()[:-4]]
     if target in ("video-vae", "video-vae-temporal"):

@@ -76,6 +76,7 @@ def test_codec_target_on_seeds_mutations_and_crashers(codec: str):
         "nirvana",
         "recombiner-image",
         "recombiner-audio",
+        "recombiner-speech",
         "s2lic",
         "vqgan",
         "video-vae",
