@@ -20,6 +20,7 @@ repetitions can afford.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import hashlib
 import json
 import os
@@ -42,8 +43,12 @@ DATA = ROOT.parent / "shared" / "data"
 WINDOW = 0.9  # the RSS slope is fitted over the last 90 % of the repetitions
 
 
-def process_state() -> dict:
-    """RSS (MiB), open file descriptors and threads of this process (Linux /proc)."""
+def process_state(trim: bool = False) -> dict:
+    """RSS (MiB), open file descriptors and threads of this process (Linux /proc). ``trim``: first
+    return the allocator's free memory to the system (glibc ``malloc_trim``), so that the RSS is
+    what the process holds rather than what freed blocks left behind in malloc's arenas."""
+    if trim:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/statm") as f:
         rss = int(f.read().split()[1]) * resource.getpagesize() / 2**20
     return {
@@ -116,6 +121,9 @@ def main() -> int:
     )
     ap.add_argument("--fit-audio-seconds", type=float, default=0.25, help="fitting codecs: clips cut to this")
     ap.add_argument("--fit-frames", type=int, default=2, help="fitting codecs: the first N frames")
+    ap.add_argument(
+        "--trim", action="store_true", help="RSS after glibc's malloc_trim (memory held, not arena leftovers)"
+    )
     ap.add_argument("--out", default=str(ROOT / "eval" / "soak.json"))
     args = ap.parse_args()
 
@@ -129,13 +137,14 @@ def main() -> int:
     ]
     report = {
         "benchmark": "eval/soak.py", "command": "python " + " ".join(sys.argv), "torch_threads": torch.get_num_threads(),
+        "malloc_trim": args.trim,
         "codecs": {f"{c.name} q{c.quality}": {"inputs": [name for name, _, _ in items], "effort": effort}
                    for c, items, effort in plans},
         "reps": [],
     }  # fmt: skip
     first: dict[str, str] = {}
     drift: list[dict] = []
-    start = {**process_state(), "rep": -1}
+    start = {**process_state(args.trim), "rep": -1}
     for rep in range(args.reps):
         t0 = time.perf_counter()
         seconds = {}
@@ -151,7 +160,7 @@ def main() -> int:
         row = {
             "rep": rep,
             "seconds": round(time.perf_counter() - t0, 1),
-            **process_state(),
+            **process_state(args.trim),
             "codec_seconds": seconds,
         }
         report["reps"].append(row)
