@@ -266,9 +266,14 @@ def test_hand_written_backward_passes_match_autograd() -> None:
     for shape in [(1, 1, 3, 1), (1, 3, 4, 5)]:
         x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
         taps = torch.randn(4, dtype=torch.float64, requires_grad=True)
-        assert torch.autograd.gradcheck(models_c3._upsample_axis, (x, taps))
-        with torch.no_grad():
-            assert torch.equal(models_c3._upsample_axis(x, taps), models_c3._upsample_axis_values(x, taps))
+        for dim in (-1, -2):
+            assert torch.autograd.gradcheck(models_c3._upsample_axis, (x, taps, dim))
+            with torch.no_grad():
+                values = models_c3._upsample_axis_values(x, taps, dim)
+                assert torch.equal(models_c3._upsample_axis(x, taps, dim), values)
+        with torch.no_grad():  # along columns: the same floats as along the rows of the transpose
+            along_rows = models_c3._upsample_axis_values(x.transpose(2, 3), taps, -1).transpose(2, 3)
+            assert torch.equal(models_c3._upsample_axis_values(x, taps, -2), along_rows)
     arm = ContextModel(4, 5, 3).double()
     for h, w in [(4, 6), (2, 2)]:
         grid = torch.randn(1, 1, h, w, dtype=torch.float64, requires_grad=True)

@@ -79,17 +79,19 @@ def bicubic_taps() -> list[float]:
     return [w(d) for d in (0.25, 0.75, 1.25, 1.75)]
 
 
-def _upsample_axis_values(x: Tensor, taps: Tensor) -> Tensor:
-    """``x`` (N, C, h, w) upsampled 2x along its last axis by the symmetric 8-tap filter ``taps``:
-    output ``2i`` sits at ``i - 1/4``, ``2i + 1`` at ``i + 1/4`` (replicated edges), as weighted sums
-    of shifted views. Decoding runs exactly this; training runs it through :class:`_UpsampleAxis`."""
-    w = x.shape[-1]
+def _upsample_axis_values(x: Tensor, taps: Tensor, dim: int) -> Tensor:
+    """``x`` (N, C, h, w) upsampled 2x along ``dim`` (-1 or -2) by the symmetric 8-tap filter
+    ``taps``: output ``2i`` sits at ``i - 1/4``, ``2i + 1`` at ``i + 1/4`` (replicated edges), as
+    weighted sums of shifted views. Along -2 the views are blocks of whole rows, so the vertical
+    pass needs no transposed copies (every output is the same float expression either way).
+    Decoding runs exactly this; training runs it through :class:`_UpsampleAxis`."""
+    n = x.shape[dim]
     h0, h1, h2, h3 = taps
-    xp = F.pad(x, (2, 2, 0, 0), mode="replicate")
-    at = [xp[..., 2 + d : 2 + d + w] for d in (-2, -1, 0, 1, 2)]  # x[i + d]
+    xp = F.pad(x, (2, 2, 0, 0) if dim == -1 else (0, 0, 2, 2), mode="replicate")
+    at = [xp.narrow(dim, 2 + d, n) for d in (-2, -1, 0, 1, 2)]  # x[i + d]
     even = h3 * at[0] + h1 * at[1] + h0 * at[2] + h2 * at[3]
     odd = h2 * at[1] + h0 * at[2] + h1 * at[3] + h3 * at[4]
-    return torch.stack([even, odd], -1).flatten(-2)
+    return torch.stack([even, odd], dim).flatten(dim - 1, dim)
 
 
 class _UpsampleAxis(torch.autograd.Function):
@@ -98,43 +100,54 @@ class _UpsampleAxis(torch.autograd.Function):
     padded input per view and product (``eval/c3_backward_ab.json``)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, taps: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, taps: Tensor, dim: int) -> Tensor:
         ctx.save_for_backward(x, taps)
-        return _upsample_axis_values(x, taps)
+        ctx.dim = dim
+        return _upsample_axis_values(x, taps, dim)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, taps = ctx.saved_tensors
-        w = x.shape[-1]
+        dim, n = ctx.dim, x.shape[ctx.dim]
         h0, h1, h2, h3 = taps.tolist()
-        g = grad.reshape(*grad.shape[:-1], w, 2)
-        even, odd = g[..., 0], g[..., 1]
+        g = grad.unflatten(dim, (n, 2))
+        even, odd = g.select(dim, 0), g.select(dim, 1)  # the gradients of outputs 2i and 2i + 1
         grad_x = grad_taps = None
         if ctx.needs_input_grad[0]:
-            gp = x.new_zeros(*x.shape[:-1], w + 4)  # gradient of the padded input
-            gp[..., 0:w].add_(even, alpha=h3)
-            gp[..., 1 : w + 1].add_(even, alpha=h1).add_(odd, alpha=h2)
-            gp[..., 2 : w + 2].add_(even, alpha=h0).add_(odd, alpha=h0)
-            gp[..., 3 : w + 3].add_(even, alpha=h2).add_(odd, alpha=h1)
-            gp[..., 4 : w + 4].add_(odd, alpha=h3)
-            grad_x = gp[..., 2 : w + 2].clone()
-            grad_x[..., 0] += gp[..., 0] + gp[..., 1]  # the replicated edges
-            grad_x[..., w - 1] += gp[..., w + 2] + gp[..., w + 3]
+            shape = list(x.shape)
+            shape[dim] = n + 4
+            gp = x.new_zeros(shape)  # gradient of the padded input
+            gp.narrow(dim, 0, n).add_(even, alpha=h3)
+            gp.narrow(dim, 1, n).add_(even, alpha=h1).add_(odd, alpha=h2)
+            gp.narrow(dim, 2, n).add_(even, alpha=h0).add_(odd, alpha=h0)
+            gp.narrow(dim, 3, n).add_(even, alpha=h2).add_(odd, alpha=h1)
+            gp.narrow(dim, 4, n).add_(odd, alpha=h3)
+            grad_x = gp.narrow(dim, 2, n).clone()
+            grad_x.narrow(dim, 0, 1).add_(gp.narrow(dim, 0, 1) + gp.narrow(dim, 1, 1))  # the replicated edges
+            grad_x.narrow(dim, n - 1, 1).add_(gp.narrow(dim, n + 2, 1) + gp.narrow(dim, n + 3, 1))
         if ctx.needs_input_grad[1]:
-            # one product: c[p, j] = sum of (even, odd)[p] * x[i + j - 2]
-            xp = F.pad(x, (2, 2, 0, 0), mode="replicate")
-            c = g.reshape(-1, 2).T @ xp.unfold(-1, 5, 1).reshape(-1, 5)
+            xp = F.pad(x, (2, 2, 0, 0) if dim == -1 else (0, 0, 2, 2), mode="replicate")
+            at = [xp.narrow(dim, 2 + d, n) for d in (-2, -1, 0, 1, 2)]  # x[i + d]
+
+            def dot(a: Tensor, b: Tensor) -> Tensor:
+                return (a * b).sum()
+
             grad_taps = torch.stack(
-                [c[0, 2] + c[1, 2], c[0, 1] + c[1, 3], c[0, 3] + c[1, 1], c[0, 0] + c[1, 4]]
+                [
+                    dot(even + odd, at[2]),
+                    dot(even, at[1]) + dot(odd, at[3]),
+                    dot(even, at[3]) + dot(odd, at[1]),
+                    dot(even, at[0]) + dot(odd, at[4]),
+                ]
             ).to(taps.dtype)
-        return grad_x, grad_taps
+        return grad_x, grad_taps, None
 
 
-def _upsample_axis(x: Tensor, taps: Tensor) -> Tensor:
+def _upsample_axis(x: Tensor, taps: Tensor, dim: int) -> Tensor:
     """:func:`_upsample_axis_values`, differentiable by :class:`_UpsampleAxis` when gradients are on."""
     if torch.is_grad_enabled() and (x.requires_grad or taps.requires_grad):
-        return _UpsampleAxis.apply(x, taps)
-    return _upsample_axis_values(x, taps)
+        return _UpsampleAxis.apply(x, taps, dim)
+    return _upsample_axis_values(x, taps, dim)
 
 
 class Upsampler(nn.Module):
@@ -149,8 +162,7 @@ class Upsampler(nn.Module):
         x = grids[-1]
         for level in range(GRIDS - 2, -1, -1):
             taps = self.taps[level]
-            x = _upsample_axis(x, taps)
-            x = _upsample_axis(x.transpose(2, 3), taps).transpose(2, 3)
+            x = _upsample_axis(_upsample_axis(x, taps, -1), taps, -2)  # along rows, then columns
             if level:
                 x = torch.cat([grids[level], x], dim=1)
         return x
