@@ -78,7 +78,9 @@ def main() -> None:
             "new": git_commit(),
             "runs": runs,
             "median": medians,
-            "new_over_base": {w: medians["new"][w] / medians["base"][w] for w in ("fit_cpu_s", "decode_cpu_s")},
+            "new_over_base": {
+                w: medians["new"][w] / medians["base"][w] for w in ("fit_cpu_s", "decode_cpu_s")
+            },
         },
     )
     print(json.dumps(medians), flush=True)
