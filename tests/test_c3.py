@@ -158,7 +158,7 @@ def _int64_reference(
     return torch.tensor(wholes), torch.tensor(indexes)
 
 
-ARCHS = [{}, {"arm_coarse_kernel": 5}, {"arm_kernel": 7, "arm_hidden": 12}]
+ARCHS = [{}, {"arm_hidden": 16}, {"arm_coarse_kernel": 5}, {"arm_kernel": 7, "arm_hidden": 12}]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
