@@ -83,9 +83,10 @@ struct Prediction {
 
 // The ARM's three layers: `h = floor((W in + b) / 2^kw)` (the hidden ones clamped to
 // [0, act_max]), W transposed (`wt[i * n_out + o]`) so that the inner loops run across outputs
-// into accumulators on the stack; `H` > 0 fixes the hidden width at compile time. On kodim01 at
-// q3 that took the latents' decoding from 0.19 to 0.13 CPU-s (the portable build; an AVX-512
-// version gave the same), with the same integers (docs/codecs.md, "Raster-order context model").
+// into accumulators on the stack (`>>` of an int64 is an arithmetic shift, a floor in C++20);
+// `H` > 0 fixes the hidden width at compile time. On kodim01 at q3 that took the latents'
+// decoding from 0.19 to 0.12 CPU-s (the portable build; an AVX-512 version gave the same), with
+// the same integers (docs/codecs.md, "Raster-order context model").
 struct Layers {
   std::vector<int64_t> w1t, w2t, w3t, b1, b2, b3;
   int inputs = 0, hidden = 0, kw = 0;
