@@ -79,16 +79,21 @@ def bicubic_taps() -> list[float]:
     return [w(d) for d in (0.25, 0.75, 1.25, 1.75)]
 
 
+def _neighbours(x: Tensor, dim: int) -> list[Tensor]:
+    """``x[i + d]`` along ``dim`` (-1 or -2) for d = -2 .. 2, edges replicated: views of one copy."""
+    n = x.shape[dim]
+    xp = F.pad(x, (2, 2, 0, 0) if dim == -1 else (0, 0, 2, 2), mode="replicate")
+    return [xp.narrow(dim, 2 + d, n) for d in (-2, -1, 0, 1, 2)]
+
+
 def _upsample_axis_values(x: Tensor, taps: Tensor, dim: int) -> Tensor:
     """``x`` (N, C, h, w) upsampled 2x along ``dim`` (-1 or -2) by the symmetric 8-tap filter
     ``taps``: output ``2i`` sits at ``i - 1/4``, ``2i + 1`` at ``i + 1/4`` (replicated edges), as
     weighted sums of shifted views. Along -2 the views are blocks of whole rows, so the vertical
     pass needs no transposed copies (every output is the same float expression either way).
     Decoding runs exactly this; training runs it through :class:`_UpsampleAxis`."""
-    n = x.shape[dim]
     h0, h1, h2, h3 = taps
-    xp = F.pad(x, (2, 2, 0, 0) if dim == -1 else (0, 0, 2, 2), mode="replicate")
-    at = [xp.narrow(dim, 2 + d, n) for d in (-2, -1, 0, 1, 2)]  # x[i + d]
+    at = _neighbours(x, dim)
     even = h3 * at[0] + h1 * at[1] + h0 * at[2] + h2 * at[3]
     odd = h2 * at[1] + h0 * at[2] + h1 * at[3] + h3 * at[4]
     return torch.stack([even, odd], dim).flatten(dim - 1, dim)
@@ -126,8 +131,7 @@ class _UpsampleAxis(torch.autograd.Function):
             grad_x.narrow(dim, 0, 1).add_(gp.narrow(dim, 0, 1) + gp.narrow(dim, 1, 1))  # the replicated edges
             grad_x.narrow(dim, n - 1, 1).add_(gp.narrow(dim, n + 2, 1) + gp.narrow(dim, n + 3, 1))
         if ctx.needs_input_grad[1]:
-            xp = F.pad(x, (2, 2, 0, 0) if dim == -1 else (0, 0, 2, 2), mode="replicate")
-            at = [xp.narrow(dim, 2 + d, n) for d in (-2, -1, 0, 1, 2)]  # x[i + d]
+            at = _neighbours(x, dim)
 
             def dot(a: Tensor, b: Tensor) -> Tensor:
                 return (a * b).sum()

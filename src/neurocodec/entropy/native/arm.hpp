@@ -87,54 +87,45 @@ struct Prediction {
 // `H` > 0 fixes the hidden width at compile time. On kodim01 at q3 that took the latents'
 // decoding from 0.19 to 0.12 CPU-s (the portable build; an AVX-512 version gave the same), with
 // the same integers (docs/codecs.md, "Raster-order context model").
-struct Layers {
-  std::vector<int64_t> w1t, w2t, w3t, b1, b2, b3;
-  int inputs = 0, hidden = 0, kw = 0;
-  int64_t act_max = 0;
-};
-
-// `scratch`: 2 * hidden values, used where `H` is 0 (any width).
+// `w1t`, `w2t`, `w3t`: the ARM's weights transposed. `scratch`: 2 * hidden values, used where
+// `H` is 0 (any width).
 template <int H>
-void mlp(const Layers& l, const int64_t* in, int64_t out[2], int64_t* scratch) {
-  const int h = H > 0 ? H : l.hidden;
+void mlp(const Arm& arm, const int64_t* w1t, const int64_t* w2t, const int64_t* w3t, const int64_t* in,
+         int64_t out[2], int64_t* scratch) {
+  const int h = H > 0 ? H : arm.hidden, n_in = arm.inputs();
   int64_t fixed[H > 0 ? 2 * H : 1];
   int64_t* a = H > 0 ? fixed : scratch;
   int64_t* b = a + h;
-  for (int o = 0; o < h; ++o) a[o] = l.b1[size_t(o)];
-  for (int i = 0; i < l.inputs; ++i) {
+  for (int o = 0; o < h; ++o) a[o] = arm.b1[size_t(o)];
+  for (int i = 0; i < n_in; ++i) {
     const int64_t x = in[i];
-    const int64_t* col = l.w1t.data() + size_t(i) * size_t(h);
+    const int64_t* col = w1t + size_t(i) * size_t(h);
     for (int o = 0; o < h; ++o) a[o] += col[o] * x;
   }
-  for (int o = 0; o < h; ++o) a[o] = std::clamp<int64_t>(a[o] >> l.kw, 0, l.act_max);
-  for (int o = 0; o < h; ++o) b[o] = l.b2[size_t(o)];
+  for (int o = 0; o < h; ++o) a[o] = std::clamp<int64_t>(a[o] >> arm.kw, 0, arm.act_max);
+  for (int o = 0; o < h; ++o) b[o] = arm.b2[size_t(o)];
   for (int i = 0; i < h; ++i) {
     const int64_t x = a[i];
-    const int64_t* col = l.w2t.data() + size_t(i) * size_t(h);
+    const int64_t* col = w2t + size_t(i) * size_t(h);
     for (int o = 0; o < h; ++o) b[o] += col[o] * x;
   }
-  for (int o = 0; o < h; ++o) b[o] = std::clamp<int64_t>(b[o] >> l.kw, 0, l.act_max);
+  for (int o = 0; o < h; ++o) b[o] = std::clamp<int64_t>(b[o] >> arm.kw, 0, arm.act_max);
   for (int o = 0; o < 2; ++o) {
-    int64_t acc = l.b3[size_t(o)];
-    for (int i = 0; i < h; ++i) acc += l.w3t[size_t(i) * 2 + size_t(o)] * b[i];
-    out[o] = acc >> l.kw;
+    int64_t acc = arm.b3[size_t(o)];
+    for (int i = 0; i < h; ++i) acc += w3t[size_t(i) * 2 + size_t(o)] * b[i];
+    out[o] = acc >> arm.kw;
   }
 }
 
 class Predictor {
  public:
-  explicit Predictor(const Arm& arm) : a_(arm), in_(size_t(arm.inputs())), scratch_(2 * size_t(arm.hidden)) {
-    l_.w1t = transposed(arm.w1, arm.hidden, arm.inputs());
-    l_.w2t = transposed(arm.w2, arm.hidden, arm.hidden);
-    l_.w3t = transposed(arm.w3, 2, arm.hidden);
-    l_.b1 = arm.b1;
-    l_.b2 = arm.b2;
-    l_.b3 = arm.b3;
-    l_.inputs = arm.inputs();
-    l_.hidden = arm.hidden;
-    l_.kw = arm.kw;
-    l_.act_max = arm.act_max;
-  }
+  explicit Predictor(const Arm& arm)
+      : a_(arm),
+        w1t_(transposed(arm.w1, arm.hidden, arm.inputs())),
+        w2t_(transposed(arm.w2, arm.hidden, arm.hidden)),
+        w3t_(transposed(arm.w3, 2, arm.hidden)),
+        in_(size_t(arm.inputs())),
+        scratch_(2 * size_t(arm.hidden)) {}
 
   Prediction operator()(const Padded& grid, const Padded* coarse, int y, int x) {
     const Arm& a = a_;
@@ -145,10 +136,11 @@ class Predictor {
       for (int j = 0; j < ck; ++j, ++t)
         in_[size_t(t)] = coarse ? coarse->at((y >> 1) + i - cr, (x >> 1) + j - cr) * unit : 0;
     int64_t out[2];
+    const int64_t *w1 = w1t_.data(), *w2 = w2t_.data(), *w3 = w3t_.data();
     switch (a.hidden) {  // the widths c3 uses (neurocodec.codecs.c3.ARCH, RICH_ARCH)
-      case 8: mlp<8>(l_, in_.data(), out, scratch_.data()); break;
-      case 16: mlp<16>(l_, in_.data(), out, scratch_.data()); break;
-      default: mlp<0>(l_, in_.data(), out, scratch_.data());
+      case 8: mlp<8>(a, w1, w2, w3, in_.data(), out, scratch_.data()); break;
+      case 16: mlp<16>(a, w1, w2, w3, in_.data(), out, scratch_.data()); break;
+      default: mlp<0>(a, w1, w2, w3, in_.data(), out, scratch_.data());
     }
     const int shift = a.act_bits - a.mean_bits;
     const int64_t t = (out[0] + (int64_t(1) << (shift - 1))) >> shift;  // mean in units 2^-mean_bits
@@ -168,8 +160,7 @@ class Predictor {
   }
 
   const Arm& a_;
-  Layers l_;
-  std::vector<int64_t> in_, scratch_;
+  std::vector<int64_t> w1t_, w2t_, w3t_, in_, scratch_;
 };
 
 using Size = std::pair<int, int>;
