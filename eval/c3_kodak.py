@@ -61,6 +61,7 @@ def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int, arch: dict
         latent_bytes=fit["latent_bytes"],
         predicted_latent_bytes=predicted,
         rate_gap_percent=100 * (fit["latent_bytes"] / predicted - 1),
+        payload_gap_percent=100 * ((fit["latent_bytes"] - fit["latent_framing_bytes"]) / predicted - 1),
         network_bytes=fit["network_bytes"],
         steps=fit["steps"],
         networks=codec.arch,

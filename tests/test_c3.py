@@ -337,12 +337,39 @@ def test_latents_and_networks_roundtrip_and_rate_matches_the_model(arch: dict) -
             assert torch.equal(a, b), name
 
 
+def test_coded_rate_prices_tails_and_escapes_as_the_tables_do() -> None:
+    """Small scales and wide latents put many latents far in the tails and past the tables'
+    range (escapes): the coded rate (what the fit's hard phase and its best-parameter rule read)
+    is the tables' code length, where the plain Laplace's floor overstates it."""
+    model, steps = random_model(seed=3)
+    with torch.no_grad():
+        model.arm.head.bias.copy_(torch.tensor([0.0, -2.5]))  # scales about 0.08: K = 1
+        for name, tensors in c3_fit.groups(model):
+            for t in tensors:
+                t.copy_(torch.round(t * 2.0 ** steps[name]) * 2.0 ** -steps[name])
+    grids = [y.detach() for y in model.latents]
+    exact = c3.latent_table_bits([y[0, 0].double() for y in grids], c3.integer_arm(model, steps))
+    with torch.no_grad():
+        coded = float(c3_fit.latent_bits(model, grids, coded=True))
+        plain = 0.0  # the Laplace's masses at the tables' resolution, floored at 1e-9 only
+        for level in range(len(grids)):
+            mean, scale = model.grid_rate(grids, level, coded=True)
+            plain -= float(torch.log2(c3_fit._LAPLACE.likelihood(grids[level], scale, mean)).sum())
+    assert plain > 1.1 * exact  # the case is one of tails and escapes
+    assert abs(coded / exact - 1) < 0.005
+    stream = c3.encode_latents([y[0, 0].double() for y in grids], c3.integer_arm(model, steps))
+    assert 0 <= len(stream) * 8 - exact < 8 * 64  # the stream's framing: header, state, CRC
+
+
 def test_file_size_is_close_to_the_predicted_rate(coded) -> None:
     _, data, fit = coded
     _, sections = container.unpack(data)
     latent_bits = len(sections["latents"]) * 8
     # a tiny image: a 1 % gap is out of reach (stream header, lanes); it is measured on Kodak
     assert latent_bits <= fit["predicted_latent_bits"] * 1.1 + 200
+    # without the stream's framing, what is left is the tables' quantization and rANS's final state
+    payload = latent_bits - 8 * fit["latent_framing_bytes"]
+    assert abs(payload - fit["predicted_latent_bits"]) < 0.02 * fit["predicted_latent_bits"] + 32
 
 
 @pytest.mark.parametrize("cut", [1, 10, 50])

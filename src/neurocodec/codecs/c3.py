@@ -33,7 +33,7 @@ import torch
 from neurocodec.codecs import c3_fit
 from neurocodec.codecs.base import Codec, pad_to_multiple
 from neurocodec.container import Header, ImageGeometry
-from neurocodec.entropy import _rans, coder
+from neurocodec.entropy import _rans, coder, tables
 from neurocodec.errors import BitstreamError, ConfigError, NeurocodecError
 from neurocodec.models.c3 import (
     GRIDS,
@@ -185,13 +185,33 @@ def integer_arm(model: ImageModel, steps: dict[str, int]) -> IntegerARM:
 # Latents
 
 
-def encode_latents(grids: list[torch.Tensor], arm: IntegerARM) -> bytes:
-    """The ``latents`` stream of integer ``grids`` (float64 (h, w) each, finest first)."""
+def latent_symbols(grids: list[torch.Tensor], arm: IntegerARM) -> tuple[np.ndarray, np.ndarray]:
+    """(values, table indexes) of integer ``grids`` (float64 (h, w) each, finest first) in coding
+    order: each latent minus its predicted mean's integer part, and its table."""
     coarse_first = [np.ascontiguousarray(g.numpy().reshape(-1), dtype=np.int32) for g in reversed(grids)]
     sizes = [tuple(g.shape) for g in reversed(grids)]
     n = sum(g.size for g in coarse_first)
     values, indexes = np.empty(n, np.int32), np.empty(n, np.int32)
     _rans.arm_symbols(arm.native(), sizes, coarse_first, values, indexes)
+    return values, indexes
+
+
+def latent_table_bits(grids: list[torch.Tensor], arm: IntegerARM) -> float:
+    """The ideal code length of integer ``grids`` under the coding tables the integer ``arm``
+    selects, escapes with their bypass bytes: the stream's size without its framing."""
+    values, indexes = latent_symbols(grids, arm)
+    tableset = laplace_tables()
+    cdfs, offsets = tableset.cdfs(), tableset.offsets
+    total = 0.0
+    for t in np.unique(indexes):
+        bits = tables.PRECISION - np.log2(np.diff(cdfs[t].astype(np.int64)))
+        total += c3_fit.code_length(values[indexes == t].astype(np.int64), int(offsets[t]), bits)
+    return total
+
+
+def encode_latents(grids: list[torch.Tensor], arm: IntegerARM) -> bytes:
+    """The ``latents`` stream of integer ``grids`` (float64 (h, w) each, finest first)."""
+    values, indexes = latent_symbols(grids, arm)
     # decoding is sequential (each latent's table depends on the latents before it), so the
     # stream has one lane and one chunk: no state or chunk bytes buy parallelism it cannot use
     return coder.encode(values, indexes, laplace_tables(), chunk_bits=LATENTS_CHUNK_BITS, lanes=1)
@@ -294,10 +314,13 @@ class C3Codec(Codec):
         networks = pack_networks(model, steps)
         grids = [y.detach()[0, 0].to(torch.float64).cpu() for y in model.latents]
         latents = encode_latents(grids, integer_arm(model, steps))
+        info = coder.stream_info(latents)
         self.last_fit = {
             "steps": steps,
             "predicted_latent_bits": bpp * h * w,
             "latent_bytes": len(latents),
+            # the stream's header, chunk counts and lane state: bytes the model's rate does not see
+            "latent_framing_bytes": info["header_bytes"] + 4 * info["lanes"],
             "network_bytes": len(networks),
             "psnr_fit": -10 * math.log10(max(mse, 1e-10)),
             "lambda": fitted["lambda"],

@@ -66,6 +66,7 @@ from neurocodec.models.c3 import (
     laplace_tables,
     log_scale_bounds,
     soft_round,
+    table_likelihood,
 )
 from neurocodec.train.checkpoint import has_checkpoint, load_checkpoint, remove_checkpoint, save_checkpoint
 from neurocodec.train.soap import SOAP
@@ -126,11 +127,14 @@ _LAPLACE = LaplaceConditional(scale_bound=math.exp(log_scale_bounds()[0]))
 
 def latent_bits(model: ImageModel, grids: list[Tensor], coded: bool = False) -> Tensor:
     """The ideal code length of ``grids`` under the float ARM's Laplace, in bits (``coded``: with
-    its mean and scale at the coding tables' resolution)."""
+    its mean and scale at the coding tables' resolution, priced as the tables price them)."""
     total = grids[0].new_zeros(())
     for level in range(GRIDS):
         mean, scale = model.grid_rate(grids, level, coded)
-        total = total - torch.log2(_LAPLACE.likelihood(grids[level], scale, mean)).sum()
+        likelihood = _LAPLACE.likelihood(grids[level], scale, mean)
+        if coded:
+            likelihood = table_likelihood(grids[level], mean, scale, likelihood)
+        total = total - torch.log2(likelihood).sum()
     return total
 
 
