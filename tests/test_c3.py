@@ -558,6 +558,31 @@ def test_refinement_of_the_quantized_networks_lowers_the_coded_loss() -> None:
     assert c3_fit.Schedule(1000).refine_share() == 0.25 and c3_fit.Schedule(3000).refine_share() == 1.0
 
 
+def test_refitting_the_arm_on_the_rounded_latents_lowers_their_coded_bits() -> None:
+    """After a quick fit, the ARM fitted alone to the rounded latents codes them in fewer bits,
+    and nothing but the ARM changes; a refit that would not help keeps the ARM it started from."""
+    x = image(64, 64)[None]
+    model = c3_fit.fit(x, (64, 64), c3.LAMBDAS[1], c3_fit.Schedule(60, candidates=1), dict(c3.ARCH))
+    with torch.no_grad():
+        for y in model.latents:
+            y.copy_(torch.round(y))
+    grids = [y.detach().clone() for y in model.latents]
+    others = {n: p.detach().clone() for n, p in model.named_parameters() if not n.startswith("arm.")}
+
+    def coded_bits() -> float:
+        with torch.no_grad():
+            return float(c3_fit.latent_bits(model, grids, coded=True))
+
+    before = coded_bits()
+    saved = c3_fit.refit_arm(model, 100)
+    assert saved > 0 and coded_bits() == pytest.approx(before - saved)
+    assert all(torch.equal(p, others[n]) for n, p in model.named_parameters() if n in others)
+    arm = [p.detach().clone() for p in model.arm.parameters()]
+    assert c3_fit.refit_arm(model, 100, lr=0.0) == 0.0  # no step can lower the bits: the ARM stays
+    assert all(torch.equal(a, b) for a, b in zip(arm, model.arm.parameters(), strict=True))
+    assert [c3_fit.Schedule(n).arm_refit_steps() for n in (150, 1000, 10000)] == [150, 300, 1000]
+
+
 def test_start_lambda_interpolates_the_measured_rates() -> None:
     for lmbda, bpp in c3_fit.LAMBDA_BPP:
         assert c3_fit.start_lambda(bpp) == pytest.approx(lmbda, rel=1e-9)

@@ -253,6 +253,7 @@ class C3Codec(Codec):
         self.seed = 0
         self.trace = None  # c3_fit.fit's per-step callback (eval/c3_probe.py)
         self.checkpoint: str | Path | None = None  # a folder a long fit saves to and resumes from
+        self.arm_refit: int | None = None  # steps of c3_fit.refit_arm (None: the schedule's; 0: none)
         self._target_bpp: float | None = None
         self.last_fit: dict = {}  # what the last encode measured (predicted rate, steps, ...)
 
@@ -286,7 +287,7 @@ class C3Codec(Codec):
             lmbda = c3_fit.start_lambda(self.target_bpp)
         if lmbda is None:
             raise ConfigError(f"c3 has no quality {self.quality}: use one of {', '.join(map(str, LAMBDAS))}")
-        schedule = c3_fit.Schedule(effort or PRESETS["fast"])
+        schedule = c3_fit.Schedule(effort or PRESETS["fast"], arm_refit=self.arm_refit)
         with torch.inference_mode(False), torch.enable_grad():
             x = x.clone()
             padded = tuple(pad_to_multiple(x, PADDING).shape[-2:])
@@ -299,11 +300,14 @@ class C3Codec(Codec):
             with torch.no_grad():
                 for y in model.latents:
                     y.copy_(torch.round(y).clamp(-LATENT_MAX, LATENT_MAX))
+            arm_saved = c3_fit.refit_arm(model, schedule.arm_refit_steps())
+            with torch.no_grad():
                 steps = c3_fit.choose_steps(model, x, lmbda, WEIGHT_MAX)
             refined = c3_fit.refine_parameters(model, x, lmbda, steps, WEIGHT_MAX, schedule.refine_share())
             _, bpp, mse = c3_fit.coded_loss(model, x, lmbda)
         return model, {
             "steps": steps, "lambda": lmbda, "refined_parameters": refined, "bpp": bpp, "mse": mse,
+            "arm_refit_bits": arm_saved,
             "resumed_at": report.get("resumed_at", 0),
         }  # fmt: skip
 
@@ -325,6 +329,7 @@ class C3Codec(Codec):
             "psnr_fit": -10 * math.log10(max(mse, 1e-10)),
             "lambda": fitted["lambda"],
             "refined_parameters": fitted["refined_parameters"],
+            "arm_refit_bits": fitted["arm_refit_bits"],
             "resumed_at": fitted["resumed_at"],
         }
         return ImageGeometry(height=h, width=w, channels=c, bit_depth=8), {
