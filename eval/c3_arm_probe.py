@@ -181,20 +181,23 @@ def main() -> None:
     path = fitted_file(image, int(quality), int(effort), args.folder)
     base, model, grids, pixels = file_row(path)
 
-    def key(variant: str, arch: dict, iterations: int | None = None, lr: float | None = None) -> tuple:
-        return path.name, variant, json.dumps(arch, sort_keys=True), iterations, lr
+    def key(
+        file: str, variant: str, arch: dict, iterations: int | None = None, lr: float | None = None
+    ) -> tuple:
+        return file, variant, json.dumps(arch, sort_keys=True), iterations, lr
 
     done = {
-        key(r["variant"], r["arch"], r.get("iterations"), r.get("lr", 1e-2)) for r in read_rows(args.rows)
+        key(r["file"], r["variant"], r["arch"], r.get("iterations"), r.get("lr"))
+        for r in read_rows(args.rows)
     }
     common = {"file": path.name, "image": image, "quality": int(quality), "effort": int(effort)}
-    rows = [] if key("file", base["arch"]) in done else [{**common, **base}]
+    rows = [] if key(path.name, "file", base["arch"]) in done else [{**common, **base}]
     for row in rows:
         append_row(args.rows, row)
         print(json.dumps(row), flush=True)
     variant = "warm" if args.warm else "refit"
     for arch in json.loads(args.variants):
-        if key(variant, arm_shape(model, arch), args.iterations, args.lr) in done:
+        if key(path.name, variant, arm_shape(model, arch), args.iterations, args.lr) in done:
             continue
         row = {
             **common,
