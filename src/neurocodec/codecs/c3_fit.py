@@ -26,7 +26,8 @@ The networks' gradient norm is bounded by ``clip`` (as Cool-chic does): on a kod
 2,000 iterations, about even (-2.5 % rate at -0.05 dB, ``eval/c3_probe.jsonl``).
 
 The loss is the codec convention ``bpp + lambda * 255^2 * MSE`` with the latents' rate from the
-ARM's Laplace. :func:`choose_steps` then quantizes each module's weights and biases with a
+ARM's Laplace. With the latents rounded, :func:`refit_arm` fits the ARM alone to them (their
+bits, the latents held fixed); :func:`choose_steps` then quantizes each module's weights and biases with a
 power-of-two step picked greedily for the lowest ``bpp + lambda * 255^2 * MSE``, the
 parameters' bits (:func:`parameter_cost`) included, and :func:`refine_parameters` moves single
 quantized parameters by one step where that lowers the same loss (RDOQ).
