@@ -19,7 +19,6 @@ import torch
 from common import KODAK, command, machine, write_json
 from neurocodec.codecs import c3, c3_fit
 from neurocodec.codecs.base import pad_to_multiple
-from neurocodec.entropy import coder
 from neurocodec.io.image import read_image
 from neurocodec.models.c3 import LATENT_MAX, MEAN_BITS, WEIGHT_MAX
 
@@ -38,8 +37,7 @@ def measure(x: torch.Tensor, quality: int, iterations: int) -> dict:
     grids = [y.detach()[0, 0].double() for y in model.latents]
     ideal = c3.latent_table_bits(grids, arm)
     data = c3.encode_latents(grids, arm)
-    info = coder.stream_info(data)
-    stream, framing = 8 * len(data), 8 * (info["header_bytes"] + 4 * info["lanes"])
+    stream, framing = 8 * len(data), 8 * c3.latent_framing_bytes(data)
     return {
         "quality": quality,
         "predicted_bits": predicted,

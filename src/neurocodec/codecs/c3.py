@@ -33,7 +33,7 @@ import torch
 from neurocodec.codecs import c3_fit
 from neurocodec.codecs.base import Codec, pad_to_multiple
 from neurocodec.container import Header, ImageGeometry
-from neurocodec.entropy import _rans, coder, tables
+from neurocodec.entropy import _rans, coder
 from neurocodec.errors import BitstreamError, ConfigError, NeurocodecError
 from neurocodec.models.c3 import (
     GRIDS,
@@ -200,13 +200,18 @@ def latent_table_bits(grids: list[torch.Tensor], arm: IntegerARM) -> float:
     """The ideal code length of integer ``grids`` under the coding tables the integer ``arm``
     selects, escapes with their bypass bytes: the stream's size without its framing."""
     values, indexes = latent_symbols(grids, arm)
-    tableset = laplace_tables()
-    cdfs, offsets = tableset.cdfs(), tableset.offsets
     total = 0.0
     for t in np.unique(indexes):
-        bits = tables.PRECISION - np.log2(np.diff(cdfs[t].astype(np.int64)))
-        total += c3_fit.code_length(values[indexes == t].astype(np.int64), int(offsets[t]), bits)
+        offset, bits = c3_fit.table_bits()[t]
+        total += c3_fit.code_length(values[indexes == t].astype(np.int64), offset, bits)
     return total
+
+
+def latent_framing_bytes(stream: bytes) -> int:
+    """Bytes of a ``latents`` stream (one lane, one chunk) that the model's rate does not see:
+    its header with the chunk's counts, and the lane's state."""
+    info = coder.stream_info(stream)
+    return info["header_bytes"] + 4 * info["lanes"]
 
 
 def encode_latents(grids: list[torch.Tensor], arm: IntegerARM) -> bytes:
@@ -318,13 +323,11 @@ class C3Codec(Codec):
         networks = pack_networks(model, steps)
         grids = [y.detach()[0, 0].to(torch.float64).cpu() for y in model.latents]
         latents = encode_latents(grids, integer_arm(model, steps))
-        info = coder.stream_info(latents)
         self.last_fit = {
             "steps": steps,
             "predicted_latent_bits": bpp * h * w,
             "latent_bytes": len(latents),
-            # the stream's header, chunk counts and lane state: bytes the model's rate does not see
-            "latent_framing_bytes": info["header_bytes"] + 4 * info["lanes"],
+            "latent_framing_bytes": latent_framing_bytes(latents),
             "network_bytes": len(networks),
             "psnr_fit": -10 * math.log10(max(mse, 1e-10)),
             "lambda": fitted["lambda"],

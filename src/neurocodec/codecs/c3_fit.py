@@ -503,16 +503,18 @@ def coded_values(model: ImageModel, tensor: Tensor) -> Tensor:
 
 
 @functools.cache
+def table_bits() -> list[tuple[int, np.ndarray]]:
+    """(offset, bits of each entry, the escape last) of every coding table (:func:`laplace_tables`)."""
+    tableset = laplace_tables()
+    return [
+        (int(offset), tables.PRECISION - np.log2(np.diff(cdf.astype(np.int64))))
+        for cdf, offset in zip(tableset.cdfs(), tableset.offsets, strict=True)
+    ]
+
+
 def _zero_mean_tables() -> list[tuple[int, np.ndarray]]:
     """(offset, bits of each entry) of the zero-mean coding table of every scale."""
-    tableset = laplace_tables()
-    cdfs = tableset.cdfs()
-    out = []
-    for s in range(SCALES):
-        t = s << MEAN_BITS
-        freq = np.diff(cdfs[t].astype(np.int64))
-        out.append((int(tableset.offsets[t]), tables.PRECISION - np.log2(freq)))
-    return out
+    return [table_bits()[s << MEAN_BITS] for s in range(SCALES)]
 
 
 def code_length(values: np.ndarray, offset: int, bits: np.ndarray) -> float:
