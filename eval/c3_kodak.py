@@ -17,18 +17,20 @@ Inputs: kodim01..04, whole (or their centre ``--crop`` x ``--crop`` pixels); c3 
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import json
 import math
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 from common import KODAK, append_row, baseline_row, read_rows
 from neurocodec import evaluation as rd
-from neurocodec.codecs import c3
+from neurocodec.codecs import c3, c3_fit
 from neurocodec.evaluation import baselines
 from neurocodec.io.image import read_image
 
@@ -46,16 +48,31 @@ def crop(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int, arch: dict, checkpoint: Path) -> dict:
     """One c3 encode and decode as a row; the fit checkpoints into ``checkpoint`` and resumes from
-    it (``resumed_at``: the step it resumed from; the times are then the resumed part's)."""
+    it (``resumed_at``: the step it resumed from; the times are then the resumed part's).
+
+    When the refit of the ARM on the final latents changed the ARM, the row's
+    ``without_arm_refit`` holds the file the same fit makes without it (bytes, bpp, PSNR), so
+    that a preset's runs from before the refit and after it can be compared."""
     codec = c3.C3Codec(quality=quality, **arch)
     codec.checkpoint = checkpoint
+    before_refit: list = []
+    refit = c3_fit.refit_arm
+
+    def recording_refit(model, steps, **kw):
+        before_refit.append(copy.deepcopy(model))
+        return refit(model, steps, **kw)
+
     t0, c0 = time.perf_counter(), time.process_time()
-    data = codec.encode(x, effort=effort)
+    with mock.patch.object(c3_fit, "refit_arm", recording_refit):
+        data = codec.encode(x, effort=effort)
     t1, cpu = time.perf_counter(), time.process_time() - c0
+    fit = codec.last_fit
+    without = None
+    if fit["arm_refit_bits"] > 0:
+        without = encode_without_arm_refit(codec, x, before_refit[0], effort)
     x_hat = codec.decode(data)
     t2 = time.perf_counter()
     row = rd.rd_row(name, x, data, x_hat, t1 - t0, t2 - t1)
-    fit = codec.last_fit
     predicted = fit["predicted_latent_bits"] / 8
     row.update(
         latent_bytes=fit["latent_bytes"],
@@ -67,8 +84,29 @@ def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int, arch: dict
         networks=codec.arch,
         encode_cpu_s=cpu,
         resumed_at=fit["resumed_at"],
+        arm_refit_bits=fit["arm_refit_bits"],
+        without_arm_refit=without,
     )
     return row
+
+
+def encode_without_arm_refit(codec: c3.C3Codec, x: torch.Tensor, fitted, effort: int) -> dict:
+    """The file ``codec`` writes from the fitted model ``fitted`` (latents rounded, before the refit
+    of the ARM) with no refit: the same quantization, refinement and coding as its encode."""
+    with (
+        mock.patch.object(c3_fit, "fit", lambda *a, **k: copy.deepcopy(fitted)),
+        mock.patch.object(c3_fit, "refit_arm", lambda *a, **k: 0.0),
+    ):
+        data = codec.encode(x, effort=effort)
+    x_hat = codec.decode(data)
+    row = rd.rd_row("", x, data, x_hat, 0.0, 0.0)
+    return {k: row[k] for k in ("bytes", "bpp", "psnr")} | {"network_bytes": codec.last_fit["network_bytes"]}
+
+
+def without_arm_refit(rows: list[dict]) -> list[dict]:
+    """The rows with each c3 row's file replaced by the one its fit makes without the ARM refit,
+    where the row has it (rows from before the refit had none)."""
+    return [r | r["without_arm_refit"] if r.get("without_arm_refit") else r for r in rows]
 
 
 def measure_mlic(x: torch.Tensor, name: str, quality: int) -> dict:
@@ -154,6 +192,12 @@ def main() -> None:
         "compare the fast preset with a medium run that is not finished)",
     )
     p.add_argument(
+        "--without-arm-refit",
+        action="store_true",
+        help="summarize each c3 point by the file its fit makes without the refit of the ARM (where the "
+        "row has one), to compare with rows from before the refit",
+    )
+    p.add_argument(
         "--note",
         default="2-core machine, one thread a fit, two fits at a time (the qualities split in two "
         "processes): encode times are for a machine shared by two fits",
@@ -201,12 +245,15 @@ def main() -> None:
     if args.same_points_as:
         points = {(r["setting"], r["file"]) for r in read_rows(args.same_points_as) if r["codec"] == "c3"}
         rows = [r for r in rows if r["codec"] != "c3" or (r["setting"], r["file"]) in points]
+    if args.without_arm_refit:
+        rows = without_arm_refit(rows)
     summary = summarize([r for r in rows if r["file"] in chosen])
     summary.update(
         crop=args.crop,
         effort=args.effort,
         arch=arch,
         threads=1,
+        without_arm_refit=args.without_arm_refit,
         cpu=rd.cpu_model(),
         note=args.note,
     )
