@@ -67,11 +67,11 @@ def measure_c3(x: torch.Tensor, name: str, quality: int, effort: int, arch: dict
         data = codec.encode(x, effort=effort)
     t1, cpu = time.perf_counter(), time.process_time() - c0
     fit = codec.last_fit
+    x_hat = codec.decode(data)
+    t2 = time.perf_counter()
     without = None
     if fit["arm_refit_bits"] > 0:
         without = encode_without_arm_refit(codec, x, before_refit[0], effort)
-    x_hat = codec.decode(data)
-    t2 = time.perf_counter()
     row = rd.rd_row(name, x, data, x_hat, t1 - t0, t2 - t1)
     predicted = fit["predicted_latent_bits"] / 8
     row.update(
