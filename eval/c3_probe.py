@@ -150,8 +150,8 @@ def main() -> None:
     overrides = json.loads(args.sched)
     schedule = c3_fit.Schedule
 
-    def patched(iterations: int) -> c3_fit.Schedule:  # the codec builds its schedule from the effort
-        return dataclasses.replace(schedule(iterations), **overrides)
+    def patched(iterations: int, **kw) -> c3_fit.Schedule:  # the codec builds its schedule from the effort
+        return dataclasses.replace(schedule(iterations, **kw), **overrides)
 
     c3_fit.Schedule = patched
     codec = c3.C3Codec(quality=args.quality or 1, **json.loads(args.arch))

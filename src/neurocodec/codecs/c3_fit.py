@@ -107,6 +107,12 @@ class Schedule:
     check: int = 100  # every so many steps, keep the parameters if their coded loss is the best yet
     refine: float | None = None  # share of the parameters refine_parameters tries; None: refine_share()
     arm_refit: int | None = None  # steps of refit_arm; None: arm_refit_steps()
+    # Cool-chic 5's recipe, for probes (eval/c3_probe.py --sched): Gaussian noise of these standard
+    # deviations instead of Kumaraswamy noise (main phase, annealed; warm-up, fixed), latents
+    # held in the hard phase
+    gaussian: tuple[float, float] | None = None
+    warmup_gaussian: float | None = None
+    freeze_latents_hard: bool = False
 
     def refine_share(self) -> float:
         """The share of each tensor's parameters :func:`refine_parameters` tries: ``refine``, or by
@@ -177,6 +183,21 @@ def _soft(temperature: float, a: float) -> Callable[[Tensor], Tensor]:
     return lambda y: soft_round(soft_round(y, temperature) + kumaraswamy_noise(y, a), temperature)
 
 
+def _soft_gaussian(temperature: float, std: float) -> Callable[[Tensor], Tensor]:
+    return lambda y: soft_round(soft_round(y, temperature) + torch.randn_like(y) * std, temperature)
+
+
+def _main_quantizer(schedule: Schedule, progress: float) -> Callable[[Tensor], Tensor]:
+    """The main phase's soft quantizer ``progress`` (0 to 1) through it: temperature and noise
+    annealed linearly."""
+    (t0, t1), (a0, a1) = schedule.temperature, schedule.kumaraswamy
+    t = t0 + (t1 - t0) * progress
+    if schedule.gaussian is None:
+        return _soft(t, a0 + (a1 - a0) * progress)
+    g0, g1 = schedule.gaussian
+    return _soft_gaussian(t, g0 + (g1 - g0) * progress)
+
+
 def fit(
     x: Tensor,
     padded_size: tuple[int, int],
@@ -200,8 +221,7 @@ def fit(
     bar = tqdm(total=schedule.iterations, disable=not progress, file=sys.stderr, unit="it", desc="c3 fit")
     key = _fit_key(x, padded_size, lmbda, schedule, arch, seed, target) if checkpoint else ""
     taken = [0]  # steps taken, those before a resume included
-    t0, t1 = schedule.temperature
-    a0, a1 = schedule.kumaraswamy
+    t0, a0 = schedule.temperature[0], schedule.kumaraswamy[0]  # the warm-up's
 
     def new(i: int) -> tuple[ImageModel, torch.optim.Optimizer]:
         torch.manual_seed(seed + i)
@@ -259,7 +279,12 @@ def fit(
             candidate = None
             for i in range(schedule.candidates):
                 model, opt = new(i)
-                losses = [step("warmup", model, opt, _soft(t0, a0)) for _ in range(per_candidate)]
+                warm = (
+                    _soft(t0, a0)
+                    if schedule.warmup_gaussian is None
+                    else _soft_gaussian(t0, schedule.warmup_gaussian)
+                )
+                losses = [step("warmup", model, opt, warm) for _ in range(per_candidate)]
                 score = sum(losses[-max(1, per_candidate // 4) :])
                 if candidate is None or score < candidate[0]:
                     candidate = (score, model, opt)
@@ -276,7 +301,7 @@ def fit(
             progress_ = i / max(1, main - 1)
             for group in opt.param_groups:
                 group["lr"] = group["scale"] * schedule.lr * 0.5 * (1 + math.cos(math.pi * progress_))
-            step("main", model, opt, _soft(t0 + (t1 - t0) * progress_, a0 + (a1 - a0) * progress_))
+            step("main", model, opt, _main_quantizer(schedule, progress_))
             if i < controlled:
                 if (i + 1) % max(1, controlled // target.updates) == 0:
                     lmbda = target.steer(lmbda, model, x)
@@ -296,6 +321,8 @@ def fit(
             group["lr"] = (
                 group["scale"] * schedule.hard_lr * 0.5 * (1 + math.cos(math.pi * i / max(1, hard - 1)))
             )
+        if schedule.freeze_latents_hard:
+            opt.param_groups[0]["lr"] = 0.0  # the latents' group
         step("hard", model, opt, hard_round, coded=True)
         if schedule.check and (i + 1) % schedule.check == 0:
             best.offer(model)
