@@ -28,7 +28,7 @@ from unittest import mock
 
 import torch
 
-from common import KODAK, append_row, baseline_row, read_rows
+from common import KODAK, append_row, baseline_row, override_c3_schedule, read_rows
 from neurocodec import evaluation as rd
 from neurocodec.codecs import c3, c3_fit
 from neurocodec.evaluation import baselines
@@ -186,6 +186,9 @@ def main() -> None:
         "--arch", default="{}", help="c3 architecture overrides (JSON), e.g. '{\"synthesis_width\": 32}'"
     )
     p.add_argument(
+        "--sched", default="{}", help="c3_fit.Schedule overrides (JSON), e.g. '{\"latent_lr\": 16}'"
+    )
+    p.add_argument(
         "--same-points-as",
         type=Path,
         help="summarize only the c3 (quality, image) points that this other rows file has (e.g. to "
@@ -205,7 +208,8 @@ def main() -> None:
     )
     args = p.parse_args()
     torch.set_num_threads(1)
-    arch = json.loads(args.arch)
+    arch, sched = json.loads(args.arch), json.loads(args.sched)
+    override_c3_schedule(sched)
     rows = read_rows(args.rows)
     if not args.summary:
         done = {(r["codec"], r["setting"], r["file"]) for r in rows}
@@ -235,6 +239,8 @@ def main() -> None:
             )
             if codec == "c3" and arch:
                 row.update(arch=arch)
+            if codec == "c3" and sched:
+                row.update(sched=sched)
             append_row(args.rows, row)
             rows.append(row)
             print(
@@ -252,6 +258,7 @@ def main() -> None:
         crop=args.crop,
         effort=args.effort,
         arch=arch,
+        sched=sched,
         threads=1,
         without_arm_refit=args.without_arm_refit,
         cpu=rd.cpu_model(),

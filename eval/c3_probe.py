@@ -29,14 +29,13 @@ prints the rows of each TAG against the BASE_TAG row of the same image and point
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import time
 
 import torch
 
-from common import EVAL, KODAK, git_commit
+from common import EVAL, KODAK, git_commit, override_c3_schedule
 from neurocodec.codecs import c3, c3_fit
 from neurocodec.io.image import read_image
 
@@ -147,13 +146,7 @@ def main() -> None:
     if args.crop != "full":
         top, left = ((x.shape[1] - 256) // 2, (x.shape[2] - 256) // 2) if args.crop == "centre" else (0, 0)
         x = x[:, top : top + 256, left : left + 256].contiguous()
-    overrides = json.loads(args.sched)
-    schedule = c3_fit.Schedule
-
-    def patched(iterations: int, **kw) -> c3_fit.Schedule:  # the codec builds its schedule from the effort
-        return dataclasses.replace(schedule(iterations, **kw), **overrides)
-
-    c3_fit.Schedule = patched
+    override_c3_schedule(json.loads(args.sched))
     codec = c3.C3Codec(quality=args.quality or 1, **json.loads(args.arch))
     if not args.quality:
         codec.lmbda = 1 / (args.cc * 255**2)

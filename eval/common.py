@@ -234,3 +234,20 @@ def fitting_piece(
     if medium == "video":
         return f"{name}[:{frames},:{crop},:{crop}]", x[:, :frames, :crop, :crop].contiguous()
     return f"{name}[:{crop},:{crop}]", x[:, :crop, :crop].contiguous()
+
+
+def override_c3_schedule(overrides: dict) -> None:
+    """Every c3 fit of this process with its ``c3_fit.Schedule`` fields replaced by ``overrides``
+    (the codec builds its schedule from the effort; a probe of a fitting recipe changes it here)."""
+    import dataclasses
+
+    from neurocodec.codecs import c3_fit
+
+    if not overrides:
+        return
+    schedule = c3_fit.Schedule
+
+    def overridden(iterations: int, **kw) -> c3_fit.Schedule:
+        return dataclasses.replace(schedule(iterations, **kw), **overrides)
+
+    c3_fit.Schedule = overridden

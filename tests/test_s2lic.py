@@ -268,7 +268,10 @@ def test_integer_prior_ignores_float_noise(codec):
 
 
 @pytest.mark.parametrize(("h", "w"), [(128, 96), (37, 53)])
-def test_roundtrip_through_the_file_is_exact_on_one_and_two_threads(codec, h, w):
+def test_roundtrip_through_the_file_on_one_and_two_threads(codec, h, w):
+    """The file, and the latent the decoder reads from it, are exact on 1 and 2 threads; the pixels
+    the float synthesis makes of that latent agree to float rounding (the module docstring's
+    promise: in CI, on an AMD EPYC, 2 threads changed their last bits; on an Intel Xeon they did not)."""
     x = kodak_crop(h, w)
     data = codec.encode(x)
     header, sections = container.unpack(data)
@@ -276,13 +279,6 @@ def test_roundtrip_through_the_file_is_exact_on_one_and_two_threads(codec, h, w)
     assert set(sections) == {"z", "y"}
     x_hat = codec.decode(data)
     assert x_hat.shape == (3, h, w)
-    torch.set_num_threads(2)
-    try:
-        assert codec.encode(x) == data
-        assert torch.equal(codec.decode(data), x_hat)
-    finally:
-        torch.set_num_threads(1)
-    # the decoded latent is exactly the encoder's quantized latent (float64 training path)
     m = codec.model
     lc = m.latent_codec
     padded = torch.nn.functional.pad(x[None], (0, (-w) % 64, 0, (-h) % 64), mode="replicate")
@@ -292,13 +288,24 @@ def test_roundtrip_through_the_file_is_exact_on_one_and_two_threads(codec, h, w)
         encoder_side = lc.schedule.likelihoods(
             y.to(torch.float64), lc.context_model, hyper, lc.gaussian_conditional, "ste"
         ).y_hat
-    z_hat = lc.entropy_bottleneck.decompress(sections["z"], (1, m.N, *blocks((h, w), m.downsampling)))
-    decoder_hyper, _ = lc.coding_hyper(z_hat)
-    assert torch.equal(decoder_hyper, hyper)
-    decoded = lc.schedule.decompress_streams(
-        [sections["y"]], lc.context_model, decoder_hyper, lc.gaussian_conditional, tuple(y.shape[2:])
-    )
-    assert torch.equal(decoded, encoder_side)
+
+    def decoded_latent() -> torch.Tensor:
+        z_hat = lc.entropy_bottleneck.decompress(sections["z"], (1, m.N, *blocks((h, w), m.downsampling)))
+        decoder_hyper, _ = lc.coding_hyper(z_hat)
+        assert torch.equal(decoder_hyper, hyper)
+        return lc.schedule.decompress_streams(
+            [sections["y"]], lc.context_model, decoder_hyper, lc.gaussian_conditional, tuple(y.shape[2:])
+        )
+
+    # the decoded latent is exactly the encoder's quantized latent (float64 training path)
+    assert torch.equal(decoded_latent(), encoder_side)
+    torch.set_num_threads(2)
+    try:
+        assert codec.encode(x) == data
+        assert torch.equal(decoded_latent(), encoder_side)
+        torch.testing.assert_close(codec.decode(data), x_hat, rtol=0, atol=1e-4)
+    finally:
+        torch.set_num_threads(1)
 
 
 def test_damaged_files_raise_the_projects_errors(codec):

@@ -423,12 +423,12 @@ def audio_versions() -> dict[str, str]:
     import soundfile
 
     mp3 = _encode_mp3(torch.zeros(2, 4800), 48000, 128)
-    lame = mp3.find(b"LAME")
+    lame = re.search(rb"LAME\d+\.\d+", mp3)  # the version tag: LAME3.100, LAME4.1
     return {
         "pyav": av.__version__,
         "ffmpeg": av.ffmpeg_version_info,
         "libopus": _libopus_version(),
-        "lame": mp3[lame : lame + 9].decode(errors="replace") if lame >= 0 else "LAME (version unknown)",
+        "lame": lame.group().decode() if lame else "LAME (version unknown)",
         "libsndfile": soundfile.__libsndfile_version__,
     }
 
