@@ -35,8 +35,25 @@ def bench(tree: Path, codecs: list[str], data: Path, reps: int, out: Path) -> di
     if tree != ROOT:  # the base's sources first, past the editable install's redirect to ROOT
         env["PYTHONPATH"] = str(tree / "src")
         code = f"{SHIM}; {code}"
-    cmd = [sys.executable, "-c", code, "bench", *codecs, "--data", str(data), "--limit", "4",
-           "--threads", "1", "--reps", str(reps), "--json", str(out), "-f", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-c",
+        code,
+        "bench",
+        *codecs,
+        "--data",
+        str(data),
+        "--limit",
+        "4",
+        "--threads",
+        "1",
+        "--reps",
+        str(reps),
+        "--json",
+        str(out),
+        "-f",
+        "--quiet",
+    ]
     subprocess.run(cmd, env=env, check=True, cwd=tree)
     report = json.loads(out.read_text(encoding="utf-8"))
     return {f"{row['codec']} q{row['quality']}": row for row in report["summary"]}
@@ -55,10 +72,19 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"base": [], "new": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            for name in (("base", "new") if r % 2 == 0 else ("new", "base")):
-                runs[name].append(bench(trees[name], args.codecs.split(","), args.data, args.reps, Path(tmp) / f"{name}{r}.json"))
-    base_commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=trees["base"], capture_output=True,
-                                 text=True, check=True).stdout.strip()
+            for name in ("base", "new") if r % 2 == 0 else ("new", "base"):
+                runs[name].append(
+                    bench(
+                        trees[name],
+                        args.codecs.split(","),
+                        args.data,
+                        args.reps,
+                        Path(tmp) / f"{name}{r}.json",
+                    )
+                )
+    base_commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=trees["base"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     rows = {}
     for key in runs["base"][0]:
         row = {}
@@ -71,10 +97,16 @@ def main() -> None:
         print(f"{key:18s} encode {row['encode_ms']['ratio']:.3f}x  decode {row['decode_ms']['ratio']:.3f}x")
     ratios = [row[w]["ratio"] for row in rows.values() for w in ("encode_ms", "decode_ms")]
     result = {
-        "command": command(), "machine": machine(),
-        "base_commit": base_commit, "new_commit": git_commit(), "rounds": args.rounds, "reps": args.reps,
-        "threads": 1, "rows": rows,
-        "geometric_mean_ratio": statistics.geometric_mean(ratios), "worst_ratio": max(ratios),
+        "command": command(),
+        "machine": machine(),
+        "base_commit": base_commit,
+        "new_commit": git_commit(),
+        "rounds": args.rounds,
+        "reps": args.reps,
+        "threads": 1,
+        "rows": rows,
+        "geometric_mean_ratio": statistics.geometric_mean(ratios),
+        "worst_ratio": max(ratios),
     }
     write_json(args.json, result)
     print(f"geometric mean new/base {result['geometric_mean_ratio']:.3f}, worst {result['worst_ratio']:.3f}")

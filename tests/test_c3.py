@@ -618,10 +618,10 @@ def test_start_lambda_interpolates_the_measured_rates() -> None:
 
 
 def test_a_rate_target_steers_lambda_to_it() -> None:
-    """Started at a lambda whose fit codes about 3x the wanted rate of latents, the steered fit
-    lands near the target. (On this 64x64 image 300 iterations code no less than about a third
-    of the free rate with the 32-wide synthesis: a target of a quarter stays out of reach however
-    low lambda goes, and one of a half is undershot by a third, the rate falling on after lambda stops.)"""
+    """Started at a lambda whose fit codes 1.5x the wanted rate of latents, the steered fit lands
+    near the target. (On this 64x64 image 300 iterations of Cool-chic's recipe code no less than
+    about 63 % of the free rate however low lambda goes: a target of half the free rate ends 1.26x
+    above it; with C3's recipe, latents at 4x the learning rate, a third was reachable.)"""
     x = image(64, 64)[None]
     schedule = c3_fit.Schedule(300, candidates=1)
 
@@ -631,13 +631,12 @@ def test_a_rate_target_steers_lambda_to_it() -> None:
 
     start = 0.05
     free = coded_bpp(c3_fit.fit(x, (64, 64), start, schedule, dict(c3.ARCH)))
-    target = c3_fit.RateTarget(free / 3, network_bytes=0)
+    target = c3_fit.RateTarget(free / 1.5, network_bytes=0)
     steered = c3_fit.fit(x, (64, 64), start, schedule, dict(c3.ARCH), target=target)
     assert target.lmbda < start
-    # within a factor 1.5 of the target, from 3x: on an AMD EPYC of these machines 300 steps land
-    # 1.34x above it (0.437 -> 0.195 bpp for 0.146), just outside the 1.3x this test first allowed
+    # within a factor 1.25 of the target, from 1.5x (0.95x on an Intel Xeon of these machines)
     ratio = coded_bpp(steered) / target.bpp
-    assert 1 / 1.5 < ratio < 1.5, (free, coded_bpp(steered))
+    assert 1 / 1.25 < ratio < 1.25, (free, coded_bpp(steered))
 
 
 def test_cli_bpp_is_checked(tmp_path: Path, capsys, shipped) -> None:

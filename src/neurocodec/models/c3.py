@@ -1,7 +1,7 @@
 """Networks of the overfitted ``c3`` image codec (C3 / Cool-chic class): fitted to one image each.
 
 - :data:`GRIDS` latent grids of one channel at 1/1 ... 1/64 of the padded image, integers once
-  quantized (:func:`soft_round`, :func:`kumaraswamy_noise` in training).
+  quantized (:func:`soft_round` and Gaussian or :func:`kumaraswamy_noise` noise in training).
 - :class:`Upsampler`: coarse -> fine, each 2x step a learned separable symmetric 8-tap filter
   (initialized bicubic), the finer grid concatenated after each step: 7 channels at full size.
 - :class:`Synthesis`: 1x1 conv to ``width``, ReLU, 1x1 to 3, then a residual 3x3 conv.
