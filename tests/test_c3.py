@@ -473,13 +473,14 @@ def test_fit_ends_on_its_best_checked_parameters() -> None:
     assert final == pytest.approx(min(checked), rel=1e-6)
 
 
-@pytest.mark.parametrize("freeze", [False, True])
-def test_cool_chic_recipe_gaussian_noise_and_held_latents(freeze: bool) -> None:
-    """The schedule's Cool-chic options: Gaussian noise fits, and ``freeze_latents_hard`` holds the
-    latents through the hard phase while the networks still move (without it both move)."""
+@pytest.mark.parametrize(("freeze", "gaussian"), [(False, (0.22, 0.15)), (True, (0.22, 0.15)), (True, None)])
+def test_noise_and_held_latents(freeze: bool, gaussian) -> None:
+    """The fit runs with Gaussian noise (Cool-chic's, the default) or Kumaraswamy noise (C3's,
+    ``gaussian=None``), and ``freeze_latents_hard`` holds the latents through the hard phase while
+    the networks still move (without it both move)."""
     x = image()[None]
     schedule = c3_fit.Schedule(
-        40, candidates=2, warmup=0.2, hard=0.5, hard_lr=1e-2, gaussian=(0.22, 0.15), warmup_gaussian=0.19,
+        40, candidates=2, warmup=0.2, hard=0.5, hard_lr=1e-2, gaussian=gaussian, warmup_gaussian=0.19,
         freeze_latents_hard=freeze,
     )  # fmt: skip
     seen: list[tuple[list[torch.Tensor], torch.Tensor]] = []

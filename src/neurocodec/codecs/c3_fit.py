@@ -438,9 +438,9 @@ class RateTarget:
         return lmbda * (wanted / max(coded, 1e-4)) ** self.gain
 
 
-# (lambda, mean bpp of c3's fast preset on kodim01-04, eval/c3_kodak_full.json): where a target
+# (lambda, mean bpp of c3's fast preset on kodim01-04, eval/c3_kodak_recipe.json): where a target
 # rate starts from
-LAMBDA_BPP = ((0.0018, 0.0927), (0.0040, 0.180), (0.0087, 0.333), (0.0424, 0.800))
+LAMBDA_BPP = ((0.0018, 0.1035), (0.0040, 0.1966), (0.0087, 0.3339), (0.0424, 0.824))
 
 
 def start_lambda(bpp: float) -> float:
