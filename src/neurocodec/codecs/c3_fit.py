@@ -16,8 +16,7 @@ Cool-chic 5's recipe. Against C3's (Kumaraswamy noise, 0.3 -> 0.1, 8 % hard phas
 it moved the fast preset on kodim01-04 whole from +12.7 % to -0.8 % BD-rate against AVIF
 (``eval/c3_kodak_recipe.json`` against ``eval/c3_kodak_full.json``, whose rows predate the ARM
 refit and the tables' pricing of tails: by the files without the refit, -0.8 % too); the 16x rate
-is most of it
-(``eval/c3_probe.jsonl``, tags ``lat16-*``, ``ccrecipe-*``, ``pf0-*``).
+is most of it (``eval/c3_probe.jsonl``, tags ``lat16-*``, ``ccrecipe-*``, ``pf0-*``).
 
 Every ``check`` steps of phases 2 and 3 the coded loss is measured, and each phase ends on its
 best parameters (:class:`BestModel`, as Cool-chic does): without it, the hard phase of a
@@ -194,6 +193,14 @@ def _soft_gaussian(temperature: float, std: float) -> Callable[[Tensor], Tensor]
     return lambda y: soft_round(soft_round(y, temperature) + torch.randn_like(y) * std, temperature)
 
 
+def _warmup_quantizer(schedule: Schedule) -> Callable[[Tensor], Tensor]:
+    """The warm-up's soft quantizer: the starting temperature, fixed noise."""
+    t0, a0 = schedule.temperature[0], schedule.kumaraswamy[0]
+    if schedule.gaussian is None:
+        return _soft(t0, a0)
+    return _soft_gaussian(t0, schedule.warmup_gaussian)
+
+
 def _main_quantizer(schedule: Schedule, progress: float) -> Callable[[Tensor], Tensor]:
     """The main phase's soft quantizer ``progress`` (0 to 1) through it: temperature and noise
     annealed linearly."""
@@ -228,7 +235,6 @@ def fit(
     bar = tqdm(total=schedule.iterations, disable=not progress, file=sys.stderr, unit="it", desc="c3 fit")
     key = _fit_key(x, padded_size, lmbda, schedule, arch, seed, target) if checkpoint else ""
     taken = [0]  # steps taken, those before a resume included
-    t0, a0 = schedule.temperature[0], schedule.kumaraswamy[0]  # the warm-up's
 
     def new(i: int) -> tuple[ImageModel, torch.optim.Optimizer]:
         torch.manual_seed(seed + i)
@@ -286,11 +292,7 @@ def fit(
             candidate = None
             for i in range(schedule.candidates):
                 model, opt = new(i)
-                warm = (
-                    _soft(t0, a0)
-                    if schedule.gaussian is None
-                    else _soft_gaussian(t0, schedule.warmup_gaussian)
-                )
+                warm = _warmup_quantizer(schedule)
                 losses = [step("warmup", model, opt, warm) for _ in range(per_candidate)]
                 score = sum(losses[-max(1, per_candidate // 4) :])
                 if candidate is None or score < candidate[0]:
