@@ -324,19 +324,20 @@ def fit(
         save(phase, done)
     if target is not None:
         target.lmbda = lmbda
-    # hard phase: straight-through rounding, a low learning rate on a cosine to 0
+    # hard phase: straight-through rounding, a low learning rate on a cosine to 0; held latents
+    # take no gradient (the backward pass skips them and the upsampling's input side)
+    model.latents.requires_grad_(not schedule.freeze_latents_hard)
     for i in range(done, hard):
         for group in opt.param_groups:
             group["lr"] = (
                 group["scale"] * schedule.hard_lr * 0.5 * (1 + math.cos(math.pi * i / max(1, hard - 1)))
             )
-        if schedule.freeze_latents_hard:
-            opt.param_groups[0]["lr"] = 0.0  # the latents' group
         step("hard", model, opt, hard_round, coded=True)
         if schedule.check and (i + 1) % schedule.check == 0:
             best.offer(model)
         if (i + 1) % checkpoint_every == 0 and i + 1 < hard:
             save("hard", i + 1)
+    model.latents.requires_grad_(True)
     best.restore(model)
     bar.close()
     if checkpoint:
