@@ -35,7 +35,7 @@ import time
 
 import torch
 
-from common import EVAL, KODAK, git_commit, override_c3_schedule
+from common import EVAL, KODAK, git_commit, override_c3_schedule, read_rows
 from neurocodec.codecs import c3, c3_fit
 from neurocodec.io.image import read_image
 
@@ -101,16 +101,25 @@ def rd_cost(row: dict, lmbda: float | None = None) -> float:
 
 def compare(base: str, tags: list[str]) -> None:
     """Each row tagged in ``tags`` against the latest ``base`` row of the same image, quality and
-    iterations in ``eval/c3_probe.jsonl``: R-D cost change, rate change, dB."""
+    iterations in ``eval/c3_probe.jsonl``: R-D cost change, rate change, dB. A ``base`` ending in
+    ``.jsonl`` is instead a rows file of ``eval/c3_kodak.py``, whose c3 rows of whole images are
+    the bases (a probe at ``--quality Q --it N --crop full`` against a preset's run)."""
     rows = [json.loads(line) for line in (EVAL / "c3_probe.jsonl").open()]
     point = lambda r: (r["img"], r.get("quality"), r.get("cc"), r["it"], r.get("crop_at"))  # noqa: E731
-    bases = {point(r): r for r in rows if r["tag"] == base}
+    if base.endswith(".jsonl"):
+        bases = {
+            (r["file"], r["setting"], None, r["effort"], "full"): r
+            for r in read_rows(base)
+            if r["codec"] == "c3" and not r["crop"]
+        }
+    else:
+        bases = {point(r): r for r in rows if r["tag"] == base}
     for r in rows:
         b = bases.get(point(r))
         if r["tag"] in tags and b is not None:
             print(
                 f"{r['tag']} {r['img']}: {r['bpp']:.4f} bpp {r['psnr']:.3f} dB; against {base}: "
-                f"R-D cost {100 * (rd_cost(r) / rd_cost(b) - 1):+.1f} %, bpp {100 * (r['bpp'] / b['bpp'] - 1):+.1f} %, "
+                f"R-D cost {100 * (rd_cost(r) / rd_cost(b, r['lambda']) - 1):+.1f} %, bpp {100 * (r['bpp'] / b['bpp'] - 1):+.1f} %, "
                 f"{r['psnr'] - b['psnr']:+.3f} dB"
             )
 
