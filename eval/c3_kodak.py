@@ -28,7 +28,7 @@ from unittest import mock
 
 import torch
 
-from common import KODAK, append_row, baseline_row, override_c3_schedule, read_rows
+from common import KODAK, append_row, baseline_row, complete_curve, override_c3_schedule, read_rows
 from neurocodec import evaluation as rd
 from neurocodec.codecs import c3, c3_fit
 from neurocodec.evaluation import baselines
@@ -128,13 +128,7 @@ def summarize(rows: list[dict]) -> dict:
     files = sorted({r["file"] for r in rows if r["codec"] == "c3"})
     curves, points = {}, {}
     for name, rs in by_codec.items():
-        grouped: dict[object, list[dict]] = {}
-        for r in rs:
-            grouped.setdefault(r["setting"], []).append(r)
-        complete = {
-            s: g for s, g in grouped.items() if sorted(r["file"] for r in g) == files
-        }  # same files only
-        curve = rd.mean_curve(complete)
+        curve = complete_curve(rs, files)  # same files only
         curves[name] = curve
         points[name] = rd.curve_points(curve)
     tests = [n for n in ("c3", "mlic") if len(points.get(n, [])) >= 2]

@@ -251,3 +251,15 @@ def override_c3_schedule(overrides: dict) -> None:
         return dataclasses.replace(schedule(iterations, **kw), **overrides)
 
     c3_fit.Schedule = overridden
+
+
+def complete_curve(rows: list[dict], files: list[str]) -> list[dict]:
+    """The :func:`neurocodec.evaluation.rows.mean_curve` of ``rows`` (one codec's) over the settings
+    measured on every one of ``files`` (and only on them)."""
+    from neurocodec.evaluation import mean_curve
+
+    grouped: dict[object, list[dict]] = {}
+    for r in rows:
+        if r["file"] in files:
+            grouped.setdefault(r["setting"], []).append(r)
+    return mean_curve({s: g for s, g in grouped.items() if sorted(r["file"] for r in g) == files})

@@ -26,7 +26,7 @@ import math
 import sys
 from pathlib import Path
 
-from common import read_rows
+from common import complete_curve, read_rows
 from neurocodec import evaluation as rd
 
 SOURCE = "Orange-OpenSource/Cool-Chic a6fe38a results/v5.0/image-kodak.tsv (hop, 10k iterations)"
@@ -71,15 +71,6 @@ def coolchic_rows() -> list[dict]:
         for name, points in COOLCHIC_50.items()
         for lmbda, bpp, psnr in points
     ]
-
-
-def complete_curve(rows: list[dict], files: list[str]) -> list[dict]:
-    """The mean curve over the settings measured on every one of ``files``."""
-    grouped: dict[object, list[dict]] = {}
-    for r in rows:
-        if r["file"] in files:
-            grouped.setdefault(r["setting"], []).append(r)
-    return rd.mean_curve({s: g for s, g in grouped.items() if sorted(r["file"] for r in g) == files})
 
 
 def lowest_cost(name: str, lmbda: float, steps: int = 1000) -> tuple[float, float, float]:

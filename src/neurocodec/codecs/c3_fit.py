@@ -325,7 +325,7 @@ def fit(
     if target is not None:
         target.lmbda = lmbda
     # hard phase: straight-through rounding, a low learning rate on a cosine to 0; held latents
-    # take no gradient (the backward pass skips them and the upsampling's input side)
+    # take no gradient (the backward pass skips them)
     model.latents.requires_grad_(not schedule.freeze_latents_hard)
     for i in range(done, hard):
         for group in opt.param_groups:
