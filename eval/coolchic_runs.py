@@ -60,6 +60,30 @@ def parse(workdir: Path, args: argparse.Namespace, cpu_s: float | None) -> dict:
     }  # fmt: skip
 
 
+def table(tags: list[str], lmbda: float) -> None:
+    """Cool-chic and c3 crop rows side by side: bpp, the latents' and networks' bpp, PSNR, the cost
+    ``1000 (MSE + lmbda bpp)`` and ``whole``, the same with the networks' bits divided by 6 (a
+    Kodak image has six times a 256x256 crop's pixels and about the same networks): on a crop the
+    networks weigh six times what they do on the image, which hides what a larger decoder buys."""
+    rows = {r["tag"]: r for path in (ROWS, EVAL / "c3_probe.jsonl") for r in read_rows(path)}
+    for tag in tags:
+        r = rows[tag]
+        if "coolchic" in r:
+            latents, networks = r["latent_bpp_estimated"], r["nn_bpp_estimated"]
+        else:
+            pixels = 256 * 256 if r["crop"] else None
+            if pixels is None:
+                raise SystemExit(f"{tag}: not a crop row")
+            latents, networks = 8 * r["latent_bytes"] / pixels, 8 * r["network_bytes"] / pixels
+        mse = 10 ** (-r["psnr"] / 10)
+        cost, whole = 1000 * (mse + lmbda * r["bpp"]), 1000 * (mse + lmbda * (latents + networks / 6))
+        cpu = r.get("cpu_s") or r.get("enc_cpu_s") or 0
+        print(
+            f"{tag:28s} {r['bpp']:.4f} bpp (latents {latents:.4f}, networks {networks:.4f}) {r['psnr']:.3f} dB"
+            f"  cost {cost:.4f}  whole {whole:.4f}  {cpu:.0f} CPU-s"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--coolchic", type=Path, help="a Cool-chic checkout")
@@ -68,7 +92,7 @@ def main() -> None:
     p.add_argument("--parse", type=Path, help="record this finished workdir instead of running")
     p.add_argument("--tag", help="the row's name (needed unless --score-c3)")
     p.add_argument("--img", default="kodim01")
-    p.add_argument("--crop", choices=("topleft", "full"), default="topleft")
+    p.add_argument("--crop", choices=("topleft", "centre", "full"), default="topleft")
     p.add_argument("--lmbda", type=float, default=0.004)
     p.add_argument("--n-itr", type=int, default=2000)
     p.add_argument("--cfg", default="lop")
@@ -76,8 +100,15 @@ def main() -> None:
         "--score-c3", type=Path, nargs="+", metavar="ROWS",
         help="no run: the cost at --lmbda of each c3 row of --img in these rows files (eval/c3_kodak.py's)",
     )  # fmt: skip
+    p.add_argument(
+        "--table", nargs="+", metavar="TAG",
+        help="no run: these rows of this file and of eval/c3_probe.jsonl (crops, one --lmbda) with their "
+        "cost and their cost projected to a whole Kodak image (networks' bits / 6)",
+    )  # fmt: skip
     p.add_argument("extra", nargs="*", help="after --: more cc_encode.py arguments")
     args = p.parse_args()
+    if args.table:
+        return table(args.table, args.lmbda)
     if args.score_c3:
         for path in args.score_c3:
             for r in read_rows(path):
@@ -100,8 +131,12 @@ def main() -> None:
             p.error("--coolchic (or --parse) is needed")
         work = Path(tempfile.mkdtemp(prefix=f"coolchic-{args.tag}-"))
         image = KODAK / f"{args.img}.png"
-        if args.crop == "topleft":  # the crop eval/c3_probe.py fits
-            Image.open(image).crop((0, 0, 256, 256)).save(work / f"{args.img}-crop.png")
+        if args.crop != "full":  # the crops eval/c3_probe.py fits
+            picture = Image.open(image)
+            left, top = (
+                ((picture.width - 256) // 2, (picture.height - 256) // 2) if args.crop == "centre" else (0, 0)
+            )
+            picture.crop((left, top, left + 256, top + 256)).save(work / f"{args.img}-crop.png")
             image = work / f"{args.img}-crop.png"
         cmd = [
             sys.executable, "cc_encode.py", "-i", str(image), "-o", str(work / "out.bin"),
