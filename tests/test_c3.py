@@ -158,7 +158,13 @@ def _int64_reference(
     return torch.tensor(wholes), torch.tensor(indexes)
 
 
-ARCHS = [{}, {"arm_hidden": 16}, {"arm_coarse_kernel": 5}, {"arm_kernel": 7, "arm_hidden": 12}]
+ARCHS = [
+    {},
+    {"arm_hidden": 16},
+    {"arm_coarse_kernel": 5},
+    {"arm_kernel": 7, "arm_hidden": 12},
+    {"arm_kernel": 7, "arm_hidden": 24, "synthesis_width": 48},  # the native ARM's 24-wide path
+]
 
 
 @pytest.mark.parametrize("arch", ARCHS)

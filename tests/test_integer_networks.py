@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from neurocodec.models import integer
 from neurocodec.models.hyperprior import Z_BOUND, HyperSynthesis
 from neurocodec.models.integer import (
     MAX_GEMM_DEPTH,
@@ -170,11 +171,16 @@ def test_int8_path_matches_reference_for_activations(cls, k, stride, weights):
 @pytest.mark.parametrize(("cls", "k", "stride"), [layout for layout in LAYOUTS if layout[1] != 4])
 @pytest.mark.parametrize("sign", [1, -1])
 @pytest.mark.parametrize("fits", [True, False])
-def test_one_digit_weights_accumulate_in_int32_only_where_it_cannot_overflow(cls, k, stride, sign, fits):
+def test_one_digit_weights_accumulate_in_int32_only_where_it_cannot_overflow(
+    cls, k, stride, sign, fits, monkeypatch
+):
     """Weights of one int8 digit (``|W| <= 127``) with QReLU inputs: the deepest phase's constant
     ``128 * sum(W) + B`` is put 1024 inside (int32 path) or outside (int64 path) the bound that
     keeps every int32 sum exact, and the largest accumulators are reached. A transposed layer's
-    shallower phases stay inside it, so its plan mixes both paths."""
+    shallower phases stay inside it, so its plan mixes both paths. The int8 GEMMs run on any CPU
+    here (without AVX-512 VNNI torch's is a slow scalar loop, which forward_integer would avoid),
+    so that the int32 path is tested on every machine."""
+    monkeypatch.setattr(integer, "fast_int8_matmul", lambda device: True)
     layer = cls(16, 8, k, stride, weight_bits=8, act_bits=None)
     with torch.no_grad():
         layer.weight.fill_(sign * 127 / 2**layer.weight_frac)
@@ -292,9 +298,11 @@ def test_int8_plan_follows_weight_updates():
     assert torch.equal(layer.forward_integer(x).double(), layer(x.double()))
 
 
-def test_int8_plan_of_inference_mode_parameters():
+def test_int8_plan_of_inference_mode_parameters(monkeypatch):
     """Parameters created under inference_mode have no version counter: the plan is still cached,
-    and load_state_dict still replaces it."""
+    and load_state_dict still replaces it (the int8 path forced, as a CPU without AVX-512 VNNI
+    would not take it)."""
+    monkeypatch.setattr(integer, "fast_int8_matmul", lambda device: True)
     x = torch.randint(0, 256, (1, 8, 6, 6))
     with torch.inference_mode():
         layer = random_layer(IntegerConv2d, 3, cin=8, cout=8, k=3, stride=1)

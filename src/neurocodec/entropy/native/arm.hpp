@@ -99,6 +99,7 @@ void mlp(const Arm& arm, const int64_t* w1t, const int64_t* w2t, const int64_t* 
   for (int o = 0; o < h; ++o) a[o] = arm.b1[size_t(o)];
   for (int i = 0; i < n_in; ++i) {
     const int64_t x = in[i];
+    if (x == 0) continue;  // most latents are zero: their columns add nothing
     const int64_t* col = w1t + size_t(i) * size_t(h);
     for (int o = 0; o < h; ++o) a[o] += col[o] * x;
   }
@@ -106,6 +107,7 @@ void mlp(const Arm& arm, const int64_t* w1t, const int64_t* w2t, const int64_t* 
   for (int o = 0; o < h; ++o) b[o] = arm.b2[size_t(o)];
   for (int i = 0; i < h; ++i) {
     const int64_t x = a[i];
+    if (x == 0) continue;  // a ReLU's zeros, likewise
     const int64_t* col = w2t + size_t(i) * size_t(h);
     for (int o = 0; o < h; ++o) b[o] += col[o] * x;
   }
@@ -140,6 +142,7 @@ class Predictor {
     switch (a.hidden) {  // the widths c3 uses (neurocodec.codecs.c3.ARCH, RICH_ARCH)
       case 8: mlp<8>(a, w1, w2, w3, in_.data(), out, scratch_.data()); break;
       case 16: mlp<16>(a, w1, w2, w3, in_.data(), out, scratch_.data()); break;
+      case 24: mlp<24>(a, w1, w2, w3, in_.data(), out, scratch_.data()); break;
       default: mlp<0>(a, w1, w2, w3, in_.data(), out, scratch_.data());
     }
     const int shift = a.act_bits - a.mean_bits;
