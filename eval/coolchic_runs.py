@@ -71,9 +71,9 @@ def table(tags: list[str], lmbda: float) -> None:
         if "coolchic" in r:
             latents, networks = r["latent_bpp_estimated"], r["nn_bpp_estimated"]
         else:
-            pixels = 256 * 256 if r["crop"] else None
-            if pixels is None:
+            if not r["crop"]:
                 raise SystemExit(f"{tag}: not a crop row")
+            pixels = r["crop"] ** 2  # c3_probe's rows hold the crop's side
             latents, networks = 8 * r["latent_bytes"] / pixels, 8 * r["network_bytes"] / pixels
         mse = 10 ** (-r["psnr"] / 10)
         cost, whole = 1000 * (mse + lmbda * r["bpp"]), 1000 * (mse + lmbda * (latents + networks / 6))
